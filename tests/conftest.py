@@ -1,0 +1,16 @@
+"""Shared test fixtures: the real metadata folder (when present) and the repository root."""
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """../shared/data with the real CREMA-D metadata and EMO-SUPERB folds; skip only if absent."""
+    if not (SHARED_DATA / "emo-superb" / "CREMA-D" / "Primary" / "labels_consensus_1.csv").is_file():
+        pytest.skip("../shared/data (real CREMA-D metadata) is absent")
+    return SHARED_DATA
