@@ -108,6 +108,9 @@ def validate(params: dict) -> None:
     _check(isinstance(sweep, list) and len(sweep) > 0 and all(_is_int(k) and k >= 2 for k in sweep)
            and len(set(sweep)) == len(sweep), "idi.k_sweep", sweep,
            "a non-empty list of distinct integers >= 2")
+    # Table 1's k-means rows are the sweep's runs at idi.k, so nothing is trained twice.
+    _check(g("idi.k") in sweep, "idi.k", g("idi.k"),
+           f"one of idi.k_sweep {sweep} (Table 1's k-means rows reuse the sweep's runs; add it there too)")
     _check(_is_int(g("train.epochs")) and g("train.epochs") >= 1, "train.epochs", g("train.epochs"),
            "an integer >= 1")
     _check(_is_int(g("train.batch_size")) and g("train.batch_size") >= 1, "train.batch_size",
@@ -147,5 +150,5 @@ def load(path: str | Path = "params.yaml") -> dict:
 
 
 def table1_and_sweep_ks(params: dict) -> list[int]:
-    """Every k the groups stage must cluster with: Table 1's k and the sweep's."""
-    return sorted(set(params["idi"]["k_sweep"]) | {params["idi"]["k"]})
+    """Every k the groups stage must cluster with (validation keeps Table 1's k in the sweep)."""
+    return sorted(params["idi"]["k_sweep"])
