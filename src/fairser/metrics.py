@@ -1,0 +1,181 @@
+"""SER and fairness metrics (../shared/SPEC.md section 5; paper section 4.3).
+
+Every function takes (N, 6) arrays in `constants.EMOTIONS` order and keyword-only arguments, so
+`y_true`, `y_pred` and `groups` cannot be swapped by position.
+
+- Targets: y_k = 1 iff the vote share p_k > 1/6 (strict).
+- Predictions: yhat_k = 1 iff the softmax probability > 1/6 (strict), `binarize`.
+- F1: macro F1 over the 6 classes of the multi-hot targets; ACC: Hamming accuracy.
+- TPR gap (equal opportunity): TPR_{g,k} = P(yhat_k = 1 | y_k = 1, G = g);
+  gap_k = max_g TPR_{g,k} - min_g TPR_{g,k}; TPR_gap = sqrt(mean_k gap_k^2).
+- DP gap (demographic parity): DP(g, k) = |P(yhat_k = 1 | G = g) - P(yhat_k = 1)|;
+  DP_gap = sqrt(mean_k max_g DP(g, k)^2) (our reading of the paper's garbled eq. 4).
+
+Undefined cells, never silently 0:
+- A group takes part only if it has at least one clip; clips whose group is missing (None or
+  NaN, e.g. race "Unknown") are left out of every fairness rate, the overall rate included.
+- TPR_{g,k} is undefined when group g has no positives of class k; that cell is left out of
+  the max and min. A class with fewer than two defined groups is left out of the RMS.
+- DP(g, k) needs at least two groups; the overall rate is over the included clips.
+- When no class remains the gap is NaN.
+
+The gap functions are built on `gaps_from_counts`, which works on per-group counts with any
+leading batch shape, so the speaker bootstrap (fairser.evaluate) reuses the same definition.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from sklearn.metrics import f1_score
+
+from fairser.constants import EMOTIONS, POSITIVE_THRESHOLD
+
+N_CLASSES = len(EMOTIONS)
+
+
+def binarize(scores) -> np.ndarray:
+    """Multi-hot 0/1 array: 1 where the score (a probability or a vote share) exceeds 1/6.
+
+    The same strict threshold turns vote distributions into targets and softmax outputs into
+    predictions (SPEC section 1 and 5; EMO-SUPERB's 1/|Y|).
+    """
+    scores = np.asarray(scores, dtype=float)
+    return (scores > POSITIVE_THRESHOLD).astype(np.int8)
+
+
+def _check_multi_hot(name: str, a) -> np.ndarray:
+    a = np.asarray(a)
+    if a.ndim != 2 or a.shape[1] != N_CLASSES:
+        raise ValueError(f"{name} must have shape (N, {N_CLASSES}); got {a.shape}")
+    if not np.isin(a, (0, 1)).all():
+        raise ValueError(f"{name} must be 0/1 multi-hot; binarize scores first")
+    return a.astype(np.int8)
+
+
+def macro_f1(*, y_true, y_pred) -> float:
+    """Macro F1: the unweighted mean over the 6 classes of each class's binary F1.
+
+    sklearn `f1_score(average="macro", zero_division=0)`: a class with no true and no predicted
+    positives scores 0 for that class (it still counts in the mean), as in EMO-SUPERB.
+    """
+    y_true = _check_multi_hot("y_true", y_true)
+    y_pred = _check_multi_hot("y_pred", y_pred)
+    return float(f1_score(y_true, y_pred, average="macro", zero_division=0))
+
+
+def hamming_accuracy(*, y_true, y_pred) -> float:
+    """Hamming accuracy: the share of the N x 6 label decisions that are correct (1 - Hamming loss)."""
+    y_true = _check_multi_hot("y_true", y_true)
+    y_pred = _check_multi_hot("y_pred", y_pred)
+    return float((y_true == y_pred).mean())
+
+
+def encode_groups(groups) -> tuple[np.ndarray, list]:
+    """Integer codes for `groups` (-1 where missing: None or NaN) and the sorted group names."""
+    groups = np.asarray(groups, dtype=object)
+    missing = np.array([g is None or (isinstance(g, float) and np.isnan(g)) for g in groups],
+                       dtype=bool)
+    names = sorted({g for g, m in zip(groups, missing) if not m}, key=str)
+    index = {g: i for i, g in enumerate(names)}
+    codes = np.array([-1 if m else index[g] for g, m in zip(groups, missing)], dtype=np.int64)
+    return codes, names
+
+
+def group_counts(*, y_true, y_pred, groups) -> dict:
+    """Per-group counts behind every fairness rate.
+
+    Returns a dict with `names` (the groups, sorted), `n` (G,) clips per group, `pos` (G, 6)
+    clips with y_k = 1, `tp` (G, 6) clips with y_k = 1 and yhat_k = 1, `sel` (G, 6) clips with
+    yhat_k = 1. Clips with a missing group are not counted.
+    """
+    y_true = _check_multi_hot("y_true", y_true)
+    y_pred = _check_multi_hot("y_pred", y_pred)
+    codes, names = encode_groups(groups)
+    if len(codes) != len(y_true) or len(y_true) != len(y_pred):
+        raise ValueError(f"y_true, y_pred and groups differ in length: "
+                         f"{len(y_true)}, {len(y_pred)}, {len(codes)}")
+    keep = codes >= 0
+    onehot = np.zeros((len(names), int(keep.sum())))
+    onehot[codes[keep], np.arange(int(keep.sum()))] = 1.0
+    yt, yp = y_true[keep].astype(float), y_pred[keep].astype(float)
+    return {
+        "names": names,
+        "n": onehot.sum(axis=1),
+        "pos": onehot @ yt,
+        "tp": onehot @ (yt * yp),
+        "sel": onehot @ yp,
+    }
+
+
+def _nan_ratio(num, den) -> np.ndarray:
+    num, den = np.broadcast_arrays(np.asarray(num, float), np.asarray(den, float))
+    out = np.full(num.shape, np.nan)
+    np.divide(num, den, out=out, where=den > 0)
+    return out
+
+
+def _rms_over_classes(per_class: np.ndarray) -> np.ndarray:
+    """sqrt(mean over defined classes of x^2) along the last axis; NaN where none is defined."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows are meant to give NaN
+        return np.sqrt(np.nanmean(np.square(per_class), axis=-1))
+
+
+def tpr_by_group(*, tp, pos) -> np.ndarray:
+    """TPR_{g,k} = tp / pos; NaN where the group has no positives of the class (undefined)."""
+    return _nan_ratio(tp, pos)
+
+
+def tpr_gap_per_class(*, tp, pos) -> np.ndarray:
+    """gap_k = max_g TPR_{g,k} - min_g TPR_{g,k} over the defined cells; NaN if < 2 are defined.
+
+    `tp`, `pos`: (..., G, 6) counts. Returns (..., 6).
+    """
+    tpr = tpr_by_group(tp=tp, pos=pos)
+    defined = ~np.isnan(tpr)
+    hi = np.where(defined, tpr, -np.inf).max(axis=-2)
+    lo = np.where(defined, tpr, np.inf).min(axis=-2)
+    return np.where(defined.sum(axis=-2) >= 2, hi - lo, np.nan)
+
+
+def dp_per_class(*, sel, n) -> np.ndarray:
+    """max_g DP(g, k), DP(g, k) = |sel_{g,k}/n_g - sum_g sel_{g,k} / sum_g n_g|.
+
+    `sel`: (..., G, 6), `n`: (..., G). Groups with no clips are left out; NaN for a class when
+    fewer than two groups have clips. Returns (..., 6).
+    """
+    sel = np.asarray(sel, float)
+    n = np.asarray(n, float)
+    present = n > 0
+    rate = _nan_ratio(sel, n[..., None])
+    overall = _nan_ratio(sel.sum(axis=-2), n.sum(axis=-1)[..., None])
+    dp = np.abs(rate - overall[..., None, :])
+    worst = np.where(present[..., None], dp, -np.inf).max(axis=-2)
+    return np.where(present.sum(axis=-1)[..., None] >= 2, worst, np.nan)
+
+
+def gaps_from_counts(*, n, pos, tp, sel) -> tuple[np.ndarray, np.ndarray]:
+    """(TPR gap, DP gap) from per-group counts with any leading batch shape (..., G[, 6])."""
+    return (_rms_over_classes(tpr_gap_per_class(tp=tp, pos=pos)),
+            _rms_over_classes(dp_per_class(sel=sel, n=n)))
+
+
+def tpr_gap(*, y_true, y_pred, groups) -> float:
+    """Equal-opportunity gap: sqrt(mean_k (max_g TPR_{g,k} - min_g TPR_{g,k})^2).
+
+    See the module docstring for how undefined TPRs and missing groups are left out.
+    """
+    c = group_counts(y_true=y_true, y_pred=y_pred, groups=groups)
+    return float(_rms_over_classes(tpr_gap_per_class(tp=c["tp"], pos=c["pos"])))
+
+
+def dp_gap(*, y_true, y_pred, groups) -> float:
+    """Demographic-parity gap: sqrt(mean_k max_g |P(yhat_k=1 | G=g) - P(yhat_k=1)|^2).
+
+    `y_true` is only checked for shape (DP ignores the labels); it is taken so every gap has
+    the same signature.
+    """
+    c = group_counts(y_true=y_true, y_pred=y_pred, groups=groups)
+    return float(_rms_over_classes(dp_per_class(sel=c["sel"], n=c["n"])))

@@ -1,0 +1,176 @@
+"""fairser.metrics: hand-computed cases, the undefined-cell rules, and a fairlearn cross-check."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fairser import metrics
+from fairser.constants import EMOTIONS
+
+
+def _rows(*rows):
+    return np.array(rows, dtype=np.int8)
+
+
+def test_binarize_is_strict_at_one_sixth():
+    got = metrics.binarize([[1 / 6, 0.166667, 0.5, 0.0, 0.1666, 0.2]])
+    assert got.tolist() == [[0, 1, 1, 0, 0, 1]]
+
+
+def test_hamming_accuracy_counts_label_decisions():
+    y = _rows([1, 0, 0, 0, 0, 0], [0, 1, 0, 0, 1, 0])
+    p = _rows([1, 1, 0, 0, 0, 0], [0, 1, 0, 0, 1, 0])
+    assert metrics.hamming_accuracy(y_true=y, y_pred=p) == pytest.approx(11 / 12)
+
+
+def test_macro_f1_scores_empty_classes_zero():
+    # Class 0: TP 1, FP 1 -> F1 2/3; class 1: TP 1 -> 1; classes 2-5: no positives at all -> 0.
+    y = _rows([1, 0, 0, 0, 0, 0], [0, 1, 0, 0, 0, 0])
+    p = _rows([1, 0, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0])
+    assert metrics.macro_f1(y_true=y, y_pred=p) == pytest.approx((2 / 3 + 1) / 6)
+
+
+def test_metrics_are_keyword_only():
+    y = _rows([1, 0, 0, 0, 0, 0])
+    with pytest.raises(TypeError):
+        metrics.macro_f1(y, y)  # noqa
+    with pytest.raises(TypeError):
+        metrics.tpr_gap(y, y, ["a"])  # noqa
+
+
+def test_scores_are_refused_where_multi_hot_is_expected():
+    with pytest.raises(ValueError, match="binarize"):
+        metrics.hamming_accuracy(y_true=np.full((2, 6), 0.3), y_pred=np.zeros((2, 6)))
+
+
+def _two_group_case():
+    """Class 0 is positive for all four clips; the model finds it for both A clips, one B clip."""
+    y = np.zeros((4, 6), dtype=np.int8)
+    y[:, 0] = 1
+    y[:, 1] = [1, 0, 1, 0]
+    p = np.zeros((4, 6), dtype=np.int8)
+    p[:, 0] = [1, 1, 1, 0]
+    p[:, 1] = [1, 0, 0, 0]
+    return y, p, ["A", "A", "B", "B"]
+
+
+def test_tpr_gap_hand_computed():
+    y, p, g = _two_group_case()
+    # Class 0: TPR_A = 1, TPR_B = 1/2 -> gap 1/2. Class 1: TPR_A = 1, TPR_B = 0 -> gap 1.
+    # Classes 2-5 have no positives in any group: undefined, left out of the RMS.
+    assert metrics.tpr_gap(y_true=y, y_pred=p, groups=g) == pytest.approx(np.sqrt((0.25 + 1) / 2))
+
+
+def test_dp_gap_hand_computed():
+    y, p, g = _two_group_case()
+    # Class 0: rates A 1, B 1/2, overall 3/4 -> max DP 1/4. Class 1: A 1/2, B 0, all 1/4 -> 1/4.
+    # Classes 2-5: nobody predicted positive -> DP 0 (defined: both groups have clips).
+    assert metrics.dp_gap(y_true=y, y_pred=p, groups=g) == pytest.approx(np.sqrt(2 * 0.0625 / 6))
+
+
+def test_tpr_cell_without_positives_is_left_out_not_zero():
+    # Three groups; C has no positives of class 0, so class 0's gap is over A and B only.
+    y = np.zeros((3, 6), dtype=np.int8)
+    y[:2, 0] = 1
+    p = np.zeros((3, 6), dtype=np.int8)
+    p[0, 0] = 1
+    counts = metrics.group_counts(y_true=y, y_pred=p, groups=["A", "B", "C"])
+    tpr = metrics.tpr_by_group(tp=counts["tp"], pos=counts["pos"])
+    assert tpr[0, 0] == 1 and tpr[1, 0] == 0 and np.isnan(tpr[2, 0])
+    assert metrics.tpr_gap(y_true=y, y_pred=p, groups=["A", "B", "C"]) == pytest.approx(1.0)
+
+
+def test_class_with_one_defined_group_is_left_out_and_none_left_is_nan():
+    y = np.zeros((2, 6), dtype=np.int8)
+    y[0, 0] = 1  # only group A has positives of class 0
+    p = np.ones((2, 6), dtype=np.int8)
+    assert np.isnan(metrics.tpr_gap(y_true=y, y_pred=p, groups=["A", "B"]))
+    y[1, 1] = 1
+    p[1, 1] = 0
+    y[0, 1] = 1  # class 1: A 1, B 0 -> the only defined class
+    assert metrics.tpr_gap(y_true=y, y_pred=p, groups=["A", "B"]) == pytest.approx(1.0)
+
+
+def test_single_group_has_no_gap():
+    y, p, _ = _two_group_case()
+    assert np.isnan(metrics.tpr_gap(y_true=y, y_pred=p, groups=["A"] * 4))
+    assert np.isnan(metrics.dp_gap(y_true=y, y_pred=p, groups=["A"] * 4))
+
+
+def test_missing_group_clips_are_left_out_of_overall_rate():
+    y, p, _ = _two_group_case()
+    with_unknown = np.vstack([y, np.ones((3, 6), np.int8)])
+    p_unknown = np.vstack([p, np.ones((3, 6), np.int8)])
+    g = ["A", "A", "B", "B", None, float("nan"), None]
+    assert metrics.dp_gap(y_true=with_unknown, y_pred=p_unknown, groups=g) == pytest.approx(
+        metrics.dp_gap(y_true=y, y_pred=p, groups=g[:4]))
+    assert metrics.tpr_gap(y_true=with_unknown, y_pred=p_unknown, groups=g) == pytest.approx(
+        metrics.tpr_gap(y_true=y, y_pred=p, groups=g[:4]))
+
+
+def test_batched_counts_match_one_at_a_time():
+    rng = np.random.default_rng(0)
+    cases = []
+    for _ in range(4):
+        y = (rng.random((40, 6)) < 0.3).astype(np.int8)
+        p = (rng.random((40, 6)) < 0.5).astype(np.int8)
+        g = rng.choice(["x", "y", "z"], 40)
+        cases.append((y, p, g))
+    counts = [metrics.group_counts(y_true=y, y_pred=p, groups=g) for y, p, g in cases]
+    stack = {k: np.stack([c[k] for c in counts]) for k in ("n", "pos", "tp", "sel")}
+    tpr, dp = metrics.gaps_from_counts(**stack)
+    for i, (y, p, g) in enumerate(cases):
+        assert tpr[i] == pytest.approx(metrics.tpr_gap(y_true=y, y_pred=p, groups=g))
+        assert dp[i] == pytest.approx(metrics.dp_gap(y_true=y, y_pred=p, groups=g))
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_per_class_rates_and_gaps_match_fairlearn():
+    from fairlearn.metrics import MetricFrame, selection_rate, true_positive_rate
+
+    rng = np.random.default_rng(1)
+    y = (rng.random((300, 6)) < 0.25).astype(np.int8)
+    p = (rng.random((300, 6)) < np.array([0.2, 0.4, 0.5, 0.3, 0.6, 0.5])).astype(np.int8)
+    g = rng.choice(["Young", "Middle", "Elderly"], 300, p=[0.5, 0.3, 0.2])
+    c = metrics.group_counts(y_true=y, y_pred=p, groups=g)
+    tpr = metrics.tpr_by_group(tp=c["tp"], pos=c["pos"])
+    gaps, dps = [], []
+    for k in range(6):
+        mf = MetricFrame(metrics={"tpr": true_positive_rate, "sel": selection_rate},
+                         y_true=y[:, k], y_pred=p[:, k], sensitive_features=g)
+        by = mf.by_group.loc[c["names"]]
+        np.testing.assert_allclose(tpr[:, k], by["tpr"].to_numpy())
+        np.testing.assert_allclose(c["sel"][:, k] / c["n"], by["sel"].to_numpy())
+        gaps.append(mf.difference()["tpr"])
+        dps.append(np.abs(by["sel"] - mf.overall["sel"]).max())
+    assert metrics.tpr_gap(y_true=y, y_pred=p, groups=g) == pytest.approx(
+        np.sqrt(np.mean(np.square(gaps))))
+    assert metrics.dp_gap(y_true=y, y_pred=p, groups=g) == pytest.approx(
+        np.sqrt(np.mean(np.square(dps))))
+
+
+def random_baseline_scores(rng: np.random.Generator, n: int) -> np.ndarray:
+    """The Random row's scores: softmax of i.i.d. U(0, 1) logits (see the report's finding)."""
+    z = np.exp(rng.random((n, len(EMOTIONS))))
+    return z / z.sum(axis=1, keepdims=True)
+
+
+def test_random_scores_on_real_test_labels_match_the_papers_random_row(shared_data):
+    # SPEC section 5's sanity check: random scores give a DP gap of ~0.014-0.015 on gender.
+    rows = []
+    for fold in range(1, 6):
+        df = pd.read_csv(shared_data / "emo-superb" / "CREMA-D" / "Primary"
+                         / f"labels_consensus_{fold}.csv")
+        df = df[df["Split_Set"] == "Test"]
+        y = metrics.binarize(df[list(EMOTIONS)].to_numpy())
+        p = metrics.binarize(random_baseline_scores(np.random.default_rng(fold), len(df)))
+        g = df["Gender"].to_numpy()
+        rows.append([metrics.macro_f1(y_true=y, y_pred=p), metrics.hamming_accuracy(y_true=y, y_pred=p),
+                     metrics.tpr_gap(y_true=y, y_pred=p, groups=g),
+                     metrics.dp_gap(y_true=y, y_pred=p, groups=g)])
+    f1, acc, tpr, dp = np.mean(rows, axis=0)
+    # Paper: F1 0.360, ACC 0.509, TPR gap 0.060, DP gap 0.015. Bounds are a few seed s.d.s wide.
+    assert f1 == pytest.approx(0.360, abs=0.012)
+    assert acc == pytest.approx(0.509, abs=0.01)
+    assert dp == pytest.approx(0.015, abs=0.006)
+    assert 0.02 < tpr < 0.08
