@@ -1,0 +1,312 @@
+"""The split stage: labels, the 1:20 biasing rule (SPEC section 2) and Tables A2 / A3."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fairser.cli import InputError
+from fairser.config import ParamsError
+from fairser.constants import EMOTIONS, N_FOLDS
+from fairser.split import (
+    bias_split,
+    count_table,
+    fold_table,
+    majority_gender_by_emotion,
+    majority_label,
+    multi_hot,
+    read_corpus,
+    run,
+    vote_share,
+)
+
+ANGRY, SAD, NEUTRAL = EMOTIONS.index("angry"), EMOTIONS.index("sad"), EMOTIONS.index("neutral")
+ROOT = Path(__file__).resolve().parents[1]
+MALE_MAJORITY = {"angry": "Male", "disgust": "Male", "neutral": "Male",
+                 "sad": "Female", "fear": "Female", "happy": "Female"}
+
+
+def one_vote_row(k: int) -> list[float]:
+    """p of a clip whose every vote went to class k (p = 0.01 + 0.94 c/N)."""
+    return [0.95 if j == k else 0.01 for j in range(len(EMOTIONS))]
+
+
+TIE_ROW = [0.48, 0.48, 0.01, 0.01, 0.01, 0.01]  # 1/2 angry, 1/2 sad: no strict majority
+
+
+# --- labels -------------------------------------------------------------------------------------
+
+def test_vote_share_inverts_the_smoothing():
+    c_over_n = np.array([[0, 0.25, 0.75, 0, 0, 0]])
+    assert np.allclose(vote_share(0.01 + 0.94 * c_over_n), c_over_n)
+
+
+def test_multi_hot_is_strictly_above_one_sixth_and_0_166667_counts():
+    p = np.array([[1 / 6, 0.166667, 0.166666, 0.5, 0.0, 0.0]])
+    assert multi_hot(p).tolist() == [[False, True, False, True, False, False]]
+
+
+def test_majority_label_needs_more_than_half_of_the_votes():
+    six_of_eleven = 0.01 + 0.94 * 6 / 11
+    p = np.array([
+        one_vote_row(NEUTRAL),
+        TIE_ROW,  # exactly half is not a strict majority
+        [six_of_eleven, 0.01 + 0.94 * 5 / 11, 0.01, 0.01, 0.01, 0.01],
+        [0.3, 0.3, 0.1, 0.1, 0.1, 0.1],
+    ])
+    assert majority_label(p).tolist() == [NEUTRAL, -1, ANGRY, -1]
+
+
+def test_majority_gender_is_the_gender_with_more_majority_clips():
+    labels = [ANGRY, ANGRY, ANGRY, SAD, SAD, SAD, -1, -1]
+    genders = ["Male", "Male", "Female", "Female", "Female", "Male", "Male", "Male"]
+    out = majority_gender_by_emotion(labels=labels, genders=genders)
+    assert out["angry"] == "Male" and out["sad"] == "Female"
+    assert set(out) == set(EMOTIONS)
+
+
+# --- biasing ------------------------------------------------------------------------------------
+
+def cell(split: str, label: int, n_male: int, n_female: int, tag: str = ""):
+    """files, split, labels, genders of one (split, emotion) cell."""
+    n = n_male + n_female
+    files = [f"{split}{tag}_{label}_{i:03d}" for i in range(n)]
+    return files, [split] * n, [label] * n, ["Male"] * n_male + ["Female"] * n_female
+
+
+def concat(*cells):
+    return [sum((list(c[i]) for c in cells), []) for i in range(4)]
+
+
+def biased(cells, *, ratio=20, seed=0, fold=1):
+    files, split, labels, genders = concat(*cells)
+    keep = bias_split(files=files, split=split, labels=labels, genders=genders,
+                      majority_gender=MALE_MAJORITY, ratio=ratio, seed=seed, fold=fold)
+    return pd.DataFrame({"file": files, "split": split, "label": labels, "gender": genders})[keep]
+
+
+def test_bias_keeps_every_majority_clip_and_floor_n_over_ratio_minority_clips():
+    kept = biased([cell("train", ANGRY, 41, 10), cell("dev", ANGRY, 19, 5),
+                   cell("train", SAD, 3, 30)])
+    n = kept.groupby(["split", "label", "gender"]).size().to_dict()
+    assert n[("train", ANGRY, "Male")] == 41 and n[("train", ANGRY, "Female")] == 2  # floor(41/20)
+    assert n[("dev", ANGRY, "Male")] == 19 and ("dev", ANGRY, "Female") not in n  # floor(19/20) = 0
+    assert n[("train", SAD, "Female")] == 30 and n[("train", SAD, "Male")] == 1  # floor(30/20)
+
+
+def test_bias_drops_clips_without_a_majority_from_train_and_dev_and_keeps_all_test_clips():
+    kept = biased([cell("train", -1, 5, 5), cell("dev", -1, 5, 5), cell("test", -1, 3, 3),
+                   cell("test", ANGRY, 2, 40)])
+    assert set(kept["split"]) == {"test"} and len(kept) == 6 + 42
+
+
+def test_bias_draw_is_seeded_and_independent_of_row_order():
+    cells = [cell("train", NEUTRAL, 200, 100)]
+    first = set(biased(cells, seed=3)["file"])
+    assert first == set(biased(cells, seed=3)["file"])
+    files, split, labels, genders = concat(*cells)
+    rev = slice(None, None, -1)
+    keep = bias_split(files=files[rev], split=split[rev], labels=labels[rev], genders=genders[rev],
+                      majority_gender=MALE_MAJORITY, ratio=20, seed=3, fold=1)
+    assert set(np.asarray(files[rev])[keep]) == first
+    # 10 of 100 minority clips: another seed or fold draws another subset (C(100, 10) choices).
+    assert set(biased(cells, seed=4)["file"]) != first
+    assert set(biased(cells, seed=3, fold=2)["file"]) != first
+
+
+def test_ratio_one_keeps_every_clip_with_a_majority():
+    cells = [cell("train", ANGRY, 7, 7), cell("dev", SAD, 2, 5), cell("train", -1, 1, 1)]
+    kept = biased(cells, ratio=1)
+    assert len(kept) == 14 + 7
+
+
+@pytest.mark.parametrize("ratio", [0.5, 0, -1])
+def test_ratio_below_one_is_rejected_naming_the_parameter(ratio):
+    with pytest.raises(ParamsError, match="split.ratio"):
+        biased([cell("train", ANGRY, 2, 2)], ratio=ratio)
+
+
+# --- tables on a tiny corpus --------------------------------------------------------------------
+
+def tiny_corpus():
+    """Four actors, 40 clips; fold f puts actor f-1 (mod 4) in test, the next in dev."""
+    actors = pd.DataFrame({"actor": [1, 2, 3, 4], "sex": ["Male", "Female", "Male", "Female"],
+                           "age": [25, 40, 60, 30],
+                           "race": ["Caucasian", "Asian", "African American", "Unknown"]})
+    rows = []
+    for a in range(1, 5):
+        for i in range(10):
+            k = ANGRY if i < 6 else (SAD if i < 9 else -1)
+            p = one_vote_row(k) if k >= 0 else TIE_ROW
+            rows.append({"file": f"{a}_{i:02d}", "actor": a, **dict(zip(EMOTIONS, p))})
+    clips = pd.DataFrame(rows)
+    for f in range(1, N_FOLDS + 1):
+        roles = {(f - 1) % 4 + 1: "test", f % 4 + 1: "dev"}
+        clips[f"split_{f}"] = clips["actor"].map(lambda a: roles.get(a, "train"))
+    return clips, actors
+
+
+def counts_of(counts, fold, split, variable):
+    x = counts[(counts["fold"] == fold) & (counts["split"] == split)
+               & (counts["variable"] == variable)]
+    return dict(zip(x["value"], x["n"]))
+
+
+def test_skipped_clips_leave_every_split_and_are_counted():
+    clips, actors = tiny_corpus()
+    skipped = pd.DataFrame({"file": ["1_00", "9_99"], "reason": ["empty", "corrupt"]})
+    folds = fold_table(clips, actors, skipped, ratio=1, seed=0)
+    assert "1_00" not in set(folds["file"])
+    counts = count_table(folds, clips, actors, skipped)
+    # Fold 1: actor 1 is in test; its skipped clip counts there, the unlisted one under 'unlisted'.
+    assert counts_of(counts, 1, "test", "skipped") == {"total": 1, "corrupt": 0, "empty": 1}
+    assert counts_of(counts, 1, "train", "skipped")["total"] == 0
+    assert counts_of(counts, 1, "unlisted", "skipped")["total"] == 1
+    assert counts_of(counts, 1, "test", "gender") == {"Male": 9, "Female": 0}
+
+
+def test_counts_follow_the_tables_definitions():
+    clips, actors = tiny_corpus()
+    folds = fold_table(clips, actors, pd.DataFrame(columns=["file", "reason"]), ratio=20, seed=0)
+    counts = count_table(folds, clips, actors, pd.DataFrame(columns=["file", "reason"]))
+    # Fold 1 test is actor 1 (male, young, Caucasian): all 10 clips, 9 with a majority.
+    assert counts_of(counts, 1, "test", "label") == {"angry": 6, "sad": 3, "disgust": 0, "fear": 0,
+                                                     "neutral": 0, "happy": 0}
+    # Multi-label: the tie clip is positive for angry and sad (0.48 > 1/6).
+    assert counts_of(counts, 1, "test", "emotion")["angry"] == 7
+    assert counts_of(counts, 1, "test", "age") == {"Young": 10, "Middle": 0, "Elderly": 0}
+    assert counts_of(counts, 1, "test", "race")["Caucasian"] == 10
+    # Corpus-wide: angry is male (12 vs 12 tie -> GENDERS[0] = Male), sad a tie too -> Male.
+    # Fold 1 train = actors 3 (male) and 4 (female): 6 male angry, floor(6/20) = 0 female angry.
+    assert counts_of(counts, 1, "train", "label_gender")["angry/Male"] == 6
+    assert counts_of(counts, 1, "train", "label_gender")["angry/Female"] == 0
+    assert counts_of(counts, 1, "train", "gender") == {"Male": 9, "Female": 0}
+
+
+def test_an_empty_split_gives_zero_rows_not_missing_ones():
+    clips, actors = tiny_corpus()
+    clips["split_1"] = clips["split_1"].replace("dev", "train")
+    folds = fold_table(clips, actors, pd.DataFrame(columns=["file", "reason"]), ratio=20, seed=0)
+    counts = count_table(folds, clips, actors, pd.DataFrame(columns=["file", "reason"]))
+    assert not ((folds["fold"] == 1) & (folds["split"] == "dev")).any()
+    assert set(counts_of(counts, 1, "dev", "label").values()) == {0}
+    assert counts_of(counts, 1, "dev", "skipped") == {"total": 0}
+
+
+def write_corpus(folder, clips, actors, skipped=None):
+    folder.mkdir(parents=True, exist_ok=True)
+    clips.to_csv(folder / "clips.csv", index=False)
+    actors.to_csv(folder / "actors.csv", index=False)
+    (skipped if skipped is not None else pd.DataFrame(columns=["file", "reason"])).to_csv(
+        folder / "skipped.csv", index=False)
+
+
+def test_read_corpus_names_the_file_and_missing_column(tmp_path):
+    clips, actors = tiny_corpus()
+    write_corpus(tmp_path, clips.drop(columns="split_3"), actors)
+    with pytest.raises(InputError, match=r"clips\.csv: missing column\(s\) split_3"):
+        read_corpus(tmp_path)
+
+
+def test_read_corpus_names_a_bad_split_value(tmp_path):
+    clips, actors = tiny_corpus()
+    clips.loc[4, "split_2"] = "validation"
+    write_corpus(tmp_path, clips, actors)
+    with pytest.raises(InputError, match=r"clips\.csv: column 'split_2' has 'validation'"):
+        read_corpus(tmp_path)
+
+
+def test_stage_writes_folds_and_counts_and_fails_in_one_line(tmp_path):
+    clips, actors = tiny_corpus()
+    write_corpus(tmp_path / "corpus", clips, actors)
+    cmd = [sys.executable, str(ROOT / "stages" / "split.py"), "--corpus", str(tmp_path / "corpus"),
+           "--out", str(tmp_path / "split"), "--params", str(ROOT / "params.yaml")]
+    subprocess.run(cmd, check=True, cwd=tmp_path)
+    folds = pd.read_csv(tmp_path / "split" / "folds.csv", keep_default_na=False)
+    assert list(folds.columns) == ["fold", "file", "split", "label"]
+    assert set(folds.loc[folds["split"] != "test", "label"]) <= set(EMOTIONS)  # no '' in train/dev
+    assert (folds["label"] == "").sum() == N_FOLDS * 1  # the test actor's one tie clip per fold
+    counts = pd.read_csv(tmp_path / "split" / "counts.csv")
+    assert list(counts.columns) == ["fold", "split", "variable", "value", "n"]
+
+    (tmp_path / "corpus" / "actors.csv").write_text("actor,sex,age\n1,Male,25\n")
+    res = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)
+    assert res.returncode == 1
+    assert res.stderr.strip().splitlines() == [f"error: {tmp_path / 'corpus' / 'actors.csv'}: "
+                                               "missing column(s) race"]
+
+
+# --- the paper's tables on the real metadata ----------------------------------------------------
+
+def real_corpus(shared_data):
+    """clips/actors frames (DESIGN.md layout) from EMO-SUPERB's five fold files and CREMA-D."""
+    primary = shared_data / "emo-superb" / "CREMA-D" / "Primary"
+    names = {"Train": "train", "Development": "dev", "Test": "test"}
+    clips = None
+    for f in range(1, N_FOLDS + 1):
+        d = pd.read_csv(primary / f"labels_consensus_{f}.csv").set_index("FileName")
+        if clips is None:
+            clips = pd.DataFrame({"file": d.index.str.removesuffix(".wav"), "actor": d["SpkrID"]})
+            clips[list(EMOTIONS)] = d[list(EMOTIONS)]
+        clips[f"split_{f}"] = d["Split_Set"].map(names)
+    demo = pd.read_csv(shared_data / "crema-d" / "VideoDemographics.csv")
+    actors = pd.DataFrame({"actor": demo["ActorID"], "sex": demo["Sex"], "age": demo["Age"],
+                           "race": demo["Race"]})
+    return clips.reset_index(drop=True), actors
+
+
+@pytest.fixture
+def real_counts(shared_data):
+    clips, actors = real_corpus(shared_data)
+    none = pd.DataFrame(columns=["file", "reason"])
+    folds = fold_table(clips, actors, none, ratio=20, seed=0)
+    return count_table(folds, clips, actors, none)
+
+
+# Table A2 (fold 1, 1:20): emotion, gender -> (development, test, train), typed from the paper.
+TABLE_A2 = {
+    ("angry", "Female"): (4, 102, 12), ("angry", "Male"): (93, 58, 240),
+    ("disgust", "Female"): (1, 41, 4), ("disgust", "Male"): (34, 18, 86),
+    ("fear", "Female"): (27, 55, 127), ("fear", "Male"): (1, 20, 6),
+    ("happy", "Female"): (24, 35, 102), ("happy", "Male"): (1, 15, 5),
+    ("neutral", "Female"): (19, 263, 54), ("neutral", "Male"): (384, 250, 1080),
+    ("sad", "Female"): (41, 35, 58), ("sad", "Male"): (2, 7, 2),
+}
+
+# Table A3 train rows: angry, sad, disgust, fear, neutral, happy | male, female.
+TABLE_A3_TRAIN = {
+    1: (252, 60, 90, 133, 1134, 107, 1419, 357),
+    2: (227, 71, 77, 135, 1025, 111, 1282, 370),
+    3: (225, 105, 85, 124, 1013, 113, 1276, 389),
+    4: (243, 99, 86, 141, 1036, 94, 1315, 384),
+    5: (282, 78, 95, 122, 1189, 80, 1504, 342),
+}
+
+
+def test_majority_gender_on_crema_d_is_the_natural_trend(shared_data):
+    clips, actors = real_corpus(shared_data)
+    sex = clips["actor"].map(actors.set_index("actor")["sex"])
+    out = majority_gender_by_emotion(labels=majority_label(clips[list(EMOTIONS)].to_numpy()),
+                                     genders=sex)
+    assert out == MALE_MAJORITY
+
+
+def test_table_a2_fold_1_dev_and_test_exact_train_within_one(real_counts):
+    # A2 counts the strict-majority label by gender (its test column sums to 899 of 1,463 clips).
+    for (emotion, gender), (dev, test, train) in TABLE_A2.items():
+        value = f"{emotion}/{gender}"
+        assert counts_of(real_counts, 1, "dev", "label_gender")[value] == dev, value
+        assert counts_of(real_counts, 1, "test", "label_gender")[value] == test, value
+        assert abs(counts_of(real_counts, 1, "train", "label_gender")[value] - train) <= 1, value
+
+
+@pytest.mark.parametrize("fold", range(1, N_FOLDS + 1))
+def test_table_a3_train_totals_exact_for_folds_3_4_within_6_elsewhere(real_counts, fold):
+    labels = counts_of(real_counts, fold, "train", "label")
+    genders = counts_of(real_counts, fold, "train", "gender")
+    ours = np.array([labels[e] for e in EMOTIONS] + [genders["Male"], genders["Female"]])
+    tolerance = 0 if fold in (3, 4) else 6
+    assert np.abs(ours - np.array(TABLE_A3_TRAIN[fold])).max() <= tolerance
