@@ -123,7 +123,7 @@ def test_ratio_one_keeps_every_clip_with_a_majority():
     assert len(kept) == 14 + 7
 
 
-@pytest.mark.parametrize("ratio", [0.5, 0, -1])
+@pytest.mark.parametrize("ratio", [0.5, 0, -1, float("nan"), "20"])
 def test_ratio_below_one_is_rejected_naming_the_parameter(ratio):
     with pytest.raises(ParamsError, match="split.ratio"):
         biased([cell("train", ANGRY, 2, 2)], ratio=ratio)

@@ -16,6 +16,7 @@ that (`label`) and the multi-label count (`emotion`).
 
 from __future__ import annotations
 
+import numbers
 from pathlib import Path
 
 import numpy as np
@@ -93,7 +94,7 @@ def majority_gender_by_emotion(*, labels, genders) -> dict[str, str]:
 # --- biasing ------------------------------------------------------------------------------------
 
 def _check_ratio(ratio) -> None:
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not ratio >= 1:
+    if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or not ratio >= 1:
         raise ParamsError(f"split.ratio is {ratio!r}; expected a number >= 1")
 
 
