@@ -1,0 +1,366 @@
+"""Frozen-upstream features: per-layer, length-aware mean-pooled hidden states (SPEC section 3).
+
+The downstream head (EMO-SUPERB) is softmax layer weights -> Linear(D, 256) -> mean over valid
+frames -> Linear(256, 6). Nothing non-linear sits before the pooling, so
+mean_t(W sum_l a_l h_lt) = W sum_l a_l mean_t(h_lt): caching the per-layer frame means once is
+exact and training never reads audio again.
+
+Upstreams:
+- any Hugging Face SSL speech model id or local folder (wav2vec 2.0, HuBERT, WavLM; the paper's is
+  `microsoft/wavlm-base-plus`), loaded with AutoFeatureExtractor + AutoModel, every hidden state
+  (embedding output + one per transformer layer);
+- `fbank`, the offline upstream: two "layers" of 80 frame-wise values each (FBANK_LAYERS).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+from tqdm import tqdm
+
+from fairser.cli import InputError
+from fairser.constants import SAMPLE_RATE
+
+FBANK = "fbank"
+N_MELS = 80
+# Layer 0 is the 80-bin log-mel frame itself. Layer 1 is its square after centring each bin on
+# the clip's own mean, so its frame mean is the per-bin variance over time: a fixed-length summary
+# of spread (pitch movement, energy dynamics) that the plain mean cannot carry. See
+# docs/PERFORMANCE.md (probe) for the measurement behind keeping it.
+FBANK_LAYERS = ("log-mel", "log-mel centred per clip, squared (per-bin variance after pooling)")
+# Bump when the pooled values a given upstream produces change, so old partial chunks are ignored.
+FORMAT_VERSION = 1
+
+
+def resolve_device(name: str, *, key: str) -> torch.device:
+    """`auto` -> cuda when available, else cpu; asking for cuda without one is a one-line error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"params.yaml: '{key}' is 'cuda' but torch sees no CUDA device; use auto or cpu")
+    return torch.device(name)
+
+
+def model_load_error(key: str, name: str, err: BaseException, example: str) -> InputError:
+    """The one line shown when a hub id or folder cannot be loaded (typically: offline, not cached)."""
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return InputError(
+        f"{key} '{name}' could not be loaded ({type(err).__name__}: {first[:200]}); "
+        f"download it where the network is reachable, or point the pipeline at a local copy: "
+        f"-S {key}=/path/to/{example}")
+
+
+def wav_path(wav_dir: str | Path, file: str) -> Path:
+    """Path of clip `file` (with or without its .wav suffix) under data/corpus/wav."""
+    return Path(wav_dir) / (file if file.endswith(".wav") else f"{file}.wav")
+
+
+def check_wavs(wav_dir: str | Path, files) -> np.ndarray:
+    """Number of samples of every clip, checking each is a 16 kHz mono file, from headers only.
+
+    Runs before any model work so a bad corpus costs one line, not an hour.
+    """
+    lengths = np.empty(len(files), dtype=np.int64)
+    for i, file in enumerate(files):
+        path = wav_path(wav_dir, file)
+        if not path.is_file():
+            raise InputError(f"{path}: clip listed in clips.csv is missing")
+        try:
+            info = sf.info(str(path))
+        except RuntimeError as err:
+            raise InputError(f"{path}: unreadable audio ({err})") from None
+        if info.samplerate != SAMPLE_RATE or info.channels != 1:
+            raise InputError(f"{path}: expected {SAMPLE_RATE} Hz mono, found {info.samplerate} Hz, "
+                             f"{info.channels} channel(s)")
+        if info.frames == 0:
+            raise InputError(f"{path}: empty clip")
+        lengths[i] = info.frames
+    return lengths
+
+
+def read_wav(path: str | Path) -> np.ndarray:
+    """A 16 kHz mono clip as float32 in [-1, 1]."""
+    wave, sr = sf.read(str(path), dtype="float32", always_2d=False)
+    if sr != SAMPLE_RATE or wave.ndim != 1:
+        raise InputError(f"{path}: expected {SAMPLE_RATE} Hz mono audio")
+    return wave
+
+
+def pad_to(wave: np.ndarray, n: int) -> np.ndarray:
+    """Zero-pad `wave` at the end to at least `n` samples (clips shorter than a receptive field)."""
+    return wave if len(wave) >= n else np.pad(wave, (0, n - len(wave)))
+
+
+def length_batches(lengths, max_samples: float, *, allow_padding: bool = True) -> list[list[int]]:
+    """Group clip indices into batches by length so that little compute goes to padding.
+
+    Clips are sorted by length (ties by index, so the plan is deterministic) and added greedily
+    while batch_size * longest_length <= max_samples; a clip longer than the budget runs alone.
+    With allow_padding=False a batch only holds clips of exactly equal length (upstreams whose
+    output would change under zero-padding, see HFUpstream).
+    """
+    order = sorted(range(len(lengths)), key=lambda i: (int(lengths[i]), i))
+    batches: list[list[int]] = []
+    for i in order:
+        n = int(lengths[i])
+        if batches:
+            last = batches[-1]
+            same = int(lengths[last[-1]]) == n
+            if (allow_padding or same) and (len(last) + 1) * n <= max_samples:
+                last.append(i)
+                continue
+        batches.append([i])
+    return batches
+
+
+class FbankUpstream:
+    """Offline upstream: Kaldi-style 80-bin log-mel (25 ms window, 10 ms hop, no dither).
+
+    Layers (FBANK_LAYERS): x_t, and (x_t - mean_t x_t)^2 per bin, so after mean pooling the cache
+    holds each bin's mean and its variance over the clip.
+    """
+
+    name = FBANK
+    layers = len(FBANK_LAYERS)
+    dim = N_MELS
+    min_samples = 400  # one 25 ms window at 16 kHz
+    allow_padding = True  # clips are processed one by one; batching only groups the work
+
+    def __init__(self, device: torch.device = torch.device("cpu")):
+        self.device = device
+
+    def frames(self, wave: np.ndarray) -> torch.Tensor:
+        """(T, 80) log-mel frames of one clip (int16 scale, as Kaldi expects)."""
+        import torchaudio
+
+        x = torch.from_numpy(pad_to(wave, self.min_samples)).to(self.device) * 32768.0
+        return torchaudio.compliance.kaldi.fbank(
+            x[None], num_mel_bins=N_MELS, sample_frequency=SAMPLE_RATE, dither=0.0).double()
+
+    @torch.inference_mode()
+    def pooled(self, waves: list[np.ndarray]) -> np.ndarray:
+        out = np.empty((len(waves), self.layers, self.dim), dtype=np.float32)
+        for b, wave in enumerate(waves):
+            x = self.frames(wave)
+            mean = x.mean(0)
+            out[b, 0] = mean.cpu().numpy()
+            out[b, 1] = ((x - mean) ** 2).mean(0).cpu().numpy()
+        return out
+
+
+class HFUpstream:
+    """A frozen Hugging Face speech SSL model (AutoModel); hidden states mean-pooled per layer.
+
+    Length-aware: the pooled mean of clip b covers only its first n_b frames, with n_b from the
+    model's own conv arithmetic (`_get_feat_extract_output_lengths`) applied to its sample count.
+    Padding is only safe when the conv encoder normalises per frame (`feat_extract_norm` "layer":
+    wav2vec2-large-lv60, HuBERT large); an attention mask then keeps padded frames out of
+    self-attention. With "group" norm (WavLM Base+, wav2vec2-base, HuBERT base) the first conv's
+    GroupNorm takes statistics over time, so zero-padding would change every frame; there batches
+    hold only clips of equal length, and pooled features equal one-clip-at-a-time runs.
+    """
+
+    def __init__(self, name: str, device: torch.device = torch.device("cpu")):
+        from transformers import AutoFeatureExtractor, AutoModel
+
+        self.name = name
+        self.device = device
+        try:
+            self.extractor = AutoFeatureExtractor.from_pretrained(name)
+            self.model = AutoModel.from_pretrained(name)
+        except Exception as err:  # hub/offline/format errors all mean: this id cannot be used here
+            raise model_load_error("features.upstream", name, err, "wavlm-base-plus") from None
+        if getattr(self.extractor, "sampling_rate", SAMPLE_RATE) != SAMPLE_RATE:
+            raise InputError(f"features.upstream '{name}' expects {self.extractor.sampling_rate} Hz "
+                             f"audio; the corpus is {SAMPLE_RATE} Hz")
+        self.model.eval().to(device)
+        cfg = self.model.config
+        self.layers = cfg.num_hidden_layers + 1
+        self.dim = cfg.hidden_size
+        self._lengths = getattr(self.model, "_get_feat_extract_output_lengths", None)
+        self.allow_padding = (self._lengths is not None
+                              and getattr(cfg, "feat_extract_norm", None) == "layer")
+        self.min_samples = self._min_samples(cfg)
+
+    @staticmethod
+    def _min_samples(cfg) -> int:
+        """Fewest samples that give one output frame: invert each conv (n -> (n-1)*stride + kernel)."""
+        n = 1
+        for k, s in reversed(list(zip(getattr(cfg, "conv_kernel", ()), getattr(cfg, "conv_stride", ())))):
+            n = (n - 1) * s + k
+        return n
+
+    def frame_counts(self, n_samples: torch.Tensor) -> torch.Tensor:
+        return self._lengths(n_samples).long()
+
+    @torch.inference_mode()
+    def pooled(self, waves: list[np.ndarray]) -> np.ndarray:
+        waves = [pad_to(w, self.min_samples) for w in waves]
+        if not self.allow_padding and len({len(w) for w in waves}) > 1:
+            raise ValueError(f"{self.name}: a batch of unequal lengths would be zero-padded")
+        if self._lengths is None and len(waves) > 1:
+            raise ValueError(f"{self.name}: no frame-length arithmetic; run clips one at a time")
+        inputs = self.extractor(waves, sampling_rate=SAMPLE_RATE, padding=True,
+                                return_attention_mask=True, return_tensors="pt")
+        values = inputs["input_values"].to(self.device)
+        mask = inputs["attention_mask"].to(self.device)
+        kwargs = {"attention_mask": mask} if self.allow_padding else {}
+        out = self.model(values, output_hidden_states=True, **kwargs)
+        hidden = torch.stack(out.hidden_states, dim=1)  # (B, layers, T, D)
+        t = hidden.shape[2]
+        if self._lengths is None:
+            counts = torch.full((len(waves),), t, device=hidden.device)
+        else:
+            counts = self.frame_counts(mask.sum(1)).clamp(1, t)
+        valid = (torch.arange(t, device=hidden.device)[None] < counts[:, None]).to(hidden.dtype)
+        sums = (hidden * valid[:, None, :, None]).sum(2)
+        return (sums / counts[:, None, None].to(hidden.dtype)).float().cpu().numpy()
+
+
+def load_upstream(name: str, device: torch.device = torch.device("cpu")):
+    """`fbank` or a Hugging Face id / folder."""
+    return FbankUpstream(device) if name == FBANK else HFUpstream(name, device)
+
+
+def partial_key(upstream: str, files, lengths) -> str:
+    """Checkpoint folder name: changes with the upstream, the corpus clips or the format."""
+    ident = upstream
+    if Path(upstream).is_dir():
+        ident = str(Path(upstream).resolve())
+    payload = json.dumps({"upstream": ident, "version": FORMAT_VERSION,
+                          "clips": [[str(f), int(n)] for f, n in zip(files, lengths)]})
+    digest = hashlib.sha256(payload.encode()).hexdigest()[:16]
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in upstream.strip("/"))[-40:]
+    return f"{safe}-{digest}"
+
+
+def _save_chunk(folder: Path, number: int, files, feats: np.ndarray) -> None:
+    path = folder / f"chunk_{number:06d}.npz"
+    tmp = folder / f".chunk_{number:06d}.tmp.npz"
+    np.savez(tmp, files=np.asarray(files, dtype=str), features=feats)
+    os.replace(tmp, path)  # a killed run never leaves a chunk that looks complete
+
+
+def _load_chunks(folder: Path, layers: int, dim: int) -> dict[str, np.ndarray]:
+    done: dict[str, np.ndarray] = {}
+    for path in sorted(folder.glob("chunk_*.npz")):
+        with np.load(path, allow_pickle=False) as z:
+            files, feats = z["files"], z["features"]
+        if feats.shape[1:] != (layers, dim):
+            continue
+        done.update(zip(files.tolist(), feats))
+    return done
+
+
+def extract(files, wav_dir: str | Path, upstream, *, batch_seconds: float, partial_dir: str | Path,
+            lengths=None, progress: bool = True) -> np.ndarray:
+    """(N, layers, dim) float32 pooled features in `files` order, resumable through `partial_dir`.
+
+    Every finished batch is saved as one chunk in `partial_dir`; a rerun loads the chunks and
+    computes only the clips they lack. The caller removes `partial_dir` once the output is final.
+    """
+    files = list(files)
+    if lengths is None:
+        lengths = check_wavs(wav_dir, files)
+    partial_dir = Path(partial_dir)
+    partial_dir.mkdir(parents=True, exist_ok=True)
+    done = _load_chunks(partial_dir, upstream.layers, upstream.dim)
+    todo = [i for i, f in enumerate(files) if f not in done]
+    padded = [max(int(lengths[i]), upstream.min_samples) for i in todo]
+    batches = length_batches(padded, batch_seconds * SAMPLE_RATE, allow_padding=upstream.allow_padding)
+    number = len(list(partial_dir.glob("chunk_*.npz")))
+    total = int(sum(lengths))
+    bar = tqdm(total=total, initial=total - int(sum(lengths[i] for i in todo)), unit="sample",
+               unit_scale=True, desc=f"features ({upstream.name})", disable=not progress)
+    for batch in batches:
+        idx = [todo[j] for j in batch]
+        waves = [read_wav(wav_path(wav_dir, files[i])) for i in idx]
+        feats = upstream.pooled(waves)
+        names = [files[i] for i in idx]
+        _save_chunk(partial_dir, number, names, feats)
+        number += 1
+        done.update(zip(names, feats))
+        bar.update(int(sum(lengths[i] for i in idx)))
+    bar.close()
+    return np.stack([done[f] for f in files]).astype(np.float32)
+
+
+def to_float16(feats: np.ndarray, upstream: str) -> np.ndarray:
+    """Cast for the cache; values beyond float16's range would silently become inf, so refuse."""
+    out = feats.astype(np.float16)
+    if not np.isfinite(out).all():
+        raise InputError(f"features.upstream '{upstream}': pooled features are not finite in float16 "
+                         f"(max |x| = {np.nanmax(np.abs(feats)):.3g})")
+    return out
+
+
+def remove_partial(partial_dir: str | Path) -> None:
+    """Drop a finished run's checkpoint chunks, and their parent folder once it is empty."""
+    partial_dir = Path(partial_dir)
+    shutil.rmtree(partial_dir, ignore_errors=True)
+    try:
+        partial_dir.parent.rmdir()
+    except OSError:
+        pass
+
+
+def usable_clips(corpus: str | Path) -> list[str]:
+    """clips.csv `file` column minus skipped.csv (clips left out by policy have no wav)."""
+    import pandas as pd
+
+    corpus = Path(corpus)
+    clips_csv = corpus / "clips.csv"
+    if not clips_csv.is_file():
+        raise InputError(f"{clips_csv}: missing (run the download stage first)")
+    clips = pd.read_csv(clips_csv, dtype={"file": str})
+    if "file" not in clips.columns:
+        raise InputError(f"{clips_csv}: no 'file' column")
+    skipped_csv = corpus / "skipped.csv"
+    skipped = set()
+    if skipped_csv.is_file():
+        skipped = set(pd.read_csv(skipped_csv, dtype={"file": str})["file"])
+    files = [f for f in clips["file"] if f not in skipped]
+    if len(set(files)) != len(files):
+        raise InputError(f"{clips_csv}: duplicate file names")
+    if not files:
+        raise InputError(f"{clips_csv}: no usable clips")
+    return files
+
+
+def run(corpus: str | Path, out: str | Path, *, upstream: str, batch_seconds: float,
+        device: str = "auto", partial_root: str | Path | None = None, progress: bool = True) -> None:
+    """Stage `features`: data/corpus -> data/features/{features.npy, index.csv, info.json}.
+
+    Checkpoints go to `partial_root` (default: `.features-partial` beside `out`), keyed by
+    upstream and corpus, and are removed once the output has been renamed into place.
+    """
+    import pandas as pd
+
+    from fairser.io import atomic_dir
+
+    out = Path(out)
+    files = usable_clips(corpus)
+    wav_dir = Path(corpus) / "wav"
+    lengths = check_wavs(wav_dir, files)
+    model = load_upstream(upstream, resolve_device(device, key="features.device"))
+    root = Path(partial_root) if partial_root is not None else out.parent / ".features-partial"
+    partial = root / partial_key(upstream, files, lengths)
+    feats = to_float16(extract(files, wav_dir, model, batch_seconds=batch_seconds,
+                               partial_dir=partial, lengths=lengths, progress=progress), upstream)
+    info = {"upstream": upstream, "layers": int(feats.shape[1]), "dim": int(feats.shape[2]),
+            "clips": int(feats.shape[0]), "dtype": "float16",
+            "pooling": "per-layer mean over each clip's valid frames"}
+    if upstream == FBANK:
+        info["layer_names"] = {str(i): name for i, name in enumerate(FBANK_LAYERS)}
+    with atomic_dir(out) as tmp:
+        np.save(tmp / "features.npy", feats)
+        pd.DataFrame({"file": files}).to_csv(tmp / "index.csv", index=False)
+        (tmp / "info.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+    remove_partial(partial)

@@ -1,0 +1,22 @@
+"""Features stage: per-layer mean-pooled hidden states of a frozen upstream (docs/DESIGN.md).
+
+python stages/features.py --corpus data/corpus --out data/features [--params params.yaml]
+Reads params: preset, features.upstream, features.batch_seconds, features.device.
+"""
+
+from fairser import cli, config
+from fairser.features import run
+
+
+def main() -> None:
+    p = cli.parser(__doc__.splitlines()[0])
+    p.add_argument("--corpus", required=True, help="folder with clips.csv, skipped.csv and wav/")
+    p.add_argument("--out", required=True, help="output folder (features.npy, index.csv, info.json)")
+    args = p.parse_args()
+    f = config.load(args.params)["features"]
+    run(args.corpus, args.out, upstream=f["upstream"], batch_seconds=f["batch_seconds"],
+        device=f["device"])
+
+
+if __name__ == "__main__":
+    cli.run(main)
