@@ -1,0 +1,129 @@
+"""Speaker embeddings: resemblyzer offline, a speechbrain ECAPA folder through the hub code path."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import torch
+
+from fairser import speaker as S
+from fairser.cli import InputError
+from fairser.constants import SAMPLE_RATE
+
+torch.set_num_threads(1)
+
+# A tiny ECAPA-TDNN in the layout of speechbrain/spkrec-ecapa-voxceleb's hyperparams.yaml,
+# including `pretrained_path: <hub id>`, which a local copy must override to load offline.
+HPARAMS = """\
+pretrained_path: speechbrain/spkrec-ecapa-voxceleb
+n_mels: 24
+compute_features: !new:speechbrain.lobes.features.Fbank
+    n_mels: !ref <n_mels>
+mean_var_norm: !new:speechbrain.processing.features.InputNormalization
+    norm_type: sentence
+    std_norm: False
+embedding_model: !new:speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN
+    input_size: !ref <n_mels>
+    channels: [16, 16, 16, 16, 48]
+    kernel_sizes: [5, 3, 3, 3, 1]
+    dilations: [1, 2, 3, 4, 1]
+    attention_channels: 8
+    res2net_scale: 4
+    se_channels: 8
+    lin_neurons: 12
+classifier: !new:speechbrain.lobes.models.ECAPA_TDNN.Classifier
+    input_size: 12
+    out_neurons: 3
+modules:
+    compute_features: !ref <compute_features>
+    mean_var_norm: !ref <mean_var_norm>
+    embedding_model: !ref <embedding_model>
+    classifier: !ref <classifier>
+pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
+    loadables:
+        embedding_model: !ref <embedding_model>
+    paths:
+        embedding_model: !ref <pretrained_path>/embedding_model.ckpt
+"""
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+
+
+def tone(seconds, f0, seed=0):
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    wave = sum(np.sin(2 * np.pi * f0 * h * t) / h for h in range(1, 6))
+    wave = wave + 0.01 * np.random.default_rng(seed).standard_normal(len(t))
+    return (0.3 * wave / np.abs(wave).max()).astype(np.float32)
+
+
+def tiny_ecapa(folder):
+    """hyperparams.yaml + a randomly initialised embedding_model.ckpt, as on the hub."""
+    from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
+
+    folder.mkdir()
+    (folder / "hyperparams.yaml").write_text(HPARAMS)
+    torch.manual_seed(0)
+    model = ECAPA_TDNN(24, channels=[16, 16, 16, 16, 48], attention_channels=8, res2net_scale=4,
+                       se_channels=8, lin_neurons=12)
+    torch.save(model.state_dict(), folder / "embedding_model.ckpt")
+    return model
+
+
+def test_ecapa_folder_loads_through_hub_code_path_with_its_checkpoint(tmp_path):
+    reference = tiny_ecapa(tmp_path / "ecapa").eval()
+    enc = S.load_embedder(str(tmp_path / "ecapa"), savedir=tmp_path / "save")
+    wave = tone(0.6, 150)
+    e = enc.embed(wave)
+    assert e.shape == (12,) and e.dtype == np.float32
+    # Same weights as the saved checkpoint: recompute by hand from the saved model.
+    with torch.inference_mode():
+        x = torch.from_numpy(wave)[None]
+        feats = enc.model.mods.compute_features(x)
+        feats = enc.model.mods.mean_var_norm(feats, torch.ones(1))
+        np.testing.assert_allclose(e, reference(feats, torch.ones(1)).reshape(-1).numpy(), rtol=1e-5,
+                                   atol=1e-6)
+
+
+def test_ecapa_pads_a_very_short_clip(tmp_path):
+    tiny_ecapa(tmp_path / "ecapa")
+    enc = S.load_embedder(str(tmp_path / "ecapa"), savedir=tmp_path / "save")
+    assert np.isfinite(enc.embed(tone(0.01, 150))).all()
+
+
+def test_unloadable_speaker_model_is_one_line_naming_it(tmp_path):
+    with pytest.raises(InputError) as err:
+        S.load_embedder("nobody-here/no-such-ecapa", savedir=tmp_path / "save")
+    msg = str(err.value)
+    assert "nobody-here/no-such-ecapa" in msg and "-S speaker.model=" in msg and "\n" not in msg
+
+
+def test_resemblyzer_gives_unit_norm_256d_and_separates_voices():
+    enc = S.load_embedder("resemblyzer")
+    low_a, low_b, high = (enc.embed(tone(0.8, f, seed=s)) for f, s in [(110, 1), (112, 2), (240, 3)])
+    assert low_a.shape == (256,)
+    np.testing.assert_allclose(np.linalg.norm(low_a), 1.0, rtol=1e-5)
+    assert low_a @ low_b > low_a @ high
+
+
+def test_stage_writes_one_row_per_usable_clip(tmp_path):
+    corpus = tmp_path / "corpus"
+    (corpus / "wav").mkdir(parents=True)
+    files = ["1001_DFA_ANG_XX.wav", "1002_DFA_SAD_XX.wav"]
+    for i, f in enumerate(files):
+        sf.write(corpus / "wav" / f, tone(0.4, 120 + 90 * i), SAMPLE_RATE, subtype="PCM_16")
+    pd.DataFrame({"file": files + ["1003_DFA_SAD_XX.wav"]}).to_csv(corpus / "clips.csv", index=False)
+    pd.DataFrame({"file": ["1003_DFA_SAD_XX.wav"], "reason": ["empty"]}).to_csv(
+        corpus / "skipped.csv", index=False)
+    tiny_ecapa(tmp_path / "ecapa")
+    S.run(corpus, tmp_path / "speaker", model=str(tmp_path / "ecapa"), device="cpu",
+          savedir=tmp_path / "save", progress=False)
+    emb = np.load(tmp_path / "speaker" / "embeddings.npy")
+    assert emb.shape == (2, 12) and emb.dtype == np.float32
+    assert pd.read_csv(tmp_path / "speaker" / "index.csv")["file"].tolist() == files
+    assert json.loads((tmp_path / "speaker" / "info.json").read_text())["dim"] == 12
