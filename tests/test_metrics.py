@@ -97,6 +97,12 @@ def test_single_group_has_no_gap():
     assert np.isnan(metrics.dp_gap(y_true=y, y_pred=p, groups=["A"] * 4))
 
 
+def test_all_groups_missing_gives_nan():
+    y, p, _ = _two_group_case()
+    assert np.isnan(metrics.tpr_gap(y_true=y, y_pred=p, groups=[None] * 4))
+    assert np.isnan(metrics.dp_gap(y_true=y, y_pred=p, groups=[None] * 4))
+
+
 def test_missing_group_clips_are_left_out_of_overall_rate():
     y, p, _ = _two_group_case()
     with_unknown = np.vstack([y, np.ones((3, 6), np.int8)])

@@ -135,8 +135,8 @@ def tpr_gap_per_class(*, tp, pos) -> np.ndarray:
     """
     tpr = tpr_by_group(tp=tp, pos=pos)
     defined = ~np.isnan(tpr)
-    hi = np.where(defined, tpr, -np.inf).max(axis=-2)
-    lo = np.where(defined, tpr, np.inf).min(axis=-2)
+    hi = np.where(defined, tpr, -np.inf).max(axis=-2, initial=-np.inf)
+    lo = np.where(defined, tpr, np.inf).min(axis=-2, initial=np.inf)
     return np.where(defined.sum(axis=-2) >= 2, hi - lo, np.nan)
 
 
@@ -152,7 +152,7 @@ def dp_per_class(*, sel, n) -> np.ndarray:
     rate = _nan_ratio(sel, n[..., None])
     overall = _nan_ratio(sel.sum(axis=-2), n.sum(axis=-1)[..., None])
     dp = np.abs(rate - overall[..., None, :])
-    worst = np.where(present[..., None], dp, -np.inf).max(axis=-2)
+    worst = np.where(present[..., None], dp, -np.inf).max(axis=-2, initial=-np.inf)
     return np.where(present.sum(axis=-1)[..., None] >= 2, worst, np.nan)
 
 
