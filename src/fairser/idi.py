@@ -1,0 +1,310 @@
+"""Implicit Demography Inference (IDI): group labels without demographic annotation (paper 3.1).
+
+Two ways to infer groups, next to ground-truth gender:
+- pseudo-labelling: a pre-trained gender classifier gives each clip p(male), p(female) (paper: a
+  hub model, 94.4% accurate on CREMA-D); offline, a transparent pitch rule (`pitch`);
+- unsupervised clustering: MiniBatchKMeans over speaker embeddings, fit per fold on that fold's
+  biased training clips, k in idi.k_sweep (paper Table A1 settings, KMEANS_SETTINGS).
+Cluster quality is reported against gender, race and age group as purity and NMI.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.cluster import MiniBatchKMeans
+from sklearn.metrics import normalized_mutual_info_score
+from tqdm import tqdm
+
+from fairser.cli import InputError
+from fairser.constants import GENDERS, RACES, SAMPLE_RATE, age_group
+from fairser.features import (HFUpstream, check_wavs, model_load_error, pad_to, read_wav,
+                              resolve_device, usable_clips, wav_path)
+
+PITCH = "pitch"
+
+# Paper Table A1 (scikit-learn 1.2.2). n_init is not in the table; 3 was MiniBatchKMeans' default in
+# 1.2.2 (later versions changed it to 'auto' = 1 run for k-means++), so it is pinned here.
+KMEANS_SETTINGS = dict(init="k-means++", random_state=42, max_iter=1000, batch_size=32,
+                       compute_labels=True, reassignment_ratio=0.01, tol=1e-4, n_init=3)
+
+# Pitch classifier. F0 search range covers adult speech (and the surrogate's tones).
+F0_MIN_HZ, F0_MAX_HZ = 60.0, 400.0
+FRAME_S, HOP_S = 0.04, 0.01  # 40 ms holds >= 2.4 periods at 60 Hz
+VOICING = 0.5  # normalised autocorrelation at the chosen lag needed to call a frame voiced
+SILENCE_DB = 30.0  # frames more than this below the loudest frame are not analysed
+# p_female = sigmoid(PITCH_SLOPE * ln(F0 / threshold)); 10 puts p = 0.9 at 1.25 x threshold
+# (206 Hz for 165 Hz), roughly where the male and female F0 distributions stop overlapping.
+PITCH_SLOPE = 10.0
+
+
+# ----------------------------------------------------------------------------- pseudo gender
+
+
+def median_f0(wave: np.ndarray, sr: int = SAMPLE_RATE) -> float:
+    """Median fundamental frequency (Hz) over voiced frames; NaN when no frame is voiced.
+
+    Per 40 ms frame (10 ms hop): the biased autocorrelation r(k) of the mean-removed frame,
+    normalised by r(0); the lag with the largest r in [sr/400, sr/60] (refined by a parabola
+    through its neighbours) gives F0 = sr / lag. Because r decays with k, a periodic frame's
+    first period wins over its multiples, avoiding octave-down errors. Frames count as voiced when
+    r(lag) >= VOICING and their energy is within SILENCE_DB of the loudest frame.
+    """
+    n = int(FRAME_S * sr)
+    hop = int(HOP_S * sr)
+    x = pad_to(np.asarray(wave, dtype=np.float64), n)
+    frames = np.lib.stride_tricks.sliding_window_view(x, n)[::hop]
+    frames = frames - frames.mean(1, keepdims=True)
+    energy = (frames ** 2).sum(1)
+    if energy.max() <= 0:
+        return float("nan")
+    spec = np.fft.rfft(frames, 2 * n)
+    r = np.fft.irfft(np.abs(spec) ** 2, 2 * n)[:, :n]
+    r = r / np.maximum(r[:, :1], 1e-12)
+    lo, hi = int(np.floor(sr / F0_MAX_HZ)), int(np.ceil(sr / F0_MIN_HZ))
+    lag = lo + np.argmax(r[:, lo:hi + 1], axis=1)
+    rows = np.arange(len(r))
+    peak = r[rows, lag]
+    left, right = r[rows, lag - 1], r[rows, np.minimum(lag + 1, n - 1)]
+    denom = left - 2 * peak + right
+    shift = np.where(np.abs(denom) > 1e-12, 0.5 * (left - right) / np.where(denom == 0, 1, denom), 0.0)
+    loud = energy >= energy.max() * 10 ** (-SILENCE_DB / 10)
+    voiced = (peak >= VOICING) & loud
+    if not voiced.any():
+        return float("nan")
+    return float(np.median(sr / (lag[voiced] + np.clip(shift[voiced], -0.5, 0.5))))
+
+
+def pitch_probabilities(f0_hz, threshold_hz: float) -> np.ndarray:
+    """(N, 2) [p_male, p_female]: logistic in ln(F0 / threshold); 0.5 each where F0 is unknown."""
+    f0 = np.asarray(f0_hz, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        p_female = 1.0 / (1.0 + np.exp(-PITCH_SLOPE * np.log(f0 / threshold_hz)))
+    p_female = np.where(np.isfinite(p_female), p_female, 0.5)
+    return np.stack([1.0 - p_female, p_female], axis=1)
+
+
+class PitchClassifier:
+    """Offline pseudo-gender model: median F0 against idi.pitch_threshold_hz."""
+
+    name = PITCH
+
+    def __init__(self, threshold_hz: float):
+        self.threshold_hz = threshold_hz
+
+    def predict(self, wave: np.ndarray) -> dict:
+        f0 = median_f0(wave)
+        p_male, p_female = pitch_probabilities([f0], self.threshold_hz)[0]
+        return {"p_male": p_male, "p_female": p_female, "f0_hz": f0}
+
+
+def gender_label_ids(id2label: dict, name: str) -> tuple[list[int], list[int]]:
+    """Class ids whose label is 'male' / 'female' (case and spaces ignored); else a one-line error."""
+    norm = {int(i): str(label).strip().lower() for i, label in id2label.items()}
+    male = [i for i, label in norm.items() if label == "male"]
+    female = [i for i, label in norm.items() if label == "female"]
+    if not male or not female:
+        raise InputError(f"idi.pseudo_model '{name}': its labels {sorted(norm.values())} do not "
+                         f"include both 'male' and 'female'")
+    return male, female
+
+
+class HFGenderClassifier:
+    """A Hugging Face audio-classification model (hub id or folder) used as a gender classifier.
+
+    p_male, p_female = the softmax mass on the classes labelled male / female in id2label,
+    renormalised over the two (so extra classes such as 'child' do not leak probability).
+    """
+
+    def __init__(self, name: str, device: torch.device = torch.device("cpu")):
+        from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+
+        self.name = name
+        self.device = device
+        try:
+            self.extractor = AutoFeatureExtractor.from_pretrained(name)
+            self.model = AutoModelForAudioClassification.from_pretrained(name)
+        except Exception as err:  # offline / not cached / not an audio-classification model
+            raise model_load_error("idi.pseudo_model", name, err, "gender-classifier") from None
+        self.male, self.female = gender_label_ids(self.model.config.id2label, name)
+        if getattr(self.extractor, "sampling_rate", SAMPLE_RATE) != SAMPLE_RATE:
+            raise InputError(f"idi.pseudo_model '{name}' expects {self.extractor.sampling_rate} Hz "
+                             f"audio; the corpus is {SAMPLE_RATE} Hz")
+        self.min_samples = HFUpstream._min_samples(self.model.config)
+        self.model.eval().to(device)
+
+    @torch.inference_mode()
+    def predict(self, wave: np.ndarray) -> dict:
+        inputs = self.extractor(pad_to(wave, self.min_samples), sampling_rate=SAMPLE_RATE,
+                                return_tensors="pt")
+        logits = self.model(inputs["input_values"].to(self.device)).logits[0]
+        p = torch.softmax(logits.double(), dim=-1).cpu().numpy()
+        p_male, p_female = p[self.male].sum(), p[self.female].sum()
+        total = p_male + p_female
+        return {"p_male": p_male / total, "p_female": p_female / total}
+
+
+def load_pseudo_model(name: str, *, threshold_hz: float, device: torch.device = torch.device("cpu")):
+    return PitchClassifier(threshold_hz) if name == PITCH else HFGenderClassifier(name, device)
+
+
+def run_pseudo(corpus: str | Path, out: str | Path, *, model: str, threshold_hz: float,
+               device: str = "auto", progress: bool = True) -> None:
+    """Stage `pseudo`: data/corpus -> data/pseudo/pseudo.csv (file, p_male, p_female[, f0_hz])."""
+    from fairser.io import atomic_dir
+
+    files = usable_clips(corpus)
+    wav_dir = Path(corpus) / "wav"
+    check_wavs(wav_dir, files)
+    clf = load_pseudo_model(model, threshold_hz=threshold_hz,
+                            device=resolve_device(device, key="speaker.device"))
+    rows = [{"file": f, **clf.predict(read_wav(wav_path(wav_dir, f)))}
+            for f in tqdm(files, desc=f"pseudo ({clf.name})", unit="clip", disable=not progress)]
+    with atomic_dir(out) as tmp:
+        pd.DataFrame(rows).to_csv(tmp / "pseudo.csv", index=False, float_format="%.6g")
+
+
+# ----------------------------------------------------------------------------- cluster quality
+
+
+def purity(*, clusters, labels) -> float:
+    """Purity = (1/N) sum over clusters of the size of its most common label (Manning et al., 2008,
+    16.3). 1 when every cluster holds one label; a single cluster gives the majority share."""
+    table = pd.crosstab(np.asarray(clusters), np.asarray(labels))
+    return float(table.to_numpy().max(axis=1).sum() / table.to_numpy().sum())
+
+
+def nmi(*, clusters, labels) -> float:
+    """Normalised mutual information I(C; L) / mean(H(C), H(L)) (sklearn, arithmetic mean)."""
+    return float(normalized_mutual_info_score(np.asarray(labels), np.asarray(clusters)))
+
+
+# ----------------------------------------------------------------------------- k-means groups
+
+
+def kmeans_groups(train_emb: np.ndarray, dev_emb: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cluster ids for the training clips (fit, Table A1 settings) and the dev clips (predict)."""
+    km = MiniBatchKMeans(n_clusters=k, **KMEANS_SETTINGS)
+    km.fit(np.asarray(train_emb, dtype=np.float64))
+    dev = km.predict(np.asarray(dev_emb, dtype=np.float64)) if len(dev_emb) else np.empty(0, int)
+    return km.labels_.astype(int), dev.astype(int)
+
+
+def _read_csv(path: Path, columns: tuple[str, ...], **kwargs) -> pd.DataFrame:
+    if not path.is_file():
+        raise InputError(f"{path}: missing")
+    df = pd.read_csv(path, **kwargs)
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {missing}")
+    return df
+
+
+def _attributes(corpus: Path) -> pd.DataFrame:
+    """file -> gender id (0 = Male, 1 = Female), race, age group, from clips.csv + actors.csv."""
+    clips = _read_csv(corpus / "clips.csv", ("file", "actor"), dtype={"file": str})
+    actors = _read_csv(corpus / "actors.csv", ("actor", "sex", "age", "race"))
+    bad = sorted(set(actors["sex"]) - set(GENDERS))
+    if bad:
+        raise InputError(f"{corpus / 'actors.csv'}: sex values {bad} are not in {list(GENDERS)}")
+    df = clips[["file", "actor"]].merge(actors, on="actor", how="left")
+    if df["sex"].isna().any():
+        actor = df.loc[df["sex"].isna(), "actor"].iloc[0]
+        raise InputError(f"{corpus / 'actors.csv'}: actor {actor} of clips.csv is missing")
+    df["gender"] = df["sex"].map(GENDERS.index).astype(int)
+    df["age_group"] = [age_group(int(a)) for a in df["age"]]
+    return df.set_index("file")
+
+
+def _rows_for(table: pd.DataFrame, files, what: Path) -> np.ndarray:
+    missing = [f for f in files if f not in table.index]
+    if missing:
+        raise InputError(f"{what}: no row for clip {missing[0]} ({len(missing)} missing)")
+    return table.loc[list(files)]
+
+
+def _mean_over(per_fold: dict) -> dict:
+    out = {f"fold_{k}": round(float(v), 6) for k, v in per_fold.items()}
+    out["mean"] = round(float(np.mean(list(per_fold.values()))), 6)
+    return out
+
+
+def run_groups(corpus: str | Path, split: str | Path, speaker: str | Path, pseudo: str | Path,
+               out: str | Path, metrics: str | Path, *, ks: list[int], progress: bool = True) -> None:
+    """Stage `groups`: per fold, group ids for the train and dev rows of folds.csv.
+
+    Writes gender.csv, pseudo.csv (with p_0, p_1) and kmeans_k<K>.csv (columns fold, file, split,
+    group) into `out`, and pseudo-label accuracy and cluster purity / NMI into `metrics`.
+    """
+    from fairser.io import atomic_dir, write_json
+
+    corpus, split, speaker, pseudo = map(Path, (corpus, split, speaker, pseudo))
+    attrs = _attributes(corpus)
+    folds = _read_csv(split / "folds.csv", ("fold", "file", "split"), dtype={"file": str})
+    rows = folds[folds["split"].isin(["train", "dev"])][["fold", "file", "split"]].reset_index(drop=True)
+    if rows.empty:
+        raise InputError(f"{split / 'folds.csv'}: no train or dev rows")
+    index = _read_csv(speaker / "index.csv", ("file",), dtype={"file": str})
+    emb = np.load(speaker / "embeddings.npy", mmap_mode="r")
+    if len(emb) != len(index):
+        raise InputError(f"{speaker / 'embeddings.npy'}: {len(emb)} rows but index.csv lists {len(index)}")
+    emb_rows = pd.Series(np.arange(len(index)), index=index["file"])
+    pseudo_df = _read_csv(pseudo / "pseudo.csv", ("file", "p_male", "p_female"),
+                          dtype={"file": str}).set_index("file")
+    files = rows["file"].tolist()
+    a = _rows_for(attrs, files, corpus / "clips.csv")
+    e_idx = _rows_for(emb_rows.to_frame("row"), files, speaker / "index.csv")["row"].to_numpy()
+    p = _rows_for(pseudo_df, files, pseudo / "pseudo.csv")
+
+    # Every k must fit every fold before any clustering starts.
+    n_train = rows[rows["split"] == "train"].groupby("fold").size()
+    for k in ks:
+        for fold, n in n_train.items():
+            if k > n:
+                raise InputError(f"idi.k_sweep / idi.k: k={k} exceeds the {n} training clips of fold {fold}")
+
+    gender = a["gender"].to_numpy()
+    tables = {"gender": rows.assign(group=gender)}
+    p0 = p["p_male"].to_numpy(dtype=float)
+    p1 = p["p_female"].to_numpy(dtype=float)
+    tables["pseudo"] = rows.assign(group=(p1 > p0).astype(int), p_0=p0, p_1=p1)
+
+    acc = {fold: float(((p1 > p0).astype(int)[m] == gender[m]).mean())
+           for fold, m in ((f, (rows["fold"] == f).to_numpy()) for f in sorted(rows["fold"].unique()))}
+    all_files = [f for f in pseudo_df.index if f in attrs.index]
+    pa = pseudo_df.loc[all_files]
+    report = {"pseudo_accuracy": _mean_over(acc)}
+    report["pseudo_accuracy"]["all_clips"] = round(float(
+        ((pa["p_female"] > pa["p_male"]).astype(int).to_numpy() == attrs.loc[all_files, "gender"]).mean()), 6)
+
+    report["kmeans"] = {}
+    targets = {"gender": a["sex"].to_numpy(), "race": a["race"].to_numpy(),
+               "age": a["age_group"].to_numpy()}
+    jobs = [(k, fold) for k in ks for fold in sorted(rows["fold"].unique())]
+    groups = {k: np.full(len(rows), -1) for k in ks}
+    quality = {k: {t: {"purity": {}, "nmi": {}} for t in targets} for k in ks}
+    for k, fold in tqdm(jobs, desc="groups (k-means)", unit="fit", disable=not progress):
+        in_fold = (rows["fold"] == fold).to_numpy()
+        # Fit on training clips sorted by file name, so the mini-batch draws ignore row order.
+        train = np.flatnonzero(in_fold & (rows["split"] == "train").to_numpy())
+        train = train[np.argsort(rows["file"].to_numpy()[train], kind="stable")]
+        dev = np.flatnonzero(in_fold & (rows["split"] == "dev").to_numpy())
+        groups[k][train], groups[k][dev] = kmeans_groups(emb[e_idx[train]], emb[e_idx[dev]], k)
+        for t, values in targets.items():
+            keep = train if t != "race" else train[np.isin(values[train], RACES)]  # no "Unknown"
+            if len(keep) == 0:
+                continue
+            quality[k][t]["purity"][fold] = purity(clusters=groups[k][keep], labels=values[keep])
+            quality[k][t]["nmi"][fold] = nmi(clusters=groups[k][keep], labels=values[keep])
+    for k in ks:
+        tables[f"kmeans_k{k}"] = rows.assign(group=groups[k])
+        report["kmeans"][f"k{k}"] = {t: {m: _mean_over(v) for m, v in q.items()}
+                                     for t, q in quality[k].items() if q["purity"]}
+
+    with atomic_dir(out) as tmp:
+        for name, table in tables.items():
+            table.to_csv(tmp / f"{name}.csv", index=False, float_format="%.6g")
+    write_json(metrics, report)

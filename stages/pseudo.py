@@ -1,0 +1,22 @@
+"""Pseudo stage: pseudo gender per clip from a pre-trained gender classifier (docs/DESIGN.md).
+
+python stages/pseudo.py --corpus data/corpus --out data/pseudo [--params params.yaml]
+Reads params: preset, idi.pseudo_model, idi.pitch_threshold_hz, speaker.device.
+"""
+
+from fairser import cli, config
+from fairser.idi import run_pseudo
+
+
+def main() -> None:
+    p = cli.parser(__doc__.splitlines()[0])
+    p.add_argument("--corpus", required=True, help="folder with clips.csv, skipped.csv and wav/")
+    p.add_argument("--out", required=True, help="output folder (pseudo.csv)")
+    args = p.parse_args()
+    params = config.load(args.params)
+    run_pseudo(args.corpus, args.out, model=params["idi"]["pseudo_model"],
+               threshold_hz=params["idi"]["pitch_threshold_hz"], device=params["speaker"]["device"])
+
+
+if __name__ == "__main__":
+    cli.run(main)
