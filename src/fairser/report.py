@@ -1,0 +1,337 @@
+"""Tables 1-2 and Figs. 2-4 of the paper from data/eval/summary.csv (../shared/SPEC.md section 6).
+
+Tables hold mean +- s.d. over folds and, for gaps, the 95% speaker-bootstrap interval
+(fairser.evaluate). Figures are drawn with matplotlib's Agg backend (no display needed). Every title
+carries the corpus notice (constants.SURROGATE_NOTICE for the generated corpus), so a figure
+from synthetic data cannot be mistaken for the paper's.
+"""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never a window
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from sklearn.manifold import TSNE  # noqa: E402
+
+from fairser.evaluate import (ALL_ATTRIBUTE, GAP_METRICS, SCORE_METRICS, TABLE2_KS, Lookup,  # noqa: E402
+                              kmeans_set, sweep_ks)
+
+NAMES = {"erm": "ERM", "random": "Random", "lff": "LfF", "disent": "DisEnt", "pgdro": "PGDRO",
+         "ds": "DS", "rw": "RW", "gdro": "GDRO", "gadro": "GADRO", "overall": "Overall"}
+METRIC_NAMES = {"f1": "F1 ↑", "acc": "ACC ↑", "tpr_gap": "TPR gap ↓", "dp_gap": "DP gap ↓"}
+TABLE1_METRICS = SCORE_METRICS + GAP_METRICS
+PAPER_ORDER = ("ds", "rw", "gdro", "gadro")  # row order of the paper's Tables 1-2 and Fig. 2
+TSNE_PERPLEXITY = 40  # paper Table A1
+TSNE_SEED = 42
+FIG4_K = 16  # paper Fig. 4
+FIG4_FOLD = 5
+
+
+def titled(title: str, notice: str | None) -> str:
+    """`title`, with the corpus notice appended when there is one."""
+    return f"{title} [{notice}]" if notice else title
+
+
+def _attr(metric: str) -> str:
+    return ALL_ATTRIBUTE if metric in SCORE_METRICS else "gender"
+
+
+def _cells(look: Lookup, run_set: str, method: str, metric: str, attribute: str, prefix: str) -> dict:
+    row = look.row(run_set, method, attribute, metric)
+    out = {f"{prefix}": np.nan, f"{prefix}_std": np.nan, f"{prefix}_ci_low": np.nan,
+           f"{prefix}_ci_high": np.nan}
+    if row is not None:
+        out.update({prefix: row["mean"], f"{prefix}_std": row["std"], f"{prefix}_ci_low": row["ci_low"],
+                    f"{prefix}_ci_high": row["ci_high"]})
+    return out
+
+
+def _levels(k: int) -> list[tuple[str, str]]:
+    return [("gender", "ground truth"), ("pseudo", "pseudo"), (kmeans_set(k), f"k-means K={k}")]
+
+
+def table1(summary: pd.DataFrame, *, k: int) -> pd.DataFrame:
+    """Table 1 (gender), the paper's rows: ERM, Random, LfF, DisEnt, PGDRO; DS, RW, GDRO, GADRO at
+    ground truth, pseudo and k-means (K = k); Overall and Gain per supervision level.
+
+    Columns: kind (run, overall, gain), method, supervision, then per metric (f1, acc, tpr_gap,
+    dp_gap) the value, `_std`, `_ci_low`, `_ci_high`. Gain rows hold relative gains vs ERM.
+    Rows whose run is absent are left out.
+    """
+    look = Lookup(summary)
+    rows = []
+
+    def add(kind, method, run_set, supervision, suffix=""):
+        cells = {}
+        for metric in TABLE1_METRICS:
+            cells.update(_cells(look, run_set, method, metric + suffix, _attr(metric), metric))
+        if not all(np.isnan(cells[m]) for m in TABLE1_METRICS):
+            rows.append({"kind": kind, "method": "Gain" if suffix else NAMES[method],
+                         "supervision": supervision, **cells})
+
+    for method, supervision in (("erm", "none"), ("random", "none"), ("lff", "unsupervised"),
+                                ("disent", "unsupervised")):
+        add("run", method, "baselines", supervision)
+    add("run", "pgdro", "pseudo", "pseudo")
+    for method in PAPER_ORDER:
+        for run_set, supervision in _levels(k):
+            add("run", method, run_set, supervision)
+    for run_set, supervision in _levels(k):
+        add("overall", "overall", run_set, supervision)
+    for run_set, supervision in _levels(k):
+        add("gain", "overall", run_set, supervision, suffix="_gain")
+    return pd.DataFrame(rows)
+
+
+def table2(summary: pd.DataFrame) -> pd.DataFrame:
+    """Table 2: race and age gaps (G = 3 each) of the k-means runs at K = 16 and 32, with ERM,
+    Overall (mean of the four methods) and Gain rows. Columns: kind, method, k, f1, acc,
+    race_tpr_gap, race_dp_gap, age_tpr_gap, age_dp_gap (each with _std, _ci_low, _ci_high).
+    """
+    look = Lookup(summary)
+    ks = [k for k in TABLE2_KS if kmeans_set(k) in look.sets()]
+    cols = [("f1", ALL_ATTRIBUTE, "f1"), ("acc", ALL_ATTRIBUTE, "acc")] + [
+        (m, a, f"{a}_{m}") for a in ("race", "age") for m in GAP_METRICS]
+    rows = []
+
+    def add(kind, method, run_set, k, suffix=""):
+        cells = {}
+        for metric, attribute, name in cols:
+            cells.update(_cells(look, run_set, method, metric + suffix, attribute, name))
+        if not all(np.isnan(cells[name]) for _, _, name in cols):
+            rows.append({"kind": kind, "method": "Gain" if suffix else NAMES[method], "k": k, **cells})
+
+    add("run", "erm", "baselines", None)
+    for method in PAPER_ORDER:
+        for k in ks:
+            add("run", method, kmeans_set(k), k)
+    for k in ks:
+        add("overall", "overall", kmeans_set(k), k)
+    for k in ks:
+        add("gain", "overall", kmeans_set(k), k, suffix="_gain")
+    return pd.DataFrame(rows)
+
+
+def _fmt(row, name: str, gain: bool) -> str:
+    value = row[name]
+    if pd.isna(value):
+        return "–"
+    if gain:
+        text = f"{value + 0.0:+.1%}"  # + 0.0: no "-0.0%"
+        if not pd.isna(row[f"{name}_ci_low"]):
+            text += f" [{row[f'{name}_ci_low'] + 0.0:+.1%}, {row[f'{name}_ci_high'] + 0.0:+.1%}]"
+        return text
+    text = f"{value:.3f}"
+    if not pd.isna(row[f"{name}_std"]):
+        text += f" ± {row[f'{name}_std']:.3f}"
+    if not pd.isna(row[f"{name}_ci_low"]):
+        text += f" [{row[f'{name}_ci_low']:.3f}, {row[f'{name}_ci_high']:.3f}]"
+    return text
+
+
+def markdown_table(df: pd.DataFrame, columns: list[tuple[str, str]], values: list[tuple[str, str]]) -> str:
+    """A GitHub Markdown table: `columns` are (field, header) shown as is, `values` formatted."""
+    head = [h for _, h in columns] + [h for _, h in values]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
+    for _, row in df.iterrows():
+        shown = ["" if pd.isna(row[f]) else str(int(row[f]) if isinstance(row[f], float) else row[f])
+                 for f, _ in columns]
+        shown += [_fmt(row, f, row["kind"] == "gain") for f, _ in values]
+        lines.append("| " + " | ".join(shown) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def table1_markdown(df: pd.DataFrame, *, k: int, n_folds: int, notice: str | None) -> str:
+    title = titled(f"Table 1: SER performance and gender fairness (k-means rows: K = {k})", notice)
+    return (f"# {title}\n\nMean ± s.d. over {n_folds} folds; [95% speaker-bootstrap interval] for "
+            "gaps. Gain: relative to ERM, (x − ERM)/ERM for F1 and ACC, (ERM − x)/ERM for gaps, "
+            "so positive is better. Overall: mean of DS, RW, GDRO, GADRO.\n\n"
+            + markdown_table(df, [("method", "Method"), ("supervision", "Super.")],
+                             [(m, METRIC_NAMES[m]) for m in TABLE1_METRICS]))
+
+
+def table2_markdown(df: pd.DataFrame, *, n_folds: int, notice: str | None) -> str:
+    title = titled("Table 2: unsupervised IDI (k-means) on race and age (G = 3 each)", notice)
+    values = [("f1", "F1 ↑"), ("acc", "ACC ↑"), ("race_tpr_gap", "Race TPR gap ↓"),
+              ("race_dp_gap", "Race DP gap ↓"), ("age_tpr_gap", "Age TPR gap ↓"),
+              ("age_dp_gap", "Age DP gap ↓")]
+    return (f"# {title}\n\nMean ± s.d. over {n_folds} folds; [95% speaker-bootstrap interval] for "
+            "gaps. Race leaves out the actor of unknown race. Gain: Overall relative to ERM, "
+            "positive is better.\n\n"
+            + markdown_table(df, [("method", "Model"), ("k", "K")], values))
+
+
+def sweep_frame(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per K of the sweep and per method (and `mean` = Overall): f1, acc, tpr_gap, dp_gap (gender)
+    with their s.d. over folds. The data of Figs. 2-3 and plots/k_sweep.csv."""
+    look = Lookup(summary)
+    rows = []
+    for k in sweep_ks(summary):
+        for method in PAPER_ORDER + ("overall",):
+            row = {"k": k, "method": "mean" if method == "overall" else method}
+            for metric in TABLE1_METRICS:
+                r = look.row(kmeans_set(k), method, _attr(metric), metric)
+                row[metric] = np.nan if r is None else r["mean"]
+                row[f"{metric}_std"] = np.nan if r is None else r["std"]
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def tradeoff_frame(summary: pd.DataFrame) -> pd.DataFrame:
+    """One row per run: set, method, supervision, f1, acc, tpr_gap, dp_gap (gender): plots/tradeoff.csv."""
+    look = Lookup(summary)
+    runs = summary[summary["method"] != "overall"][["set", "method"]].drop_duplicates()
+    rows = []
+    for run_set, method in runs.itertuples(index=False):
+        supervision = {"baselines": "none" if method in ("erm", "random") else "unsupervised",
+                       "gender": "ground truth", "pseudo": "pseudo"}.get(run_set, run_set.replace(
+                           "kmeans_k", "k-means K="))
+        row = {"set": run_set, "method": NAMES[method], "supervision": supervision}
+        for metric in TABLE1_METRICS:
+            row[metric] = look.mean(run_set, method, _attr(metric), metric)
+        rows.append(row)
+    return pd.DataFrame(rows).sort_values(["set", "method"]).reset_index(drop=True)
+
+
+def _erm(summary: pd.DataFrame, metric: str) -> float | None:
+    return Lookup(summary).mean("baselines", "erm", _attr(metric), metric)
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=150, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def fig2_bars(summary: pd.DataFrame, *, notice: str | None) -> bytes:
+    """Fig. 2: gender TPR gap (left) and Hamming accuracy (right) of DS, RW, GDRO, GADRO with
+    k-means groups, one bar per K; error bars are the s.d. over folds; dashed line = ERM."""
+    sweep = sweep_frame(summary)
+    sweep = sweep[sweep["method"] != "mean"]
+    ks = sorted(sweep["k"].unique())
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    width = 0.8 / max(len(ks), 1)
+    colors = plt.get_cmap("viridis")(np.linspace(0.1, 0.9, max(len(ks), 1)))
+    for ax, metric, label in ((axes[0], "tpr_gap", "TPR gap (gender) ↓"), (axes[1], "acc", "Hamming accuracy ↑")):
+        x = np.arange(len(PAPER_ORDER))
+        for i, k in enumerate(ks):
+            part = sweep[sweep["k"] == k].set_index("method").reindex(PAPER_ORDER)
+            ax.bar(x + (i - (len(ks) - 1) / 2) * width, part[metric], width, yerr=part[f"{metric}_std"],
+                   color=colors[i], label=f"K={k}", capsize=2, error_kw={"elinewidth": 0.8})
+        erm = _erm(summary, metric)
+        if erm is not None:
+            ax.axhline(erm, color="black", linestyle="--", linewidth=1, label="ERM")
+        ax.set_xticks(x, [NAMES[m] for m in PAPER_ORDER], fontsize=11)
+        ax.set_ylabel(label, fontsize=11)
+        ax.grid(axis="y", alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    # Below the panels, so it never covers a bar.
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(labels),
+               fontsize=10, frameon=False)
+    fig.suptitle(titled("Fig. 2: k-means IDI across K (error bars: s.d. over folds)", notice), fontsize=11)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def fig3_sweep(summary: pd.DataFrame, *, notice: str | None) -> bytes:
+    """Fig. 3: mean of DS, RW, GDRO, GADRO vs K: Hamming accuracy and gender TPR gap; dashed = ERM."""
+    sweep = sweep_frame(summary)
+    mean = sweep[sweep["method"] == "mean"].sort_values("k")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, metric, label, color in ((axes[0], "acc", "Hamming accuracy ↑", "tab:blue"),
+                                     (axes[1], "tpr_gap", "TPR gap (gender) ↓", "tab:red")):
+        ax.errorbar(mean["k"], mean[metric], yerr=mean[f"{metric}_std"], marker="o", color=color,
+                    capsize=3, label="mean of 4 methods")
+        erm = _erm(summary, metric)
+        if erm is not None:
+            ax.axhline(erm, color="black", linestyle="--", linewidth=1, label="ERM")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(mean["k"], [str(k) for k in mean["k"]])
+        ax.minorticks_off()
+        ax.set_xlabel("number of clusters K", fontsize=11)
+        ax.set_ylabel(label, fontsize=11)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=9)
+    fig.suptitle(titled("Fig. 3: mean of DS, RW, GDRO, GADRO vs K (bars: s.d. over folds)", notice),
+                 fontsize=11)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def tsne_2d(embeddings: np.ndarray) -> np.ndarray:
+    """sklearn t-SNE as paper Table A1 (perplexity 40, init pca, random_state 42); perplexity is
+    clipped to n_samples - 1, which t-SNE requires."""
+    n = len(embeddings)
+    perplexity = float(min(TSNE_PERPLEXITY, n - 1))
+    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=TSNE_SEED,
+                learning_rate="auto").fit_transform(np.asarray(embeddings, dtype=np.float64))
+
+
+def fig4_tsne(points: np.ndarray, clusters: np.ndarray, is_female: np.ndarray, *, k: int, fold: int,
+              notice: str | None) -> bytes:
+    """Fig. 4: t-SNE of speaker embeddings; colour = k-means cluster, marker = gender
+    (circle male, triangle female)."""
+    fig, ax = plt.subplots(figsize=(7, 6))
+    cmap = plt.get_cmap("tab20" if k <= 20 else "gist_ncar")
+    colors = cmap(np.asarray(clusters) % 20 / 20 if k <= 20 else np.asarray(clusters) / max(k - 1, 1))
+    for female, marker in ((False, "o"), (True, "^")):
+        sel = is_female == female
+        ax.scatter(points[sel, 0], points[sel, 1], c=colors[sel], marker=marker, s=14, alpha=0.8,
+                   linewidths=0.2, edgecolors="black")
+    handles = [Line2D([], [], marker="o", linestyle="", color="grey", label="Male"),
+               Line2D([], [], marker="^", linestyle="", color="grey", label="Female")]
+    ax.legend(handles=handles, fontsize=10, loc="best")
+    ax.set_xlabel("t-SNE 1", fontsize=11)
+    ax.set_ylabel("t-SNE 2", fontsize=11)
+    ax.set_title(titled(f"Fig. 4: fold-{fold} training clips, speaker embeddings\n"
+                        f"colour = k-means cluster (K={k}), marker = gender", notice), fontsize=10)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def load_fig4_data(*, corpus_dir, speaker_dir, groups_dir, k: int = FIG4_K, fold: int = FIG4_FOLD):
+    """Embeddings, cluster ids and is_female of the training rows of one fold of kmeans_k<k>.csv.
+
+    Uses fold `fold` (the paper's fold 5) when present, else the highest fold in the file (tiny
+    test projects). Returns (embeddings (n, E), clusters (n,), is_female (n,), fold used).
+    """
+    from pathlib import Path
+
+    from fairser.cli import InputError
+
+    corpus_dir, speaker_dir, groups_dir = Path(corpus_dir), Path(speaker_dir), Path(groups_dir)
+    groups_path = groups_dir / f"kmeans_k{k}.csv"
+    index_path, emb_path = speaker_dir / "index.csv", speaker_dir / "embeddings.npy"
+    for path in (groups_path, index_path, emb_path, corpus_dir / "clips.csv", corpus_dir / "actors.csv"):
+        if not path.is_file():
+            raise InputError(f"{path}: no such file (Fig. 4 needs it)")
+    groups = pd.read_csv(groups_path)
+    if not {"fold", "file", "split", "group"} <= set(groups.columns):
+        raise InputError(f"{groups_path}: expected columns fold, file, split, group")
+    folds = sorted(groups["fold"].unique())
+    fold = fold if fold in folds else int(folds[-1])
+    train = groups[(groups["fold"] == fold) & (groups["split"] == "train")]
+    if len(train) < 3:
+        raise InputError(f"{groups_path}: fold {fold} has {len(train)} train rows; t-SNE needs 3")
+    index = pd.read_csv(index_path)
+    embeddings = np.load(emb_path, mmap_mode="r")
+    if "file" not in index.columns or len(index) != len(embeddings):
+        raise InputError(f"{index_path}: expected a `file` column with one row per row of {emb_path}")
+    row_of = pd.Series(np.arange(len(index)), index=index["file"])
+    lacking = ~train["file"].isin(row_of.index)
+    if lacking.any():
+        raise InputError(f"{index_path}: no speaker embedding for {train['file'][lacking].iloc[0]}")
+    clips = pd.read_csv(corpus_dir / "clips.csv", usecols=["file", "actor"]).set_index("file")["actor"]
+    actors = pd.read_csv(corpus_dir / "actors.csv", usecols=["actor", "sex"]).set_index("actor")["sex"]
+    sex = train["file"].map(clips).map(actors)
+    if sex.isna().any():
+        raise InputError(f"{corpus_dir}: no actor or sex for clip {train['file'][sex.isna()].iloc[0]}")
+    emb = np.asarray(embeddings[row_of.loc[train["file"]].to_numpy()], dtype=np.float64)
+    return emb, train["group"].to_numpy(int), (sex == "Female").to_numpy(), fold

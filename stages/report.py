@@ -1,0 +1,71 @@
+"""Stage report: Tables 1-2 (Markdown and CSV), Figs. 2-4 (PNG) and DVC data plots (CSV).
+
+python stages/report.py --eval data/eval --corpus data/corpus --speaker data/speaker \
+    --groups data/groups --reports reports --plots plots
+Params: idi.k (Table 1's k-means rows).
+"""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from fairser import config, report
+from fairser.cli import InputError, parser, run
+from fairser.io import atomic_dir
+
+SUMMARY_COLUMNS = ["set", "method", "attribute", "metric", "mean", "std", "n_folds", "ci_low", "ci_high"]
+
+
+def main() -> None:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--eval", required=True, help="folder with summary.csv and per_fold.csv")
+    p.add_argument("--corpus", required=True, help="folder with corpus.json, clips.csv, actors.csv")
+    p.add_argument("--speaker", required=True, help="folder with embeddings.npy and index.csv")
+    p.add_argument("--groups", required=True, help="folder with kmeans_k16.csv")
+    p.add_argument("--reports", required=True, help="output folder for the tables")
+    p.add_argument("--plots", required=True, help="output folder for figures and DVC plot CSVs")
+    args = p.parse_args()
+    k = config.load(args.params)["idi"]["k"]
+
+    eval_dir, corpus_dir = Path(args.eval), Path(args.corpus)
+    for path in (eval_dir / "summary.csv", eval_dir / "per_fold.csv", corpus_dir / "corpus.json"):
+        if not path.is_file():
+            raise InputError(f"{path}: no such file")
+    summary = pd.read_csv(eval_dir / "summary.csv")
+    if list(summary.columns) != SUMMARY_COLUMNS:
+        raise InputError(f"{eval_dir / 'summary.csv'}: expected columns {SUMMARY_COLUMNS}")
+    n_folds = pd.read_csv(eval_dir / "per_fold.csv", usecols=["fold"])["fold"].nunique()
+    try:
+        notice = json.loads((corpus_dir / "corpus.json").read_text()).get("notice") or None
+    except (json.JSONDecodeError, AttributeError):
+        raise InputError(f"{corpus_dir / 'corpus.json'}: not a JSON object") from None
+    # Fig. 4's inputs are checked before any drawing.
+    emb, clusters, is_female, fold = report.load_fig4_data(
+        corpus_dir=corpus_dir, speaker_dir=args.speaker, groups_dir=args.groups)
+
+    t1 = report.table1(summary, k=k)
+    t2 = report.table2(summary)
+    figures = {
+        "fig2_k_bars.png": report.fig2_bars(summary, notice=notice),
+        "fig3_k_mean.png": report.fig3_sweep(summary, notice=notice),
+        "fig4_tsne.png": report.fig4_tsne(report.tsne_2d(emb), clusters, is_female, k=report.FIG4_K,
+                                          fold=fold, notice=notice),
+    }
+    with atomic_dir(args.reports) as tmp:
+        (tmp / "table1.md").write_text(report.table1_markdown(t1, k=k, n_folds=n_folds, notice=notice))
+        (tmp / "table2.md").write_text(report.table2_markdown(t2, n_folds=n_folds, notice=notice))
+        # A CSV has no title: the notice rides along in a column.
+        t1.assign(notice=notice or "").to_csv(tmp / "table1.csv", index=False)
+        t2.assign(notice=notice or "").to_csv(tmp / "table2.csv", index=False)
+    with atomic_dir(args.plots) as tmp:
+        for name, png in figures.items():
+            (tmp / name).write_bytes(png)
+        report.tradeoff_frame(summary).to_csv(tmp / "tradeoff.csv", index=False)
+        report.sweep_frame(summary).query("method == 'mean'").drop(columns="method").to_csv(
+            tmp / "k_sweep.csv", index=False)
+    print(f"report: tables -> {args.reports}, figures -> {args.plots}")
+
+
+if __name__ == "__main__":
+    run(main)

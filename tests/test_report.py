@@ -1,0 +1,108 @@
+"""fairser.report and stages/report.py end to end on the tiny runs tree of test_evaluate."""
+
+import json
+
+import matplotlib.image as mpimg
+import numpy as np
+import pandas as pd
+import pytest
+from test_evaluate import EVAL_ARGS, make_tree, run_stage
+
+from fairser import report
+from fairser.constants import SURROGATE_NOTICE
+
+REPORT_ARGS = ("--eval", "data/eval", "--corpus", "data/corpus", "--speaker", "data/speaker",
+               "--groups", "data/groups", "--reports", "reports", "--plots", "plots")
+TABLE1_ROWS = [("ERM", "none"), ("Random", "none"), ("LfF", "unsupervised"),
+               ("DisEnt", "unsupervised"), ("PGDRO", "pseudo")] + [
+    (m, s) for m in ("DS", "RW", "GDRO", "GADRO")
+    for s in ("ground truth", "pseudo", "k-means K=16")] + [
+    (m, s) for m in ("Overall", "Gain") for s in ("ground truth", "pseudo", "k-means K=16")]
+
+
+@pytest.fixture(scope="module")
+def reported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("proj")
+    make_tree(root, n_boot=20)
+    for script, args in (("evaluate.py", EVAL_ARGS), ("report.py", REPORT_ARGS)):
+        res = run_stage(root, script, *args)
+        assert res.returncode == 0, res.stderr
+    return root
+
+
+@pytest.mark.parametrize("name", ["fig2_k_bars.png", "fig3_k_mean.png", "fig4_tsne.png"])
+def test_figures_are_valid_pngs(reported, name):
+    image = mpimg.imread(reported / "plots" / name)
+    assert image.ndim == 3 and image.shape[0] > 300 and image.shape[1] > 300
+    assert image[..., :3].std() > 0  # something was drawn
+
+
+def test_table1_has_the_papers_rows_in_order(reported):
+    t1 = pd.read_csv(reported / "reports/table1.csv")
+    assert list(zip(t1["method"], t1["supervision"])) == TABLE1_ROWS
+    assert (t1["notice"] == SURROGATE_NOTICE).all()
+    md = (reported / "reports/table1.md").read_text()
+    assert SURROGATE_NOTICE in md.splitlines()[0]
+    assert "| Gain | k-means K=16 |" in md and "| PGDRO | pseudo |" in md
+
+
+def test_table2_has_erm_then_each_method_at_k16_and_k32(reported):
+    t2 = pd.read_csv(reported / "reports/table2.csv")
+    want = [("ERM", None)] + [(m, k) for m in ("DS", "RW", "GDRO", "GADRO", "Overall", "Gain")
+                              for k in (16, 32)]
+    got = [(m, None if pd.isna(k) else int(k)) for m, k in zip(t2["method"], t2["k"])]
+    assert sorted(got, key=str) == sorted(want, key=str)
+    assert got[0] == ("ERM", None)
+    assert {"race_tpr_gap", "race_dp_gap", "age_tpr_gap", "age_dp_gap", "f1", "acc"} <= set(t2.columns)
+    assert SURROGATE_NOTICE in (reported / "reports/table2.md").read_text().splitlines()[0]
+
+
+def test_gain_rows_are_relative_to_erm(reported):
+    t1 = pd.read_csv(reported / "reports/table1.csv").set_index(["method", "supervision"])
+    erm, overall = t1.loc[("ERM", "none")], t1.loc[("Overall", "pseudo")]
+    gain = t1.loc[("Gain", "pseudo")]
+    assert gain["acc"] == pytest.approx((overall["acc"] - erm["acc"]) / erm["acc"])
+    assert gain["tpr_gap"] == pytest.approx((erm["tpr_gap"] - overall["tpr_gap"]) / erm["tpr_gap"])
+
+
+def test_dvc_plot_csvs_have_their_fields(reported):
+    tradeoff = pd.read_csv(reported / "plots/tradeoff.csv")
+    assert {"method", "supervision", "f1", "tpr_gap"} <= set(tradeoff.columns)
+    assert len(tradeoff) == 25  # one row per run
+    sweep = pd.read_csv(reported / "plots/k_sweep.csv")
+    assert sweep["k"].tolist() == [2, 16, 32]
+    assert {"f1", "acc", "tpr_gap", "dp_gap"} <= set(sweep.columns)
+
+
+def test_missing_cluster_file_fails_in_one_line_and_leaves_old_outputs(reported):
+    (reported / "data/groups/kmeans_k16.csv").rename(reported / "data/groups/hidden.csv")
+    before = (reported / "reports/table1.md").read_text()
+    try:
+        res = run_stage(reported, "report.py", *REPORT_ARGS)
+    finally:
+        (reported / "data/groups/hidden.csv").rename(reported / "data/groups/kmeans_k16.csv")
+    assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1
+    assert "kmeans_k16.csv" in res.stderr
+    assert (reported / "reports/table1.md").read_text() == before
+
+
+def test_titles_carry_no_notice_for_the_real_corpus():
+    assert report.titled("Table 1", None) == "Table 1"
+    assert report.titled("Table 1", SURROGATE_NOTICE).endswith(f"[{SURROGATE_NOTICE}]")
+
+
+def test_tsne_clips_perplexity_for_few_points():
+    points = report.tsne_2d(np.random.default_rng(0).normal(size=(6, 4)))
+    assert points.shape == (6, 2) and np.isfinite(points).all()
+
+
+def test_table1_leaves_out_rows_of_absent_runs():
+    summary = pd.DataFrame([
+        {"set": "baselines", "method": "erm", "attribute": a, "metric": m, "mean": 0.5, "std": 0.1,
+         "n_folds": 2, "ci_low": np.nan, "ci_high": np.nan}
+        for a, m in (("all", "f1"), ("all", "acc"), ("gender", "tpr_gap"), ("gender", "dp_gap"))])
+    t1 = report.table1(summary, k=16)
+    assert t1["method"].tolist() == ["ERM"]
+    md = report.table1_markdown(t1, k=16, n_folds=2, notice=None)
+    assert "| ERM | none | 0.500 ± 0.100 |" in md
+    assert json.dumps(t1.to_dict())  # plain values
