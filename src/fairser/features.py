@@ -167,16 +167,11 @@ class HFUpstream:
     hold only clips of equal length, and pooled features equal one-clip-at-a-time runs.
     """
 
-    def __init__(self, name: str, device: torch.device = torch.device("cpu")):
-        from transformers import AutoFeatureExtractor, AutoModel
-
+    def __init__(self, model, extractor, name: str, device: torch.device = torch.device("cpu")):
         self.name = name
         self.device = device
-        try:
-            self.extractor = AutoFeatureExtractor.from_pretrained(name)
-            self.model = AutoModel.from_pretrained(name)
-        except Exception as err:  # hub/offline/format errors all mean: this id cannot be used here
-            raise model_load_error("features.upstream", name, err, "wavlm-base-plus") from None
+        self.model = model
+        self.extractor = extractor
         if getattr(self.extractor, "sampling_rate", SAMPLE_RATE) != SAMPLE_RATE:
             raise InputError(f"features.upstream '{name}' expects {self.extractor.sampling_rate} Hz "
                              f"audio; the corpus is {SAMPLE_RATE} Hz")
@@ -188,6 +183,18 @@ class HFUpstream:
         self.allow_padding = (self._lengths is not None
                               and getattr(cfg, "feat_extract_norm", None) == "layer")
         self.min_samples = self._min_samples(cfg)
+
+    @classmethod
+    def load(cls, name: str, device: torch.device = torch.device("cpu")) -> "HFUpstream":
+        """From a hub id or a local folder (save_pretrained layout), exactly as for the paper's model."""
+        from transformers import AutoFeatureExtractor, AutoModel
+
+        try:
+            extractor = AutoFeatureExtractor.from_pretrained(name)
+            model = AutoModel.from_pretrained(name)
+        except Exception as err:  # hub/offline/format errors all mean: this id cannot be used here
+            raise model_load_error("features.upstream", name, err, "wavlm-base-plus") from None
+        return cls(model, extractor, name, device)
 
     @staticmethod
     def _min_samples(cfg) -> int:
@@ -226,7 +233,7 @@ class HFUpstream:
 
 def load_upstream(name: str, device: torch.device = torch.device("cpu")):
     """`fbank` or a Hugging Face id / folder."""
-    return FbankUpstream(device) if name == FBANK else HFUpstream(name, device)
+    return FbankUpstream(device) if name == FBANK else HFUpstream.load(name, device)
 
 
 def partial_key(upstream: str, files, lengths) -> str:
