@@ -1,6 +1,10 @@
 """fairser.evaluate and stages/evaluate.py on a tiny hand-made runs tree (2 folds, 8 actors)."""
 
+import contextlib
+import io
 import json
+import os
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -83,9 +87,28 @@ def make_tree(root: Path, *, n_boot: int = 50, k: int = 16) -> dict:
     return {"clips": clips, "folds": folds, "test": test}
 
 
-def run_stage(root: Path, script: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "stages" / script), *args], cwd=root,
-                          capture_output=True, text=True)
+def run_stage(root: Path, script: str, *args: str, subprocess_: bool = False) -> subprocess.CompletedProcess:
+    """Run a stage script in `root` as `python stages/<script> ...` would.
+
+    In-process by default (imports are paid once, so the tests stay fast); `subprocess_=True`
+    runs a real interpreter.
+    """
+    if subprocess_:
+        return subprocess.run([sys.executable, str(ROOT / "stages" / script), *args], cwd=root,
+                              capture_output=True, text=True)
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    old_argv, old_cwd = sys.argv, os.getcwd()
+    try:
+        sys.argv = [script, *args]
+        os.chdir(root)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            runpy.run_path(str(ROOT / "stages" / script), run_name="__main__")
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        sys.argv = old_argv
+        os.chdir(old_cwd)
+    return subprocess.CompletedProcess([script, *args], code, out.getvalue(), err.getvalue())
 
 
 EVAL_ARGS = ("--corpus", "data/corpus", "--split", "data/split", "--runs", "data/runs",
@@ -96,7 +119,7 @@ EVAL_ARGS = ("--corpus", "data/corpus", "--split", "data/split", "--runs", "data
 def evaluated(tmp_path_factory):
     root = tmp_path_factory.mktemp("proj")
     tree = make_tree(root)
-    res = run_stage(root, "evaluate.py", *EVAL_ARGS)
+    res = run_stage(root, "evaluate.py", *EVAL_ARGS, subprocess_=True)
     assert res.returncode == 0, res.stderr
     return root, tree
 

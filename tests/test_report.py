@@ -74,16 +74,27 @@ def test_dvc_plot_csvs_have_their_fields(reported):
     assert {"f1", "acc", "tpr_gap", "dp_gap"} <= set(sweep.columns)
 
 
-def test_missing_cluster_file_fails_in_one_line_and_leaves_old_outputs(reported):
-    (reported / "data/groups/kmeans_k16.csv").rename(reported / "data/groups/hidden.csv")
+def test_missing_embeddings_fail_in_one_line_and_leave_old_outputs(reported):
+    (reported / "data/speaker/embeddings.npy").rename(reported / "data/speaker/hidden.npy")
     before = (reported / "reports/table1.md").read_text()
     try:
         res = run_stage(reported, "report.py", *REPORT_ARGS)
     finally:
-        (reported / "data/groups/hidden.csv").rename(reported / "data/groups/kmeans_k16.csv")
+        (reported / "data/speaker/hidden.npy").rename(reported / "data/speaker/embeddings.npy")
     assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1
-    assert "kmeans_k16.csv" in res.stderr
+    assert "embeddings.npy" in res.stderr
     assert (reported / "reports/table1.md").read_text() == before
+
+
+def test_fig4_falls_back_to_table1_k_without_k16_clusters(tmp_path):
+    make_tree(tmp_path, n_boot=0, k=2)
+    groups = tmp_path / "data/groups"
+    (groups / "kmeans_k16.csv").rename(groups / "kmeans_k2.csv")
+    for script, args in (("evaluate.py", EVAL_ARGS), ("report.py", REPORT_ARGS)):
+        res = run_stage(tmp_path, script, *args)
+        assert res.returncode == 0, res.stderr
+    assert "k-means K=2" in (tmp_path / "reports/table1.md").read_text()
+    assert mpimg.imread(tmp_path / "plots/fig4_tsne.png").shape[0] > 300
 
 
 def test_titles_carry_no_notice_for_the_real_corpus():

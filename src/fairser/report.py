@@ -18,6 +18,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
 
 from fairser.evaluate import (ALL_ATTRIBUTE, GAP_METRICS, SCORE_METRICS, TABLE2_KS, Lookup,  # noqa: E402
                               kmeans_set, sweep_ks)
@@ -270,8 +271,12 @@ def tsne_2d(embeddings: np.ndarray) -> np.ndarray:
     clipped to n_samples - 1, which t-SNE requires."""
     n = len(embeddings)
     perplexity = float(min(TSNE_PERPLEXITY, n - 1))
-    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=TSNE_SEED,
-                learning_rate="auto").fit_transform(np.asarray(embeddings, dtype=np.float64))
+    tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=TSNE_SEED,
+                learning_rate="auto")
+    # One OpenMP thread: the Barnes-Hut gradient then sums in a fixed order (same picture every
+    # run), and busy-waiting threads on a shared machine made it 6x slower, not faster.
+    with threadpool_limits(limits=1, user_api="openmp"):
+        return tsne.fit_transform(np.asarray(embeddings, dtype=np.float64))
 
 
 def fig4_tsne(points: np.ndarray, clusters: np.ndarray, is_female: np.ndarray, *, k: int, fold: int,
