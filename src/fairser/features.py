@@ -31,9 +31,12 @@ from fairser.constants import SAMPLE_RATE
 FBANK = "fbank"
 N_MELS = 80
 # Layer 0 is the 80-bin log-mel frame itself. Layer 1 is its square after centring each bin on
-# the clip's own mean, so its frame mean is the per-bin variance over time: a fixed-length summary
-# of spread (pitch movement, energy dynamics) that the plain mean cannot carry. See
-# docs/PERFORMANCE.md (probe) for the measurement behind keeping it.
+# the clip's own mean, so its frame mean is the per-bin variance over time: spread (pitch movement,
+# energy dynamics) that the plain mean cannot carry. Measured with a linear probe shaped like the
+# head (standardised layers mixed 50/50, multinomial logistic, 5 speaker-disjoint folds, surrogate
+# corpus of 40 actors, 1360 clips, majority label): macro-F1 0.345 -> 0.382, accuracy 0.520 ->
+# 0.546. Centring on the corpus mean instead of the clip's gave the same (0.384, 0.553) but would
+# tie each clip's features to the whole corpus, so the per-clip version is kept.
 FBANK_LAYERS = ("log-mel", "log-mel centred per clip, squared (per-bin variance after pooling)")
 # Bump when the pooled values a given upstream produces change, so old partial chunks are ignored.
 FORMAT_VERSION = 1
