@@ -14,7 +14,8 @@ from fairser import config, report
 from fairser.cli import InputError, parser, run
 from fairser.io import atomic_dir
 
-SUMMARY_COLUMNS = ["set", "method", "attribute", "metric", "mean", "std", "n_folds", "ci_low", "ci_high"]
+SUMMARY_COLUMNS = ["set", "method", "attribute", "metric", "mean", "std", "n_folds", "ci_low", "ci_high",
+                   "bias"]
 
 
 def main() -> None:

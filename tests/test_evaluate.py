@@ -253,3 +253,15 @@ def test_bootstrap_is_deterministic_for_a_seed(tmp_path):
         assert run_stage(tmp_path, "evaluate.py", *EVAL_ARGS).returncode == 0
         outs.append((tmp_path / "data/eval/summary.csv").read_text())
     assert outs[0] == outs[1]
+
+
+def test_basic_interval_reflects_the_replicates_about_the_estimate():
+    reps = np.linspace(0.30, 0.50, 1001)  # replicates shifted up from the estimate 0.35
+    got = evaluate.bootstrap_interval(0.35, reps)
+    lo, hi = np.percentile(reps, [2.5, 97.5])
+    assert got["ci_low"] == pytest.approx(0.70 - hi) and got["ci_high"] == pytest.approx(0.70 - lo)
+    assert got["bias"] == pytest.approx(0.40 - 0.35)
+    clipped = evaluate.bootstrap_interval(0.05, reps, floor=0.0)
+    assert clipped["ci_low"] == 0.0 and clipped["ci_high"] == 0.0
+    assert np.isnan(evaluate.bootstrap_interval(0.35, np.full(5, np.nan))["ci_low"])
+    assert np.isnan(evaluate.bootstrap_interval(0.35, None)["bias"])

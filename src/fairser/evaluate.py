@@ -5,8 +5,9 @@ split, then averaged over the folds; the spread is the sample standard deviation
 (ddof = 1). Gains vs ERM: accuracy-like (x - ERM) / ERM, gaps (ERM - x) / ERM. "Overall" is the
 mean of DS, RW, GDRO and GADRO at one supervision level (only when all four runs exist).
 
-Beyond the paper: 95% percentile bootstrap intervals for each gap (and each Overall and gain),
-resampling speakers, because clips of one speaker are not independent. Per fold and attribute,
+Beyond the paper: 95% bootstrap intervals for each gap (and each Overall and gain), resampling
+speakers, because clips of one speaker are not independent; basic (reverse-percentile)
+intervals, since gaps are biased upward by noise (see `bootstrap_interval`). Per fold and attribute,
 test speakers are drawn with replacement within their own group (so every group of the fold
 stays present with its speaker count), each fold independently; a replicate's value is the mean
 over folds of the per-fold gaps, exactly as the point estimate. The same resamples serve every
@@ -294,11 +295,23 @@ def evaluate_runs(truth: Truth, predictions: dict[Run, dict[int, np.ndarray]], *
     return pd.DataFrame(fold_rows), pd.DataFrame(group_rows), replicates
 
 
-def _ci(reps: np.ndarray | None) -> tuple[float, float]:
-    if reps is None or np.isnan(reps).all():
-        return np.nan, np.nan
-    lo, hi = np.nanpercentile(reps, [2.5, 97.5])
-    return float(lo), float(hi)
+def bootstrap_interval(point: float, reps: np.ndarray | None, *, floor: float | None = None) -> dict:
+    """95% basic (reverse-percentile) bootstrap interval [2x - q97.5, 2x - q2.5] and the bias.
+
+    Why not the plain percentile interval: a gap is a max-min (or max |.|) of noisy rates, so
+    sampling noise inflates it; the estimate is biased upward and the replicates, resampled from
+    the estimate, are shifted up by about the same amount (`bias` = mean(replicates) - x). The
+    percentile interval then sits above the estimate (often excluding it); the basic interval
+    shifts back by that bias. `floor` clips the lower end (0 for gaps). Undefined (NaN)
+    replicates are left out.
+    """
+    if reps is None or not np.isfinite(point) or not np.isfinite(reps).any():
+        return {"ci_low": np.nan, "ci_high": np.nan, "bias": np.nan}
+    q_lo, q_hi = np.nanpercentile(reps, [2.5, 97.5])
+    lo, hi = 2 * point - q_hi, 2 * point - q_lo
+    if floor is not None:
+        lo, hi = max(lo, floor), max(hi, floor)
+    return {"ci_low": float(lo), "ci_high": float(hi), "bias": float(np.nanmean(reps) - point)}
 
 
 def gain(x, erm, metric: str):
@@ -309,8 +322,9 @@ def gain(x, erm, metric: str):
 def summarize(per_fold: pd.DataFrame, replicates: dict) -> pd.DataFrame:
     """Fold means, spreads and CIs per run; Overall rows; `<metric>_gain` rows vs ERM.
 
-    Columns: set, method, attribute, metric, mean, std, n_folds, ci_low, ci_high. A fold whose
-    gap is undefined (NaN) is left out of that mean and counted out of n_folds.
+    Columns: set, method, attribute, metric, mean, std, n_folds, ci_low, ci_high, bias
+    (`bootstrap_interval`; NaN for F1 and ACC, which are not bootstrapped). A fold whose gap is
+    undefined (NaN) is left out of that mean and counted out of n_folds.
     """
     rows = []
     replicates = dict(replicates)  # Overall replicates are added below; the caller's stay as given
@@ -320,10 +334,11 @@ def summarize(per_fold: pd.DataFrame, replicates: dict) -> pd.DataFrame:
         warnings.simplefilter("ignore", RuntimeWarning)
         for key, values in fold_table.iterrows():
             v = values.to_numpy(float)
-            lo, hi = _ci(replicates.get(key))
-            rows.append(dict(zip(("set", "method", "attribute", "metric"), key), mean=np.nanmean(v),
+            mean = float(np.nanmean(v))
+            rows.append(dict(zip(("set", "method", "attribute", "metric"), key), mean=mean,
                              std=np.nanstd(v, ddof=1) if np.isfinite(v).sum() > 1 else np.nan,
-                             n_folds=int(np.isfinite(v).sum()), ci_low=lo, ci_high=hi))
+                             n_folds=int(np.isfinite(v).sum()),
+                             **bootstrap_interval(mean, replicates.get(key), floor=0.0)))
         # Overall: the mean of the four group methods at one supervision level.
         for run_set in sorted(set(fold_table.index.get_level_values("set")) - {"baselines"}):
             for attribute, metric in sorted({k[2:] for k in fold_table.index if k[0] == run_set}):
@@ -332,15 +347,16 @@ def summarize(per_fold: pd.DataFrame, replicates: dict) -> pd.DataFrame:
                     continue
                 per_method = np.stack([fold_table.loc[k].to_numpy(float) for k in keys])
                 fold_mean = np.nanmean(per_method, axis=0)
-                reps = ([replicates[k] for k in keys] if all(k in replicates for k in keys) else None)
-                lo, hi = _ci(np.mean(reps, axis=0) if reps else None)
+                reps = (np.mean([replicates[k] for k in keys], axis=0)
+                        if all(k in replicates for k in keys) else None)
+                mean = float(np.mean(np.nanmean(per_method, axis=1)))
                 rows.append({"set": run_set, "method": "overall", "attribute": attribute,
-                             "metric": metric, "mean": float(np.mean(np.nanmean(per_method, axis=1))),
+                             "metric": metric, "mean": mean,
                              "std": np.nanstd(fold_mean, ddof=1) if np.isfinite(fold_mean).sum() > 1
                              else np.nan, "n_folds": int(np.isfinite(fold_mean).sum()),
-                             "ci_low": lo, "ci_high": hi})
-                if reps:
-                    replicates[(run_set, "overall", attribute, metric)] = np.mean(reps, axis=0)
+                             **bootstrap_interval(mean, reps, floor=0.0)})
+                if reps is not None:
+                    replicates[(run_set, "overall", attribute, metric)] = reps
         summary = pd.DataFrame(rows)
         erm = summary[(summary["set"] == "baselines") & (summary["method"] == "erm")]
         erm = erm.set_index(["attribute", "metric"])["mean"]
@@ -351,11 +367,12 @@ def summarize(per_fold: pd.DataFrame, replicates: dict) -> pd.DataFrame:
             ref = erm[(row.attribute, row.metric)]
             reps = replicates.get((row.set, row.method, row.attribute, row.metric))
             ref_reps = replicates.get(("baselines", "erm", row.attribute, row.metric))
-            lo, hi = _ci(gain(reps, ref_reps, row.metric) if reps is not None and ref_reps is not None
-                         else None)
+            value = gain(row.mean, ref, row.metric)
+            both = reps is not None and ref_reps is not None
             gains.append({"set": row.set, "method": row.method, "attribute": row.attribute,
-                          "metric": f"{row.metric}_gain", "mean": gain(row.mean, ref, row.metric),
-                          "std": np.nan, "n_folds": row.n_folds, "ci_low": lo, "ci_high": hi})
+                          "metric": f"{row.metric}_gain", "mean": value, "std": np.nan,
+                          "n_folds": row.n_folds,
+                          **bootstrap_interval(value, gain(reps, ref_reps, row.metric) if both else None)})
     return pd.concat([summary, pd.DataFrame(gains)], ignore_index=True)
 
 

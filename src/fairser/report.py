@@ -150,8 +150,8 @@ def markdown_table(df: pd.DataFrame, columns: list[tuple[str, str]], values: lis
 
 def table1_markdown(df: pd.DataFrame, *, k: int, n_folds: int, notice: str | None) -> str:
     title = titled(f"Table 1: SER performance and gender fairness (k-means rows: K = {k})", notice)
-    return (f"# {title}\n\nMean ± s.d. over {n_folds} folds; [95% speaker-bootstrap interval] for "
-            "gaps. Gain: relative to ERM, (x − ERM)/ERM for F1 and ACC, (ERM − x)/ERM for gaps, "
+    return (f"# {title}\n\nMean ± s.d. over {n_folds} folds; [95% speaker-bootstrap interval, basic "
+            "(bias-corrected), so it may sit below the estimate] for gaps. Gain: relative to ERM, (x − ERM)/ERM for F1 and ACC, (ERM − x)/ERM for gaps, "
             "so positive is better. Overall: mean of DS, RW, GDRO, GADRO.\n\n"
             + markdown_table(df, [("method", "Method"), ("supervision", "Super.")],
                              [(m, METRIC_NAMES[m]) for m in TABLE1_METRICS]))
@@ -162,8 +162,8 @@ def table2_markdown(df: pd.DataFrame, *, n_folds: int, notice: str | None) -> st
     values = [("f1", "F1 ↑"), ("acc", "ACC ↑"), ("race_tpr_gap", "Race TPR gap ↓"),
               ("race_dp_gap", "Race DP gap ↓"), ("age_tpr_gap", "Age TPR gap ↓"),
               ("age_dp_gap", "Age DP gap ↓")]
-    return (f"# {title}\n\nMean ± s.d. over {n_folds} folds; [95% speaker-bootstrap interval] for "
-            "gaps. Race leaves out the actor of unknown race. Gain: Overall relative to ERM, "
+    return (f"# {title}\n\nMean ± s.d. over {n_folds} folds; [95% speaker-bootstrap interval, basic "
+            "(bias-corrected), so it may sit below the estimate] for gaps. Race leaves out the actor of unknown race. Gain: Overall relative to ERM, "
             "positive is better.\n\n"
             + markdown_table(df, [("method", "Model"), ("k", "K")], values))
 
