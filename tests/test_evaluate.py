@@ -265,3 +265,12 @@ def test_basic_interval_reflects_the_replicates_about_the_estimate():
     assert clipped["ci_low"] == 0.0 and clipped["ci_high"] == 0.0
     assert np.isnan(evaluate.bootstrap_interval(0.35, np.full(5, np.nan))["ci_low"])
     assert np.isnan(evaluate.bootstrap_interval(0.35, None)["bias"])
+
+
+def test_table1_kmeans_rows_follow_idi_k(evaluated):
+    root, _ = evaluated
+    summary = pd.read_csv(root / "data/eval/summary.csv")
+    look = evaluate.Lookup(summary)
+    for k in (16, 32):
+        rw = evaluate.headline(summary, k=k)["table1"]["rw"]["kmeans"]
+        assert rw["tpr_gap"] == pytest.approx(look.mean(f"kmeans_k{k}", "rw", "gender", "tpr_gap"), abs=1e-4)

@@ -57,8 +57,10 @@ def _check_multi_hot(name: str, a) -> np.ndarray:
 def macro_f1(*, y_true, y_pred) -> float:
     """Macro F1: the unweighted mean over the 6 classes of each class's binary F1.
 
-    sklearn `f1_score(average="macro", zero_division=0)`: a class with no true and no predicted
-    positives scores 0 for that class (it still counts in the mean), as in EMO-SUPERB.
+    sklearn `f1_score(average="macro", zero_division=0)`: a class whose F1 is 0/0 (no true and
+    no predicted positives) scores 0 and still counts in the mean, so the score never rises by
+    dropping a class. Every real test fold has positives of all six classes, so this only
+    matters on tiny data.
     """
     y_true = _check_multi_hot("y_true", y_true)
     y_pred = _check_multi_hot("y_pred", y_pred)
