@@ -1,0 +1,331 @@
+"""The download stage's corpus: the generated surrogate or the real CREMA-D, in one file layout.
+
+Output folder (docs/DESIGN.md): wav/<file>.wav (16 kHz mono PCM16), clips.csv (file, actor,
+sentence, emotion, level, the vote distribution in EMOTIONS order, split_1..split_5), actors.csv
+(actor, sex, age, race), skipped.csv (file, reason) and corpus.json.
+
+CREMA-D comes from its public repository (audio through Git LFS, see fairser.download) or from
+local folders; labels and folds from EMO-SUPERB's labels_consensus_{1..5}.csv (SPEC section 1).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+import struct
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import soundfile as sf
+from scipy import signal
+from tqdm import tqdm
+
+from fairser import surrogate
+from fairser.cli import InputError
+from fairser.constants import (EMOTION_CODES, EMOTIONS, GENDERS, N_FOLDS, SAMPLE_RATE,
+                               SURROGATE_NOTICE)
+from fairser.download import NotFound, check_url, fetch, parse_lfs_pointer, sha256_file
+from fairser.io import atomic_dir
+
+MIN_SECONDS = 0.1  # shorter clips are skipped by policy
+
+# Metadata files: path in the local metadata folder (laid out like ../shared/data), the URL
+# parameter and path upstream, and the sha256 pinned from ../shared/data/*/SOURCES.md.
+METADATA = {
+    "crema-d/VideoDemographics.csv": (
+        "crema_d_raw", "VideoDemographics.csv",
+        "e33ddc8b60bedf98541735801127cbb67098b5957271adbdd5dea8a44294eec3"),
+    "emo-superb/CREMA-D/Primary/labels_consensus_1.csv": (
+        "emo_superb_raw", "data/CREMA-D/Primary/labels_consensus_1.csv",
+        "f64ba9c1cf6534991f381d0e8f3f79aafefc13ddca7655cefd50a3ef84aed3ec"),
+    "emo-superb/CREMA-D/Primary/labels_consensus_2.csv": (
+        "emo_superb_raw", "data/CREMA-D/Primary/labels_consensus_2.csv",
+        "87baf1146a99d7a8465f836fc83195d5b3520338495d101133e5eeac3c283fc8"),
+    "emo-superb/CREMA-D/Primary/labels_consensus_3.csv": (
+        "emo_superb_raw", "data/CREMA-D/Primary/labels_consensus_3.csv",
+        "1249a6d99a67c3985aaf7d738e0dcfb904221920056a417a245cfbca0aa9428a"),
+    "emo-superb/CREMA-D/Primary/labels_consensus_4.csv": (
+        "emo_superb_raw", "data/CREMA-D/Primary/labels_consensus_4.csv",
+        "accc29884a85342d7b2d7f06c6a970337a35c93cf5d4aacbff81fbece08e494e"),
+    "emo-superb/CREMA-D/Primary/labels_consensus_5.csv": (
+        "emo_superb_raw", "data/CREMA-D/Primary/labels_consensus_5.csv",
+        "740039d2a3a7134efcc6ec3a0b91a280cef447185ec1bbd32db6a3dfac6bb09f"),
+}
+DEMOGRAPHICS = "crema-d/VideoDemographics.csv"
+LABELS = "emo-superb/CREMA-D/Primary/labels_consensus_{}.csv"
+AUDIO_PATH = "AudioWAV/{}"  # path of a clip in the CREMA-D repository
+EMO_SUPERB_SPLITS = {"Train": "train", "Development": "dev", "Test": "test"}
+
+
+def block_folds(actor_ids) -> dict[int, list[str]]:
+    """EMO-SUPERB's speaker-independent folds: actor -> [split in fold 1, ..., fold 5].
+
+    The sorted ids form five blocks A..E of consecutive ids; the first blocks hold n // 5 actors and
+    the last n % 5 blocks one more (CREMA-D: A = 1001-1018, ..., E = 1073-1091). Fold f tests on
+    block f, develops on block f + 1 (fold 5: block A) and trains on the other three
+    (../shared/data/emo-superb/SOURCES.md).
+    """
+    ids = sorted(int(a) for a in set(actor_ids))
+    n = len(ids)
+    if n < N_FOLDS:
+        raise ValueError(f"{n} actors cannot form {N_FOLDS} speaker-independent blocks")
+    sizes = [n // N_FOLDS + (b >= N_FOLDS - n % N_FOLDS) for b in range(N_FOLDS)]
+    block = np.repeat(np.arange(N_FOLDS), sizes)
+    out = {}
+    for actor, b in zip(ids, block):
+        out[actor] = ["test" if b == f else "dev" if b == (f + 1) % N_FOLDS else "train"
+                      for f in range(N_FOLDS)]
+    return out
+
+
+def _write_tables(out: Path, name: str, notice: str | None, clips: pd.DataFrame,
+                  people: pd.DataFrame, skipped: list[tuple[str, str]]) -> None:
+    clips.to_csv(out / "clips.csv", index=False)
+    people[["actor", "sex", "age", "race"]].to_csv(out / "actors.csv", index=False)
+    pd.DataFrame(skipped, columns=["file", "reason"]).to_csv(out / "skipped.csv", index=False)
+    info = {"corpus": name, "notice": notice, "clips": len(clips), "skipped": len(skipped),
+            "actors": len(people)}
+    (out / "corpus.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+
+
+def _with_folds(clips: pd.DataFrame, folds: dict) -> pd.DataFrame:
+    clips = clips.copy()
+    for f in range(N_FOLDS):
+        clips[f"split_{f + 1}"] = clips["actor"].map(lambda a: folds[int(a)][f])
+    return clips
+
+
+def build_surrogate(out: str | Path, *, n_actors: int = 91, n_sentences: int = 12,
+                    seconds: float = 1.6, seed: int = 0) -> Path:
+    """Generate the surrogate corpus (fairser.surrogate) into `out`, atomically. Returns `out`.
+
+    A tiny one for tests: build_surrogate(tmp_path / "corpus", n_actors=10, n_sentences=2,
+    seconds=0.6) takes about a second.
+    """
+    people, clips, audio = surrogate.generate(n_actors=n_actors, n_sentences=n_sentences,
+                                              seconds=seconds, seed=seed)
+    clips = _with_folds(clips, block_folds(people["actor"]))
+    with atomic_dir(out) as tmp:
+        (tmp / "wav").mkdir()
+        for file, x in zip(clips["file"], audio):
+            sf.write(tmp / "wav" / file, x, SAMPLE_RATE, subtype="PCM_16")
+        _write_tables(tmp, "surrogate", SURROGATE_NOTICE, clips, people, [])
+    return Path(out)
+
+
+# --- CREMA-D ---------------------------------------------------------------------------------
+
+CREMA_D_NOTICE = ("CREMA-D (Cao et al. 2014; ODbL 1.0 / DbCL 1.0) with EMO-SUPERB labels and folds "
+                  "(Wu, Chou et al. 2024; MIT)")
+FILE_NAME = re.compile(r"^(\d+)_([A-Z]{3})_([A-Z]{3})_([A-Z]{2})\.wav$")
+
+
+class ClipSkipped(Exception):
+    """A clip left out by policy; the message is the reason written to skipped.csv."""
+
+
+def _wav_data_shortfall(raw: bytes) -> int | None:
+    """Bytes the RIFF/WAVE `data` chunk declares beyond the end of `raw`; None if not a RIFF WAVE."""
+    if raw[:4] != b"RIFF" or raw[8:12] != b"WAVE":
+        return None
+    pos = 12
+    while pos + 8 <= len(raw):
+        chunk, n = raw[pos:pos + 4], struct.unpack("<I", raw[pos + 4:pos + 8])[0]
+        if chunk == b"data":
+            # 0 and 0xFFFFFFFF are written by streaming encoders that never patched the size.
+            return 0 if n in (0, 0xFFFFFFFF) else n - (len(raw) - pos - 8)
+        pos += 8 + n + (n & 1)
+    return 0
+
+
+def load_clip(path: str | Path) -> np.ndarray:
+    """Decode a clip to float32 mono at SAMPLE_RATE, or raise ClipSkipped with the reason.
+
+    Any format soundfile reads (e.g. 16/24-bit PCM, stereo, 44.1 kHz); channels are averaged and
+    the rate converted with a polyphase filter. Skipped: missing, empty, truncated (the WAV header
+    promises more data than the file holds), undecodable, or shorter than MIN_SECONDS.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ClipSkipped("missing")
+    raw = path.read_bytes()
+    if not raw:
+        raise ClipSkipped("empty file")
+    shortfall = _wav_data_shortfall(raw)
+    if shortfall:
+        raise ClipSkipped(f"truncated ({shortfall} bytes of audio data missing)")
+    try:
+        x, sr = sf.read(io.BytesIO(raw), dtype="float32", always_2d=True)
+    except Exception as err:  # noqa: BLE001 (any decoder failure is a corrupt clip)
+        raise ClipSkipped(f"corrupt ({str(err).splitlines()[0] if str(err) else type(err).__name__})")
+    if len(x) == 0:
+        raise ClipSkipped("empty (no samples)")
+    if not np.isfinite(x).all():
+        raise ClipSkipped("corrupt (non-finite samples)")
+    x = x.mean(1)
+    if sr != SAMPLE_RATE:
+        g = math.gcd(int(sr), SAMPLE_RATE)
+        x = signal.resample_poly(x, SAMPLE_RATE // g, int(sr) // g).astype(np.float32)
+    if len(x) < MIN_SECONDS * SAMPLE_RATE:
+        raise ClipSkipped(f"too short ({len(x) / SAMPLE_RATE:.3f} s < {MIN_SECONDS} s)")
+    return x
+
+
+def read_labels(paths: list[Path]) -> pd.DataFrame:
+    """clips.csv rows (without skips) from EMO-SUPERB's labels_consensus_{1..5}.csv, in fold order.
+
+    Labels come from fold 1's file; every fold must list the same clips with the same labels.
+    """
+    need = ["FileName", *EMOTIONS, "SpkrID", "Split_Set"]
+    folds = []
+    for path in paths:
+        df = pd.read_csv(path)
+        missing = [c for c in need if c not in df.columns]
+        if missing:
+            raise InputError(f"{path}: missing columns {missing}")
+        bad = sorted(set(df["Split_Set"]) - set(EMO_SUPERB_SPLITS))
+        if bad:
+            raise InputError(f"{path}: unknown Split_Set values {bad}")
+        folds.append(df.set_index("FileName").sort_index())
+    first = folds[0]
+    for path, df in zip(paths[1:], folds[1:]):
+        if not df.index.equals(first.index) or not np.allclose(df[list(EMOTIONS)], first[list(EMOTIONS)]):
+            raise InputError(f"{path}: clips or labels differ from {paths[0].name}")
+    rows = []
+    for file, speaker in zip(first.index, first["SpkrID"]):
+        m = FILE_NAME.match(file)
+        if not m or m.group(3) not in EMOTION_CODES or int(m.group(1)) != int(speaker):
+            raise InputError(f"{paths[0]}: unexpected clip name or speaker {file!r} / {speaker!r}")
+        rows.append((file, int(m.group(1)), m.group(2), EMOTION_CODES[m.group(3)], m.group(4)))
+    clips = pd.DataFrame(rows, columns=["file", "actor", "sentence", "emotion", "level"])
+    clips[list(EMOTIONS)] = first[list(EMOTIONS)].to_numpy()
+    for f, df in enumerate(folds):
+        clips[f"split_{f + 1}"] = df["Split_Set"].map(EMO_SUPERB_SPLITS).to_numpy()
+    return clips
+
+
+def read_demographics(path: Path, actor_ids) -> pd.DataFrame:
+    """actors.csv rows (actor, sex, age, race) from CREMA-D's VideoDemographics.csv."""
+    df = pd.read_csv(path)
+    missing = [c for c in ("ActorID", "Age", "Sex", "Race") if c not in df.columns]
+    if missing:
+        raise InputError(f"{path}: missing columns {missing}")
+    people = pd.DataFrame({"actor": df["ActorID"].astype(int), "sex": df["Sex"],
+                           "age": df["Age"].astype(int), "race": df["Race"]})
+    bad = sorted(set(people["sex"]) - set(GENDERS))
+    if bad:
+        raise InputError(f"{path}: unknown Sex values {bad}")
+    absent = sorted(set(int(a) for a in actor_ids) - set(people["actor"]))
+    if absent:
+        raise InputError(f"{path}: no demographics for actors {absent[:5]}")
+    return people.sort_values("actor").reset_index(drop=True)
+
+
+def _local_metadata(folder: Path, checksums: dict) -> dict[str, Path]:
+    out = {}
+    for key in METADATA:
+        path = folder / key
+        if not path.is_file():
+            raise InputError(f"corpus.metadata_dir: {path} is missing")
+        got = sha256_file(path)
+        if got != checksums[key]:
+            raise InputError(f"{path}: sha256 {got} does not match the pinned {checksums[key]}")
+        out[key] = path
+    return out
+
+
+def _remote_metadata(urls: dict, cache: Path, checksums: dict) -> dict[str, Path]:
+    return {key: fetch(f"{urls[param]}/{path}", cache / "metadata" / key, sha256=checksums[key])
+            for key, (param, path, _) in METADATA.items()}
+
+
+def _remote_clip(file: str, urls: dict, cache: Path) -> Path | None:
+    """Fetch one clip through its Git LFS pointer into the cache; None if upstream has no such file."""
+    try:
+        pointer_path = fetch(f"{urls['crema_d_raw']}/{AUDIO_PATH.format(file)}",
+                             cache / "pointers" / file)
+    except NotFound:
+        return None
+    pointer = parse_lfs_pointer(pointer_path.read_bytes())
+    if pointer is None:
+        return pointer_path  # stored in git itself, not in LFS (e.g. an empty file)
+    sha, size = pointer
+    return fetch(f"{urls['crema_d_lfs']}/{AUDIO_PATH.format(file)}", cache / "AudioWAV" / file,
+                 sha256=sha, size=size)
+
+
+def build_crema_d(out: str | Path, *, urls: dict, audio_dir: str | Path | None = None,
+                  metadata_dir: str | Path | None = None,
+                  cache: str | Path = "data/.download-cache", checksums: dict | None = None,
+                  workers: int = 8) -> Path:
+    """Write the real corpus into `out`, atomically. Returns `out`.
+
+    Metadata come from `metadata_dir` (laid out like ../shared/data) or are downloaded from
+    `urls` ({crema_d_raw, crema_d_lfs, emo_superb_raw}); either way each file must match its
+    pinned sha256 (`checksums`: METADATA key -> sha256; injectable for tests). Audio comes from
+    `audio_dir` or through Git LFS into `cache`, `workers` clips at a time. Clips that cannot be
+    used (load_clip) are listed in skipped.csv with the reason.
+    """
+    checksums = {k: v[2] for k, v in METADATA.items()} if checksums is None else checksums
+    cache = Path(cache)
+    for key, folder in (("corpus.audio_dir", audio_dir), ("corpus.metadata_dir", metadata_dir)):
+        if folder is not None and not Path(folder).is_dir():
+            raise InputError(f"{key}: {folder} is not a folder")
+    needed = [] if metadata_dir is not None else ["crema_d_raw", "emo_superb_raw"]
+    needed += [] if audio_dir is not None else ["crema_d_raw", "crema_d_lfs"]
+    for key in dict.fromkeys(needed):
+        if not isinstance(urls.get(key), str):
+            raise InputError(f"params.yaml: corpus.urls.{key} is missing")
+        check_url(urls[key], f"corpus.urls.{key}")
+    urls = {k: v.rstrip("/") for k, v in urls.items() if isinstance(v, str)}
+
+    meta = (_local_metadata(Path(metadata_dir), checksums) if metadata_dir is not None
+            else _remote_metadata(urls, cache, checksums))
+    clips = read_labels([meta[LABELS.format(f)] for f in range(1, N_FOLDS + 1)])
+    people = read_demographics(meta[DEMOGRAPHICS], clips["actor"])
+
+    if audio_dir is not None:
+        sources = (Path(audio_dir) / file for file in clips["file"])
+        pool = None
+    else:
+        pool = ThreadPoolExecutor(max_workers=workers)
+        sources = pool.map(lambda file: _remote_clip(file, urls, cache), clips["file"])
+    skipped, kept = [], []
+    try:
+        with atomic_dir(out) as tmp:
+            (tmp / "wav").mkdir()
+            for file, source in tqdm(zip(clips["file"], sources), total=len(clips), unit="clip",
+                                     desc="crema-d", mininterval=2.0):
+                try:
+                    if source is None:
+                        raise ClipSkipped("not found upstream")
+                    x = load_clip(source)
+                except ClipSkipped as why:
+                    skipped.append((file, str(why)))
+                    continue
+                sf.write(tmp / "wav" / file, np.clip(x, -1, 1), SAMPLE_RATE, subtype="PCM_16")
+                kept.append(file)
+            _write_tables(tmp, "crema-d", CREMA_D_NOTICE, clips[clips["file"].isin(kept)],
+                          people, skipped)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    return Path(out)
+
+
+def build(out: str | Path, params: dict, *, cache: str | Path = "data/.download-cache") -> Path:
+    """The download stage: the corpus named by params corpus.name, written to `out`."""
+    corpus = params["corpus"]
+    name = corpus["name"]
+    if name == "surrogate":
+        s = corpus["surrogate"]
+        return build_surrogate(out, n_actors=s["n_actors"], n_sentences=s["n_sentences"],
+                               seconds=s["seconds"], seed=params["seed"])
+    if name == "crema-d":
+        return build_crema_d(out, urls=corpus.get("urls") or {}, audio_dir=corpus["audio_dir"],
+                             metadata_dir=corpus["metadata_dir"], cache=cache)
+    raise InputError(f"params.yaml: corpus.name {name!r} is not one of 'surrogate', 'crema-d'")

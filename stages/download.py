@@ -1,0 +1,26 @@
+"""Stage download: the corpus (surrogate or CREMA-D) into --out, per docs/DESIGN.md.
+
+    python stages/download.py --out data/corpus [--params params.yaml] [--cache data/.download-cache]
+"""
+
+import json
+from pathlib import Path
+
+from fairser import cli, config, corpus
+
+
+def main() -> None:
+    p = cli.parser(__doc__.splitlines()[0])
+    p.add_argument("--out", required=True, type=Path, help="output folder (data/corpus)")
+    p.add_argument("--cache", default=Path("data/.download-cache"), type=Path,
+                   help="where downloads and their .part files live between runs (crema-d only)")
+    args = p.parse_args()
+    params = config.load(args.params)
+    out = corpus.build(args.out, params, cache=args.cache)
+    info = json.loads((out / "corpus.json").read_text())
+    print(f"{info['corpus']}: {info['clips']} clips from {info['actors']} actors, "
+          f"{info['skipped']} skipped (see {out / 'skipped.csv'})")
+
+
+if __name__ == "__main__":
+    cli.run(main)
