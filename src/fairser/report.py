@@ -1,6 +1,6 @@
 """Tables 1-2 and Figs. 2-4 of the paper from data/eval/summary.csv (../shared/SPEC.md section 6).
 
-Tables hold mean +- s.d. over folds and, for gaps, the 95% speaker-bootstrap interval
+Tables hold mean +- s.d. over folds and, for gaps, the 95% basic speaker-bootstrap interval
 (fairser.evaluate). Figures are drawn with matplotlib's Agg backend (no display needed). Every title
 carries the corpus notice (constants.SURROGATE_NOTICE for the generated corpus), so a figure
 from synthetic data cannot be mistaken for the paper's.
@@ -151,8 +151,9 @@ def markdown_table(df: pd.DataFrame, columns: list[tuple[str, str]], values: lis
 def table1_markdown(df: pd.DataFrame, *, k: int, n_folds: int, notice: str | None) -> str:
     title = titled(f"Table 1: SER performance and gender fairness (k-means rows: K = {k})", notice)
     return (f"# {title}\n\nMean ± s.d. over {n_folds} folds; [95% speaker-bootstrap interval, basic "
-            "(bias-corrected), so it may sit below the estimate] for gaps. Gain: relative to ERM, (x − ERM)/ERM for F1 and ACC, (ERM − x)/ERM for gaps, "
-            "so positive is better. Overall: mean of DS, RW, GDRO, GADRO.\n\n"
+            "(bias-corrected), so it may sit below the estimate] for gaps. Gain: relative to ERM, "
+            "(x − ERM)/ERM for F1 and ACC, (ERM − x)/ERM for gaps, so positive is better. "
+            "Overall: mean of DS, RW, GDRO, GADRO.\n\n"
             + markdown_table(df, [("method", "Method"), ("supervision", "Super.")],
                              [(m, METRIC_NAMES[m]) for m in TABLE1_METRICS]))
 
@@ -162,10 +163,12 @@ def table2_markdown(df: pd.DataFrame, *, n_folds: int, notice: str | None) -> st
     values = [("f1", "F1 ↑"), ("acc", "ACC ↑"), ("race_tpr_gap", "Race TPR gap ↓"),
               ("race_dp_gap", "Race DP gap ↓"), ("age_tpr_gap", "Age TPR gap ↓"),
               ("age_dp_gap", "Age DP gap ↓")]
+    missing = "" if df["k"].notna().any() else (
+        f"No k-means runs at K = {' or '.join(map(str, TABLE2_KS))} (idi.k_sweep): ERM only.\n\n")
     return (f"# {title}\n\nMean ± s.d. over {n_folds} folds; [95% speaker-bootstrap interval, basic "
-            "(bias-corrected), so it may sit below the estimate] for gaps. Race leaves out the actor of unknown race. Gain: Overall relative to ERM, "
-            "positive is better.\n\n"
-            + markdown_table(df, [("method", "Model"), ("k", "K")], values))
+            "(bias-corrected), so it may sit below the estimate] for gaps. Race leaves out the "
+            "actor of unknown race. Gain: Overall relative to ERM, positive is better.\n\n"
+            + missing + markdown_table(df, [("method", "Model"), ("k", "K")], values))
 
 
 def sweep_frame(summary: pd.DataFrame) -> pd.DataFrame:
@@ -220,7 +223,8 @@ def fig2_bars(summary: pd.DataFrame, *, notice: str | None) -> bytes:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     width = 0.8 / max(len(ks), 1)
     colors = plt.get_cmap("viridis")(np.linspace(0.1, 0.9, max(len(ks), 1)))
-    for ax, metric, label in ((axes[0], "tpr_gap", "TPR gap (gender) ↓"), (axes[1], "acc", "Hamming accuracy ↑")):
+    panels = ((axes[0], "tpr_gap", "TPR gap (gender) ↓"), (axes[1], "acc", "Hamming accuracy ↑"))
+    for ax, metric, label in panels:
         x = np.arange(len(PAPER_ORDER))
         for i, k in enumerate(ks):
             part = sweep[sweep["k"] == k].set_index("method").reindex(PAPER_ORDER)
