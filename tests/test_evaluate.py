@@ -274,3 +274,14 @@ def test_table1_kmeans_rows_follow_idi_k(evaluated):
     for k in (16, 32):
         rw = evaluate.headline(summary, k=k)["table1"]["rw"]["kmeans"]
         assert rw["tpr_gap"] == pytest.approx(look.mean(f"kmeans_k{k}", "rw", "gender", "tpr_gap"), abs=1e-4)
+
+
+def test_overall_needs_all_four_group_methods():
+    rows = [{"set": "gender", "method": m, "fold": f, "attribute": "all", "metric": "f1", "value": v}
+            for m, v in (("rw", 0.5), ("ds", 0.6), ("gdro", 0.7)) for f in (1, 2)]
+    summary = evaluate.summarize(pd.DataFrame(rows), {})
+    assert "overall" not in set(summary["method"])
+    rows += [{"set": "gender", "method": "gadro", "fold": f, "attribute": "all", "metric": "f1",
+              "value": 0.8} for f in (1, 2)]
+    summary = evaluate.summarize(pd.DataFrame(rows), {})
+    assert evaluate.Lookup(summary).mean("gender", "overall", "all", "f1") == pytest.approx(0.65)
