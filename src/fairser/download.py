@@ -109,8 +109,8 @@ def fetch(url: str, dest: str | Path, *, sha256: str | None = None, size: int | 
                         f.write(block)
                         if progress is not None:
                             progress.update(len(block))
-        elif not part.is_file():
-            part.touch()
+    if not part.is_file():
+        part.touch()  # a zero-byte file, or a 416 answer with nothing before it
     got_size = part.stat().st_size
     if size is not None and got_size != size:
         if got_size > size:
