@@ -1,0 +1,93 @@
+"""Time the whole training grid on a synthetic cache of CREMA-D size (not a test).
+
+    .venv/bin/python benchmarks/train_grid.py [--layers 13 --dim 768] [--threads 2] [--epochs 50]
+
+The grid is what `dvc repro` trains: baselines (erm, random, lff, disent), gender and pseudo
+(rw, ds, gdro, gadro; pseudo adds pgdro), and kmeans k in {2, 4, 8, 16, 32} (rw, ds, gdro, gadro):
+33 method x supervision configurations x 5 folds. Each set is one `fit` call, as each is one
+stage. Shapes: 7,442 clips, 5 folds of ~1,700 biased training clips, ~450 dev and ~1,490 test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from fairser.train import FoldData, SETS, TrainConfig, build_run, fit
+
+N_CLIPS, N_TRAIN, N_DEV = 7442, 1700, 450
+HP = {"gdro": {"eta": 0.01}, "gadro": {"eta": 0.01, "adjustment": 4.0}, "pgdro": {"eta": 0.01},
+      "lff": {"gce_q": 0.7, "ema_alpha": 0.7},
+      "disent": {"gce_q": 0.7, "ema_alpha": 0.7, "lambda_dis": 1.0, "lambda_swap_b": 1.0,
+                 "lambda_swap": 1.0, "swap_after_epoch": 10}}
+
+
+def synthetic(layers: int, dim: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    feats = rng.standard_normal((N_CLIPS, layers, dim), dtype=np.float32).astype(np.float16)
+    p = rng.dirichlet(np.ones(6) * 0.5, size=N_CLIPS) * 0.94 + 0.01
+    gender = rng.integers(0, 2, N_CLIPS)
+    order = rng.permutation(N_CLIPS)
+    folds = {}
+    for fold in range(1, 6):
+        test = np.sort(order[(fold - 1) * N_CLIPS // 5: fold * N_CLIPS // 5])
+        rest = np.setdiff1d(order, test)
+        pick = rng.permutation(rest)
+        train, dev = np.sort(pick[:N_TRAIN]), np.sort(pick[N_TRAIN:N_TRAIN + N_DEV])
+        folds[fold] = dict(train=train, dev=dev, test=test, labels=p[train].argmax(1))
+    return feats, p, gender, folds
+
+
+def grid_sets():
+    yield "baselines", None
+    yield "gender", None
+    yield "pseudo", None
+    for k in (2, 4, 8, 16, 32):
+        yield "kmeans", k
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--layers", type=int, default=13)
+    ap.add_argument("--dim", type=int, default=768)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=50)
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    feats, p, gender, folds = synthetic(args.layers, args.dim)
+    cfg = TrainConfig(epochs=args.epochs, device=args.device)
+    rng = np.random.default_rng(1)
+    total, n_runs = 0.0, 0
+    for set_name, k in grid_sets():
+        runs = []
+        for fold, f in folds.items():
+            tr = f["train"]
+            if set_name == "kmeans":
+                groups = rng.integers(0, k, len(tr))
+            else:
+                groups = gender[tr]
+            _, groups = np.unique(groups, return_inverse=True)
+            soft = np.stack([1.0 - groups * 0.9, 0.1 + groups * 0.9], 1) * 0 + np.eye(2)[gender[tr]]
+            fd = FoldData(fold=fold, train=tr, dev=f["dev"], test=f["test"], labels=f["labels"],
+                          groups=groups, soft=soft)
+            for method in SETS[set_name]:
+                if method != "random":
+                    runs.append(build_run(method, f"{set_name}/{method}", fd, seed=0,
+                                          hparams=HP.get(method)))
+        t0 = time.perf_counter()
+        fit(feats, p, runs, cfg)
+        dt = time.perf_counter() - t0
+        total += dt
+        n_runs += len(runs)
+        label = set_name if k is None else f"kmeans_k{k}"
+        print(f"{label:12s} {len(runs):3d} runs {dt:7.1f} s", flush=True)
+    print(f"grid: {n_runs} trained runs (+5 random), L={args.layers} D={args.dim}, "
+          f"{args.epochs} epochs, {args.threads} threads: {total:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

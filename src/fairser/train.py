@@ -1,0 +1,919 @@
+"""Batched training of the SER head on cached features, for every method of SPEC section 4.
+
+Model (SPEC section 3, EMO-SUPERB's head): softmax weights over the upstream's layers ->
+Linear(D, hidden) -> mean over frames (already done by the feature cache) -> Linear(hidden, 6).
+Loss: class-balanced soft-target cross-entropy (Cui et al. 2019 "Class-balanced loss based on
+effective number of samples"), weights recomputed on each run's training set. Adam, lr 1e-4,
+batch 32, 50 epochs; the epoch with the lowest dev loss is kept (paper appendix A).
+
+Speed: a grid is ~165 runs of 50 epochs. Instead of one Python loop per run, all runs of a job
+are stacked tensors (R, ...) trained in one loop with batched matrix products. Runs that share a
+training set (same fold and seed: ERM, RW, GDRO, GADRO, PGDRO of one fold) also share its shuffle
+order, so each step gathers that fold's batch once and mixes its layers for all of those runs in
+one product. The methods then differ only in their objective (a paired comparison). Runs whose
+epoch is over (smaller training sets, e.g. DS) are masked out of the update.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from fairser.cli import InputError
+from fairser.constants import EMOTIONS, POSITIVE_THRESHOLD
+from fairser.debias import dro, lff, weights
+from fairser.io import atomic_dir
+
+N_CLASSES = len(EMOTIONS)
+
+# Architecture family of each trained method. "random" is not trained (random_scores).
+FAMILY = {"erm": "head", "rw": "head", "ds": "head", "gdro": "head", "gadro": "head",
+          "pgdro": "head", "lff": "lff", "disent": "disent"}
+
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
+EVAL_CHUNK = 256  # clips per forward pass when scoring dev and test sets
+
+
+class TrainingDiverged(InputError):
+    """A NaN or infinite loss; usually non-finite features or too high a learning rate."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The `train:` section of params.yaml, with the device resolved."""
+
+    epochs: int = 50
+    batch_size: int = 32
+    lr: float = 1e-4
+    hidden: int = 256
+    target: str = "soft"
+    device: str = "cpu"
+
+    @classmethod
+    def from_params(cls, params: dict) -> "TrainConfig":
+        t = params["train"]
+        return cls(epochs=t["epochs"], batch_size=t["batch_size"], lr=t["lr"], hidden=t["hidden"],
+                   target=t["target"], device=resolve_device(t["device"]))
+
+
+def resolve_device(name: str) -> str:
+    """`auto` -> cuda when present, else cpu; `cuda` without a GPU is an error."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("params.yaml: train.device is 'cuda' but no CUDA device is available")
+    return name
+
+
+@dataclass
+class Run:
+    """One training run: a method on one fold. Row arrays index the feature cache.
+
+    Per-clip arrays (sample_weight, memberships, labels) are aligned with `train`.
+    Runs with the same `seed` and `train` rows share initialisation and shuffle order.
+    """
+
+    name: str                      # e.g. "gender/gdro": names the run in messages
+    method: str
+    fold: int
+    train: np.ndarray
+    dev: np.ndarray
+    test: np.ndarray
+    seed: int
+    labels: np.ndarray | None = None        # single majority class id per train clip
+    sample_weight: np.ndarray | None = None  # RW weights
+    memberships: np.ndarray | None = None    # (n_train, G): GDRO/GADRO one-hot, PGDRO soft
+    eta: float = 0.0
+    adjustment: float = 0.0
+    hparams: dict = field(default_factory=dict)  # LfF / DisEnt settings
+
+
+@dataclass
+class Result:
+    """What a run leaves: test probabilities at the kept epoch and its learning curve."""
+
+    run: Run
+    test_probs: np.ndarray   # (n_test, 6) softmax probabilities, rows as run.test
+    train_loss: np.ndarray   # (epochs,) mean of the minimised loss over the epoch's steps
+    dev_loss: np.ndarray     # (epochs,) plain class-balanced loss on the dev set
+    best_epoch: int          # 1-based epoch kept (lowest dev loss, first on ties)
+
+
+# ---------------------------------------------------------------------------------------------
+# Targets and loss
+
+
+def training_targets(p: np.ndarray, kind: str) -> np.ndarray:
+    """The distribution each clip is trained towards.
+
+    soft: the vote distribution p itself (SPEC section 3).
+    hard: the multi-hot target y_k = [p_k > 1/6], normalised to sum 1; a clip with no class above
+    1/6 (a uniform vote) keeps the uniform distribution.
+    """
+    p = np.asarray(p, dtype=np.float64)
+    if kind == "soft":
+        return p.copy()
+    if kind != "hard":
+        raise ValueError(f"target kind {kind!r}; expected soft or hard")
+    y = (p > POSITIVE_THRESHOLD).astype(np.float64)
+    n = y.sum(1, keepdims=True)
+    return np.where(n > 0, y / np.maximum(n, 1), 1.0 / p.shape[1])
+
+
+def class_weights(p_train: np.ndarray) -> np.ndarray:
+    """Class-balanced weights w_c (Cui et al. 2019; SPEC section 3), summing to the class count.
+
+    n_c = training clips with p_c > 1/6, beta = (N - 1) / N, w_c proportional to
+    (1 - beta) / (1 - beta^n_c). A class with no positive clip would get an infinite weight; it
+    is counted as one clip (the largest finite weight) so training stays finite.
+    """
+    p_train = np.asarray(p_train, dtype=np.float64)
+    n = len(p_train)
+    n_c = np.maximum((p_train > POSITIVE_THRESHOLD).sum(0), 1)
+    beta = (n - 1) / n
+    w = (1 - beta) / (1 - beta ** n_c) if beta > 0 else np.ones(p_train.shape[1])
+    return w * p_train.shape[1] / w.sum()
+
+
+def cb_losses(logits: torch.Tensor, targets: torch.Tensor, class_w: torch.Tensor) -> torch.Tensor:
+    """Per-clip class-balanced soft-target cross-entropy (SPEC section 3, EMO-SUPERB):
+    loss_i = -w_i sum_k t_ik log softmax(z_i)_k with w_i = sum_k w_k t_ik.
+
+    logits, targets (..., B, K); class_w (..., K) broadcast over the batch.
+    """
+    w_i = (targets * class_w.unsqueeze(-2)).sum(-1)
+    return -w_i * (targets * torch.log_softmax(logits, -1)).sum(-1)
+
+
+def random_scores(n: int, seed: int) -> np.ndarray:
+    """The Random baseline: each class's score uniform on [0, 2/6), seeded.
+
+    Scores are binarised at 1/6 like any model's probabilities, so every class is called
+    positive with probability 1/2, independently: the paper's "predictions uniformly at random"
+    (its Random row, ACC 0.509, is what a fair coin per class gives). Rows do not sum to 1.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x52414E44]))
+    return rng.uniform(0.0, 2 * POSITIVE_THRESHOLD, size=(n, N_CLASSES))
+
+
+# ---------------------------------------------------------------------------------------------
+# Batched Adam
+
+
+class BatchedAdam:
+    """Adam (Kingma and Ba 2015; torch.optim.Adam without weight decay) over parameters stacked
+    along a leading run dimension, with one step count per run. torch.optim cannot skip the
+    update (and moment decay) of runs whose epoch is already over, so we mask per run.
+
+    The update itself is torch's fused Adam kernel (what `torch.optim.Adam(fused=True)` runs),
+    given only the active runs' slices: one pass over memory instead of ~10 for the same
+    formula. `fused=False` is a plain-tensor version of the same update.
+    """
+
+    def __init__(self, params: list[torch.Tensor], lr: float, fused: bool = True):
+        self.params = params
+        self.lr = lr
+        self.fused = fused and hasattr(torch, "_fused_adam_")
+        self.m = [torch.zeros_like(p) for p in params]
+        self.v = [torch.zeros_like(p) for p in params]
+        n = params[0].shape[0]
+        self.steps = [torch.zeros((), dtype=torch.float32, device=params[0].device) for _ in range(n)]
+        self._views = [(list(p.detach().unbind(0)), list(m.unbind(0)), list(v.unbind(0)))
+                       for p, m, v in zip(params, self.m, self.v)]
+
+    @property
+    def t(self) -> torch.Tensor:
+        """(R,) number of updates each run has had."""
+        return torch.stack(self.steps)
+
+    @torch.no_grad()
+    def step(self, grads: list[torch.Tensor], active: np.ndarray) -> None:
+        """Update the runs where the host-side bool array `active` (R,) is true."""
+        on = np.flatnonzero(active)
+        if len(on) == 0:
+            return
+        for r in on:
+            self.steps[r] += 1
+        b1, b2 = ADAM_BETAS
+        if self.fused:
+            ps, gs, ms, vs, ts = [], [], [], [], []
+            for (p_views, m_views, v_views), g in zip(self._views, grads):
+                g_views = g.unbind(0)
+                for r in on:
+                    ps.append(p_views[r])
+                    gs.append(g_views[r])
+                    ms.append(m_views[r])
+                    vs.append(v_views[r])
+                    ts.append(self.steps[r])
+            torch._fused_adam_(ps, gs, ms, vs, [], ts, lr=self.lr, beta1=b1, beta2=b2,
+                               weight_decay=0.0, eps=ADAM_EPS, amsgrad=False, maximize=False)
+            return
+        mask = torch.as_tensor(active, device=self.params[0].device)
+        t = self.t
+        sqrt_c2 = (1 - b2 ** t).sqrt()
+        lr_c1 = self.lr / (1 - b1 ** t)
+        for p, g, m, v in zip(self.params, grads, self.m, self.v):
+            shape = (-1,) + (1,) * (p.dim() - 1)
+            sel = mask.view(shape)
+            m_new = m.mul(b1).add_(g, alpha=1 - b1)
+            v_new = v.mul(b2).addcmul_(g, g, value=1 - b2)
+            p_new = p - m_new / (v_new.sqrt() / sqrt_c2.view(shape) + ADAM_EPS) * lr_c1.view(shape)
+            m.copy_(torch.where(sel, m_new, m))
+            v.copy_(torch.where(sel, v_new, v))
+            p.copy_(torch.where(sel, p_new, p))
+
+
+# ---------------------------------------------------------------------------------------------
+# Parameters
+
+
+def _generator(seed: int, *tags: int) -> torch.Generator:
+    state = np.random.SeedSequence([seed, *tags]).generate_state(2, dtype=np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+def _linear(gen: torch.Generator, fan_in: int, fan_out: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """torch.nn.Linear's default init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), weight stored (in, out)."""
+    bound = 1.0 / np.sqrt(fan_in)
+    w = (torch.rand(fan_in, fan_out, generator=gen, dtype=torch.float64) * 2 - 1) * bound
+    b = (torch.rand(fan_out, generator=gen, dtype=torch.float64) * 2 - 1) * bound
+    return w.float(), b.float()
+
+
+@dataclass
+class _Arch:
+    """Encoders per run (layer weights + Linear(D, H)), heads per run and the head input width."""
+
+    encoders: int
+    heads: int
+    head_in_factor: int  # head input = factor * hidden (DisEnt concatenates two encoders)
+
+
+ARCH = {"head": _Arch(1, 1, 1), "lff": _Arch(2, 2, 1), "disent": _Arch(2, 2, 2)}
+
+
+def _init_params(runs: list[Run], arch: _Arch, layers: int, dim: int, hidden: int) -> list[torch.Tensor]:
+    """Per-run parameters from the run's own seed, so a run starts the same in any batch.
+
+    Layer logits start at 0 (uniform layer weights, as s3prl's weighted-sum upstream).
+    Returns [layer_logits (R, E, L), w1 (R, E, D, H), b1 (R, E, H), w2 (R, K, in, 6), b2 (R, K, 6)].
+    """
+    a, w1, b1, w2, b2 = [], [], [], [], []
+    for run in runs:
+        enc = [_linear(_generator(run.seed, 1, e), dim, hidden) for e in range(arch.encoders)]
+        head = [_linear(_generator(run.seed, 2, k), arch.head_in_factor * hidden, N_CLASSES)
+                for k in range(arch.heads)]
+        a.append(torch.zeros(arch.encoders, layers))
+        w1.append(torch.stack([w for w, _ in enc]))
+        b1.append(torch.stack([b for _, b in enc]))
+        w2.append(torch.stack([w for w, _ in head]))
+        b2.append(torch.stack([b for _, b in head]))
+    return [torch.stack(x) for x in (a, w1, b1, w2, b2)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Jobs: runs grouped by training set, trained together
+
+
+@dataclass
+class _Group:
+    """Runs sharing one training set and seed: one shuffle order and one gathered batch."""
+
+    runs: list[Run]
+
+    @property
+    def lead(self) -> Run:
+        return self.runs[0]
+
+
+def _group_key(run: Run) -> tuple:
+    return (FAMILY[run.method], run.seed, np.asarray(run.train).tobytes(),
+            np.asarray(run.dev).tobytes())
+
+
+def plan_jobs(runs: list[Run], batch_size: int) -> list[list[_Group]]:
+    """Split runs into jobs: groups of one family with the same number of runs per group and
+    steps per epoch within 25% of each other (so masked-out steps waste little)."""
+    groups: dict[tuple, _Group] = {}
+    for run in runs:
+        groups.setdefault(_group_key(run), _Group([])).runs.append(run)
+    buckets: dict[tuple, list[_Group]] = {}
+    for g in groups.values():
+        buckets.setdefault((FAMILY[g.lead.method], len(g.runs)), []).append(g)
+    jobs = []
+    for bucket in buckets.values():
+        bucket.sort(key=lambda g: len(g.lead.train))
+        job: list[_Group] = []
+        for g in bucket:
+            steps = -(-len(g.lead.train) // batch_size)
+            if job and steps > 1.25 * -(-len(job[0].lead.train) // batch_size):
+                jobs.append(job)
+                job = []
+            job.append(g)
+        jobs.append(job)
+    return jobs
+
+
+def _pad(arrays: list[np.ndarray], fill=0) -> tuple[np.ndarray, np.ndarray]:
+    """Stack ragged 1-d (or (n, ...)) arrays into (R, n_max, ...) with a validity mask."""
+    n_max = max(1, max(len(a) for a in arrays))
+    first = np.asarray(arrays[0])
+    out = np.full((len(arrays), n_max) + first.shape[1:], fill, dtype=first.dtype)
+    mask = np.zeros((len(arrays), n_max), dtype=bool)
+    for i, a in enumerate(arrays):
+        out[i, : len(a)] = a
+        mask[i, : len(a)] = True
+    return out, mask
+
+
+class _Job:
+    """Tensors of one job: G groups x M runs each, R = G * M runs, in group-major order."""
+
+    def __init__(self, groups: list[_Group], feats: torch.Tensor, p: torch.Tensor,
+                 targets: torch.Tensor, cfg: TrainConfig):
+        self.groups = groups
+        self.runs = [r for g in groups for r in g.runs]
+        self.cfg = cfg
+        self.family = FAMILY[self.runs[0].method]
+        self.arch = ARCH[self.family]
+        self.G, self.M = len(groups), len(groups[0].runs)
+        self.R = len(self.runs)
+        dev = torch.device(cfg.device)
+        self.device = dev
+        self.feats, self.targets = feats, targets
+        n, self.L, self.D = feats.shape
+
+        def t(x, dtype=None):
+            return torch.as_tensor(np.asarray(x), device=dev, dtype=dtype)
+
+        train, self.train_mask = _pad([g.lead.train for g in groups])
+        self.n_train = np.array([len(g.lead.train) for g in groups])
+        self.train = t(train, torch.long)
+        devrows, devmask = _pad([g.lead.dev for g in groups])
+        self.dev, self.dev_mask = t(devrows, torch.long), t(devmask)
+        testrows, testmask = _pad([g.lead.test for g in groups])
+        self.test, self.test_mask = t(testrows, torch.long), t(testmask)
+
+        # Standardise every (layer, dim) with the group's training-set mean and std: a fixed
+        # affine map before a linear layer, so the model class is unchanged, but Adam's fixed lr
+        # then means the same step for any upstream (the offline fbank cache is on log-mel scale,
+        # with variances in its second layer; WavLM has a few very large dimensions).
+        mu, isd = [], []
+        for g in groups:
+            x = feats[torch.as_tensor(g.lead.train, device=dev)].double()
+            mu.append(x.mean(0))
+            isd.append(1.0 / x.std(0, unbiased=False).clamp_min(1e-6))
+        self.mu = torch.stack(mu).float()      # (G, L, D)
+        self.isd = torch.stack(isd).float()
+        # Each group's training and dev clips, standardised once, laid out (G, L, n, D) so a
+        # step's gather is one index into a flat (G * L * n, D) view and lands as (G, L, B, D),
+        # the layout of the layer-mixing product; no per-step standardisation or transpose.
+        n_local = max(len(g.lead.train) + len(g.lead.dev) for g in groups)
+        self.local = torch.zeros(self.G, self.L, n_local, self.D, device=dev)
+        for i, g in enumerate(groups):
+            rows = torch.as_tensor(np.concatenate([g.lead.train, g.lead.dev]), device=dev)
+            x = (feats[rows] - self.mu[i]) * self.isd[i]
+            self.local[i, :, : len(rows)] = x.transpose(0, 1)
+        self.n_local = n_local
+        self.dev_local = t(_pad([len(g.lead.train) + np.arange(len(g.lead.dev)) for g in groups])[0],
+                           torch.long)
+
+        cw = [class_weights(p[torch.as_tensor(g.lead.train, device=dev)].cpu().numpy())
+              for g in groups]
+        self.cw = t(np.repeat(np.stack(cw), self.M, 0), torch.float32)  # (R, 6)
+
+        # Per-run, per-training-clip arrays (padded to the job's largest training set).
+        nmax = train.shape[1]
+        sw = np.ones((self.R, nmax))
+        for i, r in enumerate(self.runs):
+            if r.sample_weight is not None:
+                sw[i, : len(r.sample_weight)] = r.sample_weight
+        self.sample_weight = t(sw, torch.float32)
+        n_groups = max((r.memberships.shape[1] for r in self.runs if r.memberships is not None),
+                       default=1)
+        memb = np.zeros((self.R, nmax, n_groups))
+        for i, r in enumerate(self.runs):
+            if r.memberships is not None:
+                memb[i, : len(r.memberships), : r.memberships.shape[1]] = r.memberships
+        self.memberships = t(memb, torch.float32)
+        sizes = memb.sum(1)
+        # Groups a run does not have (fewer than n_groups) get size inf: no adjustment, and their
+        # zero membership keeps L_g = 0; their q starts at 0 and stays there.
+        self.group_sizes = t(np.where(sizes > 0, sizes, np.inf), torch.float32)
+        self.q = t(np.where(sizes > 0, 1.0, 0.0), torch.float32)
+        self.q = self.q / self.q.sum(1, keepdim=True).clamp_min(1)
+        self.is_dro = t([r.memberships is not None for r in self.runs])
+        self.eta = t([r.eta for r in self.runs], torch.float32)
+        self.adjustment = t([r.adjustment for r in self.runs], torch.float32)
+        labels = np.full((self.G, nmax), N_CLASSES)  # N_CLASSES marks padding
+        for i, g in enumerate(groups):
+            if g.lead.labels is not None:
+                labels[i, : len(g.lead.labels)] = g.lead.labels
+        self.labels = t(labels, torch.long)
+
+        self.params = [x.to(dev).requires_grad_() for x in
+                       _init_params(self.runs, self.arch, self.L, self.D, cfg.hidden)]
+        if self.family in ("lff", "disent"):
+            zeros = torch.zeros(self.R, 2, nmax, device=dev)
+            self.ema, self.seen = zeros.clone(), zeros.clone()
+        self.rngs = [np.random.default_rng(np.random.SeedSequence([g.lead.seed, 3])) for g in groups]
+
+    # -- forward ------------------------------------------------------------------------------
+
+    def gather_local(self, pos: torch.Tensor) -> torch.Tensor:
+        """(G, B) positions in each group's train ++ dev list -> (G, L, B * D) standardised."""
+        G, B = pos.shape
+        base = (torch.arange(G, device=self.device)[:, None] * self.L
+                + torch.arange(self.L, device=self.device)[None, :]) * self.n_local  # (G, L)
+        flat = (base[:, :, None] + pos[:, None, :]).reshape(-1)
+        return self.local.view(-1, self.D)[flat].view(G, self.L, B * self.D)
+
+    def gather_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """(G, B) feature rows (e.g. test clips) -> (G, L, B * D), standardised here."""
+        G, B = rows.shape
+        x = (self.feats[rows] - self.mu[:, None]) * self.isd[:, None]   # (G, B, L, D)
+        return x.permute(0, 2, 1, 3).reshape(G, self.L, B * self.D)
+
+    def encode(self, params, x: torch.Tensor) -> torch.Tensor:
+        """x (G, L, B * D) -> (R, E, B, H) encoder outputs of every run of each group."""
+        a, w1, b1 = params[:3]
+        G = x.shape[0]
+        B = x.shape[2] // self.D
+        E = self.arch.encoders
+        w = torch.softmax(a, -1).reshape(G, self.M * E, self.L)
+        h = torch.bmm(w, x).reshape(self.R * E, B, self.D)            # layer-weighted input
+        z = torch.baddbmm(b1.reshape(self.R * E, 1, -1), h, w1.reshape(self.R * E, self.D, -1))
+        return z.reshape(self.R, E, B, -1)
+
+    def head(self, params, z: torch.Tensor, k: int) -> torch.Tensor:
+        """(R, B, in) -> (R, B, 6) logits of head k."""
+        w2, b2 = params[3][:, k], params[4][:, k]
+        return torch.baddbmm(b2.unsqueeze(1), z, w2)
+
+    def predict(self, params, x: torch.Tensor) -> torch.Tensor:
+        """Logits of the model each method reports: the head for ERM-like runs, LfF's debiased
+        model, DisEnt's intrinsic classifier on [z_intrinsic, z_bias] (Lee et al.'s evaluation)."""
+        z = self.encode(params, x)
+        if self.family == "head":
+            return self.head(params, z[:, 0], 0)
+        if self.family == "lff":
+            return self.head(params, z[:, 1], 1)
+        return self.head(params, torch.cat([z[:, 0], z[:, 1]], -1), 0)
+
+    def _per_run(self, x: torch.Tensor) -> torch.Tensor:
+        """Group-level (G, ...) -> run-level (R, ...)."""
+        return x.repeat_interleave(self.M, 0)
+
+    # -- objectives -------------------------------------------------------------------------
+
+    def loss(self, params, pos: torch.Tensor, valid: torch.Tensor, epoch: int) -> torch.Tensor:
+        """(R,) loss each run minimises on the batch at positions `pos` of its training set."""
+        rows = self.train.gather(1, pos)
+        t = self._per_run(self.targets[rows])                         # (R, B, 6)
+        vr = self._per_run(valid)
+        posr = self._per_run(pos)
+        z = self.encode(params, self.gather_local(pos))
+        return {"head": self._head_loss, "lff": self._lff_loss,
+                "disent": self._disent_loss}[self.family](params, z, t, vr, posr, epoch)
+
+    def _mean(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        return (x * valid).sum(1) / valid.sum(1).clamp_min(1)
+
+    def _head_loss(self, params, z, t, valid, pos, epoch):
+        l = cb_losses(self.head(params, z[:, 0], 0), t, self.cw)      # (R, B)
+        vf = valid.float()
+        sw = self.sample_weight.gather(1, pos)
+        plain = self._mean(sw * l, vf)                                # ERM, DS, RW
+        memb = self.memberships.gather(1, pos.unsqueeze(-1).expand(-1, -1, self.memberships.shape[2]))
+        gl = dro.group_losses(l, memb * vf.unsqueeze(-1))
+        adj = dro.adjusted_group_loss(gl, self.group_sizes, self.adjustment.unsqueeze(1))
+        q = dro.update_q(self.q, adj, self.eta.unsqueeze(1))
+        active = valid.any(1)
+        self.q = torch.where((self.is_dro & active).unsqueeze(1), q, self.q)
+        return torch.where(self.is_dro, dro.dro_loss(self.q, gl), plain)
+
+    def _difficulty(self, loss_b, loss_d, pos, valid, labels, alpha):
+        """LfF weights: EMAs of both models' losses updated at `pos`, then class-max normalised."""
+        vals = torch.stack([loss_b, loss_d], 1)                       # (R, 2, B)
+        idx = pos.unsqueeze(1).expand(-1, 2, -1)
+        m = valid.unsqueeze(1).expand(-1, 2, -1)
+        self.ema, self.seen = lff.ema_update(self.ema, self.seen, idx, vals, alpha, m)
+        all_labels = self._per_run(self.labels).unsqueeze(1).expand(-1, 2, -1)
+        cmax = lff.classwise_max(self.ema, all_labels, N_CLASSES)     # (R, 2, 6)
+        e = self.ema.gather(2, idx)
+        lab = labels.unsqueeze(1).expand(-1, 2, -1).clamp_max(N_CLASSES - 1)
+        mx = cmax.gather(2, lab)
+        return lff.relative_difficulty(e[:, 0], e[:, 1], mx[:, 0], mx[:, 1])
+
+    def _hp(self, key) -> torch.Tensor:
+        return torch.tensor([r.hparams[key] for r in self.runs], device=self.device).unsqueeze(1)
+
+    def _lff_loss(self, params, z, t, valid, pos, epoch):
+        """Nam et al. 2020 Algorithm 1: GCE on the biased model (0), weighted loss on model 1."""
+        vf = valid.float()
+        labels = self._per_run(self.labels).gather(1, pos).clamp_max(N_CLASSES - 1)
+        logit_b, logit_d = self.head(params, z[:, 0], 0), self.head(params, z[:, 1], 1)
+        l_b, l_d = cb_losses(logit_b, t, self.cw), cb_losses(logit_d, t, self.cw)
+        w = self._difficulty(l_b, l_d, pos, valid, labels, self._hp("ema_alpha").unsqueeze(-1))
+        gce = lff.gce_loss(l_b, logit_b, labels, self._hp("gce_q"))
+        return self._mean(gce, vf) + self._mean(w.detach() * l_d, vf)
+
+    def _disent_loss(self, params, z, t, valid, pos, epoch):
+        """Lee et al. 2021 (their Algorithm 1 / train_ours): intrinsic (0) and bias (1) encoders;
+        classifier 0 reads [z_i, z_b.detach()], classifier 1 reads [z_i.detach(), z_b]; after
+        `swap_after_epoch` epochs, z_b is permuted within the batch to synthesise new clips."""
+        vf = valid.float()
+        labels = self._per_run(self.labels).gather(1, pos).clamp_max(N_CLASSES - 1)
+        z_i, z_b = z[:, 0], z[:, 1]
+        logit_c = self.head(params, torch.cat([z_i, z_b.detach()], -1), 0)
+        logit_a = self.head(params, torch.cat([z_i.detach(), z_b], -1), 1)
+        l_c, l_a = cb_losses(logit_c, t, self.cw), cb_losses(logit_a, t, self.cw)
+        w = self._difficulty(l_a, l_c, pos, valid, labels, self._hp("ema_alpha").unsqueeze(-1)).detach()
+        q = self._hp("gce_q")
+        loss = self._mean(w * l_c, vf) + self._hp("lambda_dis").squeeze(1) * self._mean(
+            lff.gce_loss(l_a, logit_a, labels, q), vf)
+        if epoch > self.runs[0].hparams["swap_after_epoch"]:
+            perm = self._swap_perm(valid)                             # (R, B)
+            z_bs = z_b.gather(1, perm.unsqueeze(-1).expand_as(z_b))
+            t_s, lab_s = t.gather(1, perm.unsqueeze(-1).expand_as(t)), labels.gather(1, perm)
+            logit_sc = self.head(params, torch.cat([z_i, z_bs.detach()], -1), 0)
+            logit_sa = self.head(params, torch.cat([z_i.detach(), z_bs], -1), 1)
+            swap_c = self._mean(w * cb_losses(logit_sc, t, self.cw), vf)
+            swap_a = self._mean(lff.gce_loss(cb_losses(logit_sa, t_s, self.cw), logit_sa, lab_s, q), vf)
+            loss = loss + self._hp("lambda_swap").squeeze(1) * (
+                swap_c + self._hp("lambda_swap_b").squeeze(1) * swap_a)
+        return loss
+
+    def _swap_perm(self, valid: torch.Tensor) -> torch.Tensor:
+        """Per group, a seeded permutation of the batch's valid positions (padding stays put)."""
+        out = np.tile(np.arange(valid.shape[1]), (self.G, 1))
+        n_valid = valid.view(self.G, self.M, -1)[:, 0].sum(1).cpu().numpy()
+        for i, (rng, n) in enumerate(zip(self.swap_rngs, n_valid)):
+            out[i, :n] = rng.permutation(n)
+        return self._per_run(torch.as_tensor(out, device=self.device))
+
+    # -- evaluation -------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def score(self, params, rows: torch.Tensor, mask: torch.Tensor,
+              local: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(R,) mean plain class-balanced loss and (R, n, 6) probabilities on padded rows
+        (`local`: the same clips' positions in the standardised group store, when there)."""
+        total = torch.zeros(self.R, device=self.device)
+        probs = []
+        for s in range(0, rows.shape[1], EVAL_CHUNK):
+            r, m = rows[:, s: s + EVAL_CHUNK], self._per_run(mask[:, s: s + EVAL_CHUNK]).float()
+            x = self.gather_rows(r) if local is None else self.gather_local(local[:, s: s + EVAL_CHUNK])
+            logits = self.predict(params, x)
+            total += (cb_losses(logits, self._per_run(self.targets[r]), self.cw) * m).sum(1)
+            probs.append(torch.softmax(logits, -1))
+        n = self._per_run(mask).sum(1).clamp_min(1)
+        return total / n, torch.cat(probs, 1)
+
+
+def _check_runs(runs: list[Run], n_rows: int) -> None:
+    for r in runs:
+        if r.method not in FAMILY:
+            raise InputError(f"run {r.name} fold {r.fold}: unknown method {r.method!r}; "
+                             f"expected one of {sorted(FAMILY)}")
+        where = f"run {r.name} ({r.method}, fold {r.fold})"
+        if len(r.train) == 0 or len(r.dev) == 0:
+            raise InputError(f"{where}: empty training or dev set")
+        for part in (r.train, r.dev, r.test):
+            if len(part) and (np.min(part) < 0 or np.max(part) >= n_rows):
+                raise InputError(f"{where}: feature row out of range [0, {n_rows})")
+        if FAMILY[r.method] in ("lff", "disent") and r.labels is None:
+            raise InputError(f"{where}: needs a single class label per training clip")
+
+
+def fit(features: np.ndarray, p: np.ndarray, runs: list[Run], cfg: TrainConfig) -> list[Result]:
+    """Train every run; return results in the order of `runs`.
+
+    features: (N, L, D) cache (any float dtype; rows are indexed by the runs);
+    p: (N, 6) vote distributions (targets come from it per cfg.target; class weights count
+    p_c > 1/6 on each run's training set).
+    Raises TrainingDiverged naming method, fold, run and epoch on a NaN or infinite loss.
+    """
+    _check_runs(runs, len(features))
+    dev = torch.device(cfg.device)
+    used = np.unique(np.concatenate([np.concatenate([r.train, r.dev, r.test]) for r in runs]))
+    # Only the rows some run reads go to the device, as float32 (the cache is float16).
+    remap = np.full(len(features), -1, dtype=np.int64)
+    remap[used] = np.arange(len(used))
+    feats = torch.as_tensor(np.asarray(features[used], dtype=np.float32), device=dev)
+    p_used = torch.as_tensor(np.asarray(p, dtype=np.float64)[used], device=dev)
+    targets = torch.as_tensor(training_targets(np.asarray(p)[used], cfg.target),
+                              dtype=torch.float32, device=dev)
+
+    def local(r: Run) -> Run:
+        return Run(**{**r.__dict__, "train": remap[r.train], "dev": remap[r.dev],
+                      "test": remap[r.test]})
+
+    local_runs = [local(r) for r in runs]
+    by_id = {}
+    for job_groups in plan_jobs(local_runs, cfg.batch_size):
+        job = _Job(job_groups, feats, p_used, targets, cfg)
+        for run, res in zip(job.runs, _train_job(job)):
+            by_id[id(run)] = res
+    out = []
+    for original, r in zip(runs, local_runs):
+        res = by_id[id(r)]
+        res.run = original
+        out.append(res)
+    return out
+
+
+def _train_job(job: _Job) -> list[Result]:
+    cfg = job.cfg
+    B = cfg.batch_size
+    opt = BatchedAdam(job.params, cfg.lr)
+    job.swap_rngs = [np.random.default_rng(np.random.SeedSequence([g.lead.seed, 4])) for g in job.groups]
+    steps = int(-(-job.n_train.max() // B))
+    best = torch.full((job.R,), float("inf"), device=job.device)
+    best_params = [p.detach().clone() for p in job.params]
+    best_epoch = np.zeros(job.R, dtype=int)
+    train_curve = np.zeros((job.R, cfg.epochs))
+    dev_curve = np.zeros((job.R, cfg.epochs))
+    for epoch in range(1, cfg.epochs + 1):
+        order = np.zeros((job.G, steps * B), dtype=np.int64)
+        valid = np.zeros((job.G, steps * B), dtype=bool)
+        for i, (rng, n) in enumerate(zip(job.rngs, job.n_train)):
+            order[i, :n] = rng.permutation(n)
+            valid[i, :n] = True
+        order_t = torch.as_tensor(order, device=job.device)
+        valid_t = torch.as_tensor(valid, device=job.device)
+        total = torch.zeros(job.R, device=job.device)
+        finite = torch.ones(job.R, dtype=torch.bool, device=job.device)
+        n_steps = torch.zeros(job.R, device=job.device)
+        for s in range(steps):
+            pos, v = order_t[:, s * B:(s + 1) * B], valid_t[:, s * B:(s + 1) * B]
+            active = job._per_run(v.any(1))
+            active_host = np.repeat(s * B < job.n_train, job.M)  # the same, with no device sync
+            loss = job.loss(job.params, pos, v, epoch)
+            # Runs are independent, so the gradient of the sum is each run's own gradient.
+            grads = torch.autograd.grad(torch.where(active, loss, 0.0).sum(), job.params)
+            opt.step(grads, active_host)
+            ld = loss.detach()
+            finite &= torch.isfinite(ld) | ~active
+            total += torch.where(active, ld, 0.0)
+            n_steps += active
+        dev_loss, _ = job.score(job.params, job.dev, job.dev_mask, job.dev_local)
+        finite &= torch.isfinite(dev_loss)
+        if not bool(finite.all()):
+            r = job.runs[int(torch.nonzero(~finite)[0, 0])]
+            raise TrainingDiverged(f"method {r.method}, fold {r.fold}, run {r.name}: loss is NaN "
+                                   f"or infinite at epoch {epoch}")
+        train_curve[:, epoch - 1] = (total / n_steps.clamp_min(1)).cpu().numpy()
+        dev_curve[:, epoch - 1] = dev_loss.cpu().numpy()
+        better = dev_loss < best
+        best = torch.where(better, dev_loss, best)
+        best_epoch[better.cpu().numpy()] = epoch
+        for bp, p in zip(best_params, job.params):
+            bp.copy_(torch.where(better.view((-1,) + (1,) * (p.dim() - 1)), p.detach(), bp))
+    _, probs = job.score(best_params, job.test, job.test_mask)
+    probs = probs.cpu().numpy().astype(np.float64)
+    results = []
+    for i, run in enumerate(job.runs):
+        results.append(Result(run=run, test_probs=probs[i, : len(run.test)],
+                              train_loss=train_curve[i], dev_loss=dev_curve[i],
+                              best_epoch=int(best_epoch[i])))
+    return results
+
+
+# ---------------------------------------------------------------------------------------------
+# Methods: from a fold's training set and its groups to a Run (a dict, no name lookup by eval)
+
+
+@dataclass
+class FoldData:
+    """What every method may use for one fold: feature rows and per-training-clip arrays."""
+
+    fold: int
+    train: np.ndarray
+    dev: np.ndarray
+    test: np.ndarray
+    labels: np.ndarray                  # single majority class id per training clip
+    groups: np.ndarray | None = None    # hard group id per training clip, 0..G-1
+    soft: np.ndarray | None = None      # (n_train, G) soft memberships (PGDRO)
+
+
+def run_seed(seed: int, fold: int) -> int:
+    """One seed per fold, shared by every method: same initialisation and shuffle order, so
+    methods differ only in their objective (and DS in its subset)."""
+    return int(np.random.SeedSequence([seed, fold]).generate_state(1)[0])
+
+
+def _base(name, method, f: FoldData, seed: int) -> dict:
+    return dict(name=name, method=method, fold=f.fold, train=f.train, dev=f.dev, test=f.test,
+                seed=run_seed(seed, f.fold), labels=f.labels)
+
+
+def _needs_groups(f: FoldData, method: str) -> np.ndarray:
+    if f.groups is None:
+        raise InputError(f"method {method} needs a groups file (fold {f.fold})")
+    return f.groups
+
+
+def _erm(name, f, seed, hp):
+    return Run(**_base(name, "erm", f, seed))
+
+
+def _rw(name, f, seed, hp):
+    return Run(**_base(name, "rw", f, seed), sample_weight=weights.rw_weights(f.labels, _needs_groups(f, "rw")))
+
+
+def _ds(name, f, seed, hp):
+    rng = np.random.default_rng(np.random.SeedSequence([seed, f.fold, 0x4453]))
+    keep = weights.ds_select(f.labels, _needs_groups(f, "ds"), rng)
+    return Run(**{**_base(name, "ds", f, seed), "train": f.train[keep], "labels": f.labels[keep]})
+
+
+def _gdro(name, f, seed, hp):
+    g = _needs_groups(f, "gdro")
+    return Run(**_base(name, "gdro", f, seed), memberships=dro.hard_memberships(g, g.max() + 1),
+               eta=hp["eta"])
+
+
+def _gadro(name, f, seed, hp):
+    g = _needs_groups(f, "gadro")
+    return Run(**_base(name, "gadro", f, seed), memberships=dro.hard_memberships(g, g.max() + 1),
+               eta=hp["eta"], adjustment=hp["adjustment"])
+
+
+def _pgdro(name, f, seed, hp):
+    if f.soft is None:
+        raise InputError(f"method pgdro needs soft memberships p_0, p_1 (fold {f.fold})")
+    return Run(**_base(name, "pgdro", f, seed), memberships=f.soft, eta=hp["eta"])
+
+
+def _lff(name, f, seed, hp):
+    return Run(**_base(name, "lff", f, seed), hparams=dict(hp))
+
+
+def _disent(name, f, seed, hp):
+    return Run(**_base(name, "disent", f, seed), hparams=dict(hp))
+
+
+METHOD_BUILDERS = {"erm": _erm, "rw": _rw, "ds": _ds, "gdro": _gdro, "gadro": _gadro,
+                   "pgdro": _pgdro, "lff": _lff, "disent": _disent}
+
+
+def build_run(method: str, name: str, fold: FoldData, *, seed: int, hparams: dict | None = None) -> Run:
+    """The Run of `method` (a key of METHOD_BUILDERS) on one fold; hparams = methods.<method>."""
+    return METHOD_BUILDERS[method](name, fold, seed, hparams or {})
+
+
+# ---------------------------------------------------------------------------------------------
+# Files (docs/DESIGN.md): inputs checked before any training, outputs through atomic_dir
+
+GROUP_METHODS = ("rw", "ds", "gdro", "gadro")
+SETS = {"baselines": ("erm", "random", "lff", "disent"), "gender": GROUP_METHODS,
+        "pseudo": GROUP_METHODS + ("pgdro",), "kmeans": GROUP_METHODS}
+
+
+def groups_filename(set_name: str, k: int | None = None) -> str | None:
+    """data/groups file of a run set: gender.csv, pseudo.csv, kmeans_k<K>.csv; None for baselines."""
+    if set_name == "kmeans":
+        if k is None:
+            raise InputError("--set kmeans needs --k")
+        return f"kmeans_k{k}.csv"
+    return {"baselines": None, "gender": "gender.csv", "pseudo": "pseudo.csv"}[set_name]
+
+
+def _read_csv(path, columns: list[str]):
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    df = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise InputError(f"{path}: missing columns {missing}")
+    return df
+
+
+def load_folds(corpus, features, split, groups_path=None, *, n_groups_soft: int = 2):
+    """Read and check the inputs of a training stage; return (features memmap, p (N, 6),
+    {fold: FoldData}, {fold: test files}).
+
+    p and every row index refer to the feature cache's rows (index.csv order).
+    """
+    corpus, features, split = Path(corpus), Path(features), Path(split)
+    clips = _read_csv(corpus / "clips.csv", ["file", *EMOTIONS])
+    index = _read_csv(features / "index.csv", ["file"])
+    folds = _read_csv(split / "folds.csv", ["fold", "file", "split", "label"])
+    npy = features / "features.npy"
+    if not npy.is_file():
+        raise InputError(f"{npy}: no such file")
+    feats = np.load(npy, mmap_mode="r")
+    if feats.ndim != 3 or len(feats) != len(index):
+        raise InputError(f"{npy}: shape {feats.shape}; expected (N, layers, dim) with N = "
+                         f"{len(index)} rows of {features / 'index.csv'}")
+    row = {f: i for i, f in enumerate(index["file"])}
+    lost = sorted(set(folds["file"]) - set(row))
+    if lost:
+        raise InputError(f"{features / 'index.csv'}: {len(lost)} clips of folds.csv have no "
+                         f"features, e.g. {lost[0]}")
+    clip_p = clips.set_index("file")[list(EMOTIONS)]
+    lost = sorted(set(index["file"]) - set(clip_p.index))
+    if lost:
+        raise InputError(f"{corpus / 'clips.csv'}: {len(lost)} feature rows have no vote "
+                         f"distribution, e.g. {lost[0]}")
+    p = clip_p.loc[index["file"]].to_numpy(np.float64)
+    if not np.all(np.isfinite(p)) or np.any(p < 0):
+        raise InputError(f"{corpus / 'clips.csv'}: vote distributions must be finite and >= 0")
+    bad = sorted(set(folds["split"]) - {"train", "dev", "test"})
+    if bad:
+        raise InputError(f"{split / 'folds.csv'}: unknown split values {bad}")
+
+    groups = None
+    if groups_path is not None:
+        groups = _read_csv(groups_path, ["fold", "file", "group"])
+        groups = groups.set_index(["fold", "file"])
+    out, tests = {}, {}
+    for fold, df in folds.groupby("fold", sort=True):
+        fold = int(fold)
+        tr, dv, te = (df[df["split"] == s] for s in ("train", "dev", "test"))
+        if len(tr) == 0 or len(dv) == 0 or len(te) == 0:
+            raise InputError(f"{split / 'folds.csv'}: fold {fold} lacks train, dev or test rows")
+        if tr["label"].isna().any() or not tr["label"].isin(EMOTIONS).all():
+            raise InputError(f"{split / 'folds.csv'}: fold {fold} has training clips without a "
+                             f"single class label in {list(EMOTIONS)}")
+        f = FoldData(fold=fold, train=np.array([row[x] for x in tr["file"]]),
+                     dev=np.array([row[x] for x in dv["file"]]),
+                     test=np.array([row[x] for x in te["file"]]),
+                     labels=np.array([EMOTIONS.index(x) for x in tr["label"]]))
+        if groups is not None:
+            keys = list(zip([fold] * len(tr), tr["file"]))
+            missing = [k for k in keys if k not in groups.index]
+            if missing:
+                raise InputError(f"{groups_path}: {len(missing)} training clips of fold {fold} "
+                                 f"have no group, e.g. {missing[0][1]}")
+            g = groups.loc[keys]
+            # Ids present in this fold's training set, renumbered 0..G-1 (k-means ids may skip).
+            _, f.groups = np.unique(g["group"].to_numpy(), return_inverse=True)
+            f.groups = f.groups.reshape(-1)
+            soft_cols = [f"p_{i}" for i in range(n_groups_soft)]
+            if all(c in g.columns for c in soft_cols):
+                soft = g[soft_cols].to_numpy(np.float64)
+                if not np.all(np.isfinite(soft)) or np.any(soft < 0) or np.any(soft.sum(1) <= 0):
+                    raise InputError(f"{groups_path}: p_0, p_1 must be finite, >= 0, not both 0")
+                f.soft = soft / soft.sum(1, keepdims=True)
+        out[fold] = f
+        tests[fold] = te["file"].to_numpy()
+    return feats, p, out, tests
+
+
+def run_set(set_name: str, *, corpus, features, split, groups_dir, out, params: dict,
+            k: int | None = None) -> list[Result]:
+    """The train_* stage: every method of the set on every fold of folds.csv, written to
+    out/<method>/{predictions,curve}.csv (docs/DESIGN.md)."""
+    if set_name not in SETS:
+        raise InputError(f"--set {set_name!r}; expected one of {sorted(SETS)}")
+    name_file = groups_filename(set_name, k)
+    groups_path = None if name_file is None else Path(groups_dir) / name_file
+    cfg = TrainConfig.from_params(params)
+    seed = params["seed"]
+    feats, p, folds, tests = load_folds(corpus, features, split, groups_path)
+    set_label = set_name if set_name != "kmeans" else f"kmeans_k{k}"
+    runs = []
+    for method in SETS[set_name]:
+        if method == "random":
+            continue
+        hp = params["methods"].get(method, {})
+        for fold in folds.values():
+            runs.append(build_run(method, f"{set_label}/{method}", fold, seed=seed, hparams=hp))
+    if feats.shape[1] == 0 or feats.shape[2] == 0:
+        raise InputError(f"{features}: empty feature cache shape {feats.shape}")
+    results = fit(feats, p, runs, cfg)
+
+    with atomic_dir(out) as tmp:
+        for method in SETS[set_name]:
+            preds, curves = [], []
+            for fold in folds:
+                if method == "random":
+                    probs = random_scores(len(tests[fold]), run_seed(seed, fold))
+                    res = None
+                else:
+                    res = next(r for r in results if r.run.method == method and r.run.fold == fold)
+                    probs = res.test_probs
+                df = pd.DataFrame(probs, columns=list(EMOTIONS))
+                df.insert(0, "file", tests[fold])
+                df.insert(0, "fold", fold)
+                preds.append(df)
+                if res is not None:
+                    e = np.arange(1, cfg.epochs + 1)
+                    curves.append(pd.DataFrame({"fold": fold, "epoch": e, "train_loss": res.train_loss,
+                                                "dev_loss": res.dev_loss,
+                                                "chosen": (e == res.best_epoch).astype(int)}))
+            folder = tmp / method
+            folder.mkdir()
+            pd.concat(preds).to_csv(folder / "predictions.csv", index=False, float_format="%.6g")
+            curve = (pd.concat(curves) if curves else
+                     pd.DataFrame(columns=["fold", "epoch", "train_loss", "dev_loss", "chosen"]))
+            curve.to_csv(folder / "curve.csv", index=False, float_format="%.6g")
+    return results

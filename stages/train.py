@@ -1,0 +1,37 @@
+"""Train stage: every method of one run set on every fold, from the feature cache (docs/DESIGN.md).
+
+python stages/train.py --set <baselines|gender|pseudo|kmeans> [--k K] --corpus data/corpus \
+    --features data/features --split data/split --groups data/groups --out data/runs/<set-name>
+Reads params: seed, train (epochs, batch_size, lr, hidden, target, device) and methods.<name> of
+the set's methods (gdro, gadro, pgdro, lff, disent).
+"""
+
+import torch
+
+from fairser import cli, config
+from fairser.train import SETS, run_set
+
+
+def main() -> None:
+    p = cli.parser(__doc__.splitlines()[0])
+    p.add_argument("--set", required=True, choices=sorted(SETS), help="run set")
+    p.add_argument("--k", type=int, default=None, help="k-means k (with --set kmeans)")
+    p.add_argument("--corpus", required=True, help="folder with clips.csv (vote distributions)")
+    p.add_argument("--features", required=True, help="folder with features.npy and index.csv")
+    p.add_argument("--split", required=True, help="folder with folds.csv")
+    p.add_argument("--groups", required=True, help="folder with gender.csv, pseudo.csv, kmeans_k<K>.csv")
+    p.add_argument("--out", required=True, help="output folder: <method>/{predictions,curve}.csv")
+    args = p.parse_args()
+    params = config.load(args.params)
+    if (args.set == "kmeans") != (args.k is not None):
+        raise cli.InputError("--k is required with --set kmeans and only then")
+    # Single-threaded: the batched trainer's products are small, and on a shared machine idle
+    # threads spin-waiting for busy cores cost more than they give (see benchmarks/train_grid.py).
+    torch.set_num_threads(1)
+    results = run_set(args.set, k=args.k, corpus=args.corpus, features=args.features,
+                      split=args.split, groups_dir=args.groups, out=args.out, params=params)
+    print(f"train {args.set}{'' if args.k is None else f' k={args.k}'}: {len(results)} runs -> {args.out}")
+
+
+if __name__ == "__main__":
+    cli.run(main)

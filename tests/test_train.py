@@ -1,0 +1,369 @@
+"""Batched trainer: loss, optimiser, methods wiring, determinism and the debiasing property
+(SPEC sections 3-5). Tiny dims and few epochs: the whole file runs in seconds on one core."""
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from fairser import config
+from fairser.cli import InputError
+from fairser.constants import EMOTIONS, POSITIVE_THRESHOLD
+from fairser.train import (BatchedAdam, FoldData, Run, TrainConfig, TrainingDiverged, _Job,
+                           build_run, cb_losses, class_weights, fit, plan_jobs, random_scores,
+                           run_set, training_targets)
+
+torch.set_num_threads(1)
+
+HP = {"gdro": {"eta": 0.01}, "gadro": {"eta": 0.01, "adjustment": 4.0}, "pgdro": {"eta": 0.01},
+      "lff": {"gce_q": 0.7, "ema_alpha": 0.7},
+      "disent": {"gce_q": 0.7, "ema_alpha": 0.7, "lambda_dis": 1.0, "lambda_swap_b": 0.5,
+                 "lambda_swap": 2.0, "swap_after_epoch": 1}}
+TINY = TrainConfig(epochs=3, batch_size=8, lr=1e-2, hidden=4)
+
+
+def one_hot_p(classes):
+    """Vote distributions p = 0.01 + 0.94 * onehot (SPEC section 1 smoothing)."""
+    p = np.full((len(classes), 6), 0.01)
+    p[np.arange(len(classes)), classes] += 0.94
+    return p
+
+
+def toy(n=80, seed=0, layers=2, dim=5):
+    rng = np.random.default_rng(seed)
+    classes = rng.integers(0, 6, n)
+    feats = rng.standard_normal((n, layers, dim)).astype(np.float32)
+    feats[:, :, 0] += classes[:, None]
+    return feats, one_hot_p(classes), classes, rng.integers(0, 2, n)
+
+
+def fold_data(classes, groups, train, dev, test, fold=1):
+    train = np.asarray(train)
+    g = groups[train]
+    soft = np.where(g[:, None] == np.arange(2), 0.9, 0.1)
+    return FoldData(fold=fold, train=train, dev=np.asarray(dev), test=np.asarray(test),
+                    labels=classes[train], groups=g, soft=soft)
+
+
+# --- loss --------------------------------------------------------------------------------------
+
+def test_class_weights_match_hand_computation():
+    # N = 4, beta = 3/4; class 0 has 3 positives, class 1 has 1, classes 2-5 none (counted as 1)
+    p = one_hot_p([0, 0, 0, 1])
+    beta = 0.75
+    raw = np.array([(1 - beta) / (1 - beta ** n) for n in (3, 1, 1, 1, 1, 1)])
+    np.testing.assert_allclose(class_weights(p), raw * 6 / raw.sum())
+    assert class_weights(p).sum() == pytest.approx(6)
+
+
+def test_cb_loss_is_weighted_soft_cross_entropy():
+    logits = torch.tensor([[1.0, 0.0, 0.0, 0.0, 0.0, 2.0]])
+    t = torch.tensor([[0.5, 0.5, 0.0, 0.0, 0.0, 0.0]])
+    w = torch.tensor([2.0, 1.0, 1.0, 1.0, 0.5, 0.5])
+    logp = torch.log_softmax(logits, -1)[0]
+    expected = -(0.5 * 2 + 0.5 * 1) * (0.5 * logp[0] + 0.5 * logp[1])
+    assert cb_losses(logits, t, w).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_hard_target_is_the_normalised_multi_hot_vector():
+    p = np.array([[0.5, 0.3, 0.05, 0.05, 0.05, 0.05], [1 / 6] * 6])
+    hard = training_targets(p, "hard")
+    np.testing.assert_allclose(hard[0], [0.5, 0.5, 0, 0, 0, 0])
+    np.testing.assert_allclose(hard[1], [1 / 6] * 6)  # no class above 1/6: stays uniform
+    np.testing.assert_array_equal(training_targets(p, "soft"), p)
+
+
+def test_random_scores_are_seeded_coin_flips_at_the_threshold():
+    a, b = random_scores(4000, 7), random_scores(4000, 7)
+    np.testing.assert_array_equal(a, b)
+    assert abs((a > POSITIVE_THRESHOLD).mean() - 0.5) < 0.02
+
+
+# --- optimiser ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_batched_adam_matches_torch_adam_and_masks_inactive_runs(fused):
+    torch.manual_seed(0)
+    start = torch.randn(3, 4)
+    ours = start.clone().requires_grad_()
+    opt = BatchedAdam([ours], lr=0.1, fused=fused)
+    ref = start[0].clone().requires_grad_()
+    ref_opt = torch.optim.Adam([ref], lr=0.1)
+    for step in range(5):
+        target = torch.arange(4.0) * step
+        grads = torch.autograd.grad(((ours - target) ** 2).sum(), [ours])
+        opt.step(list(grads), np.array([True, step % 2 == 0, False]))
+        ref_opt.zero_grad()
+        ((ref - target) ** 2).sum().backward()
+        ref_opt.step()
+    np.testing.assert_allclose(ours[0].detach().numpy(), ref.detach().numpy(), atol=1e-5)
+    np.testing.assert_array_equal(ours[2].detach().numpy(), start[2].numpy())
+    assert opt.t.tolist() == [5, 3, 0]
+
+
+# --- LfF and DisEnt losses on a two-sample batch -----------------------------------------------
+
+def two_clip_job(method, hp):
+    feats, p, _, _ = toy(n=4, seed=3)
+    run = Run(name=f"t/{method}", method=method, fold=1, train=np.array([0, 1]), dev=np.array([2]),
+              test=np.array([3]), seed=0, labels=np.array([0, 0]), hparams=hp)
+    cfg = TrainConfig(epochs=1, batch_size=2, hidden=3)
+    p_t = torch.as_tensor(p)
+    job = _Job(plan_jobs([run], 2)[0], torch.as_tensor(feats), p_t, p_t.float(), cfg)
+    pos, valid = torch.tensor([[0, 1]]), torch.tensor([[True, True]])
+    z = job.encode(job.params, job.gather_local(pos)).detach()
+    t = p_t.float()[:2][None]
+    return job, pos, valid, z, t
+
+
+def gce(l, logits, q, label=0):
+    return q * torch.softmax(logits, -1)[..., label] ** q * l
+
+
+def test_lff_loss_on_two_clips_by_hand():
+    job, pos, valid, z, t = two_clip_job("lff", HP["lff"])
+    loss = job.loss(job.params, pos, valid, epoch=1).item()
+    lb_logits, ld_logits = job.head(job.params, z[:, 0], 0)[0], job.head(job.params, z[:, 1], 1)[0]
+    l_b, l_d = cb_losses(lb_logits, t[0], job.cw[0]), cb_losses(ld_logits, t[0], job.cw[0])
+    # first EMA update = the losses; both clips are class 0, so the class max is over both
+    b, d = l_b / l_b.max(), l_d / l_d.max()
+    w = b / (b + d + 1e-8)
+    expected = gce(l_b, lb_logits, 0.7).mean() + (w * l_d).mean()
+    assert loss == pytest.approx(expected.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("epoch", [1, 2])
+def test_disent_loss_on_two_clips_by_hand(epoch):
+    hp = HP["disent"]  # swap_after_epoch = 1: epoch 2 swaps
+    job, pos, valid, z, t = two_clip_job("disent", hp)
+    perm = np.random.default_rng(np.random.SeedSequence([job.groups[0].lead.seed, 4])).permutation(2)
+    from fairser.train import _train_job  # noqa: F401  (swap rngs are set up by the loop)
+    job.swap_rngs = [np.random.default_rng(np.random.SeedSequence([job.groups[0].lead.seed, 4]))]
+    loss = job.loss(job.params, pos, valid, epoch=epoch).item()
+    z_i, z_b = z[0, 0], z[0, 1]
+    cw = job.cw[0]
+
+    def head(k, a, b):
+        return job.head(job.params, torch.cat([a, b], -1)[None], k)[0]
+
+    lc_logits, la_logits = head(0, z_i, z_b), head(1, z_i, z_b)
+    l_c, l_a = cb_losses(lc_logits, t[0], cw), cb_losses(la_logits, t[0], cw)
+    a, c = l_a / l_a.max(), l_c / l_c.max()
+    w = a / (a + c + 1e-8)
+    expected = (w * l_c).mean() + hp["lambda_dis"] * gce(l_a, la_logits, 0.7).mean()
+    if epoch > hp["swap_after_epoch"]:
+        zs = z_b[perm]
+        sc_logits, sa_logits = head(0, z_i, zs), head(1, z_i, zs)
+        swap_c = (w * cb_losses(sc_logits, t[0], cw)).mean()
+        swap_a = gce(cb_losses(sa_logits, t[0][perm], cw), sa_logits, 0.7).mean()
+        expected = expected + hp["lambda_swap"] * (swap_c + hp["lambda_swap_b"] * swap_a)
+    assert loss == pytest.approx(expected.item(), rel=1e-5)
+
+
+# --- batching, determinism ---------------------------------------------------------------------
+
+def grid_runs(classes, groups):
+    """Two folds of different sizes (the smaller one's epoch ends first) and every method."""
+    folds = [fold_data(classes, groups, np.arange(0, 48), np.arange(48, 60), np.arange(60, 80), 1),
+             fold_data(classes, groups, np.arange(20, 62), np.arange(0, 12), np.arange(62, 80), 2)]
+    methods = ["erm", "rw", "ds", "gdro", "gadro", "pgdro", "lff", "disent"]
+    return [build_run(m, f"s/{m}", f, seed=0, hparams=HP.get(m)) for f in folds for m in methods]
+
+
+def test_runs_sharing_a_training_set_are_trained_together():
+    feats, p, classes, groups = toy()
+    jobs = plan_jobs(grid_runs(classes, groups), batch_size=8)
+    head_job = next(j for j in jobs if j[0].lead.method == "erm")
+    assert [sorted(r.method for r in g.runs) for g in head_job] == [
+        ["erm", "gadro", "gdro", "pgdro", "rw"]] * 2
+
+
+def test_training_is_deterministic_bit_for_bit():
+    feats, p, classes, groups = toy()
+    runs = grid_runs(classes, groups)
+    a, b = fit(feats, p, runs, TINY), fit(feats, p, copy.deepcopy(runs), TINY)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x.test_probs, y.test_probs)
+        np.testing.assert_array_equal(x.dev_loss, y.dev_loss)
+        np.testing.assert_array_equal(x.train_loss, y.train_loss)
+
+
+def test_batched_training_equals_one_run_at_a_time():
+    feats, p, classes, groups = toy()
+    runs = grid_runs(classes, groups)
+    batched = fit(feats, p, runs, TINY)
+    for run, res in zip(runs, batched):
+        alone = fit(feats, p, [run], TINY)[0]
+        assert alone.best_epoch == res.best_epoch, run.name
+        np.testing.assert_allclose(alone.dev_loss, res.dev_loss, rtol=1e-5, err_msg=run.name)
+        np.testing.assert_allclose(alone.train_loss, res.train_loss, rtol=1e-5, err_msg=run.name)
+        np.testing.assert_allclose(alone.test_probs, res.test_probs, atol=1e-6, err_msg=run.name)
+
+
+def test_results_have_probabilities_for_every_test_clip():
+    feats, p, classes, groups = toy()
+    for res in fit(feats, p, grid_runs(classes, groups), TINY):
+        assert res.test_probs.shape == (len(res.run.test), 6)
+        np.testing.assert_allclose(res.test_probs.sum(1), 1, rtol=1e-5)
+        assert 1 <= res.best_epoch <= TINY.epochs
+        assert res.dev_loss[res.best_epoch - 1] == res.dev_loss.min()
+
+
+# --- edge cases --------------------------------------------------------------------------------
+
+def test_a_class_with_no_positives_on_dev_still_gives_a_finite_dev_loss():
+    feats, p, classes, groups = toy()
+    dev = np.flatnonzero(classes[60:] == classes[60]) + 60  # one class only on dev
+    f = fold_data(classes, groups, np.arange(0, 60), dev, np.arange(60, 80))
+    res = fit(feats, p, [build_run("erm", "s/erm", f, seed=0)], TINY)[0]
+    assert np.all(np.isfinite(res.dev_loss))
+
+
+def test_a_class_with_no_positives_in_train_keeps_finite_weights():
+    w = class_weights(one_hot_p([0, 0, 1]))
+    assert np.all(np.isfinite(w)) and w.sum() == pytest.approx(6)
+
+
+def test_nan_loss_stops_with_one_line_naming_method_fold_run_and_epoch():
+    feats, p, classes, groups = toy()
+    feats[3, 0, 1] = np.inf
+    f = fold_data(classes, groups, np.arange(0, 60), np.arange(60, 70), np.arange(70, 80), fold=4)
+    with pytest.raises(TrainingDiverged) as err:
+        fit(feats, p, [build_run("gdro", "gender/gdro", f, seed=0, hparams=HP["gdro"])], TINY)
+    msg = str(err.value)
+    assert "\n" not in msg
+    for part in ("method gdro", "fold 4", "gender/gdro", "epoch 1"):
+        assert part in msg
+
+
+def test_group_aware_methods_need_groups():
+    feats, p, classes, groups = toy()
+    f = FoldData(fold=1, train=np.arange(10), dev=np.arange(10, 12), test=np.arange(12, 14),
+                 labels=classes[:10])
+    with pytest.raises(InputError, match="rw needs a groups file"):
+        build_run("rw", "x/rw", f, seed=0)
+
+
+# --- the debiasing property (SPEC section 5 TPR gap, computed here) ----------------------------
+
+def shortcut_data(seed, n_major=60, ratio=20, n_test=40, dim=8, signal=0.6):
+    """Layer features whose dim 0 IS the group: in train (and dev) group 0 is the 1:20 majority
+    of classes 0-4 and group 1 of class 5 (a rarer class), so the group predicts the label;
+    in test every (class, group) cell has n_test clips, so a shortcut shows as a TPR gap."""
+    rng = np.random.default_rng(seed)
+    mu = rng.standard_normal((6, dim - 1)) * signal
+    xs, cls, grp, split = [], [], [], []
+
+    def add(c, g, s, n):
+        x = np.zeros((n, 2, dim))
+        x[:, :, 1:] = (mu[c] + rng.standard_normal((n, dim - 1)))[:, None]
+        x[:, :, 0] = g
+        x[:, 1] *= 0.5
+        xs.append(x)
+        cls.extend([c] * n)
+        grp.extend([g] * n)
+        split.extend([s] * n)
+
+    for c in range(6):
+        major = 0 if c < 5 else 1
+        n_c = n_major if c < 5 else n_major // 3
+        for s, n in (("train", n_c), ("dev", n_c // 3)):
+            add(c, major, s, n)
+            add(c, 1 - major, s, max(1, n // ratio))
+        add(c, 0, "test", n_test)
+        add(c, 1, "test", n_test)
+    return (np.concatenate(xs).astype(np.float32), one_hot_p(np.array(cls)), np.array(cls),
+            np.array(grp), np.array(split))
+
+
+def tpr_gap(probs, p, g):
+    """SPEC section 5: TPR_{g,k} = P(yhat_k | y_k, G = g); gap_k = max - min; RMS over k."""
+    yhat, y = probs > POSITIVE_THRESHOLD, p > POSITIVE_THRESHOLD
+    gaps = [np.ptp([yhat[(g == h) & y[:, k], k].mean() for h in (0, 1)]) for k in range(6)]
+    return float(np.sqrt(np.mean(np.square(gaps))))
+
+
+def test_group_aware_methods_with_true_groups_lower_the_tpr_gap_of_erm():
+    # Few steps, so GDRO/GADRO take a larger q step than the paper's 0.01 to move q at all.
+    hp = {"gdro": {"eta": 1.0}, "gadro": {"eta": 1.0, "adjustment": 1.0}}
+    cfg = TrainConfig(epochs=20, batch_size=32, lr=1e-2, hidden=16)
+    gaps = {m: [] for m in ("erm", "rw", "ds", "gdro", "gadro")}
+    for seed in range(4):
+        x, p, cls, grp, split = shortcut_data(seed)
+        tr, dv, te = (np.flatnonzero(split == s) for s in ("train", "dev", "test"))
+        f = FoldData(fold=1, train=tr, dev=dv, test=te, labels=cls[tr], groups=grp[tr])
+        runs = [build_run(m, m, f, seed=seed, hparams=hp.get(m)) for m in gaps]
+        for res in fit(x, p, runs, cfg):
+            gaps[res.run.method].append(tpr_gap(res.test_probs, p[te], grp[te]))
+    mean = {m: np.mean(v) for m, v in gaps.items()}
+    assert mean["erm"] > 0.3, mean  # the shortcut is learned
+    for m in ("rw", "ds", "gdro", "gadro"):
+        assert mean[m] < mean["erm"], (m, mean)
+
+
+# --- the stage's file edges --------------------------------------------------------------------
+
+def write_inputs(root, n=60, with_soft=True, drop_group=None):
+    feats, p, classes, groups = toy(n=n)
+    files = [f"10{i:02d}_IEO_ANG_XX.wav" for i in range(n)]
+    (root / "corpus").mkdir()
+    (root / "features").mkdir()
+    (root / "split").mkdir()
+    (root / "groups").mkdir()
+    clips = pd.DataFrame(p, columns=list(EMOTIONS))
+    clips.insert(0, "file", files)
+    clips.to_csv(root / "corpus" / "clips.csv", index=False)
+    np.save(root / "features" / "features.npy", feats.astype(np.float16))
+    pd.DataFrame({"file": files}).to_csv(root / "features" / "index.csv", index=False)
+    rows = []
+    for fold in (1, 2):
+        test = set(range((fold - 1) * 20, fold * 20))
+        rest = [i for i in range(n) if i not in test]
+        for i in range(n):
+            split = "test" if i in test else ("dev" if rest.index(i) < 8 else "train")
+            label = EMOTIONS[classes[i]] if split != "test" else ""
+            rows.append((fold, files[i], split, label))
+    folds = pd.DataFrame(rows, columns=["fold", "file", "split", "label"])
+    folds.to_csv(root / "split" / "folds.csv", index=False)
+    g = folds[folds["split"] != "test"].copy()
+    g["group"] = [groups[files.index(f)] for f in g["file"]]
+    if with_soft:
+        g["p_0"] = np.where(g["group"] == 0, 0.8, 0.2)
+        g["p_1"] = 1 - g["p_0"]
+    if drop_group is not None:  # drop the first training clip of fold 1
+        g = g.drop(g.index[(g["fold"] == 1) & (g["split"] == "train")][:1])
+    g.to_csv(root / "groups" / "pseudo.csv", index=False)
+    return folds
+
+
+def tiny_params():
+    params = config.load(config.Path(__file__).resolve().parents[1] / "params.yaml")
+    params["train"].update(epochs=2, batch_size=8, hidden=4, device="cpu")
+    return params
+
+
+def test_stage_writes_predictions_for_every_test_clip_and_curves(tmp_path):
+    folds = write_inputs(tmp_path)
+    out = tmp_path / "runs" / "pseudo"
+    run_set("pseudo", corpus=tmp_path / "corpus", features=tmp_path / "features",
+            split=tmp_path / "split", groups_dir=tmp_path / "groups", out=out, params=tiny_params())
+    test = folds[folds["split"] == "test"]
+    for method in ("rw", "ds", "gdro", "gadro", "pgdro"):
+        pred = pd.read_csv(out / method / "predictions.csv")
+        assert list(pred.columns) == ["fold", "file", *EMOTIONS]
+        assert sorted(zip(pred["fold"], pred["file"])) == sorted(zip(test["fold"], test["file"]))
+        curve = pd.read_csv(out / method / "curve.csv")
+        assert list(curve.columns) == ["fold", "epoch", "train_loss", "dev_loss", "chosen"]
+        assert len(curve) == 2 * 2 and curve.groupby("fold")["chosen"].sum().tolist() == [1, 1]
+    assert not list((tmp_path / "runs").glob(".*"))  # no temporary folder left behind
+
+
+def test_stage_rejects_a_groups_file_missing_training_clips(tmp_path):
+    write_inputs(tmp_path, drop_group=True)
+    with pytest.raises(InputError, match="pseudo.csv: 1 training clips of fold 1 have no group"):
+        run_set("pseudo", corpus=tmp_path / "corpus", features=tmp_path / "features",
+                split=tmp_path / "split", groups_dir=tmp_path / "groups",
+                out=tmp_path / "runs" / "pseudo", params=tiny_params())
+    assert not (tmp_path / "runs" / "pseudo").exists()
