@@ -25,8 +25,9 @@ def main() -> None:
     params = config.load(args.params)
     if (args.set == "kmeans") != (args.k is not None):
         raise cli.InputError("--k is required with --set kmeans and only then")
-    # Single-threaded: the batched trainer's products are small, and on a shared machine idle
-    # threads spin-waiting for busy cores cost more than they give (see benchmarks/train_grid.py).
+    # One intra-op thread; fit() trains jobs side by side, one per core, instead. The products
+    # are small, and intra-op threads spin-waiting for busy cores of a shared machine cost more
+    # than they give (benchmarks/train_grid.py).
     torch.set_num_threads(1)
     results = run_set(args.set, k=args.k, corpus=args.corpus, features=args.features,
                       split=args.split, groups_dir=args.groups, out=args.out, params=params)

@@ -139,8 +139,9 @@ def test_disent_loss_on_two_clips_by_hand(epoch):
     hp = HP["disent"]  # swap_after_epoch = 1: epoch 2 swaps
     job, pos, valid, z, t = two_clip_job("disent", hp)
     perm = np.random.default_rng(np.random.SeedSequence([job.groups[0].lead.seed, 4])).permutation(2)
-    from fairser.train import _train_job  # noqa: F401  (swap rngs are set up by the loop)
+    # the training loop sets up the swap stream and the host-side batch counts; mimic it
     job.swap_rngs = [np.random.default_rng(np.random.SeedSequence([job.groups[0].lead.seed, 4]))]
+    job.n_valid_host = np.array([2])
     loss = job.loss(job.params, pos, valid, epoch=epoch).item()
     z_i, z_b = z[0, 0], z[0, 1]
     cw = job.cw[0]
@@ -165,9 +166,10 @@ def test_disent_loss_on_two_clips_by_hand(epoch):
 # --- batching, determinism ---------------------------------------------------------------------
 
 def grid_runs(classes, groups):
-    """Two folds of different sizes (the smaller one's epoch ends first) and every method."""
+    """Two folds of different sizes (48 and 38 clips: 6 and 5 steps of 8, so the smaller one's
+    epoch ends first in a shared job) and every method."""
     folds = [fold_data(classes, groups, np.arange(0, 48), np.arange(48, 60), np.arange(60, 80), 1),
-             fold_data(classes, groups, np.arange(20, 62), np.arange(0, 12), np.arange(62, 80), 2)]
+             fold_data(classes, groups, np.arange(24, 62), np.arange(0, 12), np.arange(62, 80), 2)]
     methods = ["erm", "rw", "ds", "gdro", "gadro", "pgdro", "lff", "disent"]
     return [build_run(m, f"s/{m}", f, seed=0, hparams=HP.get(m)) for f in folds for m in methods]
 
@@ -178,6 +180,7 @@ def test_runs_sharing_a_training_set_are_trained_together():
     head_job = next(j for j in jobs if j[0].lead.method == "erm")
     assert [sorted(r.method for r in g.runs) for g in head_job] == [
         ["erm", "gadro", "gdro", "pgdro", "rw"]] * 2
+    assert sorted(len(g.lead.train) for g in head_job) == [38, 48]  # one job, masked steps
 
 
 def test_training_is_deterministic_bit_for_bit():
@@ -367,3 +370,34 @@ def test_stage_rejects_a_groups_file_missing_training_clips(tmp_path):
                 split=tmp_path / "split", groups_dir=tmp_path / "groups",
                 out=tmp_path / "runs" / "pseudo", params=tiny_params())
     assert not (tmp_path / "runs" / "pseudo").exists()
+
+
+def test_stage_rejects_non_finite_features_before_training(tmp_path):
+    write_inputs(tmp_path)
+    npy = tmp_path / "features" / "features.npy"
+    feats = np.load(npy)
+    feats[5, 1, 2] = np.nan
+    np.save(npy, feats)
+    with pytest.raises(InputError, match="features.npy: non-finite values"):
+        run_set("baselines", corpus=tmp_path / "corpus", features=tmp_path / "features",
+                split=tmp_path / "split", groups_dir=tmp_path / "groups",
+                out=tmp_path / "runs" / "baselines", params=tiny_params())
+
+
+def test_baselines_stage_writes_random_scores_without_a_curve(tmp_path):
+    write_inputs(tmp_path)
+    out = tmp_path / "runs" / "baselines"
+    run_set("baselines", corpus=tmp_path / "corpus", features=tmp_path / "features",
+            split=tmp_path / "split", groups_dir=tmp_path / "groups", out=out,
+            params=tiny_params())
+    assert sorted(x.name for x in out.iterdir()) == ["disent", "erm", "lff", "random"]
+    assert len(pd.read_csv(out / "random" / "predictions.csv")) == 40
+    assert len(pd.read_csv(out / "random" / "curve.csv")) == 0
+
+
+def test_results_do_not_depend_on_the_number_of_worker_threads():
+    feats, p, classes, groups = toy()
+    runs = grid_runs(classes, groups)
+    one, two = fit(feats, p, runs, TINY, workers=1), fit(feats, p, runs, TINY, workers=2)
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(a.test_probs, b.test_probs)

@@ -16,6 +16,8 @@ epoch is over (smaller training sets, e.g. DS) are masked out of the update.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -296,7 +298,14 @@ def _group_key(run: Run) -> tuple:
             np.asarray(run.dev).tobytes())
 
 
-def plan_jobs(runs: list[Run], batch_size: int) -> list[list[_Group]]:
+# Groups per job, at most. A fixed number (not the core count) keeps job composition, and so
+# every floating-point result, the same on any machine; 3 splits 5 folds into 2 jobs that two
+# cores train side by side.
+MAX_GROUPS_PER_JOB = 3
+
+
+def plan_jobs(runs: list[Run], batch_size: int,
+              max_groups: int = MAX_GROUPS_PER_JOB) -> list[list[_Group]]:
     """Split runs into jobs: groups of one family with the same number of runs per group and
     steps per epoch within 25% of each other (so masked-out steps waste little)."""
     groups: dict[tuple, _Group] = {}
@@ -311,7 +320,8 @@ def plan_jobs(runs: list[Run], batch_size: int) -> list[list[_Group]]:
         job: list[_Group] = []
         for g in bucket:
             steps = -(-len(g.lead.train) // batch_size)
-            if job and steps > 1.25 * -(-len(job[0].lead.train) // batch_size):
+            if job and (len(job) == max_groups
+                        or steps > 1.25 * -(-len(job[0].lead.train) // batch_size)):
                 jobs.append(job)
                 job = []
             job.append(g)
@@ -552,9 +562,9 @@ class _Job:
     def _swap_perm(self, valid: torch.Tensor) -> torch.Tensor:
         """Per group, a seeded permutation of the batch's valid positions (padding stays put)."""
         out = np.tile(np.arange(valid.shape[1]), (self.G, 1))
-        n_valid = valid.view(self.G, self.M, -1)[:, 0].sum(1).cpu().numpy()
-        for i, (rng, n) in enumerate(zip(self.swap_rngs, n_valid)):
-            out[i, :n] = rng.permutation(n)
+        for i, (rng, n) in enumerate(zip(self.swap_rngs, self.n_valid_host)):
+            if n > 0:  # an idle group draws nothing, so its stream matches a run trained alone
+                out[i, :n] = rng.permutation(n)
         return self._per_run(torch.as_tensor(out, device=self.device))
 
     # -- evaluation -------------------------------------------------------------------------
@@ -591,12 +601,22 @@ def _check_runs(runs: list[Run], n_rows: int) -> None:
             raise InputError(f"{where}: needs a single class label per training clip")
 
 
-def fit(features: np.ndarray, p: np.ndarray, runs: list[Run], cfg: TrainConfig) -> list[Result]:
+def default_workers() -> int:
+    """CPU cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def fit(features: np.ndarray, p: np.ndarray, runs: list[Run], cfg: TrainConfig,
+        workers: int | None = None) -> list[Result]:
     """Train every run; return results in the order of `runs`.
 
     features: (N, L, D) cache (any float dtype; rows are indexed by the runs);
     p: (N, 6) vote distributions (targets come from it per cfg.target; class weights count
     p_c > 1/6 on each run's training set).
+    workers: jobs trained at once on CPU, one Python thread each (torch releases the GIL in
+    its kernels). With torch.set_num_threads(1) this uses the cores without intra-op threads,
+    whose spin-waits cost more than they give on products this small on a shared machine.
+    Results do not depend on it. Default: the cores available.
     Raises TrainingDiverged naming method, fold, run and epoch on a NaN or infinite loss.
     """
     _check_runs(runs, len(features))
@@ -615,11 +635,19 @@ def fit(features: np.ndarray, p: np.ndarray, runs: list[Run], cfg: TrainConfig) 
                       "test": remap[r.test]})
 
     local_runs = [local(r) for r in runs]
-    by_id = {}
-    for job_groups in plan_jobs(local_runs, cfg.batch_size):
+
+    def train(job_groups):
         job = _Job(job_groups, feats, p_used, targets, cfg)
-        for run, res in zip(job.runs, _train_job(job)):
-            by_id[id(run)] = res
+        return list(zip(job.runs, _train_job(job)))
+
+    jobs = plan_jobs(local_runs, cfg.batch_size)
+    workers = 1 if dev.type != "cpu" else min(len(jobs), workers or default_workers())
+    if workers > 1:
+        with ThreadPoolExecutor(workers) as pool:
+            done = list(pool.map(train, jobs))
+    else:
+        done = [train(j) for j in jobs]
+    by_id = {id(run): res for pairs in done for run, res in pairs}
     out = []
     for original, r in zip(runs, local_runs):
         res = by_id[id(r)]
@@ -653,7 +681,9 @@ def _train_job(job: _Job) -> list[Result]:
         for s in range(steps):
             pos, v = order_t[:, s * B:(s + 1) * B], valid_t[:, s * B:(s + 1) * B]
             active = job._per_run(v.any(1))
-            active_host = np.repeat(s * B < job.n_train, job.M)  # the same, with no device sync
+            # The same counts on the host, so no step waits on the device to learn them.
+            job.n_valid_host = np.clip(job.n_train - s * B, 0, B)
+            active_host = np.repeat(job.n_valid_host > 0, job.M)
             loss = job.loss(job.params, pos, v, epoch)
             # Runs are independent, so the gradient of the sum is each run's own gradient.
             grads = torch.autograd.grad(torch.where(active, loss, 0.0).sum(), job.params)
@@ -889,6 +919,10 @@ def run_set(set_name: str, *, corpus, features, split, groups_dir, out, params: 
             runs.append(build_run(method, f"{set_label}/{method}", fold, seed=seed, hparams=hp))
     if feats.shape[1] == 0 or feats.shape[2] == 0:
         raise InputError(f"{features}: empty feature cache shape {feats.shape}")
+    for start in range(0, len(feats), 1024):  # cheap next to training; a bad row fails here
+        if not np.isfinite(feats[start: start + 1024]).all():
+            raise InputError(f"{Path(features) / 'features.npy'}: non-finite values in rows "
+                             f"{start}..{min(start + 1024, len(feats)) - 1}")
     results = fit(feats, p, runs, cfg)
 
     with atomic_dir(out) as tmp:
@@ -912,8 +946,8 @@ def run_set(set_name: str, *, corpus, features, split, groups_dir, out, params: 
                                                 "chosen": (e == res.best_epoch).astype(int)}))
             folder = tmp / method
             folder.mkdir()
-            pd.concat(preds).to_csv(folder / "predictions.csv", index=False, float_format="%.6g")
+            pd.concat(preds).to_csv(folder / "predictions.csv", index=False, float_format="%.8g")
             curve = (pd.concat(curves) if curves else
                      pd.DataFrame(columns=["fold", "epoch", "train_loss", "dev_loss", "chosen"]))
-            curve.to_csv(folder / "curve.csv", index=False, float_format="%.6g")
+            curve.to_csv(folder / "curve.csv", index=False, float_format="%.8g")
     return results
