@@ -88,13 +88,16 @@ CONCENTRATION = 8.0
 CUE_NAMES = ("f0_st", "range_st", "rate", "gain_db", "tilt_hz", "breath", "tremor_st", "formant")
 CUES = np.array([
     # f0   range rate  gain  tilt   breath trem formant
-    [4.0, 6.0, 1.10, 9.0, 1800., 0.03, 0.0, 0.05],    # angry
-    [-2.5, 1.0, 0.75, -7.0, 300., 0.50, 0.4, -0.03],  # sad
-    [-1.5, 2.0, 0.80, 1.0, 450., 0.20, 0.0, -0.02],   # disgust
-    [5.0, 3.0, 1.20, -2.0, 800., 0.45, 1.2, 0.02],    # fear
+    [3.0, 6.0, 1.10, 9.0, 1800., 0.03, 0.0, 0.05],    # angry
+    [-2.0, 1.0, 0.75, -7.0, 300., 0.50, 0.4, -0.03],  # sad
+    [-1.0, 2.0, 0.80, 1.0, 450., 0.20, 0.0, -0.02],   # disgust
+    [3.5, 3.0, 1.20, -2.0, 800., 0.45, 1.2, 0.02],    # fear
     [0.0, 2.5, 1.00, 0.0, 600., 0.10, 0.0, 0.00],     # neutral
-    [4.0, 6.0, 1.08, 4.0, 1200., 0.10, 0.0, 0.07],    # happy
+    [3.0, 6.0, 1.08, 4.0, 1200., 0.10, 0.0, 0.07],    # happy
 ])
+
+NEUTRAL = EMOTIONS.index("neutral")
+CUE_GAIN = 1.6  # scales every cue's distance from neutral (calibrated with benchmarks/surrogate_confound.py)
 
 # Peterson and Barney (1952) adult-male average formants F1-F3 (Hz) of ten American English vowels.
 VOWELS = np.array([
@@ -207,7 +210,7 @@ def speaker_voice(sex: str, age: int, rng: np.random.Generator) -> dict:
         "breath": breath * np.exp(rng.normal(0, 0.3)) + 0.1 * old,
         "jitter_st": 0.15 + 0.25 * old,
         "loud_db": rng.normal(0, 1.5),
-        "tilt": np.exp(rng.normal(0, 0.2)),
+        "tilt": np.exp(rng.normal(0, 0.1)),
     }
 
 
@@ -238,7 +241,7 @@ def synthesize(voice: dict, sentence: str, weights: np.ndarray, seconds: float,
     variation (see `cue_weights`). `seconds` is the mean
     clip duration over sentences at neutral rate.
     """
-    cue = dict(zip(CUE_NAMES, weights @ CUES))
+    cue = dict(zip(CUE_NAMES, CUES[NEUTRAL] + CUE_GAIN * (weights @ (CUES - CUES[NEUTRAL]))))
     vowels = _sentence_vowels(sentence)
     n_syl = len(vowels)
     mean_syl = np.mean(list(SENTENCES.values()))
@@ -253,7 +256,7 @@ def synthesize(voice: dict, sentence: str, weights: np.ndarray, seconds: float,
 
     # F0 contour in semitones around the speaker mean: emotion level, declination over the
     # utterance, accents on random syllables within the emotion's range, jitter, tremor.
-    f0_shift = cue["f0_st"] + rng.normal(0, 0.8)
+    f0_shift = cue["f0_st"] + rng.normal(0, 0.5)
     rng_st = cue["range_st"] * np.exp(rng.normal(0, 0.2))
     accents = rng_st * rng.uniform(0, 1, n_syl) * (rng.uniform(0, 1, n_syl) < 0.5)
     decl = -0.4 * rng_st * (centres - centres[0]) / max(centres[-1] - centres[0], 1e-3)
@@ -308,7 +311,7 @@ def synthesize(voice: dict, sentence: str, weights: np.ndarray, seconds: float,
     return np.clip(out, -1, 1).astype(np.float32)
 
 
-ACTED_WEIGHT = 0.75
+ACTED_WEIGHT = 0.5
 
 
 def cue_weights(q: np.ndarray, acted: np.ndarray) -> np.ndarray:
