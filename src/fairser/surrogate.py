@@ -12,8 +12,12 @@ perception of an emotion differs by the actor's sex. Three parts, each a plain f
 - `synthesize`: a source-filter voice (glottal pulse train with spectral tilt and aspiration noise,
   four formant resonators switched per syllable). Speaker F0 and formants come from sex and age;
   prosody (F0 level and range, rate, gain, tilt, breathiness, tremor, formant shift) from the
-  emotion cues mixed by the clip's perceived-emotion distribution, so a weakly perceived clip
-  sounds closer to neutral.
+  emotion cues mixed by `cue_weights` (half the acted emotion, half the clip's perceived-emotion
+  distribution), so a weakly perceived clip sounds closer to neutral.
+
+Calibration (benchmarks/surrogate_confound.py, default corpus, fold 1, linear probe on log-mel
+mean and std): unbiased F1 0.61 / gender TPR gap 0.13; 1:20 biased ERM 0.55 / 0.37; biased + RW
+with true gender 0.58 / 0.16; a 165 Hz median-F0 rule finds gender for 91% of clips.
 """
 
 from __future__ import annotations
@@ -126,7 +130,7 @@ def actors(n_actors: int, rng: np.random.Generator) -> pd.DataFrame:
     share of each sex, as CREMA-D's blocks do.
     """
     sexes = _apportion(SEX_COUNTS, n_actors)
-    # Even spread: place the i-th male at the rank nearest (i + 0.5) * n / n_male.
+    # Even spread: the i-th male sits at rank floor((i + u) * n / n_male), one random offset u.
     n_male = sexes["Male"]
     male_slots = set(np.floor((np.arange(n_male) + rng.uniform(0.2, 0.8)) * n_actors / n_male).astype(int))
     sex = ["Male" if i in male_slots else "Female" for i in range(n_actors)]
@@ -328,7 +332,7 @@ def cue_weights(q: np.ndarray, acted: np.ndarray) -> np.ndarray:
 
 
 def generate(*, n_actors: int = 91, n_sentences: int = 12, seconds: float = 1.6, seed: int = 0):
-    """Yield (actors, clips, audio) for the surrogate corpus, deterministic for `seed`.
+    """Return (actors, clips, audio) of the surrogate corpus, deterministic for `seed`.
 
     actors: DataFrame actor, sex, age, race. clips: DataFrame file, actor, sentence, emotion, level
     and the vote distribution p in EMOTIONS columns. audio: an iterator of float32 arrays in clips
