@@ -99,7 +99,8 @@ def _fake_crema_d():
     for name, data in CLIPS.items():
         files[f"/raw/AudioWAV/{name}"] = _pointer(data)
         files[f"/lfs/AudioWAV/{name}"] = data
-    checksums = {key: hashlib.sha256(files[("/raw/" if param == "crema_d_raw" else "/es/") + path]).hexdigest()
+    prefix = {"crema_d_raw": "/raw/", "emo_superb_raw": "/es/"}
+    checksums = {key: hashlib.sha256(files[prefix[param] + path]).hexdigest()
                  for key, (param, path, _) in corpus.METADATA.items()}
     return files, checksums
 
@@ -151,7 +152,8 @@ def test_download_checksum_mismatch_is_a_one_line_error_naming_the_file(tmp_path
     files, checksums = _fake_crema_d()
     checksums["crema-d/VideoDemographics.csv"] = "0" * 64
     _, base = serve(files)
-    with pytest.raises(InputError, match=r"VideoDemographics\.csv: sha256 [0-9a-f]{64} does not match") as err:
+    message = r"VideoDemographics\.csv: sha256 [0-9a-f]{64} does not match"
+    with pytest.raises(InputError, match=message) as err:
         corpus.build_crema_d(tmp_path / "corpus", urls=_urls(base), cache=tmp_path / "cache",
                              checksums=checksums)
     assert "\n" not in str(err.value)
@@ -160,7 +162,9 @@ def test_download_checksum_mismatch_is_a_one_line_error_naming_the_file(tmp_path
 
 def test_lfs_content_that_does_not_match_its_pointer_is_an_error(tmp_path, serve):
     files, checksums = _fake_crema_d()
-    files["/lfs/AudioWAV/1001_DFA_ANG_XX.wav"] = CLIPS["1002_IEO_HAP_HI.wav"][: len(CLIPS["1001_DFA_ANG_XX.wav"])]
+    # Same size as the pointer says, other content.
+    size = len(CLIPS["1001_DFA_ANG_XX.wav"])
+    files["/lfs/AudioWAV/1001_DFA_ANG_XX.wav"] = CLIPS["1002_IEO_HAP_HI.wav"][:size]
     _, base = serve(files)
     with pytest.raises(InputError, match="1001_DFA_ANG_XX.wav: sha256"):
         corpus.build_crema_d(tmp_path / "corpus", urls=_urls(base), cache=tmp_path / "cache",
