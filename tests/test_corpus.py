@@ -128,7 +128,8 @@ def test_local_crema_d_matches_emo_superb_labels_and_folds(tmp_path, shared_data
     out = corpus.build_crema_d(tmp_path / "corpus", urls={}, audio_dir=audio,
                                metadata_dir=shared_data)
     clips = pd.read_csv(out / "clips.csv").set_index("file")
-    assert sorted(clips.index) == sorted(names)
+    assert len(clips) == 7442  # every labelled clip, usable or not
+    assert sorted(p.name for p in (out / "wav").iterdir()) == sorted(names)
     for f in range(1, 6):
         ref = pd.read_csv(shared_data / f"emo-superb/CREMA-D/Primary/labels_consensus_{f}.csv")
         ref = ref.set_index("FileName").loc[names]
@@ -138,5 +139,6 @@ def test_local_crema_d_matches_emo_superb_labels_and_folds(tmp_path, shared_data
     assert clips.loc["1037_IWL_HAP_XX.wav", "emotion"] == "happy"
     skipped = pd.read_csv(out / "skipped.csv")
     assert len(skipped) == 7442 - 3 and set(skipped["reason"]) == {"missing"}
+    assert set(skipped["file"]) == set(clips.index) - set(names)
     actors = pd.read_csv(out / "actors.csv")
     assert len(actors) == 91 and actors["sex"].value_counts()["Male"] == 48

@@ -115,9 +115,11 @@ def test_download_builds_the_corpus_end_to_end(tmp_path, serve):
     out = corpus.build_crema_d(tmp_path / "corpus", urls=_urls(base), cache=tmp_path / "cache",
                                checksums=checksums, workers=2)
     clips = pd.read_csv(out / "clips.csv")
-    assert list(clips["file"]) == ["1001_DFA_ANG_XX.wav", "1002_IEO_HAP_HI.wav"]
-    assert list(clips["emotion"]) == ["angry", "happy"] and list(clips["level"]) == ["XX", "HI"]
-    assert list(clips["split_1"]) == ["dev", "test"]  # (i + 1) % 3 -> Development, Test
+    assert list(clips["file"]) == [*CLIPS, "1004_TSI_NEU_XX.wav"]  # every labelled clip
+    assert list(clips["emotion"]) == ["angry", "happy", "sad", "neutral"]
+    assert list(clips["level"]) == ["XX", "HI", "XX", "XX"]
+    assert list(clips["split_1"]) == ["dev", "test", "train", "dev"]  # (i + 1) % 3
+    assert sorted(p.name for p in (out / "wav").iterdir()) == ["1001_DFA_ANG_XX.wav", "1002_IEO_HAP_HI.wav"]
     skipped = pd.read_csv(out / "skipped.csv").set_index("file")["reason"].to_dict()
     assert skipped == {"1003_MTI_SAD_XX.wav": "empty file", "1004_TSI_NEU_XX.wav": "not found upstream"}
     for name, seconds in [("1001_DFA_ANG_XX.wav", 0.5), ("1002_IEO_HAP_HI.wav", 0.4)]:

@@ -1,8 +1,9 @@
 """The download stage's corpus: the generated surrogate or the real CREMA-D, in one file layout.
 
-Output folder (docs/DESIGN.md): wav/<file>.wav (16 kHz mono PCM16), clips.csv (file, actor,
-sentence, emotion, level, the vote distribution in EMOTIONS order, split_1..split_5), actors.csv
-(actor, sex, age, race), skipped.csv (file, reason) and corpus.json.
+Output folder (docs/DESIGN.md): wav/<file>.wav (16 kHz mono PCM16) for every usable clip,
+clips.csv (file, actor, sentence, emotion, level, the vote distribution in EMOTIONS order,
+split_1..split_5) for every labelled clip, usable or not, actors.csv (actor, sex, age, race),
+skipped.csv (file, reason: the clips of clips.csv without a wav) and corpus.json.
 
 CREMA-D comes from its public repository (audio through Git LFS, see fairser.download) or from
 local folders; labels and folds from EMO-SUPERB's labels_consensus_{1..5}.csv (SPEC section 1).
@@ -294,7 +295,7 @@ def build_crema_d(out: str | Path, *, urls: dict, audio_dir: str | Path | None =
     else:
         pool = ThreadPoolExecutor(max_workers=workers)
         sources = pool.map(lambda file: _remote_clip(file, urls, cache), clips["file"])
-    skipped, kept = [], []
+    skipped = []
     try:
         with atomic_dir(out) as tmp:
             (tmp / "wav").mkdir()
@@ -308,9 +309,10 @@ def build_crema_d(out: str | Path, *, urls: dict, audio_dir: str | Path | None =
                     skipped.append((file, str(why)))
                     continue
                 sf.write(tmp / "wav" / file, np.clip(x, -1, 1), SAMPLE_RATE, subtype="PCM_16")
-                kept.append(file)
-            _write_tables(tmp, "crema-d", CREMA_D_NOTICE, clips[clips["file"].isin(kept)],
-                          people, skipped)
+            # clips.csv keeps every labelled clip, skipped or not: the corpus-wide majority gender
+            # per emotion (SPEC section 2) counts all 7,442, and the split stage reports the
+            # skipped clips per fold. Later stages read audio only for clips not in skipped.csv.
+            _write_tables(tmp, "crema-d", CREMA_D_NOTICE, clips, people, skipped)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
