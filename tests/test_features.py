@@ -91,20 +91,29 @@ def test_fbank_pads_a_clip_shorter_than_one_window():
 def test_hf_pooling_equals_one_clip_at_a_time_mean_over_valid_frames(tmp_path, norm):
     up = F.load_upstream(tiny_wavlm(tmp_path / "m", norm))
     assert (up.layers, up.dim) == (3, 32)
-    assert up.allow_padding == (norm == "layer")
+    assert up.allow_padding and up.split == (norm == "group")
     waves = [tone(s, 120 + 30 * i, seed=i) for i, s in enumerate([0.2, 0.35, 0.35, 0.5])]
     lengths = [len(w) for w in waves]
     batched = np.zeros((4, 3, 32), dtype=np.float32)
     for b in F.length_batches(lengths, 4 * 8000, allow_padding=up.allow_padding):
         batched[b] = up.pooled([waves[i] for i in b])
-    if norm == "layer":
-        assert any(len({lengths[i] for i in b}) > 1 for b in F.length_batches(lengths, 32000))
+    assert any(len({lengths[i] for i in b}) > 1 for b in F.length_batches(lengths, 32000))
     for i, w in enumerate(waves):
         inputs = up.extractor([w], sampling_rate=SAMPLE_RATE, return_tensors="pt")
         with torch.inference_mode():
             hidden = up.model(inputs["input_values"], output_hidden_states=True).hidden_states
         alone = torch.stack(hidden, 1)[0].mean(1).numpy()  # every frame of the clip is valid
         np.testing.assert_allclose(batched[i], alone, rtol=1e-4, atol=1e-5)
+
+
+def test_group_norm_model_without_split_parts_batches_equal_lengths_only(tmp_path):
+    up = F.load_upstream(tiny_wavlm(tmp_path / "m", "group"))
+    up.split = up.allow_padding = False  # as for a model not built like wav2vec 2.0
+    with pytest.raises(ValueError, match="unequal lengths"):
+        up.pooled([tone(0.2, 100), tone(0.3, 100)])
+    same = [tone(0.2, 100, seed=1), tone(0.2, 150, seed=2)]
+    np.testing.assert_allclose(up.pooled(same), np.concatenate([up.pooled([w]) for w in same]),
+                               rtol=1e-4, atol=1e-5)
 
 
 def test_hf_clip_shorter_than_receptive_field_is_padded_not_dropped(tmp_path):

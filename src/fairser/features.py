@@ -158,6 +158,23 @@ class FbankUpstream:
         return out
 
 
+class PerClipConv(torch.nn.Module):
+    """Wraps a wav2vec 2.0-style conv encoder: each clip runs alone on its first n_samples samples
+    (so GroupNorm's statistics over time see no padding), outputs zero-padded to a common length.
+    The caller sets `n_samples` before each forward; the model's own forward does the rest."""
+
+    def __init__(self, conv: torch.nn.Module):
+        super().__init__()
+        self.conv = conv
+        self.n_samples: list[int] | None = None
+
+    def forward(self, values: torch.Tensor) -> torch.Tensor:
+        n_samples = self.n_samples or [values.shape[1]] * len(values)
+        outs = [self.conv(values[b:b + 1, :n]) for b, n in enumerate(n_samples)]  # (1, C, T_b)
+        t = max(o.shape[-1] for o in outs)
+        return torch.cat([torch.nn.functional.pad(o, (0, t - o.shape[-1])) for o in outs])
+
+
 class HFUpstream:
     """A frozen Hugging Face speech SSL model (AutoModel); hidden states mean-pooled per layer.
 
@@ -166,8 +183,12 @@ class HFUpstream:
     Padding is only safe when the conv encoder normalises per frame (`feat_extract_norm` "layer":
     wav2vec2-large-lv60, HuBERT large); an attention mask then keeps padded frames out of
     self-attention. With "group" norm (WavLM Base+, wav2vec2-base, HuBERT base) the first conv's
-    GroupNorm takes statistics over time, so zero-padding would change every frame; there batches
-    hold only clips of equal length, and pooled features equal one-clip-at-a-time runs.
+    GroupNorm takes statistics over time, so zero-padding would change every frame. There the
+    conv encoder (`model.feature_extractor`, wrapped in PerClipConv) runs on each clip's own
+    samples, and only its frame features are padded and batched through the projection and the
+    transformer under the attention mask (`split`); a model without that part gets batches of
+    equal-length clips only. Either way pooled features equal one-clip-at-a-time runs
+    (tests/test_features.py).
     """
 
     def __init__(self, model, extractor, name: str, device: torch.device = torch.device("cpu")):
@@ -183,8 +204,12 @@ class HFUpstream:
         self.layers = cfg.num_hidden_layers + 1
         self.dim = cfg.hidden_size
         self._lengths = getattr(self.model, "_get_feat_extract_output_lengths", None)
-        self.allow_padding = (self._lengths is not None
-                              and getattr(cfg, "feat_extract_norm", None) == "layer")
+        per_frame_norm = getattr(cfg, "feat_extract_norm", None) == "layer"
+        self.split = (not per_frame_norm and self._lengths is not None
+                      and isinstance(getattr(model, "feature_extractor", None), torch.nn.Module))
+        if self.split:
+            self.model.feature_extractor = PerClipConv(self.model.feature_extractor)
+        self.allow_padding = self._lengths is not None and (per_frame_norm or self.split)
         self.min_samples = self._min_samples(cfg)
 
     @classmethod
@@ -222,7 +247,13 @@ class HFUpstream:
         values = inputs["input_values"].to(self.device)
         mask = inputs["attention_mask"].to(self.device)
         kwargs = {"attention_mask": mask} if self.allow_padding else {}
-        out = self.model(values, output_hidden_states=True, **kwargs)
+        if self.split:
+            self.model.feature_extractor.n_samples = mask.sum(1).tolist()
+        try:
+            out = self.model(values, output_hidden_states=True, **kwargs)
+        finally:
+            if self.split:  # a later plain call of the model must not reuse these lengths
+                self.model.feature_extractor.n_samples = None
         hidden = torch.stack(out.hidden_states, dim=1)  # (B, layers, T, D)
         t = hidden.shape[2]
         if self._lengths is None:
