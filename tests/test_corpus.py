@@ -111,6 +111,14 @@ def test_build_rejects_an_unknown_corpus_name(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("key, value", [("n_sentences", 13), ("n_sentences", 0), ("n_actors", 4)])
+def test_surrogate_size_out_of_range_is_an_error_naming_the_param(tmp_path, key, value):
+    kwargs = {"n_actors": 10, "n_sentences": 1, "seconds": 0.5, key: value}
+    with pytest.raises(InputError, match=f"corpus.surrogate.{key}"):
+        corpus.build_surrogate(tmp_path / "c", **kwargs)
+    assert not (tmp_path / "c").exists()
+
+
 def test_build_reads_the_surrogate_params(tmp_path):
     params = config.load(config.Path(__file__).resolve().parents[1] / "params.yaml")
     params["corpus"]["surrogate"] = {"n_actors": 10, "n_sentences": 1, "seconds": 0.5}

@@ -107,6 +107,11 @@ def build_surrogate(out: str | Path, *, n_actors: int = 91, n_sentences: int = 1
     A tiny one for tests: build_surrogate(tmp_path / "corpus", n_actors=10, n_sentences=2,
     seconds=0.6) takes about a second.
     """
+    if not 1 <= n_sentences <= len(surrogate.SENTENCES):
+        raise InputError(f"corpus.surrogate.n_sentences: {n_sentences}; CREMA-D has "
+                         f"{len(surrogate.SENTENCES)} sentences")
+    if n_actors < 2 * N_FOLDS:
+        raise InputError(f"corpus.surrogate.n_actors: {n_actors}; 5 folds need at least 10 actors")
     people, clips, audio = surrogate.generate(n_actors=n_actors, n_sentences=n_sentences,
                                               seconds=seconds, seed=seed)
     clips = _with_folds(clips, block_folds(people["actor"]))
