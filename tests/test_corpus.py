@@ -150,3 +150,10 @@ def test_local_crema_d_matches_emo_superb_labels_and_folds(tmp_path, shared_data
     assert set(skipped["file"]) == set(clips.index) - set(names)
     actors = pd.read_csv(out / "actors.csv")
     assert len(actors) == 91 and actors["sex"].value_counts()["Male"] == 48
+
+
+def test_block_folds_reproduce_emo_superb_splits_of_every_clip(shared_data):
+    clips = corpus.read_labels([shared_data / corpus.LABELS.format(f) for f in range(1, 6)])
+    folds = corpus.block_folds(clips["actor"])
+    for f in range(5):
+        assert (clips["actor"].map(lambda a: folds[a][f]) == clips[f"split_{f + 1}"]).all()
