@@ -401,3 +401,11 @@ def test_results_do_not_depend_on_the_number_of_worker_threads():
     one, two = fit(feats, p, runs, TINY, workers=1), fit(feats, p, runs, TINY, workers=2)
     for a, b in zip(one, two):
         np.testing.assert_array_equal(a.test_probs, b.test_probs)
+
+
+def test_a_missing_method_setting_is_named_before_training():
+    feats, p, classes, groups = toy()
+    f = fold_data(classes, groups, np.arange(40), np.arange(40, 50), np.arange(50, 60))
+    hp = {k: v for k, v in HP["disent"].items() if k != "lambda_swap"}
+    with pytest.raises(config.ParamsError, match="methods.disent.lambda_swap"):
+        build_run("disent", "b/disent", f, seed=0, hparams=hp)

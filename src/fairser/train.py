@@ -3,15 +3,18 @@
 Model (SPEC section 3, EMO-SUPERB's head): softmax weights over the upstream's layers ->
 Linear(D, hidden) -> mean over frames (already done by the feature cache) -> Linear(hidden, 6).
 Loss: class-balanced soft-target cross-entropy (Cui et al. 2019 "Class-balanced loss based on
-effective number of samples"), weights recomputed on each run's training set. Adam, lr 1e-4,
-batch 32, 50 epochs; the epoch with the lowest dev loss is kept (paper appendix A).
+effective number of samples"), weights recomputed on each run's training set (for DS, its
+subset). The dev loss is the plain loss with those training weights, so a class with no dev
+positive needs no special case. Adam, lr 1e-4, batch 32, 50 epochs; the epoch with the lowest
+dev loss is kept (paper appendix A).
 
-Speed: a grid is ~165 runs of 50 epochs. Instead of one Python loop per run, all runs of a job
+Speed: a grid is ~165 runs of 50 epochs. Instead of one Python loop per run, the runs of a job
 are stacked tensors (R, ...) trained in one loop with batched matrix products. Runs that share a
 training set (same fold and seed: ERM, RW, GDRO, GADRO, PGDRO of one fold) also share its shuffle
 order, so each step gathers that fold's batch once and mixes its layers for all of those runs in
-one product. The methods then differ only in their objective (a paired comparison). Runs whose
-epoch is over (smaller training sets, e.g. DS) are masked out of the update.
+one product; the methods then differ only in their objective (a paired comparison). Runs whose
+epoch is over (a smaller fold, a DS subset) are masked out of the update. Jobs of at most
+MAX_GROUPS_PER_JOB training sets run side by side, one per CPU core.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import pandas as pd
 import torch
 
 from fairser.cli import InputError
+from fairser.config import ParamsError
 from fairser.constants import EMOTIONS, POSITIVE_THRESHOLD
 from fairser.debias import dro, lff, weights
 from fairser.io import atomic_dir
@@ -495,6 +499,8 @@ class _Job:
         return (x * valid).sum(1) / valid.sum(1).clamp_min(1)
 
     def _head_loss(self, params, z, t, valid, pos, epoch):
+        """SPEC section 4. ERM and DS: the batch mean of l_i; RW: the mean of rw_i * l_i;
+        GDRO, GADRO, PGDRO: q updated from this batch's group losses, then sum_g q_g L_g."""
         l = cb_losses(self.head(params, z[:, 0], 0), t, self.cw)      # (R, B)
         vf = valid.float()
         sw = self.sample_weight.gather(1, pos)
@@ -524,7 +530,9 @@ class _Job:
         return torch.tensor([r.hparams[key] for r in self.runs], device=self.device).unsqueeze(1)
 
     def _lff_loss(self, params, z, t, valid, pos, epoch):
-        """Nam et al. 2020 Algorithm 1: GCE on the biased model (0), weighted loss on model 1."""
+        """Nam et al. 2020 Algorithm 1: GCE on the biased model (0), weighted loss on model 1.
+        GCE's gather and the class-wise max use the clip's single majority class (folds.csv
+        `label`): LfF assumes one class per clip and ours are multi-label (debias/lff.py)."""
         vf = valid.float()
         labels = self._per_run(self.labels).gather(1, pos).clamp_max(N_CLASSES - 1)
         logit_b, logit_d = self.head(params, z[:, 0], 0), self.head(params, z[:, 1], 1)
@@ -536,7 +544,9 @@ class _Job:
     def _disent_loss(self, params, z, t, valid, pos, epoch):
         """Lee et al. 2021 (their Algorithm 1 / train_ours): intrinsic (0) and bias (1) encoders;
         classifier 0 reads [z_i, z_b.detach()], classifier 1 reads [z_i.detach(), z_b]; after
-        `swap_after_epoch` epochs, z_b is permuted within the batch to synthesise new clips."""
+        `swap_after_epoch` epochs, z_b is permuted within the batch to synthesise new clips.
+        Their lambda_dis_align and lambda_swap_align are our lambda_dis and lambda_swap_b; the
+        swap term is scaled by lambda_swap. Labels for GCE as in LfF (single majority class)."""
         vf = valid.float()
         labels = self._per_run(self.labels).gather(1, pos).clamp_max(N_CLASSES - 1)
         z_i, z_b = z[:, 0], z[:, 1]
@@ -793,9 +803,23 @@ METHOD_BUILDERS = {"erm": _erm, "rw": _rw, "ds": _ds, "gdro": _gdro, "gadro": _g
                    "pgdro": _pgdro, "lff": _lff, "disent": _disent}
 
 
+# The methods.<name> settings each method reads (params.yaml).
+METHOD_PARAMS = {"gdro": ("eta",), "gadro": ("eta", "adjustment"), "pgdro": ("eta",),
+                 "lff": ("gce_q", "ema_alpha"),
+                 "disent": ("gce_q", "ema_alpha", "lambda_dis", "lambda_swap_b", "lambda_swap",
+                            "swap_after_epoch")}
+
+
 def build_run(method: str, name: str, fold: FoldData, *, seed: int, hparams: dict | None = None) -> Run:
     """The Run of `method` (a key of METHOD_BUILDERS) on one fold; hparams = methods.<method>."""
-    return METHOD_BUILDERS[method](name, fold, seed, hparams or {})
+    if method not in METHOD_BUILDERS:
+        raise InputError(f"unknown method {method!r}; expected one of {sorted(METHOD_BUILDERS)}")
+    hparams = hparams or {}
+    for key in METHOD_PARAMS.get(method, ()):
+        value = hparams.get(key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not np.isfinite(value):
+            raise ParamsError(f"params.yaml: 'methods.{method}.{key}' is {value!r}; expected a number")
+    return METHOD_BUILDERS[method](name, fold, seed, hparams)
 
 
 # ---------------------------------------------------------------------------------------------
