@@ -52,6 +52,7 @@ def test_resolve_leaves_its_input_untouched(raw):
     [
         (("preset",), "fast", "preset"),
         (("corpus", "name"), "iemocap", "corpus.name"),
+        (("corpus", "surrogate", "n_sentences"), 13, "corpus.surrogate.n_sentences"),
         (("split", "ratio"), 0.5, "split.ratio"),
         (("split", "ratio"), "20", "split.ratio"),
         (("idi", "k"), 1, "idi.k"),

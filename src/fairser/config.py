@@ -89,8 +89,8 @@ def validate(params: dict) -> None:
     sur = "corpus.surrogate."
     _check(_is_int(g(sur + "n_actors")) and g(sur + "n_actors") >= 10, sur + "n_actors",
            g(sur + "n_actors"), "an integer >= 10 (5 folds need two actors of each sex per block)")
-    _check(_is_int(g(sur + "n_sentences")) and g(sur + "n_sentences") >= 1, sur + "n_sentences",
-           g(sur + "n_sentences"), "an integer >= 1")
+    _check(_is_int(g(sur + "n_sentences")) and 1 <= g(sur + "n_sentences") <= 12, sur + "n_sentences",
+           g(sur + "n_sentences"), "an integer from 1 to 12 (CREMA-D's sentences)")
     _check(_is_number(g(sur + "seconds")) and 0.5 <= g(sur + "seconds") <= 10, sur + "seconds",
            g(sur + "seconds"), "a number of seconds in [0.5, 10]")
     _check(_is_number(g("split.ratio")) and g("split.ratio") >= 1, "split.ratio", g("split.ratio"),
