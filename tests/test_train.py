@@ -409,3 +409,12 @@ def test_a_missing_method_setting_is_named_before_training():
     hp = {k: v for k, v in HP["disent"].items() if k != "lambda_swap"}
     with pytest.raises(config.ParamsError, match="methods.disent.lambda_swap"):
         build_run("disent", "b/disent", f, seed=0, hparams=hp)
+
+
+def test_a_feature_constant_on_train_does_not_blow_up_on_test():
+    feats, p, classes, groups = toy()
+    feats[:60, 1, 3] = 2.0   # constant on train and dev ...
+    feats[60:, 1, 3] = 50.0  # ... but not on test
+    f = fold_data(classes, groups, np.arange(50), np.arange(50, 60), np.arange(60, 80))
+    res = fit(feats, p, [build_run("erm", "s/erm", f, seed=0)], TINY)[0]
+    assert np.all(np.isfinite(res.test_probs)) and res.test_probs.max() < 1.0

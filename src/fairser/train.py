@@ -381,7 +381,10 @@ class _Job:
         for g in groups:
             x = feats[torch.as_tensor(g.lead.train, device=dev)].double()
             mu.append(x.mean(0))
-            isd.append(1.0 / x.std(0, unbiased=False).clamp_min(1e-6))
+            sd = x.std(0, unbiased=False)
+            # A dimension constant on the training set keeps scale 1 (as sklearn's
+            # StandardScaler): 1/tiny would blow up whatever it does on dev and test clips.
+            isd.append(torch.where(sd > 1e-8, 1.0 / sd, 1.0))
         self.mu = torch.stack(mu).float()      # (G, L, D)
         self.isd = torch.stack(isd).float()
         # Each group's training and dev clips, standardised once, laid out (G, L, n, D) so a
