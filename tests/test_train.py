@@ -2,6 +2,9 @@
 (SPEC sections 3-5). Tiny dims and few epochs: the whole file runs in seconds on one core."""
 
 import copy
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,6 +19,7 @@ from fairser.train import (BatchedAdam, FoldData, Run, TrainConfig, TrainingDive
                            run_set, training_targets)
 
 torch.set_num_threads(1)
+ROOT = Path(__file__).resolve().parents[1]
 
 HP = {"gdro": {"eta": 0.01}, "gadro": {"eta": 0.01, "adjustment": 4.0}, "pgdro": {"eta": 0.01},
       "lff": {"gce_q": 0.7, "ema_alpha": 0.7},
@@ -342,7 +346,7 @@ def write_inputs(root, n=60, with_soft=True, drop_group=None):
 
 
 def tiny_params():
-    params = config.load(config.Path(__file__).resolve().parents[1] / "params.yaml")
+    params = config.load(ROOT / "params.yaml")
     params["train"].update(epochs=2, batch_size=8, hidden=4, device="cpu")
     return params
 
@@ -418,3 +422,15 @@ def test_a_feature_constant_on_train_does_not_blow_up_on_test():
     f = fold_data(classes, groups, np.arange(50), np.arange(50, 60), np.arange(60, 80))
     res = fit(feats, p, [build_run("erm", "s/erm", f, seed=0)], TINY)[0]
     assert np.all(np.isfinite(res.test_probs)) and res.test_probs.max() < 1.0
+
+
+def test_stage_reports_a_missing_groups_file_in_one_line(tmp_path):
+    write_inputs(tmp_path)
+    cmd = [sys.executable, str(ROOT / "stages" / "train.py"), "--params", str(ROOT / "params.yaml"),
+           "--set", "kmeans", "--k", "16", "--corpus", str(tmp_path / "corpus"),
+           "--features", str(tmp_path / "features"), "--split", str(tmp_path / "split"),
+           "--groups", str(tmp_path / "groups"), "--out", str(tmp_path / "runs" / "kmeans_k16")]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'groups' / 'kmeans_k16.csv'}: no such file"]
