@@ -670,6 +670,8 @@ def fit(features: np.ndarray, p: np.ndarray, runs: list[Run], cfg: TrainConfig,
 
 
 def _train_job(job: _Job) -> list[Result]:
+    """The epoch loop of one job: shuffled steps, masked updates, dev loss after each epoch, and
+    a copy of each run's parameters at its lowest dev loss so far (scored on test at the end)."""
     cfg = job.cfg
     B = cfg.batch_size
     opt = BatchedAdam(job.params, cfg.lr)
