@@ -215,7 +215,10 @@ def _attributes(corpus: Path) -> pd.DataFrame:
         actor = df.loc[df["sex"].isna(), "actor"].iloc[0]
         raise InputError(f"{corpus / 'actors.csv'}: actor {actor} of clips.csv is missing")
     df["gender"] = df["sex"].map(GENDERS.index).astype(int)
-    df["age_group"] = [age_group(int(a)) for a in df["age"]]
+    try:
+        df["age_group"] = [age_group(int(a)) for a in df["age"]]
+    except ValueError as err:
+        raise InputError(f"{corpus / 'actors.csv'}: {err}") from None
     return df.set_index("file")
 
 
