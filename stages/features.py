@@ -1,7 +1,7 @@
 """Features stage: per-layer mean-pooled hidden states of a frozen upstream (docs/DESIGN.md).
 
 python stages/features.py --corpus data/corpus --out data/features [--params params.yaml]
-Reads params: preset, features.upstream, features.batch_seconds, features.device.
+Reads params: preset, features.upstream, features.batch_seconds; features.device (no effect on values).
 """
 
 from fairser import cli, config

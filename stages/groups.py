@@ -2,7 +2,7 @@
 
 python stages/groups.py --corpus data/corpus --split data/split --speaker data/speaker
     --pseudo data/pseudo --out data/groups --metrics metrics/idi.json [--params params.yaml]
-Reads params: idi.k, idi.k_sweep.
+Reads params: idi.k_sweep (through fairser.config.table1_and_sweep_ks; idi.k is one of them).
 """
 
 from fairser import cli, config

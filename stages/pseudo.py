@@ -1,7 +1,7 @@
 """Pseudo stage: pseudo gender per clip from a pre-trained gender classifier (docs/DESIGN.md).
 
 python stages/pseudo.py --corpus data/corpus --out data/pseudo [--params params.yaml]
-Reads params: preset, idi.pseudo_model, idi.pitch_threshold_hz, speaker.device.
+Reads params: preset, idi.pseudo_model, idi.pitch_threshold_hz; speaker.device (no effect on values).
 """
 
 from fairser import cli, config

@@ -1,7 +1,7 @@
 """Speaker stage: one speaker embedding per clip for the IDI clustering (docs/DESIGN.md).
 
 python stages/speaker.py --corpus data/corpus --out data/speaker [--params params.yaml]
-Reads params: preset, speaker.model, speaker.device.
+Reads params: preset, speaker.model; speaker.device (no effect on values).
 """
 
 from fairser import cli, config
