@@ -187,3 +187,10 @@ def test_partial_key_changes_with_upstream_and_corpus():
     assert a == F.partial_key("fbank", ["a.wav", "b.wav"], [10, 20])
     assert a != F.partial_key("microsoft/wavlm-base-plus", ["a.wav", "b.wav"], [10, 20])
     assert a != F.partial_key("fbank", ["a.wav", "b.wav"], [10, 21])
+
+
+def test_device_auto_falls_back_to_cpu_and_cuda_without_one_is_refused(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert F.resolve_device("auto", key="features.device").type == "cpu"
+    with pytest.raises(InputError, match="'features.device' is 'cuda'"):
+        F.resolve_device("cuda", key="features.device")
