@@ -39,3 +39,12 @@ def test_write_json_is_sorted_and_leaves_no_temporary(tmp_path):
     write_json(tmp_path / "m.json", {"b": 1, "a": {"c": 2}})
     assert (tmp_path / "m.json").read_text().index('"a"') < (tmp_path / "m.json").read_text().index('"b"')
     assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
+
+
+def test_leftovers_of_a_killed_run_are_cleared_on_the_next_one(tmp_path):
+    leftover = tmp_path / ".out.tmp-99999"
+    leftover.mkdir()
+    (leftover / "half.bin").write_bytes(b"\0")
+    with atomic_dir(tmp_path / "out") as tmp:
+        (tmp / "a.txt").write_text("1")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

@@ -117,7 +117,8 @@ def build_surrogate(out: str | Path, *, n_actors: int = 91, n_sentences: int = 1
     clips = _with_folds(clips, block_folds(people["actor"]))
     with atomic_dir(out) as tmp:
         (tmp / "wav").mkdir()
-        for file, x in zip(clips["file"], audio):
+        for file, x in tqdm(zip(clips["file"], audio), total=len(clips), unit="clip",
+                            desc="surrogate (generate)"):
             sf.write(tmp / "wav" / file, x, SAMPLE_RATE, subtype="PCM_16")
         _write_tables(tmp, "surrogate", SURROGATE_NOTICE, clips, people, [])
     return Path(out)

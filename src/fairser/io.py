@@ -18,9 +18,11 @@ def atomic_dir(out: str | Path):
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    # A stage killed outright (SIGKILL, power loss) leaves its temporary folder behind; it was
+    # never renamed, so nothing reads it. Clear such leftovers before starting again.
+    for stale in out.parent.glob(f".{out.name}.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
     tmp.mkdir()
     try:
         yield tmp
