@@ -117,3 +117,26 @@ def test_table1_leaves_out_rows_of_absent_runs():
     md = report.table1_markdown(t1, k=16, n_folds=2, notice=None)
     assert "| ERM | none | 0.500 ± 0.100 |" in md
     assert json.dumps(t1.to_dict())  # plain values
+
+
+def test_paper_table1_has_a_value_for_every_row_of_ours():
+    for method, supervision in TABLE1_ROWS:
+        key = (method, "k-means" if supervision.startswith("k-means") else supervision)
+        assert len(report.PAPER_TABLE1[key]) == 4
+
+
+def test_paper_overall_gains_match_its_erm_and_overall_rows():
+    # The typed numbers agree with each other: gaps' gains are (ERM - Overall) / ERM.
+    erm = report.PAPER_TABLE1[("ERM", "none")]
+    for level in ("ground truth", "pseudo", "k-means"):
+        overall, gain = report.PAPER_TABLE1[("Overall", level)], report.PAPER_TABLE1[("Gain", level)]
+        for i in (2, 3):
+            assert (erm[i] - overall[i]) / erm[i] == pytest.approx(gain[i], abs=0.01)
+
+
+def test_table1_beside_the_paper_pairs_each_row(reported):
+    md = (reported / "reports/table1_vs_paper.md").read_text()
+    assert SURROGATE_NOTICE in md.splitlines()[0]
+    assert "| ERM | none | 0.651 / " in md
+    assert "| Gain | k-means K=16 | -4.2% / " in md
+    assert md.count("\n| ") == len(TABLE1_ROWS) + 1  # header + one line per row
