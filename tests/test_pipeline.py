@@ -78,7 +78,8 @@ def test_repro_runs_every_stage_and_writes_the_results(repo):
     assert "table1" in summary
     assert (path / "metrics" / "idi.json").is_file()
     assert list((path / "reports").glob("table1*.md"))
-    assert len(list((path / "plots").glob("*.png"))) >= 4
+    for figure in ("fig2_k_bars.png", "fig3_k_mean.png", "fig4_tsne.png"):
+        assert (path / "plots" / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_a_second_repro_runs_nothing(repo):
