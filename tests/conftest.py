@@ -14,3 +14,10 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "emo-superb" / "CREMA-D" / "Primary" / "labels_consensus_1.csv").is_file():
         pytest.skip("../shared/data (real CREMA-D metadata) is absent")
     return SHARED_DATA
+
+
+@pytest.fixture
+def hub_offline(monkeypatch):
+    """No hub: loading code must work from local folders alone, as it does here."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")

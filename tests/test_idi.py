@@ -11,21 +11,14 @@ import torch
 from fairser import idi
 from fairser.cli import InputError
 from fairser.constants import SAMPLE_RATE
+from helpers import tone
 
 torch.set_num_threads(1)
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+pytestmark = pytest.mark.usefixtures("hub_offline")
 
 
-def tone(seconds, f0, seed=0):
-    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-    wave = sum(np.sin(2 * np.pi * f0 * h * t) / h for h in range(1, 6))
-    wave = wave + 0.01 * np.random.default_rng(seed).standard_normal(len(t))
-    return (0.3 * wave / np.abs(wave).max()).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- pitch
