@@ -108,3 +108,11 @@ def test_exp_run_with_another_k_retrains_nothing_and_diffs(repo):
     assert "k2" in shown
     # The k-means rows of Table 1 moved from k=4 to k=2 runs; the diff names them.
     assert "kmeans" in diff
+
+
+def test_adding_a_k_to_the_sweep_trains_only_that_k(repo):
+    path, env, _ = repo
+    out = _run(["dvc", "exp", "run", "-S", "idi.k_sweep=[2,4,8]", "-n", "sweep8"], path, env)
+    assert _ran_stages(out) == {"groups", "train_kmeans@8", "evaluate", "report"}
+    summary = json.loads((path / "metrics" / "summary.json").read_text())
+    assert "k8" in summary["sweep"]
