@@ -25,8 +25,9 @@ import pandas as pd
 from fairser.cli import InputError
 from fairser.config import ParamsError
 from fairser.constants import (
-    AGE_GROUPS, EMOTIONS, GENDERS, N_FOLDS, POSITIVE_THRESHOLD, RACES, SPLITS, age_group,
+    AGE_GROUPS, EMOTIONS, GENDERS, N_FOLDS, RACES, SPLITS, age_group,
 )
+from fairser.metrics import binarize
 from fairser.io import atomic_dir
 
 # p is stored rounded (6 decimals in EMO-SUPERB), so c/N recovered from it is off by up to about
@@ -48,8 +49,9 @@ def multi_hot(p) -> np.ndarray:
     """(N, 6) bool multi-label target: y_k = p_k > 1/6, strict (SPEC section 1).
 
     The ten entries stored as 0.166667 lie just above 1/6 and count positive, as in EMO-SUPERB.
+    The rule is the one that binarises predictions (fairser.metrics.binarize).
     """
-    return np.asarray(p, dtype=float) > POSITIVE_THRESHOLD
+    return binarize(p).astype(bool)
 
 
 def vote_share(p) -> np.ndarray:
