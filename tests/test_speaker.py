@@ -120,3 +120,48 @@ def test_stage_writes_one_row_per_usable_clip(tmp_path):
     assert emb.shape == (2, 12) and emb.dtype == np.float32
     assert pd.read_csv(tmp_path / "speaker" / "index.csv")["file"].tolist() == files
     assert json.loads((tmp_path / "speaker" / "info.json").read_text())["dim"] == 12
+
+
+class Counting:
+    """A stand-in embedder: a clip's embedding is its first samples; it can be told to die."""
+
+    name = "counting"
+
+    def __init__(self, fail_after=None):
+        self.clips, self.fail_after = 0, fail_after
+
+    def embed(self, wave):
+        if self.fail_after is not None and self.clips == self.fail_after:
+            raise KeyboardInterrupt  # as if the stage were killed here
+        self.clips += 1
+        return wave[:4].astype(np.float32)
+
+
+def test_killed_speaker_run_resumes_where_it_stopped_with_identical_result(tmp_path, monkeypatch):
+    monkeypatch.setattr(S, "CHUNK_CLIPS", 2)
+    wav = tmp_path / "wav"
+    wav.mkdir()
+    files = [f"10{i:02d}_DFA_ANG_XX.wav" for i in range(7)]
+    for i, f in enumerate(files):
+        sf.write(wav / f, tone(0.3, 100 + 15 * i, seed=i), SAMPLE_RATE, subtype="PCM_16")
+    partial = tmp_path / "partial"
+    with pytest.raises(KeyboardInterrupt):
+        S.embed_clips(files, wav, Counting(fail_after=5), partial_dir=partial, progress=False)
+    assert len(list(partial.glob("chunk_*.npz"))) == 2  # 4 of the 5 embedded clips were saved
+    second = Counting()
+    resumed = S.embed_clips(files, wav, second, partial_dir=partial, progress=False)
+    direct = S.embed_clips(files, wav, Counting(), progress=False)
+    assert second.clips == 3
+    np.testing.assert_array_equal(resumed, direct)
+
+
+def test_speaker_stage_removes_its_checkpoints_when_done(tmp_path):
+    corpus = tmp_path / "corpus"
+    (corpus / "wav").mkdir(parents=True)
+    files = ["1001_DFA_ANG_XX.wav", "1002_DFA_SAD_XX.wav"]
+    for i, f in enumerate(files):
+        sf.write(corpus / "wav" / f, tone(0.4, 120 + 90 * i), SAMPLE_RATE, subtype="PCM_16")
+    pd.DataFrame({"file": files}).to_csv(corpus / "clips.csv", index=False)
+    S.run(corpus, tmp_path / "speaker", model="resemblyzer", device="cpu", progress=False)
+    assert (tmp_path / "speaker" / "embeddings.npy").is_file()
+    assert not (tmp_path / ".speaker-partial").exists()

@@ -282,19 +282,22 @@ def partial_key(upstream: str, files, lengths) -> str:
     return f"{safe}-{digest}"
 
 
-def _save_chunk(folder: Path, number: int, files, feats: np.ndarray) -> None:
+def save_chunk(folder: Path, number: int, files, feats: np.ndarray) -> None:
+    """Checkpoint one finished batch: `files` and their rows of `feats`, written atomically."""
     path = folder / f"chunk_{number:06d}.npz"
     tmp = folder / f".chunk_{number:06d}.tmp.npz"
     np.savez(tmp, files=np.asarray(files, dtype=str), features=feats)
     os.replace(tmp, path)  # a killed run never leaves a chunk that looks complete
 
 
-def _load_chunks(folder: Path, layers: int, dim: int) -> dict[str, np.ndarray]:
+def load_chunks(folder: Path, row_shape: tuple[int, ...] | None = None) -> dict[str, np.ndarray]:
+    """{file: row} from every checkpoint chunk in `folder`; chunks whose rows are not of
+    `row_shape` (when given) are ignored."""
     done: dict[str, np.ndarray] = {}
     for path in sorted(folder.glob("chunk_*.npz")):
         with np.load(path, allow_pickle=False) as z:
             files, feats = z["files"], z["features"]
-        if feats.shape[1:] != (layers, dim):
+        if row_shape is not None and feats.shape[1:] != tuple(row_shape):
             continue
         done.update(zip(files.tolist(), feats))
     return done
@@ -312,7 +315,7 @@ def extract(files, wav_dir: str | Path, upstream, *, batch_seconds: float, parti
         lengths = check_wavs(wav_dir, files)
     partial_dir = Path(partial_dir)
     partial_dir.mkdir(parents=True, exist_ok=True)
-    done = _load_chunks(partial_dir, upstream.layers, upstream.dim)
+    done = load_chunks(partial_dir, (upstream.layers, upstream.dim))
     todo = [i for i, f in enumerate(files) if f not in done]
     padded = [max(int(lengths[i]), upstream.min_samples) for i in todo]
     batches = length_batches(padded, batch_seconds * SAMPLE_RATE, allow_padding=upstream.allow_padding)
@@ -325,7 +328,7 @@ def extract(files, wav_dir: str | Path, upstream, *, batch_seconds: float, parti
         waves = [read_wav(wav_path(wav_dir, files[i])) for i in idx]
         feats = upstream.pooled(waves)
         names = [files[i] for i in idx]
-        _save_chunk(partial_dir, number, names, feats)
+        save_chunk(partial_dir, number, names, feats)
         number += 1
         done.update(zip(names, feats))
         bar.update(int(sum(lengths[i] for i in idx)))

@@ -20,8 +20,9 @@ from tqdm import tqdm
 
 from fairser.cli import InputError
 from fairser.constants import SAMPLE_RATE
-from fairser.features import (check_wavs, model_load_error, pad_to, read_wav, resolve_device,
-                              usable_clips, wav_path)
+from fairser.features import (check_wavs, load_chunks, model_load_error, pad_to, partial_key,
+                              read_wav, remove_partial, resolve_device, save_chunk, usable_clips,
+                              wav_path)
 
 RESEMBLYZER = "resemblyzer"
 # ECAPA's deepest block is a dilation-4, kernel-3 convolution with reflect padding, which needs a
@@ -100,31 +101,72 @@ def load_embedder(name: str, device: torch.device = torch.device("cpu"),
     return SpeechBrainEncoder(name, device, savedir)
 
 
-def embed_clips(files, wav_dir: str | Path, embedder, *, progress: bool = True) -> np.ndarray:
-    """(N, E) float32, one embedding per clip in `files` order; a non-finite one names its clip."""
-    rows = []
-    for file in tqdm(files, desc=f"speaker ({embedder.name})", unit="clip", disable=not progress):
-        e = embedder.embed(read_wav(wav_path(wav_dir, file)))
+# Clips per checkpoint chunk: a killed run loses at most this many embeddings.
+CHUNK_CLIPS = 256
+
+
+def embed_clips(files, wav_dir: str | Path, embedder, *, partial_dir: str | Path | None = None,
+                progress: bool = True) -> np.ndarray:
+    """(N, E) float32, one embedding per clip in `files` order; a non-finite one names its clip.
+
+    With `partial_dir`, every CHUNK_CLIPS embeddings are checkpointed there and a rerun embeds only
+    the clips no chunk holds (fairser.features' chunks); the caller removes it once the output is
+    final.
+    """
+    files = list(files)
+    done, number = {}, 0
+    if partial_dir is not None:
+        partial_dir = Path(partial_dir)
+        partial_dir.mkdir(parents=True, exist_ok=True)
+        done = load_chunks(partial_dir)
+        number = len(list(partial_dir.glob("chunk_*.npz")))
+    todo = [f for f in files if f not in done]
+    names, rows = [], []
+
+    def flush():
+        nonlocal number
+        if partial_dir is not None and names:
+            save_chunk(partial_dir, number, names, np.stack(rows))
+            number += 1
+        done.update(zip(names, rows))
+        names.clear()
+        rows.clear()
+
+    for file in tqdm(todo, desc=f"speaker ({embedder.name})", unit="clip", disable=not progress,
+                     total=len(files), initial=len(files) - len(todo)):
+        e = np.asarray(embedder.embed(read_wav(wav_path(wav_dir, file))), dtype=np.float32)
         if not np.isfinite(e).all():
             raise InputError(f"{wav_path(wav_dir, file)}: speaker embedding is not finite (silent clip?)")
+        names.append(file)
         rows.append(e)
-    return np.stack(rows).astype(np.float32)
+        if len(names) == CHUNK_CLIPS:
+            flush()
+    flush()
+    return np.stack([done[f] for f in files]).astype(np.float32)
 
 
 def run(corpus: str | Path, out: str | Path, *, model: str, device: str = "auto",
-        savedir: str | Path | None = None, progress: bool = True) -> None:
-    """Stage `speaker`: data/corpus -> data/speaker/{embeddings.npy, index.csv, info.json}."""
+        savedir: str | Path | None = None, partial_root: str | Path | None = None,
+        progress: bool = True) -> None:
+    """Stage `speaker`: data/corpus -> data/speaker/{embeddings.npy, index.csv, info.json}.
+
+    Resumable: checkpoints go to `partial_root` (default: `.speaker-partial` beside `out`), keyed
+    by model and corpus, and are removed once the output has been renamed into place.
+    """
     import pandas as pd
 
     from fairser.io import atomic_dir
 
     files = usable_clips(corpus)
     wav_dir = Path(corpus) / "wav"
-    check_wavs(wav_dir, files)
+    lengths = check_wavs(wav_dir, files)
     embedder = load_embedder(model, resolve_device(device, key="speaker.device"), savedir)
-    emb = embed_clips(files, wav_dir, embedder, progress=progress)
+    root = Path(partial_root) if partial_root is not None else Path(out).parent / ".speaker-partial"
+    partial = root / partial_key(model, files, lengths)
+    emb = embed_clips(files, wav_dir, embedder, partial_dir=partial, progress=progress)
     with atomic_dir(out) as tmp:
         np.save(tmp / "embeddings.npy", emb)
         pd.DataFrame({"file": files}).to_csv(tmp / "index.csv", index=False)
         info = {"model": model, "dim": int(emb.shape[1]), "clips": int(emb.shape[0]), "dtype": "float32"}
         (tmp / "info.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+    remove_partial(partial)
