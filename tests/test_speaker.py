@@ -104,15 +104,22 @@ def test_resemblyzer_gives_unit_norm_256d_and_separates_voices():
     assert low_a @ low_b > low_a @ high
 
 
-def test_stage_writes_one_row_per_usable_clip(tmp_path):
-    corpus = tmp_path / "corpus"
+def two_clip_corpus(corpus, skipped=()):
+    """A corpus folder of two tones (a low and a high voice); `skipped` clips are listed, no wav."""
     (corpus / "wav").mkdir(parents=True)
     files = ["1001_DFA_ANG_XX.wav", "1002_DFA_SAD_XX.wav"]
     for i, f in enumerate(files):
         sf.write(corpus / "wav" / f, tone(0.4, 120 + 90 * i), SAMPLE_RATE, subtype="PCM_16")
-    pd.DataFrame({"file": files + ["1003_DFA_SAD_XX.wav"]}).to_csv(corpus / "clips.csv", index=False)
-    pd.DataFrame({"file": ["1003_DFA_SAD_XX.wav"], "reason": ["empty"]}).to_csv(
-        corpus / "skipped.csv", index=False)
+    pd.DataFrame({"file": files + list(skipped)}).to_csv(corpus / "clips.csv", index=False)
+    if skipped:
+        pd.DataFrame({"file": list(skipped), "reason": ["empty"] * len(skipped)}).to_csv(
+            corpus / "skipped.csv", index=False)
+    return files
+
+
+def test_stage_writes_one_row_per_usable_clip(tmp_path):
+    corpus = tmp_path / "corpus"
+    files = two_clip_corpus(corpus, skipped=["1003_DFA_SAD_XX.wav"])
     tiny_ecapa(tmp_path / "ecapa")
     S.run(corpus, tmp_path / "speaker", model=str(tmp_path / "ecapa"), device="cpu",
           savedir=tmp_path / "save", progress=False)
@@ -157,11 +164,7 @@ def test_killed_speaker_run_resumes_where_it_stopped_with_identical_result(tmp_p
 
 def test_speaker_stage_removes_its_checkpoints_when_done(tmp_path):
     corpus = tmp_path / "corpus"
-    (corpus / "wav").mkdir(parents=True)
-    files = ["1001_DFA_ANG_XX.wav", "1002_DFA_SAD_XX.wav"]
-    for i, f in enumerate(files):
-        sf.write(corpus / "wav" / f, tone(0.4, 120 + 90 * i), SAMPLE_RATE, subtype="PCM_16")
-    pd.DataFrame({"file": files}).to_csv(corpus / "clips.csv", index=False)
+    two_clip_corpus(corpus)
     S.run(corpus, tmp_path / "speaker", model="resemblyzer", device="cpu", progress=False)
     assert (tmp_path / "speaker" / "embeddings.npy").is_file()
     assert not (tmp_path / ".speaker-partial").exists()
