@@ -29,6 +29,7 @@ from fairser import metrics
 from fairser.cli import InputError
 from fairser.config import GROUP_METHODS, METHODS
 from fairser.constants import EMOTIONS, GENDERS, RACES, age_group
+from fairser.io import ONLY_EMPTY_IS_NA, read_csv
 
 ATTRIBUTES = ("gender", "race", "age")
 SCORE_METRICS = ("f1", "acc")
@@ -60,27 +61,14 @@ def set_k(run_set: str) -> int | None:
     return int(m.group(2)) if m and m.group(2) else None
 
 
-def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
-    try:
-        df = pd.read_csv(path, keep_default_na=False, na_values=[""])
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise InputError(f"{path}: unreadable CSV ({str(err).splitlines()[0]})") from None
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise InputError(f"{path}: missing columns {missing}")
-    return df
-
-
 def load_truth(corpus_dir: str | Path, split_dir: str | Path) -> Truth:
     """Read clips.csv, actors.csv and folds.csv; targets are vote shares > 1/6 (SPEC section 1)."""
     corpus_dir, split_dir = Path(corpus_dir), Path(split_dir)
     clips_path, actors_path = corpus_dir / "clips.csv", corpus_dir / "actors.csv"
     folds_path = split_dir / "folds.csv"
-    clips = _read_csv(clips_path, ["file", "actor", *EMOTIONS])
-    actors = _read_csv(actors_path, ["actor", "sex", "age", "race"])
-    folds = _read_csv(folds_path, ["fold", "file", "split"])
+    clips = read_csv(clips_path, ["file", "actor", *EMOTIONS], **ONLY_EMPTY_IS_NA)
+    actors = read_csv(actors_path, ["actor", "sex", "age", "race"], **ONLY_EMPTY_IS_NA)
+    folds = read_csv(folds_path, ["fold", "file", "split"], **ONLY_EMPTY_IS_NA)
 
     if clips["file"].duplicated().any():
         raise InputError(f"{clips_path}: file {clips['file'][clips['file'].duplicated()].iloc[0]} "
@@ -174,7 +162,7 @@ def read_predictions(run: Run, truth: Truth) -> dict[int, np.ndarray]:
     The files of each fold must be exactly that fold's test split (folds.csv, split == test).
     """
     where = f"run {run.name} ({run.path})"
-    df = _read_csv(run.path, ["fold", "file", *EMOTIONS])
+    df = read_csv(run.path, ["fold", "file", *EMOTIONS], **ONLY_EMPTY_IS_NA)
     probs = df[list(EMOTIONS)]
     if probs.isna().any().any():
         raise InputError(f"{where}: empty probabilities")

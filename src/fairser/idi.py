@@ -20,6 +20,7 @@ from sklearn.metrics import normalized_mutual_info_score
 from tqdm import tqdm
 
 from fairser.cli import InputError
+from fairser.io import read_csv
 from fairser.constants import GENDERS, RACES, SAMPLE_RATE, age_group
 from fairser.features import (HFUpstream, check_wavs, model_load_error, pad_to, read_wav,
                               resolve_device, usable_clips, wav_path)
@@ -193,20 +194,10 @@ def kmeans_groups(train_emb: np.ndarray, dev_emb: np.ndarray, k: int) -> tuple[n
     return km.labels_.astype(int), dev.astype(int)
 
 
-def _read_csv(path: Path, columns: tuple[str, ...], **kwargs) -> pd.DataFrame:
-    if not path.is_file():
-        raise InputError(f"{path}: missing")
-    df = pd.read_csv(path, **kwargs)
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise InputError(f"{path}: missing column(s) {missing}")
-    return df
-
-
 def _attributes(corpus: Path) -> pd.DataFrame:
     """file -> gender id (0 = Male, 1 = Female), race, age group, from clips.csv + actors.csv."""
-    clips = _read_csv(corpus / "clips.csv", ("file", "actor"), dtype={"file": str})
-    actors = _read_csv(corpus / "actors.csv", ("actor", "sex", "age", "race"))
+    clips = read_csv(corpus / "clips.csv", ("file", "actor"), dtype={"file": str})
+    actors = read_csv(corpus / "actors.csv", ("actor", "sex", "age", "race"))
     bad = sorted(set(actors["sex"]) - set(GENDERS))
     if bad:
         raise InputError(f"{corpus / 'actors.csv'}: sex values {bad} are not in {list(GENDERS)}")
@@ -246,16 +237,16 @@ def run_groups(corpus: str | Path, split: str | Path, speaker: str | Path, pseud
 
     corpus, split, speaker, pseudo = map(Path, (corpus, split, speaker, pseudo))
     attrs = _attributes(corpus)
-    folds = _read_csv(split / "folds.csv", ("fold", "file", "split"), dtype={"file": str})
+    folds = read_csv(split / "folds.csv", ("fold", "file", "split"), dtype={"file": str})
     rows = folds[folds["split"].isin(["train", "dev"])][["fold", "file", "split"]].reset_index(drop=True)
     if rows.empty:
         raise InputError(f"{split / 'folds.csv'}: no train or dev rows")
-    index = _read_csv(speaker / "index.csv", ("file",), dtype={"file": str})
+    index = read_csv(speaker / "index.csv", ("file",), dtype={"file": str})
     emb = np.load(speaker / "embeddings.npy", mmap_mode="r")
     if len(emb) != len(index):
         raise InputError(f"{speaker / 'embeddings.npy'}: {len(emb)} rows but index.csv lists {len(index)}")
     emb_rows = pd.Series(np.arange(len(index)), index=index["file"])
-    pseudo_df = _read_csv(pseudo / "pseudo.csv", ("file", "p_male", "p_female"),
+    pseudo_df = read_csv(pseudo / "pseudo.csv", ("file", "p_male", "p_female"),
                           dtype={"file": str}).set_index("file")
     files = rows["file"].tolist()
     a = _rows_for(attrs, files, corpus / "clips.csv")

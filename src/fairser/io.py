@@ -1,4 +1,4 @@
-"""Small file helpers shared by the stages: atomic outputs and CSV/JSON writing."""
+"""Small file helpers shared by the stages: atomic outputs, checked CSV reading, JSON writing."""
 
 from __future__ import annotations
 
@@ -7,6 +7,10 @@ import json
 import os
 import shutil
 from pathlib import Path
+
+import pandas as pd
+
+from fairser.cli import InputError
 
 
 @contextlib.contextmanager
@@ -50,3 +54,27 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def write_json(path: str | Path, obj) -> None:
     """Write `obj` as sorted, indented JSON, atomically."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+# pandas.read_csv options: only an empty cell is missing, so a value spelt "NA" or "null" stays text.
+ONLY_EMPTY_IS_NA = {"keep_default_na": False, "na_values": [""]}
+
+
+def read_csv(path: str | Path, columns, **kwargs) -> pd.DataFrame:
+    """Read a CSV that a stage depends on (extra arguments go to pandas.read_csv).
+
+    A missing file, an unreadable or empty one, or a missing column is one InputError naming
+    the file, before any work is done with it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    try:
+        df = pd.read_csv(path, **kwargs)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise InputError(f"{path}: unreadable CSV ({str(err).splitlines()[0]}); "
+                         f"expected columns {', '.join(columns)}") from None
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {', '.join(missing)}")
+    return df

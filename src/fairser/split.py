@@ -28,7 +28,7 @@ from fairser.constants import (
     AGE_GROUPS, EMOTIONS, GENDERS, N_FOLDS, RACES, SPLITS, age_group,
 )
 from fairser.metrics import binarize
-from fairser.io import atomic_dir
+from fairser.io import atomic_dir, read_csv
 
 # p is stored rounded (6 decimals in EMO-SUPERB), so c/N recovered from it is off by up to about
 # 1e-6; a tie at exactly one half (e.g. 5 of 10 votes) must not count as a majority. 1e-3 is far
@@ -253,19 +253,6 @@ def _skipped_rows(clips: pd.DataFrame, skipped: pd.DataFrame) -> list[tuple]:
 
 # --- files --------------------------------------------------------------------------------------
 
-def _read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
-    try:
-        df = pd.read_csv(path, keep_default_na=False, dtype=str)
-    except pd.errors.EmptyDataError:
-        raise InputError(f"{path}: empty file; expected columns {', '.join(columns)}") from None
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise InputError(f"{path}: missing column(s) {', '.join(missing)}")
-    return df
-
-
 def _to_number(df: pd.DataFrame, path: Path, column: str, kind=float) -> pd.Series:
     values = pd.to_numeric(df[column], errors="coerce")
     bad = values.isna() | ((values != values.round()) if kind is int else False)
@@ -285,9 +272,9 @@ def read_corpus(folder: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.Data
     folder = Path(folder)
     clips_path, actors_path, skipped_path = (
         folder / name for name in ("clips.csv", "actors.csv", "skipped.csv"))
-    clips = _read_csv(clips_path, CLIPS_COLUMNS)
-    actors = _read_csv(actors_path, ACTORS_COLUMNS)
-    skipped = _read_csv(skipped_path, SKIPPED_COLUMNS)
+    clips = read_csv(clips_path, CLIPS_COLUMNS, keep_default_na=False, dtype=str)
+    actors = read_csv(actors_path, ACTORS_COLUMNS, keep_default_na=False, dtype=str)
+    skipped = read_csv(skipped_path, SKIPPED_COLUMNS, keep_default_na=False, dtype=str)
 
     dup = clips["file"].duplicated()
     if dup.any():

@@ -32,7 +32,8 @@ from fairser.cli import InputError
 from fairser.config import ParamsError
 from fairser.constants import EMOTIONS, POSITIVE_THRESHOLD
 from fairser.debias import dro, lff, weights
-from fairser.io import atomic_dir
+from fairser.features import resolve_device
+from fairser.io import ONLY_EMPTY_IS_NA, atomic_dir, read_csv
 
 N_CLASSES = len(EMOTIONS)
 
@@ -64,16 +65,7 @@ class TrainConfig:
     def from_params(cls, params: dict) -> "TrainConfig":
         t = params["train"]
         return cls(epochs=t["epochs"], batch_size=t["batch_size"], lr=t["lr"], hidden=t["hidden"],
-                   target=t["target"], device=resolve_device(t["device"]))
-
-
-def resolve_device(name: str) -> str:
-    """`auto` -> cuda when present, else cpu; `cuda` without a GPU is an error."""
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("params.yaml: train.device is 'cuda' but no CUDA device is available")
-    return name
+                   target=t["target"], device=resolve_device(t["device"], key="train.device").type)
 
 
 @dataclass
@@ -847,17 +839,6 @@ def groups_filename(set_name: str, k: int | None = None) -> str | None:
     return {"baselines": None, "gender": "gender.csv", "pseudo": "pseudo.csv"}[set_name]
 
 
-def _read_csv(path, columns: list[str]):
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
-    df = pd.read_csv(path, keep_default_na=False, na_values=[""])
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise InputError(f"{path}: missing columns {missing}")
-    return df
-
-
 def load_folds(corpus, features, split, groups_path=None, *, n_groups_soft: int = 2):
     """Read and check the inputs of a training stage; return (features memmap, p (N, 6),
     {fold: FoldData}, {fold: test files}).
@@ -865,9 +846,9 @@ def load_folds(corpus, features, split, groups_path=None, *, n_groups_soft: int 
     p and every row index refer to the feature cache's rows (index.csv order).
     """
     corpus, features, split = Path(corpus), Path(features), Path(split)
-    clips = _read_csv(corpus / "clips.csv", ["file", *EMOTIONS])
-    index = _read_csv(features / "index.csv", ["file"])
-    folds = _read_csv(split / "folds.csv", ["fold", "file", "split", "label"])
+    clips = read_csv(corpus / "clips.csv", ["file", *EMOTIONS], **ONLY_EMPTY_IS_NA)
+    index = read_csv(features / "index.csv", ["file"], **ONLY_EMPTY_IS_NA)
+    folds = read_csv(split / "folds.csv", ["fold", "file", "split", "label"], **ONLY_EMPTY_IS_NA)
     npy = features / "features.npy"
     if not npy.is_file():
         raise InputError(f"{npy}: no such file")
@@ -894,7 +875,7 @@ def load_folds(corpus, features, split, groups_path=None, *, n_groups_soft: int 
 
     groups = None
     if groups_path is not None:
-        groups = _read_csv(groups_path, ["fold", "file", "group"])
+        groups = read_csv(groups_path, ["fold", "file", "group"], **ONLY_EMPTY_IS_NA)
         groups = groups.set_index(["fold", "file"])
     out, tests = {}, {}
     for fold, df in folds.groupby("fold", sort=True):
