@@ -4,10 +4,9 @@ Features: 40-bin log-mel mean and std per clip. Model: multinomial logistic regr
 vote distribution (each clip expanded to six rows weighted by p_k, which is exactly soft-target
 cross-entropy), with SPEC section 3's class-balanced weights. Fold 1 of the block folds.
 Compared: training on the whole train split ("unbiased"), training on its 1:20 gender-biased
-subset (SPEC section 2, done ad hoc here; the pipeline's own version is fairser.split), and the
-biased subset reweighted with true gender (SPEC section 4, RW). Reports macro F1 and the gender
-TPR gap (SPEC section 5) on fold 1's test clips, plus the generation time and the accuracy of a
-165 Hz median-F0 gender rule.
+subset (fairser.split), and the biased subset reweighted with true gender (fairser.debias RW).
+Reports macro F1 and the gender TPR gap (fairser.metrics) on fold 1's test clips, plus the
+generation time and the accuracy of the pitch rule's median F0 (fairser.idi) at 165 Hz.
 
     python benchmarks/surrogate_confound.py                # generate the default corpus in memory
     python benchmarks/surrogate_confound.py --corpus data/corpus   # or read a written corpus
@@ -27,9 +26,13 @@ import torchaudio
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from fairser import surrogate
-from fairser.constants import EMOTIONS, POSITIVE_THRESHOLD, SAMPLE_RATE
+from fairser import metrics, surrogate
+from fairser.constants import EMOTIONS, SAMPLE_RATE
 from fairser.corpus import block_folds
+from fairser.debias.weights import rw_weights
+from fairser.idi import median_f0
+from fairser.split import bias_split, majority_gender_by_emotion, majority_label
+from fairser.train import class_weights
 
 torch.set_num_threads(1)
 MEL = torchaudio.transforms.MelSpectrogram(SAMPLE_RATE, n_fft=400, hop_length=160, n_mels=40)
@@ -40,29 +43,8 @@ def features(x: np.ndarray) -> np.ndarray:
     return torch.cat([logmel.mean(1), logmel.std(1)]).numpy()
 
 
-def median_f0(x: np.ndarray) -> float:
-    # Autocorrelation pitch over voiced-looking frames, 60-400 Hz; enough for a sanity check.
-    frames = torch.from_numpy(x).unfold(0, 640, 320).numpy()
-    frames = frames[np.sqrt((frames**2).mean(1)) > 0.3 * np.sqrt((x**2).mean())]
-    spec = np.fft.rfft(frames * np.hanning(640), 2048)
-    ac = np.fft.irfft(np.abs(spec) ** 2)
-    ac = ac / np.maximum(ac[:, :1], 1e-12)
-    # The first lag after the zero-lag lobe has decayed, within 60-400 Hz.
-    lags = np.arange(40, 267)
-    ac = np.where(np.cumsum(ac[:, lags] < 0.3, 1) > 0, ac[:, lags], -1)
-    return float(np.median(SAMPLE_RATE / lags[ac.argmax(1)]))
-
-
-def class_weights(p: np.ndarray) -> np.ndarray:
-    n = len(p)
-    n_c = np.maximum((p > POSITIVE_THRESHOLD).sum(0), 1)
-    beta = (n - 1) / n
-    w = (1 - beta) / (1 - beta**n_c)
-    return w * len(w) / w.sum()
-
-
 def probe(x, p, extra_weight=None):
-    w_c = class_weights(p)
+    w_c = class_weights(p)  # SPEC section 3, the trainer's own
     w_i = (p @ w_c) * (1.0 if extra_weight is None else extra_weight)
     k = p.shape[1]
     model = LogisticRegression(C=1.0, max_iter=2000)
@@ -72,28 +54,9 @@ def probe(x, p, extra_weight=None):
 
 
 def scores(prob, p, male):
-    y, yhat = p > POSITIVE_THRESHOLD, prob > POSITIVE_THRESHOLD
-    f1 = []
-    gaps = []
-    for k in range(y.shape[1]):
-        tp = (y[:, k] & yhat[:, k]).sum()
-        f1.append(2 * tp / max(y[:, k].sum() + yhat[:, k].sum(), 1))
-        tpr = [yhat[y[:, k] & (male == g), k].mean() for g in (True, False)]
-        gaps.append(abs(tpr[0] - tpr[1]))
-    return np.mean(f1), np.sqrt(np.mean(np.square(gaps))), np.round(f1, 2), np.round(gaps, 2)
-
-
-def biased_subset(clips, share, male, train, ratio, rng):
-    """SPEC section 2: strict-majority clips, majority gender kept, floor(n_maj / ratio) of the rest."""
-    label = np.where(share.max(1) > 0.5, share.argmax(1), -1)
-    keep = np.zeros(len(clips), bool)
-    for k in range(len(EMOTIONS)):
-        major_male = (label == k)[male].sum() >= (label == k)[~male].sum()
-        maj = np.flatnonzero(train & (label == k) & (male == major_male))
-        mino = np.flatnonzero(train & (label == k) & (male != major_male))
-        keep[maj] = True
-        keep[rng.choice(mino, min(len(maj) // ratio, len(mino)), replace=False)] = True
-    return keep
+    y, yhat = metrics.binarize(p), metrics.binarize(prob)
+    return (metrics.macro_f1(y_true=y, y_pred=yhat),
+            metrics.tpr_gap(y_true=y, y_pred=yhat, groups=np.where(male, "Male", "Female")))
 
 
 def main() -> None:
@@ -126,29 +89,23 @@ def main() -> None:
     print(f"clips {len(clips)}, generation (or reading) {gen:.1f} s, features {time.time() - t0 - gen:.1f} s")
     f0s = np.array(f0s)
     print(f"165 Hz median-F0 rule: gender accuracy {np.mean((f0s < 165) == male):.3f}; "
-          f"median F0 male {np.median(f0s[male]):.0f} Hz, female {np.median(f0s[~male]):.0f} Hz")
+          f"median F0 male {np.nanmedian(f0s[male]):.0f} Hz, female {np.nanmedian(f0s[~male]):.0f} Hz")
 
     p = clips[list(EMOTIONS)].to_numpy()
-    share = (p - 0.01) / 0.94
     split = clips["actor"].map({a: s[0] for a, s in block_folds(people["actor"]).items()}).to_numpy()
     train, test = split == "train", split == "test"
-    rng = np.random.default_rng(args.seed)
-    biased = biased_subset(clips, share, male, train, args.ratio, rng)
-    # RW with true gender: each (class, gender) cell of the biased set weighs the same in its class.
-    label = share.argmax(1)
-    rw = np.zeros(len(clips))
-    for k in range(len(EMOTIONS)):
-        cells = [biased & (label == k) & (male == g) for g in (True, False)]
-        sizes = [c.sum() for c in cells if c.sum()]
-        for c in cells:
-            if c.sum():
-                rw[c] = (biased & (label == k)).sum() / (len(sizes) * c.sum())
+    labels = majority_label(p)
+    genders = np.where(male, "Male", "Female")
+    biased = bias_split(files=clips["file"].to_numpy(), split=split, labels=labels, genders=genders,
+                        majority_gender=majority_gender_by_emotion(labels=labels, genders=genders),
+                        ratio=args.ratio, seed=args.seed) & train
+    rw = rw_weights(labels[biased], male[biased].astype(int))  # RW with true gender
     print(f"train clips {train.sum()}, biased subset {biased.sum()}")
     for name, rows, extra in [("unbiased ERM", train, None), (f"1:{args.ratio} biased ERM", biased, None),
-                              ("biased + RW (true gender)", biased, rw[biased])]:
+                              ("biased + RW (true gender)", biased, rw)]:
         model = probe(x[rows], p[rows], extra)
-        f1, gap, f1s, gaps = scores(model.predict_proba(x[test]), p[test], male[test])
-        print(f"{name:28s} F1 {f1:.3f}  TPR gap {gap:.3f}   per class F1 {f1s} gaps {gaps}")
+        f1, gap = scores(model.predict_proba(x[test]), p[test], male[test])
+        print(f"{name:28s} F1 {f1:.3f}  TPR gap {gap:.3f}")
 
 
 if __name__ == "__main__":
