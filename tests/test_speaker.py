@@ -172,3 +172,29 @@ def test_speaker_stage_removes_its_checkpoints_when_done(tmp_path):
     S.run(corpus, tmp_path / "speaker", model="resemblyzer", device="cpu", progress=False)
     assert (tmp_path / "speaker" / "embeddings.npy").is_file()
     assert not (tmp_path / ".speaker-partial").exists()
+
+
+def test_a_model_folder_cannot_run_code_through_its_hyperparams(tmp_path, monkeypatch):
+    """hyperpyyaml would run both lines below while loading; we read the file as data only."""
+    monkeypatch.chdir(tmp_path)
+    marker, marker2 = tmp_path / "MARKER", tmp_path / "MARKER2"
+    tiny_ecapa(tmp_path / "ecapa")
+    hparams = tmp_path / "ecapa" / "hyperparams.yaml"
+    # A constructor call outside the three parts we build: never constructed, the folder loads.
+    hparams.write_text(HPARAMS + f'side_effect: !new:os.system ["touch {marker2}"]\n')
+    assert S.load_embedder(str(tmp_path / "ecapa")).embed(tone(0.3, 150)).shape == (12,)
+    assert not marker2.exists()
+    # A load-time call: the file is refused outright.
+    hparams.write_text(HPARAMS + f'run: !apply:os.system ["touch {marker}"]\n')
+    with pytest.raises(InputError, match="refused, it holds a !apply tag"):
+        S.load_embedder(str(tmp_path / "ecapa"))
+    assert not marker.exists()
+
+
+def test_an_architecture_part_naming_another_class_is_refused(tmp_path):
+    tiny_ecapa(tmp_path / "ecapa")
+    hparams = tmp_path / "ecapa" / "hyperparams.yaml"
+    hparams.write_text(HPARAMS.replace("!new:speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN",
+                                       "!new:subprocess.Popen"))
+    with pytest.raises(InputError, match="embedding_model' must be !new:speechbrain"):
+        S.load_embedder(str(tmp_path / "ecapa"))

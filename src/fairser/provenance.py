@@ -320,7 +320,7 @@ def describe_model(summary: dict | None) -> str:
         return f"{name}@{commit[:7]}" if commit else f"{name} (revision unresolved)"
     if kind == "folder":
         return f"folder {name} (sha256 {summary.get('sha256', '?')[:8]})"
-    return f"{name} (built-in)"
+    return f"{name} (built-in)" if kind == "builtin" else name
 
 
 # ----------------------------------------------------------------------------- report lines
@@ -330,6 +330,8 @@ def coverage(corpus_info: dict) -> str:
     """`CREMA-D: 8 of 91 actors, 642 of 7442 clips` (a subset says so)."""
     name = {"crema-d": "CREMA-D", "surrogate": "surrogate"}.get(corpus_info.get("corpus"),
                                                                 str(corpus_info.get("corpus")))
+    if "clips" not in corpus_info or "actors" not in corpus_info:
+        return f"{name} (coverage not recorded)"
     actors_total = corpus_info.get("actors", 0)
     actors_used = corpus_info.get("actors_used", actors_total)
     clips_total = corpus_info.get("clips", 0)
@@ -399,3 +401,22 @@ def load_hf(key: str, name: str, revision: str | None, *classes):
                 for cls in classes]
     except Exception as err:  # hub/offline/format errors all mean: this id cannot be used here
         raise model_load_error(key, name, err) from None
+
+
+def models_from_info(*, features=None, speaker=None, pseudo=None) -> dict:
+    """{model param: model summary} from the caches' info.json files (a missing path: unknown)."""
+    out = {}
+    for key, path in (("features.upstream", features), ("speaker.model", speaker),
+                      ("idi.pseudo_model", pseudo)):
+        if path is None or not Path(path).is_file():
+            continue
+        try:
+            model = json.loads(Path(path).read_text()).get("model")
+        except (json.JSONDecodeError, AttributeError):
+            raise InputError(f"{path}: not a JSON object") from None
+        # Caches written before provenance was recorded hold the bare name, or none.
+        if isinstance(model, dict):
+            out[key] = model
+        elif model is not None:
+            out[key] = {"model": str(model), "kind": "unknown"}
+    return out
