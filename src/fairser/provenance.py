@@ -4,8 +4,8 @@ provenance line that every report and figure title carries.
 DVC sees params as strings, so a folder path in params.yaml says nothing about the files inside
 it. The `inputs` stage (always run, cheap) writes one small JSON per consumer into data/inputs:
 
-- corpus.json: every `*.wav` directly in corpus.audio_dir (the files the download stage reads)
-  and every metadata file in corpus.metadata_dir, each by size and full SHA-256 of its content;
+- corpus.json: every `*.wav` directly in corpus.audio_dir and the metadata files of
+  corpus.metadata_dir that the download stage reads, each by size and full SHA-256 of its content;
 - upstream.json, speaker.json, pseudo.json: the model of features.upstream, speaker.model and
   idi.pseudo_model: a built-in name (fbank, resemblyzer, pitch), a local folder (every file by
   size and SHA-256) or a hub id with its revision resolved to a commit.
@@ -252,8 +252,8 @@ def fingerprint_model(key: str, name: str, revision: str | None, *, ask_hub: boo
 
 
 def fingerprint_corpus(corpus: dict) -> dict:
-    """corpus.name and the content of corpus.audio_dir (its top-level *.wav, the files the download
-    stage reads) and corpus.metadata_dir (every file)."""
+    """corpus.name and the content of corpus.audio_dir (its top-level *.wav) and corpus.metadata_dir
+    (the files of fairser.corpus.METADATA): the files the download stage reads."""
     out = {"corpus": corpus["name"]}
     for key in ("audio_dir", "metadata_dir"):
         folder = corpus.get(key)
@@ -263,8 +263,12 @@ def fingerprint_corpus(corpus: dict) -> dict:
         root = Path(folder).expanduser()
         if not root.is_dir():
             raise InputError(f"corpus.{key} '{folder}': folder not found")
-        names = (sorted(p.name for p in root.iterdir() if p.suffix.lower() == ".wav" and p.is_file())
-                 if key == "audio_dir" else folder_files(root))
+        if key == "audio_dir":
+            names = sorted(p.name for p in root.iterdir() if p.suffix.lower() == ".wav" and p.is_file())
+        else:  # the metadata files the download stage reads (their absence is its error to give)
+            from fairser.corpus import METADATA
+
+            names = sorted(n for n in METADATA if (root / n).is_file())
         out[key] = {"path": folder, **digest_files(root, names)}
     return out
 
