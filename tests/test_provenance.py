@@ -195,3 +195,18 @@ def test_a_subset_of_actors_says_so_in_the_caption():
     assert diffs[0].startswith("corpus: ours CREMA-D (subset): 8 of 91 actors")
     assert any(d.startswith("speaker model: ours folder /m/ecapa") for d in diffs)
     assert not any(d.startswith("upstream") for d in diffs)  # the paper's hub id
+
+
+def test_loading_and_running_an_hf_model_prints_no_progress_bar_and_no_mask_warning(tmp_path, capfd):
+    import warnings
+
+    from helpers import tone
+
+    name = tiny_wavlm(tmp_path / "m", "layer")  # padded batches: the mask warning's code path
+    capfd.readouterr()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        up = F.load_upstream(name)
+        up.pooled([tone(0.3, 100), tone(0.5, 120)])
+    assert not [w for w in caught if "key_padding_mask" in str(w.message)]
+    assert "Loading weights" not in capfd.readouterr().err
