@@ -339,7 +339,7 @@ def build(out: str | Path, params: dict, *, cache: str | Path = "data/.download-
     local audio and metadata folders, fairser.provenance).
     """
     corpus = params["corpus"]
-    provenance = {"preset": params["preset"], "seed": params["seed"],
+    provenance = {"preset": params.get("preset"), "seed": params.get("seed"),
                   "audio_dir": (inputs or {}).get("audio_dir"),
                   "metadata_dir": (inputs or {}).get("metadata_dir")}
     name = corpus["name"]
