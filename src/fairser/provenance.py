@@ -174,11 +174,11 @@ def model_load_error(key: str, name: str, err: BaseException | str, example: str
 def resolve_hub(key: str, repo_id: str, revision: str | None, *, ask_hub: bool = True) -> str | None:
     """The commit to load for a hub id: from the local cache, else (online, `ask_hub`) from one
     hub request. None when it cannot be known."""
+    if revision is not None and COMMIT.fullmatch(revision):
+        return revision  # a commit names its content, cached or not
     commit = cached_commit(repo_id, revision)
     if commit is not None or not ask_hub or hub_offline():
         return commit
-    if revision is not None and COMMIT.fullmatch(revision):
-        return revision
     try:
         from huggingface_hub import HfApi
 
