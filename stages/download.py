@@ -1,22 +1,26 @@
 """Stage download: the corpus (surrogate or CREMA-D) into --out, per docs/DESIGN.md.
 
-    python stages/download.py --out data/corpus [--params params.yaml] [--cache data/.download-cache]
+    python stages/download.py --out data/corpus [--inputs data/inputs/corpus.json] [--params params.yaml]
+        [--cache data/.download-cache]
 """
 
 import json
 from pathlib import Path
 
-from fairser import cli, config, corpus
+from fairser import cli, config, corpus, provenance
 
 
 def main() -> None:
     p = cli.parser(__doc__.splitlines()[0])
     p.add_argument("--out", required=True, type=Path, help="output folder (data/corpus)")
+    p.add_argument("--inputs", default=None, type=Path,
+                   help="the inputs stage's fingerprint of the corpus folders (data/inputs/corpus.json)")
     p.add_argument("--cache", default=Path("data/.download-cache"), type=Path,
                    help="where downloads and their .part files live between runs (crema-d only)")
     args = p.parse_args()
     params = config.load(args.params)
-    out = corpus.build(args.out, params, cache=args.cache)
+    out = corpus.build(args.out, params, cache=args.cache,
+                       inputs=provenance.read_fingerprint(args.inputs))
     info = json.loads((out / "corpus.json").read_text())
     print(f"{info['corpus']}: {info['clips']} clips from {info['actors']} actors, "
           f"{info['skipped']} skipped (see {out / 'skipped.csv'})")

@@ -1,10 +1,12 @@
 """Features stage: per-layer mean-pooled hidden states of a frozen upstream (docs/DESIGN.md).
 
-python stages/features.py --corpus data/corpus --out data/features [--params params.yaml]
-Reads params: preset, features.upstream, features.batch_seconds; features.device (no effect on values).
+python stages/features.py --corpus data/corpus --out data/features [--inputs data/inputs/upstream.json]
+    [--params params.yaml]
+Reads params: preset, features.upstream, features.revision, features.batch_seconds; features.device
+(no effect on values).
 """
 
-from fairser import cli, config
+from fairser import cli, config, provenance
 from fairser.features import run
 
 
@@ -12,10 +14,13 @@ def main() -> None:
     p = cli.parser(__doc__.splitlines()[0])
     p.add_argument("--corpus", required=True, help="folder with clips.csv, skipped.csv and wav/")
     p.add_argument("--out", required=True, help="output folder (features.npy, index.csv, info.json)")
+    p.add_argument("--inputs", default=None,
+                   help="the inputs stage's fingerprint of the upstream (data/inputs/upstream.json)")
     args = p.parse_args()
     f = config.load(args.params)["features"]
     run(args.corpus, args.out, upstream=f["upstream"], batch_seconds=f["batch_seconds"],
-        device=f["device"])
+        device=f["device"], revision=f["revision"],
+        fingerprint=provenance.read_fingerprint(args.inputs))
 
 
 if __name__ == "__main__":

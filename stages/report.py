@@ -1,8 +1,10 @@
 """Stage report: Tables 1-2 (Markdown and CSV), Figs. 2-4 (PNG) and DVC data plots (CSV).
 
 python stages/report.py --eval data/eval --corpus data/corpus --speaker data/speaker \
-    --groups data/groups --reports reports --plots plots
-Params: idi.k (Table 1's k-means rows; Fig. 4's K when data/groups has no kmeans_k16.csv).
+    --groups data/groups [--features-info data/features/info.json --pseudo-info data/pseudo/info.json] \
+    --reports reports --plots plots
+Params: idi.k (Table 1's k-means rows; Fig. 4's K when data/groups has no kmeans_k16.csv); preset,
+seed and train.seeds (named in every title with the corpus coverage and the models).
 """
 
 import json
@@ -10,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from fairser import config, report
+from fairser import config, provenance, report
 from fairser.cli import InputError, parser, run
 from fairser.io import atomic_dir
 
@@ -24,10 +26,15 @@ def main() -> None:
     p.add_argument("--corpus", required=True, help="folder with corpus.json, clips.csv, actors.csv")
     p.add_argument("--speaker", required=True, help="folder with embeddings.npy and index.csv")
     p.add_argument("--groups", required=True, help="folder with kmeans_k16.csv")
+    p.add_argument("--features-info", default=None,
+                   help="data/features/info.json (the upstream named in every title)")
+    p.add_argument("--pseudo-info", default=None,
+                   help="data/pseudo/info.json (the pseudo-label model named in every title)")
     p.add_argument("--reports", required=True, help="output folder for the tables")
     p.add_argument("--plots", required=True, help="output folder for figures and DVC plot CSVs")
     args = p.parse_args()
-    k = config.load(args.params)["idi"]["k"]
+    params = config.load(args.params)
+    k = params["idi"]["k"]
 
     eval_dir, corpus_dir = Path(args.eval), Path(args.corpus)
     for path in (eval_dir / "summary.csv", eval_dir / "per_fold.csv", corpus_dir / "corpus.json"):
@@ -38,9 +45,19 @@ def main() -> None:
         raise InputError(f"{eval_dir / 'summary.csv'}: expected columns {SUMMARY_COLUMNS}")
     n_folds = pd.read_csv(eval_dir / "per_fold.csv", usecols=["fold"])["fold"].nunique()
     try:
-        notice = json.loads((corpus_dir / "corpus.json").read_text()).get("notice") or None
+        corpus_info = json.loads((corpus_dir / "corpus.json").read_text())
+        corpus_info.get("notice")
     except (json.JSONDecodeError, AttributeError):
         raise InputError(f"{corpus_dir / 'corpus.json'}: not a JSON object") from None
+    # Every title names the corpus and its coverage, the three models, the preset and the seeds.
+    models = provenance.models_from_info(features=args.features_info,
+                                         speaker=Path(args.speaker) / "info.json",
+                                         pseudo=args.pseudo_info)
+    seeds = params["train"].get("seeds", 1)  # train.seeds (one seed, 0, where the key is absent)
+    stamp = dict(corpus_info=corpus_info, models=models, preset=params["preset"],
+                 seed=params["seed"], seeds=seeds)
+    notice = provenance.caption(**stamp)
+    fig_notice = provenance.caption(**stamp, width=110)
     # Fig. 4 uses the paper's K = 16 when those clusters exist, else Table 1's k (idi.k).
     fig4_k = report.FIG4_K if (Path(args.groups) / f"kmeans_k{report.FIG4_K}.csv").is_file() else k
     # Fig. 4's inputs are checked before any drawing.
@@ -50,14 +67,16 @@ def main() -> None:
     t1 = report.table1(summary, k=k)
     t2 = report.table2(summary)
     figures = {
-        "fig2_k_bars.png": report.fig2_bars(summary, notice=notice),
-        "fig3_k_mean.png": report.fig3_sweep(summary, notice=notice),
+        "fig2_k_bars.png": report.fig2_bars(summary, notice=fig_notice),
+        "fig3_k_mean.png": report.fig3_sweep(summary, notice=fig_notice),
         "fig4_tsne.png": report.fig4_tsne(report.tsne_2d(emb), clusters, is_female, k=fig4_k,
-                                          fold=fold, notice=notice),
+                                          fold=fold, notice=fig_notice),
     }
     with atomic_dir(args.reports) as tmp:
         (tmp / "table1.md").write_text(report.table1_markdown(t1, k=k, n_folds=n_folds, notice=notice))
-        (tmp / "table1_vs_paper.md").write_text(report.table1_vs_paper_markdown(t1, k=k, notice=notice))
+        (tmp / "table1_vs_paper.md").write_text(report.table1_vs_paper_markdown(
+            t1, k=k, notice=notice,
+            differences=provenance.paper_differences(corpus_info=corpus_info, models=models)))
         (tmp / "table2.md").write_text(report.table2_markdown(t2, n_folds=n_folds, notice=notice))
         # A CSV has no title: the notice rides along in a column.
         t1.assign(notice=notice or "").to_csv(tmp / "table1.csv", index=False)

@@ -1,10 +1,11 @@
 """Speaker stage: one speaker embedding per clip for the IDI clustering (docs/DESIGN.md).
 
-python stages/speaker.py --corpus data/corpus --out data/speaker [--params params.yaml]
-Reads params: preset, speaker.model; speaker.device (no effect on values).
+python stages/speaker.py --corpus data/corpus --out data/speaker [--inputs data/inputs/speaker.json]
+    [--params params.yaml]
+Reads params: preset, speaker.model, speaker.revision; speaker.device (no effect on values).
 """
 
-from fairser import cli, config
+from fairser import cli, config, provenance
 from fairser.speaker import run
 
 
@@ -12,9 +13,12 @@ def main() -> None:
     p = cli.parser(__doc__.splitlines()[0])
     p.add_argument("--corpus", required=True, help="folder with clips.csv, skipped.csv and wav/")
     p.add_argument("--out", required=True, help="output folder (embeddings.npy, index.csv, info.json)")
+    p.add_argument("--inputs", default=None,
+                   help="the inputs stage's fingerprint of the speaker model (data/inputs/speaker.json)")
     args = p.parse_args()
     s = config.load(args.params)["speaker"]
-    run(args.corpus, args.out, model=s["model"], device=s["device"])
+    run(args.corpus, args.out, model=s["model"], device=s["device"], revision=s["revision"],
+        fingerprint=provenance.read_fingerprint(args.inputs))
 
 
 if __name__ == "__main__":

@@ -141,6 +141,7 @@ def test_stage_writes_contract_files_and_skips_skipped_clips(tmp_path):
     assert pd.read_csv(tmp_path / "features" / "index.csv")["file"].tolist() == files
     info = json.loads((tmp_path / "features" / "info.json").read_text())
     assert (info["upstream"], info["layers"], info["dim"]) == ("fbank", 2, F.N_MELS)
+    assert info["model"] == {"model": "fbank", "kind": "builtin"}
     assert not (tmp_path / ".features-partial").exists()
 
 

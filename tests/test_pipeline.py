@@ -1,6 +1,6 @@
 """The whole DVC pipeline on a tiny surrogate corpus, inside a temporary git repository.
 
-This is the user's workflow: `dvc repro`, a second `dvc repro` that runs nothing,
+This is the user's workflow: `dvc repro`, a second `dvc repro` that runs nothing but the always-run inputs fingerprint,
 `dvc exp run -S idi.k=...` that retrains nothing already trained, then `dvc metrics diff`
 and `dvc exp show`.
 """
@@ -71,7 +71,7 @@ def repo(tmp_path_factory):
 def test_repro_runs_every_stage_and_writes_the_results(repo):
     path, _, first = repo
     ran = _ran_stages(first)
-    assert {"download", "split", "features", "speaker", "pseudo", "groups", "train_baselines",
+    assert {"inputs", "download", "split", "features", "speaker", "pseudo", "groups", "train_baselines",
             "train_gender", "train_pseudo", "train_kmeans@2", "train_kmeans@4", "evaluate",
             "report"} <= ran
     summary = json.loads((path / "metrics" / "summary.json").read_text())
@@ -82,10 +82,11 @@ def test_repro_runs_every_stage_and_writes_the_results(repo):
         assert (path / "plots" / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_a_second_repro_runs_nothing(repo):
+def test_a_second_repro_runs_nothing_but_the_fingerprints(repo):
     path, env, _ = repo
     again = _run(["dvc", "repro"], path, env)
-    assert _ran_stages(again) == set()
+    # inputs always runs (dvc.yaml always_changed); its unchanged output reruns nothing.
+    assert _ran_stages(again) == {"inputs"}
 
 
 def test_a_forced_rerun_reproduces_every_output_bit_for_bit(repo):
@@ -102,7 +103,7 @@ def test_exp_run_with_another_k_retrains_nothing_and_diffs(repo):
     path, env, _ = repo
     out = _run(["dvc", "exp", "run", "-S", "idi.k=2", "-n", "k2"], path, env)
     ran = _ran_stages(out)
-    assert ran == {"evaluate", "report"}, ran
+    assert ran == {"inputs", "evaluate", "report"}, ran
     diff = _run(["dvc", "metrics", "diff", "--json"], path, env)
     shown = _run(["dvc", "exp", "show", "--no-pager", "--csv"], path, env)
     assert "k2" in shown
@@ -113,6 +114,6 @@ def test_exp_run_with_another_k_retrains_nothing_and_diffs(repo):
 def test_adding_a_k_to_the_sweep_trains_only_that_k(repo):
     path, env, _ = repo
     out = _run(["dvc", "exp", "run", "-S", "idi.k_sweep=[2,4,8]", "-n", "sweep8"], path, env)
-    assert _ran_stages(out) == {"groups", "train_kmeans@8", "evaluate", "report"}
+    assert _ran_stages(out) == {"inputs", "groups", "train_kmeans@8", "evaluate", "report"}
     summary = json.loads((path / "metrics" / "summary.json").read_text())
     assert "k8" in summary["sweep"]

@@ -1,4 +1,4 @@
-"""Speaker embeddings: resemblyzer offline, a speechbrain ECAPA folder through the hub code path."""
+"""Speaker embeddings: resemblyzer offline, a speechbrain ECAPA folder built by our code (weights only)."""
 
 import json
 
@@ -68,30 +68,33 @@ def tiny_ecapa(folder):
     return model
 
 
-def test_ecapa_folder_loads_through_hub_code_path_with_its_checkpoint(tmp_path):
-    reference = tiny_ecapa(tmp_path / "ecapa").eval()
-    enc = S.load_embedder(str(tmp_path / "ecapa"), savedir=tmp_path / "save")
+def test_ecapa_folder_gives_speechbrains_own_encode_batch_embedding(tmp_path):
+    """Our build (hyperparams read as data, weights-only checkpoint) equals speechbrain's
+    EncoderClassifier on the same folder, which evaluates the (here trusted) hyperparams.yaml."""
+    from speechbrain.inference.classifiers import EncoderClassifier
+
+    tiny_ecapa(tmp_path / "ecapa")
+    enc = S.load_embedder(str(tmp_path / "ecapa"))
     wave = tone(0.6, 150)
     e = enc.embed(wave)
     assert e.shape == (12,) and e.dtype == np.float32
-    # Same weights as the saved checkpoint: recompute by hand from the saved model.
+    theirs = EncoderClassifier.from_hparams(
+        source=str(tmp_path / "ecapa"), savedir=str(tmp_path / "sb"),
+        overrides={"pretrained_path": str(tmp_path / "ecapa")})
     with torch.inference_mode():
-        x = torch.from_numpy(wave)[None]
-        feats = enc.model.mods.compute_features(x)
-        feats = enc.model.mods.mean_var_norm(feats, torch.ones(1))
-        np.testing.assert_allclose(e, reference(feats, torch.ones(1)).reshape(-1).numpy(), rtol=1e-5,
-                                   atol=1e-6)
+        expected = theirs.encode_batch(torch.from_numpy(wave)[None]).reshape(-1).numpy()
+    np.testing.assert_allclose(e, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_ecapa_pads_a_very_short_clip(tmp_path):
     tiny_ecapa(tmp_path / "ecapa")
-    enc = S.load_embedder(str(tmp_path / "ecapa"), savedir=tmp_path / "save")
+    enc = S.load_embedder(str(tmp_path / "ecapa"))
     assert np.isfinite(enc.embed(tone(0.01, 150))).all()
 
 
 def test_unloadable_speaker_model_is_one_line_naming_it(tmp_path):
     with pytest.raises(InputError) as err:
-        S.load_embedder("nobody-here/no-such-ecapa", savedir=tmp_path / "save")
+        S.load_embedder("nobody-here/no-such-ecapa")
     msg = str(err.value)
     assert "nobody-here/no-such-ecapa" in msg and "-S speaker.model=" in msg and "\n" not in msg
 
@@ -121,12 +124,13 @@ def test_stage_writes_one_row_per_usable_clip(tmp_path):
     corpus = tmp_path / "corpus"
     files = two_clip_corpus(corpus, skipped=["1003_DFA_SAD_XX.wav"])
     tiny_ecapa(tmp_path / "ecapa")
-    S.run(corpus, tmp_path / "speaker", model=str(tmp_path / "ecapa"), device="cpu",
-          savedir=tmp_path / "save", progress=False)
+    S.run(corpus, tmp_path / "speaker", model=str(tmp_path / "ecapa"), device="cpu", progress=False)
     emb = np.load(tmp_path / "speaker" / "embeddings.npy")
     assert emb.shape == (2, 12) and emb.dtype == np.float32
     assert pd.read_csv(tmp_path / "speaker" / "index.csv")["file"].tolist() == files
-    assert json.loads((tmp_path / "speaker" / "info.json").read_text())["dim"] == 12
+    info = json.loads((tmp_path / "speaker" / "info.json").read_text())
+    assert info["dim"] == 12
+    assert (info["model"]["kind"], info["model"]["model"]) == ("folder", str(tmp_path / "ecapa"))
 
 
 class Counting:
@@ -168,3 +172,29 @@ def test_speaker_stage_removes_its_checkpoints_when_done(tmp_path):
     S.run(corpus, tmp_path / "speaker", model="resemblyzer", device="cpu", progress=False)
     assert (tmp_path / "speaker" / "embeddings.npy").is_file()
     assert not (tmp_path / ".speaker-partial").exists()
+
+
+def test_a_model_folder_cannot_run_code_through_its_hyperparams(tmp_path, monkeypatch):
+    """hyperpyyaml would run both lines below while loading; we read the file as data only."""
+    monkeypatch.chdir(tmp_path)
+    marker, marker2 = tmp_path / "MARKER", tmp_path / "MARKER2"
+    tiny_ecapa(tmp_path / "ecapa")
+    hparams = tmp_path / "ecapa" / "hyperparams.yaml"
+    # A constructor call outside the three parts we build: never constructed, the folder loads.
+    hparams.write_text(HPARAMS + f'side_effect: !new:os.system ["touch {marker2}"]\n')
+    assert S.load_embedder(str(tmp_path / "ecapa")).embed(tone(0.3, 150)).shape == (12,)
+    assert not marker2.exists()
+    # A load-time call: the file is refused outright.
+    hparams.write_text(HPARAMS + f'run: !apply:os.system ["touch {marker}"]\n')
+    with pytest.raises(InputError, match="refused, it holds a !apply tag"):
+        S.load_embedder(str(tmp_path / "ecapa"))
+    assert not marker.exists()
+
+
+def test_an_architecture_part_naming_another_class_is_refused(tmp_path):
+    tiny_ecapa(tmp_path / "ecapa")
+    hparams = tmp_path / "ecapa" / "hyperparams.yaml"
+    hparams.write_text(HPARAMS.replace("!new:speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN",
+                                       "!new:subprocess.Popen"))
+    with pytest.raises(InputError, match="embedding_model' must be !new:speechbrain"):
+        S.load_embedder(str(tmp_path / "ecapa"))

@@ -8,6 +8,7 @@ Validation runs before any stage does work, so bad input costs one clear line, n
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import yaml
@@ -25,8 +26,17 @@ PRESETS = {
         "speaker.model": "speechbrain/spkrec-ecapa-voxceleb",
         # Our choice of hub gender classifier; the paper's footnote naming its model is lost in the OCR.
         "idi.pseudo_model": "alefiury/wav2vec2-large-xlsr-53-gender-recognition-librispeech",
+        # Hub commits (docs/REPRODUCIBILITY.md, "Pinned models"): filled only while the model key
+        # holds the preset's own model. No published commit of the gender classifier was found,
+        # so it stays unpinned (its resolved commit is recorded in data/inputs/pseudo.json).
+        "features.revision": "4c66d4806a428f2e922ccfa1a962776e232d487b",
+        "speaker.revision": "0f99f2d0ebe89ac095bcc5903c4dd8f72b367286",
+        "idi.pseudo_revision": None,
     },
 }
+# Each hub revision param and the model param it pins.
+REVISION_OF = {"features.revision": "features.upstream", "speaker.revision": "speaker.model",
+               "idi.pseudo_revision": "idi.pseudo_model"}
 
 CORPORA = ("surrogate", "crema-d")
 METHODS = ("erm", "random", "lff", "disent", "pgdro", "rw", "ds", "gdro", "gadro")
@@ -73,8 +83,16 @@ def resolve(raw: dict) -> dict:
     preset = params.get("preset")
     _check(preset in PRESETS, "preset", preset, f"one of {sorted(PRESETS)}")
     for key, value in PRESETS[preset].items():
+        if key in REVISION_OF:
+            continue
         if _get(params, key) is None:
             _set(params, key, value)
+    # A preset's revision pins the preset's model only, never a model set in its place.
+    for key, model_key in REVISION_OF.items():
+        preset_rev = PRESETS[preset].get(key)
+        if (_get(params, key) is None and preset_rev is not None
+                and _get(params, model_key) == PRESETS[preset].get(model_key)):
+            _set(params, key, preset_rev)
     validate(params)
     return params
 
@@ -97,6 +115,10 @@ def validate(params: dict) -> None:
            "a number >= 1")
     for key in ("features.upstream", "speaker.model", "idi.pseudo_model"):
         _check(isinstance(g(key), str) and g(key) != "", key, g(key), "a model name, hub id or folder")
+    for key in REVISION_OF:
+        r = g(key)
+        _check(r is None or (isinstance(r, str) and r != "" and not re.search(r"\s", r)), key, r,
+               "null or a hub revision (commit hash, branch or tag)")
     for key in ("features.device", "speaker.device", "train.device"):
         _check(g(key) in ("auto", "cpu", "cuda"), key, g(key), "auto, cpu or cuda")
     _check(_is_number(g("features.batch_seconds")) and g("features.batch_seconds") > 0,

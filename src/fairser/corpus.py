@@ -84,12 +84,18 @@ def block_folds(actor_ids) -> dict[int, list[str]]:
 
 
 def _write_tables(out: Path, name: str, notice: str | None, clips: pd.DataFrame,
-                  people: pd.DataFrame, skipped: list[tuple[str, str]]) -> None:
+                  people: pd.DataFrame, skipped: list[tuple[str, str]],
+                  provenance: dict | None = None) -> None:
     clips.to_csv(out / "clips.csv", index=False)
     people[["actor", "sex", "age", "race"]].to_csv(out / "actors.csv", index=False)
     pd.DataFrame(skipped, columns=["file", "reason"]).to_csv(out / "skipped.csv", index=False)
     info = {"corpus": name, "notice": notice, "clips": len(clips), "skipped": len(skipped),
             "actors": len(people)}
+    # Coverage (what every report title quotes) and what made the corpus (fairser.provenance).
+    skipped_files = {f for f, _ in skipped}
+    used = clips[~clips["file"].isin(skipped_files)]
+    info.update(clips_used=len(used), actors_used=int(used["actor"].nunique()),
+                provenance=provenance or {})
     (out / "corpus.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
 
 
@@ -101,7 +107,7 @@ def _with_folds(clips: pd.DataFrame, folds: dict) -> pd.DataFrame:
 
 
 def build_surrogate(out: str | Path, *, n_actors: int = 91, n_sentences: int = 12,
-                    seconds: float = 1.6, seed: int = 0) -> Path:
+                    seconds: float = 1.6, seed: int = 0, provenance: dict | None = None) -> Path:
     """Generate the surrogate corpus (fairser.surrogate) into `out`, atomically. Returns `out`.
 
     A tiny one for tests: build_surrogate(tmp_path / "corpus", n_actors=10, n_sentences=2,
@@ -120,7 +126,7 @@ def build_surrogate(out: str | Path, *, n_actors: int = 91, n_sentences: int = 1
         for file, x in tqdm(zip(clips["file"], audio), total=len(clips), unit="clip",
                             desc="surrogate (generate)"):
             sf.write(tmp / "wav" / file, x, SAMPLE_RATE, subtype="PCM_16")
-        _write_tables(tmp, "surrogate", SURROGATE_NOTICE, clips, people, [])
+        _write_tables(tmp, "surrogate", SURROGATE_NOTICE, clips, people, [], provenance)
     return Path(out)
 
 
@@ -268,7 +274,7 @@ def _remote_clip(file: str, urls: dict, cache: Path) -> Path | None:
 def build_crema_d(out: str | Path, *, urls: dict, audio_dir: str | Path | None = None,
                   metadata_dir: str | Path | None = None,
                   cache: str | Path = "data/.download-cache", checksums: dict | None = None,
-                  workers: int = 8) -> Path:
+                  workers: int = 8, provenance: dict | None = None) -> Path:
     """Write the real corpus into `out`, atomically. Returns `out`.
 
     Metadata come from `metadata_dir` (laid out like ../shared/data) or are downloaded from
@@ -318,22 +324,30 @@ def build_crema_d(out: str | Path, *, urls: dict, audio_dir: str | Path | None =
             # clips.csv keeps every labelled clip, skipped or not: the corpus-wide majority gender
             # per emotion (SPEC section 2) counts all 7,442, and the split stage reports the
             # skipped clips per fold. Later stages read audio only for clips not in skipped.csv.
-            _write_tables(tmp, "crema-d", CREMA_D_NOTICE, clips, people, skipped)
+            _write_tables(tmp, "crema-d", CREMA_D_NOTICE, clips, people, skipped, provenance)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
     return Path(out)
 
 
-def build(out: str | Path, params: dict, *, cache: str | Path = "data/.download-cache") -> Path:
-    """The download stage: the corpus named by params corpus.name, written to `out`."""
+def build(out: str | Path, params: dict, *, cache: str | Path = "data/.download-cache",
+          inputs: dict | None = None) -> Path:
+    """The download stage: the corpus named by params corpus.name, written to `out`.
+
+    corpus.json records the preset, the seed and `inputs` (the inputs stage's fingerprint of the
+    local audio and metadata folders, fairser.provenance).
+    """
     corpus = params["corpus"]
+    provenance = {"preset": params.get("preset"), "seed": params.get("seed"),
+                  "audio_dir": (inputs or {}).get("audio_dir"),
+                  "metadata_dir": (inputs or {}).get("metadata_dir")}
     name = corpus["name"]
     if name == "surrogate":
         s = corpus["surrogate"]
         return build_surrogate(out, n_actors=s["n_actors"], n_sentences=s["n_sentences"],
-                               seconds=s["seconds"], seed=params["seed"])
+                               seconds=s["seconds"], seed=params["seed"], provenance=provenance)
     if name == "crema-d":
         return build_crema_d(out, urls=corpus.get("urls") or {}, audio_dir=corpus["audio_dir"],
-                             metadata_dir=corpus["metadata_dir"], cache=cache)
+                             metadata_dir=corpus["metadata_dir"], cache=cache, provenance=provenance)
     raise InputError(f"params.yaml: corpus.name {name!r} is not one of 'surrogate', 'crema-d'")

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from fairser.cli import InputError
 from fairser.constants import SAMPLE_RATE
+from fairser.provenance import load_hf, model_for_stage, model_load_error  # noqa: F401 (re-export)
 
 FBANK = "fbank"
 N_MELS = 80
@@ -49,15 +50,6 @@ def resolve_device(name: str, *, key: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise InputError(f"params.yaml: '{key}' is 'cuda' but torch sees no CUDA device; use auto or cpu")
     return torch.device(name)
-
-
-def model_load_error(key: str, name: str, err: BaseException, example: str) -> InputError:
-    """The one line shown when a hub id or folder cannot be loaded (typically: offline, not cached)."""
-    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return InputError(
-        f"{key} '{name}' could not be loaded ({type(err).__name__}: {first[:200]}); "
-        f"download it where the network is reachable, or point the pipeline at a local copy: "
-        f"-S {key}=/path/to/{example}")
 
 
 def wav_path(wav_dir: str | Path, file: str) -> Path:
@@ -213,15 +205,13 @@ class HFUpstream:
         self.min_samples = self._min_samples(cfg)
 
     @classmethod
-    def load(cls, name: str, device: torch.device = torch.device("cpu")) -> "HFUpstream":
-        """From a hub id or a local folder (save_pretrained layout), exactly as for the paper's model."""
+    def load(cls, name: str, device: torch.device = torch.device("cpu"),
+             revision: str | None = None) -> "HFUpstream":
+        """From a hub id at `revision` or a local folder (save_pretrained layout), exactly as for
+        the paper's model; never runs code shipped with the model (fairser.provenance.load_hf)."""
         from transformers import AutoFeatureExtractor, AutoModel
 
-        try:
-            extractor = AutoFeatureExtractor.from_pretrained(name)
-            model = AutoModel.from_pretrained(name)
-        except Exception as err:  # hub/offline/format errors all mean: this id cannot be used here
-            raise model_load_error("features.upstream", name, err, "wavlm-base-plus") from None
+        extractor, model = load_hf("features.upstream", name, revision, AutoFeatureExtractor, AutoModel)
         return cls(model, extractor, name, device)
 
     @staticmethod
@@ -265,17 +255,19 @@ class HFUpstream:
         return (sums / counts[:, None, None].to(hidden.dtype)).float().cpu().numpy()
 
 
-def load_upstream(name: str, device: torch.device = torch.device("cpu")):
-    """`fbank` or a Hugging Face id / folder."""
-    return FbankUpstream(device) if name == FBANK else HFUpstream.load(name, device)
+def load_upstream(name: str, device: torch.device = torch.device("cpu"), revision: str | None = None):
+    """`fbank` or a Hugging Face id (at `revision`) / folder."""
+    return FbankUpstream(device) if name == FBANK else HFUpstream.load(name, device, revision)
 
 
-def partial_key(upstream: str, files, lengths) -> str:
-    """Checkpoint folder name: changes with the upstream, the corpus clips or the format."""
+def partial_key(upstream: str, files, lengths, model: dict | None = None) -> str:
+    """Checkpoint folder name: changes with the upstream (and its revision or content hash,
+    `model`), the corpus clips or the format."""
     ident = upstream
     if Path(upstream).is_dir():
         ident = str(Path(upstream).resolve())
     payload = json.dumps({"upstream": ident, "version": FORMAT_VERSION,
+                          **({"model": model} if model else {}),
                           "clips": [[str(f), int(n)] for f, n in zip(files, lengths)]})
     digest = hashlib.sha256(payload.encode()).hexdigest()[:16]
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in upstream.strip("/"))[-40:]
@@ -379,11 +371,14 @@ def usable_clips(corpus: str | Path) -> list[str]:
 
 
 def run(corpus: str | Path, out: str | Path, *, upstream: str, batch_seconds: float,
-        device: str = "auto", partial_root: str | Path | None = None, progress: bool = True) -> None:
+        device: str = "auto", partial_root: str | Path | None = None, progress: bool = True,
+        revision: str | None = None, fingerprint: dict | None = None) -> None:
     """Stage `features`: data/corpus -> data/features/{features.npy, index.csv, info.json}.
 
     Checkpoints go to `partial_root` (default: `.features-partial` beside `out`), keyed by
     upstream and corpus, and are removed once the output has been renamed into place.
+    A hub upstream loads the commit of `fingerprint` (the inputs stage's data/inputs/upstream.json)
+    or `revision`; info.json's `model` records it, or a local folder's content hash.
     """
     import pandas as pd
 
@@ -393,14 +388,15 @@ def run(corpus: str | Path, out: str | Path, *, upstream: str, batch_seconds: fl
     files = usable_clips(corpus)
     wav_dir = Path(corpus) / "wav"
     lengths = check_wavs(wav_dir, files)
-    model = load_upstream(upstream, resolve_device(device, key="features.device"))
+    load_rev, model_info = model_for_stage("features.upstream", upstream, revision, fingerprint)
+    model = load_upstream(upstream, resolve_device(device, key="features.device"), load_rev)
     root = Path(partial_root) if partial_root is not None else out.parent / ".features-partial"
-    partial = root / partial_key(upstream, files, lengths)
+    partial = root / partial_key(upstream, files, lengths, model_info)
     feats = to_float16(extract(files, wav_dir, model, batch_seconds=batch_seconds,
                                partial_dir=partial, lengths=lengths, progress=progress), upstream)
     info = {"upstream": upstream, "layers": int(feats.shape[1]), "dim": int(feats.shape[2]),
             "clips": int(feats.shape[0]), "dtype": "float16",
-            "pooling": "per-layer mean over each clip's valid frames"}
+            "pooling": "per-layer mean over each clip's valid frames", "model": model_info}
     if upstream == FBANK:
         info["layer_names"] = {str(i): name for i, name in enumerate(FBANK_LAYERS)}
     with atomic_dir(out) as tmp:

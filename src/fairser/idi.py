@@ -22,8 +22,9 @@ from tqdm import tqdm
 from fairser.cli import InputError
 from fairser.io import read_csv
 from fairser.constants import GENDERS, RACES, SAMPLE_RATE, age_group
-from fairser.features import (HFUpstream, check_wavs, model_load_error, pad_to, read_wav,
-                              resolve_device, usable_clips, wav_path)
+from fairser.features import (HFUpstream, check_wavs, pad_to, read_wav, resolve_device, usable_clips,
+                              wav_path)
+from fairser.provenance import load_hf, model_for_stage
 
 PITCH = "pitch"
 
@@ -120,16 +121,14 @@ class HFGenderClassifier:
     renormalised over the two (so extra classes such as 'child' do not leak probability).
     """
 
-    def __init__(self, name: str, device: torch.device = torch.device("cpu")):
+    def __init__(self, name: str, device: torch.device = torch.device("cpu"), revision: str | None = None):
         from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
         self.name = name
         self.device = device
-        try:
-            self.extractor = AutoFeatureExtractor.from_pretrained(name)
-            self.model = AutoModelForAudioClassification.from_pretrained(name)
-        except Exception as err:  # offline / not cached / not an audio-classification model
-            raise model_load_error("idi.pseudo_model", name, err, "gender-classifier") from None
+        # A hub id at `revision` or a local folder; never runs code shipped with the model.
+        self.extractor, self.model = load_hf("idi.pseudo_model", name, revision, AutoFeatureExtractor,
+                                             AutoModelForAudioClassification)
         self.male, self.female = gender_label_ids(self.model.config.id2label, name)
         if getattr(self.extractor, "sampling_rate", SAMPLE_RATE) != SAMPLE_RATE:
             raise InputError(f"idi.pseudo_model '{name}' expects {self.extractor.sampling_rate} Hz "
@@ -148,24 +147,33 @@ class HFGenderClassifier:
         return {"p_male": p_male / total, "p_female": p_female / total}
 
 
-def load_pseudo_model(name: str, *, threshold_hz: float, device: torch.device = torch.device("cpu")):
-    return PitchClassifier(threshold_hz) if name == PITCH else HFGenderClassifier(name, device)
+def load_pseudo_model(name: str, *, threshold_hz: float, device: torch.device = torch.device("cpu"),
+                      revision: str | None = None):
+    """`pitch` or a Hugging Face audio-classification id (at `revision`) / folder."""
+    return PitchClassifier(threshold_hz) if name == PITCH else HFGenderClassifier(name, device, revision)
 
 
 def run_pseudo(corpus: str | Path, out: str | Path, *, model: str, threshold_hz: float,
-               device: str = "auto", progress: bool = True) -> None:
-    """Stage `pseudo`: data/corpus -> data/pseudo/pseudo.csv (file, p_male, p_female[, f0_hz])."""
+               device: str = "auto", progress: bool = True, revision: str | None = None,
+               fingerprint: dict | None = None) -> None:
+    """Stage `pseudo`: data/corpus -> data/pseudo/pseudo.csv (file, p_male, p_female[, f0_hz]) and
+    info.json (`model`: the classifier with its revision or content hash, fairser.provenance)."""
+    import json
+
     from fairser.io import atomic_dir
 
     files = usable_clips(corpus)
     wav_dir = Path(corpus) / "wav"
     check_wavs(wav_dir, files)
+    load_rev, model_info = model_for_stage("idi.pseudo_model", model, revision, fingerprint)
     clf = load_pseudo_model(model, threshold_hz=threshold_hz,
-                            device=resolve_device(device, key="speaker.device"))
+                            device=resolve_device(device, key="speaker.device"), revision=load_rev)
     rows = [{"file": f, **clf.predict(read_wav(wav_path(wav_dir, f)))}
             for f in tqdm(files, desc=f"pseudo ({clf.name})", unit="clip", disable=not progress)]
     with atomic_dir(out) as tmp:
         pd.DataFrame(rows).to_csv(tmp / "pseudo.csv", index=False, float_format="%.6g")
+        info = {"model": model_info, "clips": len(rows)}
+        (tmp / "info.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
 
 
 # ----------------------------------------------------------------------------- cluster quality

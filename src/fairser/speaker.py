@@ -10,19 +10,19 @@ reflect-padded convolutions, resemblyzer's fixed 1.6 s windows), and both are fa
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from tqdm import tqdm
 
 from fairser.cli import InputError
 from fairser.constants import SAMPLE_RATE
-from fairser.features import (check_wavs, load_chunks, model_load_error, pad_to, partial_key,
-                              read_wav, remove_partial, resolve_device, save_chunk, usable_clips,
-                              wav_path)
+from fairser.features import (check_wavs, load_chunks, pad_to, partial_key, read_wav, remove_partial,
+                              resolve_device, save_chunk, usable_clips, wav_path)
+from fairser.provenance import model_for_stage, model_load_error
 
 RESEMBLYZER = "resemblyzer"
 # ECAPA's deepest block is a dilation-4, kernel-3 convolution with reflect padding, which needs a
@@ -31,12 +31,6 @@ ECAPA_MIN_SAMPLES = SAMPLE_RATE // 10
 # Fewer samples than this after resemblyzer's silence trimming means its VAD found no speech
 # (e.g. synthetic tones); the embedding then uses the volume-normalised clip untrimmed.
 RESEMBLYZER_MIN_SAMPLES = SAMPLE_RATE // 4
-
-
-def default_savedir(source: str) -> Path:
-    """Where speechbrain links a model's files: a user cache, never inside a stage output."""
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fairser" / "speechbrain"
-    return base / re.sub(r"[^A-Za-z0-9_.-]", "_", source.strip("/"))
 
 
 class Resemblyzer:
@@ -62,43 +56,161 @@ class Resemblyzer:
         return self.encoder.embed_utterance(processed).astype(np.float32)
 
 
-class SpeechBrainEncoder:
-    """A speechbrain EncoderClassifier (hub id or local folder with hyperparams.yaml), encode_batch.
+# hyperparams.yaml entries our code builds, and the one class each may name. Nothing else in the
+# file is used, and nothing in it is evaluated (no hyperpyyaml): see load_ecapa_spec.
+ECAPA_PARTS = {
+    "compute_features": "speechbrain.lobes.features.Fbank",
+    "mean_var_norm": "speechbrain.processing.features.InputNormalization",
+    "embedding_model": "speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN",
+}
+# hyperpyyaml tags that run code or read other files while loading: a file with one is refused.
+CODE_TAGS = ("!apply", "!applyref", "!include", "!module")
+ECAPA_FILES = ("hyperparams.yaml", "embedding_model.ckpt")
 
-    A local copy of a hub model keeps `pretrained_path: <hub id>` in its hyperparams.yaml; it is
-    overridden with the folder so its checkpoints load from there, not from the hub.
+
+class _Tagged:
+    """An inert stand-in for a hyperpyyaml tag (`!new:x.Y`, `!ref <k>`, ...): data, never called."""
+
+    def __init__(self, tag: str, value):
+        self.tag, self.value = tag, value
+
+
+class _InertLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, with every `!tag` kept as a _Tagged value instead of constructed."""
+
+
+def _tagged(loader, suffix, node):
+    tag = node.tag
+    if isinstance(node, yaml.MappingNode):
+        value = loader.construct_mapping(node, deep=True)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_scalar(node)
+    return _Tagged(tag, value)
+
+
+_InertLoader.add_multi_constructor("!", _tagged)
+
+
+def load_ecapa_spec(hparams: Path, source: str) -> dict:
+    """{part: keyword arguments} of ECAPA_PARTS from a speechbrain hyperparams.yaml, read as data.
+
+    `!ref <key>` resolves to a top-level plain value; any other expression, a class other than
+    ECAPA_PARTS names, or a tag that would run code (CODE_TAGS) is a one-line error.
+    """
+    text = hparams.read_text()
+    for tag in CODE_TAGS:
+        if re.search(re.escape(tag) + r"(?![A-Za-z])", text):
+            raise InputError(f"{hparams}: refused, it holds a {tag} tag (code run at load time); "
+                             f"speaker.model folders are read as data only")
+    loader = _InertLoader(text)  # a SafeLoader: tags stay data, nothing is imported or called
+    try:
+        doc = loader.get_single_data()
+    except yaml.YAMLError as err:
+        raise InputError(f"{hparams}: not YAML ({str(err).splitlines()[0]})") from None
+    finally:
+        loader.dispose()
+    if not isinstance(doc, dict):
+        raise InputError(f"{hparams}: expected a mapping at the top level")
+
+    def plain(value, where, depth=0):
+        if isinstance(value, _Tagged):
+            ref = re.fullmatch(r"<([A-Za-z_][\w]*)>", str(value.value).strip())
+            if value.tag != "!ref" or ref is None or ref.group(1) not in doc or depth > 8:
+                raise InputError(f"{hparams}: {where} is {value.tag} {value.value!r}; only plain "
+                                 f"values and !ref <key> are read")
+            return plain(doc[ref.group(1)], where, depth + 1)
+        if isinstance(value, list):
+            return [plain(v, where, depth) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v, where, depth) for k, v in value.items()}
+        return value
+
+    spec = {}
+    for part, cls in ECAPA_PARTS.items():
+        entry = doc.get(part)
+        if not isinstance(entry, _Tagged) or entry.tag != f"!new:{cls}":
+            found = entry.tag if isinstance(entry, _Tagged) else type(entry).__name__
+            raise InputError(f"speaker.model '{source}': {hparams.name} entry '{part}' must be "
+                             f"!new:{cls} (found {found}); only the ECAPA-TDNN layout of "
+                             f"speechbrain/spkrec-ecapa-voxceleb is supported")
+        kwargs = plain(entry.value if entry.value != "" else {}, part)
+        if not isinstance(kwargs, dict):
+            raise InputError(f"{hparams}: '{part}' takes keyword arguments only")
+        spec[part] = kwargs
+    return spec
+
+
+def ecapa_files(source: str, revision: str | None) -> dict[str, Path]:
+    """hyperparams.yaml and embedding_model.ckpt of a local folder or a hub id (at `revision`)."""
+    from fairser.provenance import model_kind, quiet_hub_loading, require_hub_model
+
+    kind = model_kind("speaker.model", source)
+    if kind == "folder":
+        files = {name: Path(source).expanduser() / name for name in ECAPA_FILES}
+        missing = [n for n, p in files.items() if not p.is_file()]
+        if missing:
+            raise InputError(f"speaker.model '{source}': the folder lacks {', '.join(missing)}")
+        return files
+    from huggingface_hub import hf_hub_download
+
+    commit = require_hub_model("speaker.model", source, revision)
+    quiet_hub_loading()
+    try:
+        return {name: Path(hf_hub_download(source, name, revision=commit)) for name in ECAPA_FILES}
+    except Exception as err:
+        raise model_load_error("speaker.model", source, err) from None
+
+
+class SpeechBrainEncoder:
+    """ECAPA-TDNN speaker embeddings, built by our code from a speechbrain model folder or hub id.
+
+    Same computation as speechbrain's EncoderClassifier.encode_batch (speechbrain 1.x, default
+    normalize=False): Fbank -> InputNormalization -> ECAPA_TDNN, with lengths 1. The three are
+    speechbrain's own classes, built with the keyword arguments of hyperparams.yaml read as data
+    (load_ecapa_spec); the weights come from embedding_model.ckpt through a weights-only
+    torch.load. hyperparams.yaml is never evaluated (hyperpyyaml would construct any class and run
+    `!apply` calls it names), so a model folder or hub id cannot run code here. mean_var_norm_emb
+    is not applied, as in encode_batch: it only shifts every embedding by one vector
+    (std_norm False in the hub model), which neither k-means nor t-SNE can see.
     """
 
     def __init__(self, source: str, device: torch.device = torch.device("cpu"),
-                 savedir: str | Path | None = None):
-        from speechbrain.inference.classifiers import EncoderClassifier
+                 revision: str | None = None):
+        from speechbrain.lobes.features import Fbank
+        from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
+        from speechbrain.processing.features import InputNormalization
 
         self.name = source
-        overrides = {}
-        hparams = Path(source) / "hyperparams.yaml"
-        if hparams.is_file() and re.search(r"^pretrained_path\s*:", hparams.read_text(), re.M):
-            overrides["pretrained_path"] = str(Path(source).resolve())
+        self.device = device
+        files = ecapa_files(source, revision)
+        spec = load_ecapa_spec(files["hyperparams.yaml"], source)
         try:
-            self.model = EncoderClassifier.from_hparams(
-                source=source, savedir=str(savedir or default_savedir(source)), overrides=overrides,
-                run_opts={"device": str(device)})
-        except Exception as err:  # offline / not cached / not a speechbrain folder
-            raise model_load_error("speaker.model", source, err, "spkrec-ecapa-voxceleb") from None
-        self.model.eval()
+            self.compute_features = Fbank(**spec["compute_features"])
+            self.mean_var_norm = InputNormalization(**spec["mean_var_norm"])
+            self.embedding_model = ECAPA_TDNN(**spec["embedding_model"])
+            state = torch.load(files["embedding_model.ckpt"], map_location="cpu", weights_only=True)
+            self.embedding_model.load_state_dict(state, strict=True)
+        except Exception as err:  # wrong arguments, not a state dict, shapes that do not match
+            raise model_load_error("speaker.model", source, err) from None
+        for module in (self.compute_features, self.mean_var_norm, self.embedding_model):
+            module.to(device).eval()
         self.dim = None
 
     @torch.inference_mode()
     def embed(self, wave: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(pad_to(wave, ECAPA_MIN_SAMPLES))[None]
-        return self.model.encode_batch(x).reshape(-1).float().cpu().numpy()
+        x = torch.from_numpy(pad_to(wave, ECAPA_MIN_SAMPLES))[None].float().to(self.device)
+        lens = torch.ones(1, device=self.device)
+        feats = self.mean_var_norm(self.compute_features(x), lens)
+        return self.embedding_model(feats, lens).reshape(-1).float().cpu().numpy()
 
 
-def load_embedder(name: str, device: torch.device = torch.device("cpu"),
-                  savedir: str | Path | None = None):
-    """`resemblyzer` or a speechbrain hub id / local folder."""
+def load_embedder(name: str, device: torch.device = torch.device("cpu"), revision: str | None = None):
+    """`resemblyzer` or a speechbrain ECAPA hub id (at `revision`) / local folder."""
     if name == RESEMBLYZER:
         return Resemblyzer(device)
-    return SpeechBrainEncoder(name, device, savedir)
+    return SpeechBrainEncoder(name, device, revision)
 
 
 # Clips per checkpoint chunk: a killed run loses at most this many embeddings.
@@ -146,9 +258,12 @@ def embed_clips(files, wav_dir: str | Path, embedder, *, partial_dir: str | Path
 
 
 def run(corpus: str | Path, out: str | Path, *, model: str, device: str = "auto",
-        savedir: str | Path | None = None, partial_root: str | Path | None = None,
-        progress: bool = True) -> None:
+        partial_root: str | Path | None = None, progress: bool = True,
+        revision: str | None = None, fingerprint: dict | None = None) -> None:
     """Stage `speaker`: data/corpus -> data/speaker/{embeddings.npy, index.csv, info.json}.
+
+    A hub model loads the commit of `fingerprint` (data/inputs/speaker.json) or `revision`;
+    info.json's `model` records it, or a local folder's content hash.
 
     Resumable: checkpoints go to `partial_root` (default: `.speaker-partial` beside `out`), keyed
     by model and corpus, and are removed once the output has been renamed into place.
@@ -160,13 +275,15 @@ def run(corpus: str | Path, out: str | Path, *, model: str, device: str = "auto"
     files = usable_clips(corpus)
     wav_dir = Path(corpus) / "wav"
     lengths = check_wavs(wav_dir, files)
-    embedder = load_embedder(model, resolve_device(device, key="speaker.device"), savedir)
+    load_rev, model_info = model_for_stage("speaker.model", model, revision, fingerprint)
+    embedder = load_embedder(model, resolve_device(device, key="speaker.device"), load_rev)
     root = Path(partial_root) if partial_root is not None else Path(out).parent / ".speaker-partial"
-    partial = root / partial_key(model, files, lengths)
+    partial = root / partial_key(model, files, lengths, model_info)
     emb = embed_clips(files, wav_dir, embedder, partial_dir=partial, progress=progress)
     with atomic_dir(out) as tmp:
         np.save(tmp / "embeddings.npy", emb)
         pd.DataFrame({"file": files}).to_csv(tmp / "index.csv", index=False)
-        info = {"model": model, "dim": int(emb.shape[1]), "clips": int(emb.shape[0]), "dtype": "float32"}
+        info = {"model": model_info, "dim": int(emb.shape[1]), "clips": int(emb.shape[0]),
+                "dtype": "float32"}
         (tmp / "info.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
     remove_partial(partial)
