@@ -61,43 +61,63 @@ def set_k(run_set: str) -> int | None:
     return int(m.group(2)) if m and m.group(2) else None
 
 
-def load_truth(corpus_dir: str | Path, split_dir: str | Path) -> Truth:
-    """Read clips.csv, actors.csv and folds.csv; targets are vote shares > 1/6 (SPEC section 1)."""
-    corpus_dir, split_dir = Path(corpus_dir), Path(split_dir)
-    clips_path, actors_path = corpus_dir / "clips.csv", corpus_dir / "actors.csv"
-    folds_path = split_dir / "folds.csv"
-    clips = read_csv(clips_path, ["file", "actor", *EMOTIONS], **ONLY_EMPTY_IS_NA)
-    actors = read_csv(actors_path, ["actor", "sex", "age", "race"], **ONLY_EMPTY_IS_NA)
-    folds = read_csv(folds_path, ["fold", "file", "split"], **ONLY_EMPTY_IS_NA)
+ACTOR_COLUMNS = ["actor", "sex", "age", "race"]
 
-    if clips["file"].duplicated().any():
-        raise InputError(f"{clips_path}: file {clips['file'][clips['file'].duplicated()].iloc[0]} "
-                         "appears twice")
-    if actors["actor"].duplicated().any():
-        raise InputError(f"{actors_path}: an actor appears twice")
-    votes = clips[list(EMOTIONS)]
-    if votes.isna().any().any() or not np.isfinite(votes.to_numpy(float)).all():
-        raise InputError(f"{clips_path}: empty or non-numeric vote shares")
 
+def actor_groups(actors: pd.DataFrame, actors_path: str | Path) -> pd.DataFrame:
+    """actors.csv -> index 0..S-1: actor, gender, race (None = Unknown), age group (SPEC section 1).
+
+    A bad cell is one InputError naming the file, its line (header = line 1) and column.
+    """
     actors = actors.reset_index(drop=True)
+    if actors["actor"].duplicated().any():
+        line = int(np.flatnonzero(actors["actor"].duplicated())[0]) + 2
+        raise InputError(f"{actors_path}, line {line}, column actor: actor "
+                         f"{actors['actor'][line - 2]} appears twice")
+
+    def bad(column: str, i: int, why: str):
+        return InputError(f"{actors_path}, line {i + 2}, column {column}: {why}")
+
     bad_sex = ~actors["sex"].isin(GENDERS)
     if bad_sex.any():
-        raise InputError(f"{actors_path}: sex {actors['sex'][bad_sex].iloc[0]!r} is not one of {GENDERS}")
+        i = int(np.flatnonzero(bad_sex)[0])
+        raise bad("sex", i, f"sex {actors['sex'][i]!r} is not one of {GENDERS}")
     bad_race = ~actors["race"].isin(RACES + ("Unknown",))
     if bad_race.any():
-        raise InputError(f"{actors_path}: race {actors['race'][bad_race].iloc[0]!r} is not one of "
-                         f"{RACES + ('Unknown',)}")
-    try:
-        ages = [age_group(int(a)) for a in actors["age"]]
-    except (ValueError, TypeError) as err:
-        raise InputError(f"{actors_path}: {err}") from None
-    groups = pd.DataFrame({
+        i = int(np.flatnonzero(bad_race)[0])
+        raise bad("race", i, f"race {actors['race'][i]!r} is not one of {RACES + ('Unknown',)}")
+    ages = []
+    for i, a in enumerate(actors["age"]):
+        try:
+            ages.append(age_group(int(a)))
+        except (ValueError, TypeError) as err:
+            raise bad("age", i, str(err) if isinstance(err, ValueError) and "age group" in str(err)
+                      else f"age {a!r} is not a whole number of years") from None
+    return pd.DataFrame({
         "actor": actors["actor"],
         "gender": actors["sex"],
         # "Unknown" race is a missing group: left out of race metrics only (SPEC section 1).
         "race": [None if r == "Unknown" else r for r in actors["race"]],
         "age": ages,
     })
+
+
+def load_truth(corpus_dir: str | Path, split_dir: str | Path) -> Truth:
+    """Read clips.csv, actors.csv and folds.csv; targets are vote shares > 1/6 (SPEC section 1)."""
+    corpus_dir, split_dir = Path(corpus_dir), Path(split_dir)
+    clips_path, actors_path = corpus_dir / "clips.csv", corpus_dir / "actors.csv"
+    folds_path = split_dir / "folds.csv"
+    clips = read_csv(clips_path, ["file", "actor", *EMOTIONS], **ONLY_EMPTY_IS_NA)
+    actors = read_csv(actors_path, ACTOR_COLUMNS, **ONLY_EMPTY_IS_NA)
+    folds = read_csv(folds_path, ["fold", "file", "split"], **ONLY_EMPTY_IS_NA)
+
+    if clips["file"].duplicated().any():
+        raise InputError(f"{clips_path}: file {clips['file'][clips['file'].duplicated()].iloc[0]} "
+                         "appears twice")
+    votes = clips[list(EMOTIONS)]
+    if votes.isna().any().any() or not np.isfinite(votes.to_numpy(float)).all():
+        raise InputError(f"{clips_path}: empty or non-numeric vote shares")
+    groups = actor_groups(actors, actors_path)
     actor_index = {a: i for i, a in enumerate(groups["actor"])}
 
     clips = clips.set_index("file")
