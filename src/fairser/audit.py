@@ -298,7 +298,7 @@ def add_intersections(speakers: Speakers, intersect: list[list[str]]) -> list[st
                              f"attributes ({', '.join(speakers.groups.columns[1:])})")
         name = INTERSECT_SEP.join(parts)
         values = speakers.groups[parts].to_numpy(object)
-        speakers.groups[name] = [None if any(v is None for v in row) else INTERSECT_SEP.join(row)
+        speakers.groups[name] = [None if any(pd.isna(v) for v in row) else INTERSECT_SEP.join(row)
                                  for row in values]
         speakers.source[name] = speakers.source[parts[0]]
         names.append(name)
@@ -349,9 +349,9 @@ def load(*, predictions, labels, speakers, attributes: str | None = None,
         used[s] = True
     for a in attrs:
         values = spk.groups[a].to_numpy(object)
-        present = {v for v, u in zip(values, used) if u and v is not None}
+        present = {v for v, u in zip(values, used) if u and not pd.isna(v)}
         for i, v in enumerate(values):
-            if v is not None and v not in present:
+            if not pd.isna(v) and v not in present:
                 table, lines = spk.source[a]
                 raise InputError(f"{_where(table, int(lines[i]), a)}: group {v!r} has no clips in "
                                  f"{pred.path}; leave {a} out (--attributes) or add its clips")
