@@ -51,6 +51,7 @@ INTERSECT_SEP = "+"  # gender+age; Female+Young
 PLAIN_FOLD = 1  # the cell number of a file without a fold column
 RUN = evaluate.Run("audit", "model", Path("."))
 GAPS = ("tpr_gap", "dp_gap")
+ALL_TIED = "all equal"  # the lowest/highest-TPR group when every defined group has the same TPR
 
 
 # --- inputs -------------------------------------------------------------------------------------
@@ -447,11 +448,12 @@ def audit(inputs: Inputs, *, n_boot: int, seed: int) -> Audit:
             lo = int(np.nanargmin(tpr_k)) if defined.any() else None
             hi = int(np.nanargmax(tpr_k)) if defined.any() else None
             far = int(np.nanargmax(dev_k))
+            tie = lo is not None and tpr_k[lo] == tpr_k[hi]  # no group is lowest: say so
             class_rows.append({
                 "attribute": attribute, "class": cls, "tpr_gap": float(mean["gap"][k]),
-                "lowest_tpr_group": names[lo] if lo is not None else None,
+                "lowest_tpr_group": ALL_TIED if tie else names[lo] if lo is not None else None,
                 "lowest_tpr": float(tpr_k[lo]) if lo is not None else np.nan,
-                "highest_tpr_group": names[hi] if hi is not None else None,
+                "highest_tpr_group": ALL_TIED if tie else names[hi] if hi is not None else None,
                 "highest_tpr": float(tpr_k[hi]) if hi is not None else np.nan,
                 "dp": float(mean["dp"][k]), "dp_group": names[far],
                 "dp_group_rate": float(mean["sel"][far, k]),
@@ -561,7 +563,8 @@ def report_markdown(result: Audit, inputs: Inputs) -> str:
                           f"so the {attribute.replace(INTERSECT_SEP, ' × ')} intervals are too narrow "
                           "to mean much."]
         pc = result.per_class[result.per_class["attribute"] == attribute]
-        lines += ["", "Per class (the breakdown behind the gaps):", "",
+        lines += ["", "Per class (the breakdown behind the gaps; with several cells, each gap is the mean "
+                      "of the per-cell gaps and the groups are ranked by their mean rate):", "",
                   "| Class | TPR gap | Lowest TPR (group) | Highest TPR (group) | DP | Furthest selection rate "
                   "(group) | Overall selection rate |", "|---|---|---|---|---|---|---|"]
         for r in pc.to_dict("records"):
