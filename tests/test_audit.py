@@ -170,6 +170,33 @@ def test_group_scores_are_the_metric_functions_on_the_groups_clips(tmp_path):
     assert (row["n_speakers"], row["n_clips"]) == (4, 4 * CLIPS_PER_SPEAKER)
 
 
+def test_group_rate_intervals_come_from_speaker_resamples(tmp_path):
+    paths = write_plain(tmp_path)
+    # Every F clip is predicted calm: F's calm TPR and selection rate are 1 in every resample.
+    # M's calm predictions are 1 for s4's clips only, so resampling M's speakers moves its rate.
+    spk = pd.read_csv(paths["speakers"])
+    pred = pd.read_csv(paths["predictions"])
+    pred["calm"] = np.where(spk["gender"] == "F", 0.9, np.where(spk["speaker"] == "s4", 0.9, 0.0))
+    pred.to_csv(paths["predictions"], index=False)
+    result = audit.audit(audit.load(**paths), n_boot=200, seed=0)
+    rates = result.per_group.set_index(["attribute", "group", "class"])
+    female, male = rates.loc[("gender", "F", "calm")], rates.loc[("gender", "M", "calm")]
+    assert (female["selection_rate_ci_low"], female["selection_rate"], female["selection_rate_ci_high"]) == (
+        1.0, 1.0, 1.0)
+    assert female["tpr_ci_low"] == female["tpr_ci_high"] == 1.0
+    assert male["selection_rate"] == pytest.approx(0.25)
+    assert male["selection_rate_ci_high"] - male["selection_rate_ci_low"] > 0.1
+
+
+def test_a_corpus_folder_speaker_without_demographics_names_actors_csv(tmp_path):
+    tree = write_pipeline_run(tmp_path)
+    actors = pd.read_csv(tree["corpus"] / "actors.csv", dtype=str, keep_default_na=False)
+    actors.loc[2, "sex"] = ""
+    actors.to_csv(tree["corpus"] / "actors.csv", index=False)
+    with pytest.raises(cli.InputError, match=r"actors.csv, line 4, column sex: actor 1003 sex is empty"):
+        audit.load(predictions=tree["predictions"], labels=tree["corpus"], speakers=tree["corpus"])
+
+
 # --- reading the inputs ------------------------------------------------------------------------------
 
 def test_default_threshold_is_one_over_the_number_of_classes():

@@ -112,10 +112,10 @@ class Predictions:
 
 def _int_column(df: pd.DataFrame, column: str, path) -> np.ndarray:
     values = pd.to_numeric(df[column], errors="coerce").to_numpy(float)
-    bad = ~np.isfinite(values) | (values != np.round(values))
+    bad = ~np.isfinite(values) | (values != np.round(values)) | (values < 0)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise InputError(f"{_where(path, i + 2, column)}: {df[column].iloc[i]!r} is not a whole number")
+        raise InputError(f"{_where(path, i + 2, column)}: {df[column].iloc[i]!r} is not a whole number >= 0")
     return values.astype(int)
 
 
@@ -193,7 +193,7 @@ def load_labels(path: str | Path, classes: list[str]) -> tuple[dict[str, np.ndar
 class Speakers:
     clip_speaker: dict[str, int]  # clip id -> speaker index
     groups: pd.DataFrame  # index 0..S-1: speaker, then one column per attribute (None = missing)
-    source: dict = field(default_factory=dict)  # attribute -> (table, line of each speaker)
+    source: dict = field(default_factory=dict)  # attribute -> (table, (S,) line of each speaker, column)
 
 
 def load_speakers(path: str | Path, attributes: list[str] | None) -> Speakers:
@@ -224,7 +224,7 @@ def load_speakers(path: str | Path, attributes: list[str] | None) -> Speakers:
         _duplicates(clips, ["file"], clips_path)
         available = list(evaluate.ATTRIBUTES)
         lines = np.arange(len(groups)) + 2
-        source = {a: (actors_path, lines) for a in available}
+        source = {a: (actors_path, lines, "sex" if a == "gender" else a) for a in available}
         clip_speaker = dict(zip(clips["file"], clips["actor"].map(index)))
     else:
         df = _read_table(path)
@@ -252,7 +252,7 @@ def load_speakers(path: str | Path, attributes: list[str] | None) -> Speakers:
                                  f"{df[a].iloc[i]!r} here but {first[a][df[spk_col].iloc[i]]!r} on an "
                                  "earlier line")
             groups[a] = [None if v == UNKNOWN else v for v in first[a].loc[speakers]]
-            source[a] = (path, lines)
+            source[a] = (path, lines, a)
         clip_speaker = dict(zip(df[id_col], df[spk_col].map(index)))
     if attributes is not None:
         unknown = [a for a in attributes if a not in available]
@@ -301,7 +301,8 @@ def add_intersections(speakers: Speakers, intersect: list[list[str]]) -> list[st
         values = speakers.groups[parts].to_numpy(object)
         speakers.groups[name] = [None if any(pd.isna(v) for v in row) else INTERSECT_SEP.join(row)
                                  for row in values]
-        speakers.source[name] = speakers.source[parts[0]]
+        table, lines, _ = speakers.source[parts[0]]
+        speakers.source[name] = (table, lines, INTERSECT_SEP.join(speakers.source[a][2] for a in parts))
         names.append(name)
     return names
 
@@ -335,12 +336,12 @@ def load(*, predictions, labels, speakers, attributes: str | None = None,
     attrs = list(spk.groups.columns[1:]) + add_intersections(spk, crossings)
     y_true, y_pred, speaker_of = {}, {}, {}
     for cell, files in pred.files.items():
-        for name, table in (("labels", truth_scores), ("speakers", spk.clip_speaker)):
+        for name, table, source in (("labels", truth_scores, labels), ("speakers", spk.clip_speaker, speakers)):
             lost = [i for i, f in enumerate(files) if f not in table]
             if lost:
                 i = lost[0]
                 raise InputError(f"{_where(pred.path, int(pred.lines[cell][i]), pred.id_column)}: clip "
-                                 f"{files[i]!r} is not in the {name} ({Path(labels if name == 'labels' else speakers)})")
+                                 f"{files[i]!r} is not in the {name} ({source})")
         # Targets: vote shares (or 0/1) > 1/K, the corpus rule; predictions: scores > threshold.
         y_true[cell] = metrics.binarize(np.stack([truth_scores[f] for f in files]), 1.0 / k)
         y_pred[cell] = metrics.binarize(pred.scores[cell], cut)
@@ -353,8 +354,8 @@ def load(*, predictions, labels, speakers, attributes: str | None = None,
         present = {v for v, u in zip(values, used) if u and not pd.isna(v)}
         for i, v in enumerate(values):
             if not pd.isna(v) and v not in present:
-                table, lines = spk.source[a]
-                raise InputError(f"{_where(table, int(lines[i]), a)}: group {v!r} has no clips in "
+                table, lines, column = spk.source[a]
+                raise InputError(f"{_where(table, int(lines[i]), column)}: group {v!r} has no clips in "
                                  f"{pred.path}; leave {a} out (--attributes) or add its clips")
         if len(present) < 2:
             raise InputError(f"{speakers}: attribute {a} has {len(present)} group(s) among the "

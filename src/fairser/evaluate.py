@@ -75,24 +75,27 @@ def actor_groups(actors: pd.DataFrame, actors_path: str | Path) -> pd.DataFrame:
         raise InputError(f"{actors_path}, line {line}, column actor: actor "
                          f"{actors['actor'][line - 2]} appears twice")
 
-    def bad(column: str, i: int, why: str):
-        return InputError(f"{actors_path}, line {i + 2}, column {column}: {why}")
+    def bad(column: str, i: int, allowed) -> InputError:
+        value = actors[column][i]
+        why = "is empty" if pd.isna(value) else f"{value!r} is not one of {allowed}"
+        return InputError(f"{actors_path}, line {i + 2}, column {column}: actor {actors['actor'][i]} "
+                          f"{column} {why}")
 
-    bad_sex = ~actors["sex"].isin(GENDERS)
-    if bad_sex.any():
-        i = int(np.flatnonzero(bad_sex)[0])
-        raise bad("sex", i, f"sex {actors['sex'][i]!r} is not one of {GENDERS}")
-    bad_race = ~actors["race"].isin(RACES + ("Unknown",))
-    if bad_race.any():
-        i = int(np.flatnonzero(bad_race)[0])
-        raise bad("race", i, f"race {actors['race'][i]!r} is not one of {RACES + ('Unknown',)}")
+    for column, allowed in (("sex", GENDERS), ("race", RACES + ("Unknown",))):
+        wrong = ~actors[column].isin(allowed)
+        if wrong.any():
+            raise bad(column, int(np.flatnonzero(wrong)[0]), allowed)
     ages = []
     for i, a in enumerate(actors["age"]):
         try:
-            ages.append(age_group(int(a)))
-        except (ValueError, TypeError) as err:
-            raise bad("age", i, str(err) if isinstance(err, ValueError) and "age group" in str(err)
-                      else f"age {a!r} is not a whole number of years") from None
+            years = int(a)
+        except (ValueError, TypeError):
+            raise InputError(f"{actors_path}, line {i + 2}, column age: actor {actors['actor'][i]} age "
+                             f"{'is empty' if pd.isna(a) else repr(a) + ' is not a whole number'}") from None
+        try:
+            ages.append(age_group(years))
+        except ValueError as err:
+            raise InputError(f"{actors_path}, line {i + 2}, column age: {err}") from None
     return pd.DataFrame({
         "actor": actors["actor"],
         "gender": actors["sex"],
