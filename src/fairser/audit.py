@@ -542,7 +542,8 @@ def report_markdown(result: Audit, inputs: Inputs) -> str:
              "(fold, seed) cells, as in the pipeline's Tables 1-2",
              f"- intervals: {_interval_method()}, from {result.n_boot} speaker resamples (speakers drawn "
              f"with replacement within their group, per cell; seed {result.seed}); they cover test-"
-             "speaker sampling only",
+             "speaker sampling only, and fall short of 95% when a group has few speakers (simulated "
+             "coverage: fairser's docs/AUDIT.md)",
              "", "## Overall", "", "| Metric | Value |", "|---|---|"]
     for metric, label in (("f1", "macro-F1 ↑"), ("acc", "Hamming accuracy ↑")):
         lines.append(f"| {label} | {_f(_summary_row(result, evaluate.ALL_ATTRIBUTE, metric)['mean'])} |")
