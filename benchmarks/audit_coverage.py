@@ -1,6 +1,6 @@
 """Coverage of `fairser audit`'s per-group rate intervals, by simulation (not a test).
 
-    OMP_NUM_THREADS=1 PYTHONPATH=src .venv/bin/python benchmarks/audit_coverage.py --speakers 3,6,12,24   # ~4 min, 2 cores
+    OMP_NUM_THREADS=1 PYTHONPATH=src .venv/bin/python benchmarks/audit_coverage.py   # ~4 min, 2 cores
 
 A planted population: in group g, each speaker's per-clip detection probability (their TPR for
 one class) is drawn from Beta(a_g, b_g), so the true group TPR is a_g / (a_g + b_g); every clip
@@ -54,7 +54,7 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=300)
     p.add_argument("--n-boot", type=int, default=500)
     p.add_argument("--clips", type=int, default=8, help="clips per speaker")
-    p.add_argument("--speakers", default="3,6,12", help="speakers per group, comma-separated")
+    p.add_argument("--speakers", default="3,6,12,24", help="speakers per group, comma-separated")
     args = p.parse_args()
     rng = np.random.default_rng(2026)
     print(f"per-group TPR, 95% interval ({audit._interval_method()}); {args.reps} replicates, "

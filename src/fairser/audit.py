@@ -115,7 +115,8 @@ def _int_column(df: pd.DataFrame, column: str, path) -> np.ndarray:
     bad = ~np.isfinite(values) | (values != np.round(values)) | (values < 0)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise InputError(f"{_where(path, i + 2, column)}: {df[column].iloc[i]!r} is not a whole number >= 0")
+        raise InputError(f"{_where(path, i + 2, column)}: {df[column].iloc[i]!r} is not a whole "
+                         "number >= 0")
     return values.astype(int)
 
 
@@ -212,8 +213,8 @@ def load_speakers(path: str | Path, attributes: list[str] | None) -> Speakers:
         for c in ("file", "actor"):
             if c not in clips.columns:
                 raise InputError(f"{clips_path}: missing column {c}")
-        actors = read_csv(actors_path, evaluate.ACTOR_COLUMNS, dtype={"actor": str, "sex": str, "race": str},
-                          keep_default_na=False, na_values=[""])
+        actors = read_csv(actors_path, evaluate.ACTOR_COLUMNS, keep_default_na=False, na_values=[""],
+                          dtype={"actor": str, "sex": str, "race": str})
         groups = evaluate.actor_groups(actors, actors_path).rename(columns={"actor": "speaker"})
         index = {a: i for i, a in enumerate(groups["speaker"])}
         lost = ~clips["actor"].isin(index)
@@ -336,7 +337,8 @@ def load(*, predictions, labels, speakers, attributes: str | None = None,
     attrs = list(spk.groups.columns[1:]) + add_intersections(spk, crossings)
     y_true, y_pred, speaker_of = {}, {}, {}
     for cell, files in pred.files.items():
-        for name, table, source in (("labels", truth_scores, labels), ("speakers", spk.clip_speaker, speakers)):
+        for name, table, source in (("labels", truth_scores, labels),
+                                    ("speakers", spk.clip_speaker, speakers)):
             lost = [i for i, f in enumerate(files) if f not in table]
             if lost:
                 i = lost[0]
