@@ -239,6 +239,24 @@ def test_intersection_leaves_out_speakers_with_a_missing_part(tmp_path):
     assert inputs.groups.set_index("speaker")["gender"]["s8"] == "M"  # still in the gender groups
 
 
+def test_an_intersection_may_use_attributes_not_audited_alone(tmp_path):
+    inputs = audit.load(**write_plain(tmp_path), attributes="gender", intersect=["gender,age"])
+    assert inputs.attributes == ["gender", "gender+age"]
+
+
+def test_only_the_columns_asked_for_are_checked(tmp_path):
+    paths = write_plain(tmp_path)
+    _edit(paths["speakers"], lambda d: d.loc.__setitem__((0, "age"), ""))
+    assert audit.load(**paths, attributes="gender").attributes == ["gender"]
+    with pytest.raises(cli.InputError, match="column age: speaker 's1' has no age"):
+        audit.load(**paths, attributes="gender", intersect=["gender,age"])
+
+
+def test_an_unknown_intersection_part_is_named(tmp_path):
+    with pytest.raises(cli.InputError, match="--intersect: 'race' is not an attribute of"):
+        audit.load(**write_plain(tmp_path), intersect=["gender,race"])
+
+
 def test_several_training_seeds_are_cells_of_one_mean(tmp_path):
     paths = write_plain(tmp_path)
     pred = pd.read_csv(paths["predictions"])

@@ -194,17 +194,32 @@ def load_labels(path: str | Path, classes: list[str]) -> tuple[dict[str, np.ndar
 class Speakers:
     clip_speaker: dict[str, int]  # clip id -> speaker index
     groups: pd.DataFrame  # index 0..S-1: speaker, then one column per attribute (None = missing)
+    attributes: list[str]  # the audited ones (groups may hold more: parts of intersections)
     source: dict = field(default_factory=dict)  # attribute -> (table, (S,) line of each speaker, column)
 
 
-def load_speakers(path: str | Path, attributes: list[str] | None) -> Speakers:
+def _needed(available: list[str], attributes: list[str] | None, also, path) -> tuple[list[str], list[str]]:
+    """(audited attributes, every column to read): unknown names are an InputError."""
+    audited = list(available) if attributes is None else list(attributes)
+    for flag, names in (("--attributes", audited), ("--intersect", also)):
+        unknown = [a for a in names if a not in available]
+        if unknown:
+            raise InputError(f"{flag}: {unknown[0]!r} is not an attribute of {path} "
+                             f"({', '.join(available) or 'none'})")
+    if not audited:
+        raise InputError(f"{path}: no demographic columns besides the clip id and speaker")
+    return audited, list(dict.fromkeys([*audited, *also]))
+
+
+def load_speakers(path: str | Path, attributes: list[str] | None, also=()) -> Speakers:
     """Each clip's speaker and each speaker's groups.
 
     A table: a clip id column, a speaker column (speaker or actor) and demographic columns (all
     of them are attributes unless `attributes` names some); every clip of a speaker must give the
     same groups. A fairser corpus folder: clips.csv (file, actor) and actors.csv (sex, age, race),
     read as the pipeline reads them (`evaluate.actor_groups`: gender, race, age bands).
-    A group value "Unknown" means missing: that speaker is left out of that attribute.
+    A group value "Unknown" means missing: that speaker is left out of that attribute. `also`:
+    columns read and checked besides the audited ones (the parts of intersections).
     """
     path = Path(path)
     if _is_corpus(path):
@@ -223,9 +238,9 @@ def load_speakers(path: str | Path, attributes: list[str] | None) -> Speakers:
             raise InputError(f"{_where(clips_path, i + 2, 'actor')}: actor {clips['actor'].iloc[i]!r} "
                              f"has no row in {actors_path}")
         _duplicates(clips, ["file"], clips_path)
-        available = list(evaluate.ATTRIBUTES)
+        audited, needed = _needed(list(evaluate.ATTRIBUTES), attributes, also, path)
         lines = np.arange(len(groups)) + 2
-        source = {a: (actors_path, lines, "sex" if a == "gender" else a) for a in available}
+        source = {a: (actors_path, lines, "sex" if a == "gender" else a) for a in needed}
         clip_speaker = dict(zip(clips["file"], clips["actor"].map(index)))
     else:
         df = _read_table(path)
@@ -234,14 +249,15 @@ def load_speakers(path: str | Path, attributes: list[str] | None) -> Speakers:
         if spk_col is None:
             raise InputError(f"{path}: no speaker column (one of {', '.join(SPEAKER_COLUMNS)})")
         _duplicates(df, [id_col], path)
-        available = [c for c in df.columns if c not in (id_col, spk_col)]
+        audited, needed = _needed([c for c in df.columns if c not in (id_col, spk_col)], attributes,
+                                  also, path)
         speakers = list(dict.fromkeys(df[spk_col]))  # order of first appearance
         index = {s: i for i, s in enumerate(speakers)}
         first = df.drop_duplicates(spk_col).set_index(spk_col)
         groups = pd.DataFrame({"speaker": speakers})
         lines = np.array([int(np.flatnonzero(df[spk_col].to_numpy() == s)[0]) + 2 for s in speakers])
         source = {}
-        for a in available:
+        for a in needed:
             empty = df[a].str.strip() == ""
             if empty.any():
                 i = int(np.flatnonzero(empty)[0])
@@ -255,17 +271,8 @@ def load_speakers(path: str | Path, attributes: list[str] | None) -> Speakers:
             groups[a] = [None if v == UNKNOWN else v for v in first[a].loc[speakers]]
             source[a] = (path, lines, a)
         clip_speaker = dict(zip(df[id_col], df[spk_col].map(index)))
-    if attributes is not None:
-        unknown = [a for a in attributes if a not in available]
-        if unknown:
-            raise InputError(f"--attributes: {unknown[0]!r} is not an attribute of {path} "
-                             f"({', '.join(available) or 'none'})")
-        available = list(attributes)
-    if not available:
-        raise InputError(f"{path}: no demographic columns besides the clip id and speaker")
-    keep = ["speaker", *available]
-    return Speakers(clip_speaker, groups[keep].reset_index(drop=True),
-                    {a: source[a] for a in available})
+    return Speakers(clip_speaker, groups[["speaker", *needed]].reset_index(drop=True), audited,
+                    {a: source[a] for a in needed})
 
 
 def parse_list(text: str | None, what: str) -> list[str] | None:
@@ -294,10 +301,9 @@ def add_intersections(speakers: Speakers, intersect: list[list[str]]) -> list[st
     """Add one combined column per intersection (e.g. gender+age: Female+Young); their names."""
     names = []
     for parts in intersect:
-        unknown = [a for a in parts if a not in speakers.groups.columns or a == "speaker"]
-        if unknown or len(parts) < 2:
-            raise InputError(f"--intersect: {INTERSECT_SEP.join(parts)!r} needs two or more of the "
-                             f"attributes ({', '.join(speakers.groups.columns[1:])})")
+        if len(parts) < 2:
+            raise InputError(f"--intersect: {INTERSECT_SEP.join(parts)!r} needs two or more "
+                             "attributes, e.g. gender,age")
         name = INTERSECT_SEP.join(parts)
         values = speakers.groups[parts].to_numpy(object)
         speakers.groups[name] = [None if any(pd.isna(v) for v in row) else INTERSECT_SEP.join(row)
@@ -333,8 +339,8 @@ def load(*, predictions, labels, speakers, attributes: str | None = None,
     wanted = parse_list(attributes, "--attributes")
     crossings = [parse_list(t, "--intersect") for t in intersect]
     truth_scores, notice = load_labels(labels, pred.classes)
-    spk = load_speakers(speakers, wanted)
-    attrs = list(spk.groups.columns[1:]) + add_intersections(spk, crossings)
+    spk = load_speakers(speakers, wanted, also=[a for parts in crossings for a in parts])
+    attrs = spk.attributes + add_intersections(spk, crossings)
     y_true, y_pred, speaker_of = {}, {}, {}
     for cell, files in pred.files.items():
         for name, table, source in (("labels", truth_scores, labels),
