@@ -108,6 +108,7 @@ class Predictions:
     lines: dict[int, np.ndarray]  # cell -> (n,) line of each row in the file
     id_column: str
     path: Path
+    pipeline: bool  # has a fold column
 
 
 def _int_column(df: pd.DataFrame, column: str, path) -> np.ndarray:
@@ -142,7 +143,7 @@ def load_predictions(path: str | Path) -> Predictions:
     # bootstrap streams match evaluate's). Several seeds: each (fold, seed) is a cell of the mean.
     one_seed = len({s for _, s in pairs}) == 1
     cells = {(f if one_seed else i + 1): (f, s) for i, (f, s) in enumerate(pairs)}
-    out = Predictions(classes, cells, {}, {}, {}, id_col, path)
+    out = Predictions(classes, cells, {}, {}, {}, id_col, path, "fold" in df.columns)
     for cell, (f, s) in cells.items():
         rows = np.flatnonzero((fold == f) & (seed == s))
         out.files[cell] = df[id_col].iloc[rows].tolist()
@@ -370,7 +371,7 @@ def load(*, predictions, labels, speakers, attributes: str | None = None,
                              f"predicted clips; a gap needs two")
     described = {"predictions": str(pred.path), "labels": str(labels), "speakers": str(speakers),
                  "n_clips": int(sum(len(f) for f in pred.files.values())),
-                 "folds": sorted({f for f, _ in pred.cells.values()}),
+                 "folds": sorted({f for f, _ in pred.cells.values()}), "pipeline": pred.pipeline,
                  "seeds": sorted({s for _, s in pred.cells.values()})}
     return Inputs(pred.classes, attrs, pred.cells, y_true, y_pred, speaker_of, spk.groups, cut,
                   notice, described)
@@ -527,7 +528,8 @@ def _f(x, digits: int = 3) -> str:
 
 def _interval_method() -> str:
     """What evaluate.bootstrap_interval computes, from its own docstring (so this never drifts)."""
-    return evaluate.bootstrap_interval.__doc__.strip().splitlines()[0].rstrip(".")
+    first = evaluate.bootstrap_interval.__doc__.strip().splitlines()[0].rstrip(".")
+    return re.sub(r"\s+and the bias$", "", first)
 
 
 def _slug(name: str) -> str:
@@ -537,8 +539,11 @@ def _slug(name: str) -> str:
 def report_markdown(result: Audit, inputs: Inputs) -> str:
     d = inputs.described
     title = "Fairness audit" + (f" [{inputs.notice}]" if inputs.notice else "")
-    cells = (f"{len(d['folds'])} fold(s)" + (f" x {len(d['seeds'])} training seeds" if len(d["seeds"]) > 1
-                                              else ""))
+    if d["folds"] == [PLAIN_FOLD] and not d["pipeline"]:
+        cells = "no folds"
+    else:
+        cells = f"{len(d['folds'])} fold(s)" + (f" x {len(d['seeds'])} training seeds"
+                                                if len(d["seeds"]) > 1 else "")
     lines = [f"# {title}", "",
              f"- predictions: `{d['predictions']}` ({d['n_clips']} clips, {cells}); labels: "
              f"`{d['labels']}`; speakers: `{d['speakers']}`",
@@ -548,10 +553,11 @@ def report_markdown(result: Audit, inputs: Inputs) -> str:
              f"- metrics: fairser.metrics (TPR gap = sqrt(mean_k (max_g TPR - min_g TPR)^2); DP gap = "
              "sqrt(mean_k max_g |P(yhat_k | g) - P(yhat_k)|^2)); every number is the mean over the "
              "(fold, seed) cells, as in the pipeline's Tables 1-2",
-             f"- intervals: {_interval_method()}, from {result.n_boot} speaker resamples (speakers drawn "
-             f"with replacement within their group, per cell; seed {result.seed}); they cover test-"
-             "speaker sampling only, and fall short of 95% when a group has few speakers (simulated "
-             "coverage: fairser's docs/AUDIT.md)",
+             (f"- intervals: {_interval_method()}, from {result.n_boot} speaker resamples (speakers "
+              f"drawn with replacement within their group, per cell; seed {result.seed}); they cover "
+              "test-speaker sampling only, and fall short of 95% when a group has few speakers "
+              "(simulated coverage: fairser's docs/AUDIT.md)") if result.n_boot else
+             "- intervals: none (--n-boot 0)",
              "", "## Overall", "", "| Metric | Value |", "|---|---|"]
     for metric, label in (("f1", "macro-F1 ↑"), ("acc", "Hamming accuracy ↑")):
         lines.append(f"| {label} | {_f(_summary_row(result, evaluate.ALL_ATTRIBUTE, metric)['mean'])} |")
