@@ -609,7 +609,10 @@ def _bars(result: Audit, attribute: str, key: str, ylabel: str, title: str, noti
         v = r[key].to_numpy(float)
         err = np.abs(np.stack([v - r[f"{key}_ci_low"].to_numpy(float),
                                r[f"{key}_ci_high"].to_numpy(float) - v]))
-        ax.bar(x - 0.4 + width * (i + 0.5), v, width, yerr=np.nan_to_num(err), capsize=2, label=g)
+        at = x - 0.4 + width * (i + 0.5)
+        ax.bar(at, v, width, yerr=np.nan_to_num(err), capsize=2, label=g)
+        for xk in at[np.isnan(v)]:  # undefined (no positives): not the same as a rate of 0
+            ax.text(xk, 0.01, "n/a", rotation=90, ha="center", va="bottom", fontsize=6)
     if overall is not None:
         for k, value in enumerate(overall.to_numpy(float)):
             ax.hlines(value, k - 0.42, k + 0.42, colors="black", linestyles="dashed",
@@ -628,7 +631,10 @@ def _bars(result: Audit, attribute: str, key: str, ylabel: str, title: str, noti
 
 
 def figures(result: Audit, notice: str | None) -> dict[str, bytes]:
-    """tpr_<attribute>.png and selection_<attribute>.png: per class, one bar per group, 95% intervals."""
+    """tpr_<attribute>.png and selection_<attribute>.png: per class, one bar per group, 95% intervals.
+
+    An undefined TPR (the group has no positives of the class) is marked n/a, not drawn as 0.
+    """
     out = {}
     for attribute in result.attributes:
         shown = attribute.replace(INTERSECT_SEP, " × ")
