@@ -46,7 +46,7 @@ class Truth:
 
     folds: list[int]
     test_files: dict[int, list[str]]  # fold -> test files, in a fixed order
-    targets: dict[int, np.ndarray]  # fold -> (n, 6) 0/1
+    targets: dict[int, np.ndarray]  # fold -> (n, K) 0/1, K = len(EMOTIONS) here
     speakers: dict[int, np.ndarray]  # fold -> (n,) speaker index into actors
     actors: pd.DataFrame  # index 0..S-1: actor, gender, race (None = Unknown), age
 
@@ -61,43 +61,66 @@ def set_k(run_set: str) -> int | None:
     return int(m.group(2)) if m and m.group(2) else None
 
 
-def load_truth(corpus_dir: str | Path, split_dir: str | Path) -> Truth:
-    """Read clips.csv, actors.csv and folds.csv; targets are vote shares > 1/6 (SPEC section 1)."""
-    corpus_dir, split_dir = Path(corpus_dir), Path(split_dir)
-    clips_path, actors_path = corpus_dir / "clips.csv", corpus_dir / "actors.csv"
-    folds_path = split_dir / "folds.csv"
-    clips = read_csv(clips_path, ["file", "actor", *EMOTIONS], **ONLY_EMPTY_IS_NA)
-    actors = read_csv(actors_path, ["actor", "sex", "age", "race"], **ONLY_EMPTY_IS_NA)
-    folds = read_csv(folds_path, ["fold", "file", "split"], **ONLY_EMPTY_IS_NA)
+ACTOR_COLUMNS = ["actor", "sex", "age", "race"]
 
-    if clips["file"].duplicated().any():
-        raise InputError(f"{clips_path}: file {clips['file'][clips['file'].duplicated()].iloc[0]} "
-                         "appears twice")
-    if actors["actor"].duplicated().any():
-        raise InputError(f"{actors_path}: an actor appears twice")
-    votes = clips[list(EMOTIONS)]
-    if votes.isna().any().any() or not np.isfinite(votes.to_numpy(float)).all():
-        raise InputError(f"{clips_path}: empty or non-numeric vote shares")
 
+def actor_groups(actors: pd.DataFrame, actors_path: str | Path) -> pd.DataFrame:
+    """actors.csv -> index 0..S-1: actor, gender, race (None = Unknown), age group (SPEC section 1).
+
+    A bad cell is one InputError naming the file, its line (header = line 1) and column.
+    """
     actors = actors.reset_index(drop=True)
-    bad_sex = ~actors["sex"].isin(GENDERS)
-    if bad_sex.any():
-        raise InputError(f"{actors_path}: sex {actors['sex'][bad_sex].iloc[0]!r} is not one of {GENDERS}")
-    bad_race = ~actors["race"].isin(RACES + ("Unknown",))
-    if bad_race.any():
-        raise InputError(f"{actors_path}: race {actors['race'][bad_race].iloc[0]!r} is not one of "
-                         f"{RACES + ('Unknown',)}")
-    try:
-        ages = [age_group(int(a)) for a in actors["age"]]
-    except (ValueError, TypeError) as err:
-        raise InputError(f"{actors_path}: {err}") from None
-    groups = pd.DataFrame({
+    if actors["actor"].duplicated().any():
+        line = int(np.flatnonzero(actors["actor"].duplicated())[0]) + 2
+        raise InputError(f"{actors_path}, line {line}, column actor: actor "
+                         f"{actors['actor'][line - 2]} appears twice")
+
+    def bad(column: str, i: int, allowed) -> InputError:
+        value = actors[column][i]
+        why = "is empty" if pd.isna(value) else f"{value!r} is not one of {allowed}"
+        return InputError(f"{actors_path}, line {i + 2}, column {column}: actor {actors['actor'][i]} "
+                          f"{column} {why}")
+
+    for column, allowed in (("sex", GENDERS), ("race", RACES + ("Unknown",))):
+        wrong = ~actors[column].isin(allowed)
+        if wrong.any():
+            raise bad(column, int(np.flatnonzero(wrong)[0]), allowed)
+    ages = []
+    for i, a in enumerate(actors["age"]):
+        try:
+            years = int(a)
+        except (ValueError, TypeError):
+            raise InputError(f"{actors_path}, line {i + 2}, column age: actor {actors['actor'][i]} age "
+                             f"{'is empty' if pd.isna(a) else repr(a) + ' is not a whole number'}") from None
+        try:
+            ages.append(age_group(years))
+        except ValueError as err:
+            raise InputError(f"{actors_path}, line {i + 2}, column age: {err}") from None
+    return pd.DataFrame({
         "actor": actors["actor"],
         "gender": actors["sex"],
         # "Unknown" race is a missing group: left out of race metrics only (SPEC section 1).
         "race": [None if r == "Unknown" else r for r in actors["race"]],
         "age": ages,
     })
+
+
+def load_truth(corpus_dir: str | Path, split_dir: str | Path) -> Truth:
+    """Read clips.csv, actors.csv and folds.csv; targets are vote shares > 1/6 (SPEC section 1)."""
+    corpus_dir, split_dir = Path(corpus_dir), Path(split_dir)
+    clips_path, actors_path = corpus_dir / "clips.csv", corpus_dir / "actors.csv"
+    folds_path = split_dir / "folds.csv"
+    clips = read_csv(clips_path, ["file", "actor", *EMOTIONS], **ONLY_EMPTY_IS_NA)
+    actors = read_csv(actors_path, ACTOR_COLUMNS, **ONLY_EMPTY_IS_NA)
+    folds = read_csv(folds_path, ["fold", "file", "split"], **ONLY_EMPTY_IS_NA)
+
+    if clips["file"].duplicated().any():
+        raise InputError(f"{clips_path}: file {clips['file'][clips['file'].duplicated()].iloc[0]} "
+                         "appears twice")
+    votes = clips[list(EMOTIONS)]
+    if votes.isna().any().any() or not np.isfinite(votes.to_numpy(float)).all():
+        raise InputError(f"{clips_path}: empty or non-numeric vote shares")
+    groups = actor_groups(actors, actors_path)
     actor_index = {a: i for i, a in enumerate(groups["actor"])}
 
     clips = clips.set_index("file")
@@ -190,20 +213,43 @@ def read_predictions(run: Run, truth: Truth) -> dict[int, np.ndarray]:
     return out
 
 
-def _speaker_counts(y_true: np.ndarray, y_pred: np.ndarray, speakers: np.ndarray, n_speakers: int):
-    """Per-speaker n (S,), pos, tp, sel (S, 6): the sufficient statistics of every gap."""
+def speaker_counts(y_true: np.ndarray, y_pred: np.ndarray, speakers: np.ndarray, n_speakers: int):
+    """Per-speaker n (S,), pos, tp, sel (S, K): the sufficient statistics of every gap."""
     onehot = np.zeros((n_speakers, len(speakers)))
     onehot[speakers, np.arange(len(speakers))] = 1.0
     yt, yp = y_true.astype(float), y_pred.astype(float)
     return {"n": onehot.sum(axis=1), "pos": onehot @ yt, "tp": onehot @ (yt * yp), "sel": onehot @ yp}
 
 
-def _group_matrix(truth: Truth, attribute: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Actor group codes (S,) (-1 = missing), (S, G) 0/1 membership (all-zero if missing), names."""
-    codes, names = metrics.encode_groups(truth.actors[attribute].to_numpy(object))
+def group_matrix(values) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Speaker group codes (S,) (-1 = missing), (S, G) 0/1 membership (all-zero if missing), names.
+
+    `values`: (S,) each speaker's group (None or NaN = missing), e.g. a column of `Truth.actors`.
+    """
+    codes, names = metrics.encode_groups(np.asarray(values, dtype=object))
     member = np.zeros((len(codes), len(names)))
     member[codes >= 0, codes[codes >= 0]] = 1.0
     return codes, member, names
+
+
+def attribute_counts(spk_counts: dict, member: np.ndarray) -> dict:
+    """Per-group n (G,), pos, tp, sel (G, K) from `speaker_counts` and a (S, G) membership."""
+    grp = {"n": spk_counts["n"] @ member}
+    for key in ("pos", "tp", "sel"):
+        grp[key] = member.T @ spk_counts[key]
+    return grp
+
+
+def bootstrap_attribute_counts(spk_counts: dict, member: np.ndarray, weights: np.ndarray) -> dict:
+    """`attribute_counts` of each resample: n (B, G), pos, tp, sel (B, G, K).
+
+    `weights`: (B, S) draws per speaker (`speaker_resample_weights`).
+    """
+    wg = weights[:, :, None] * member[None]  # (B, S, G)
+    boot = {"n": np.einsum("bsg,s->bg", wg, spk_counts["n"])}
+    for key in ("pos", "tp", "sel"):
+        boot[key] = np.einsum("bsg,sk->bgk", wg, spk_counts[key])
+    return boot
 
 
 def speaker_resample_weights(groups: np.ndarray, present: np.ndarray, n_boot: int,
@@ -225,14 +271,18 @@ def speaker_resample_weights(groups: np.ndarray, present: np.ndarray, n_boot: in
 
 
 def evaluate_runs(truth: Truth, predictions: dict[Run, dict[int, np.ndarray]], *, n_boot: int,
-                  seed: int) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+                  seed: int, attributes=ATTRIBUTES, classes=EMOTIONS,
+                  group_replicates: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Per-fold metrics (long), per-group rates (long) and bootstrap replicates of fold-mean gaps.
 
     Returns (per_fold, per_group, replicates) where replicates maps (set, method, attribute,
-    metric) to an (n_boot,) array.
+    metric) to an (n_boot,) array. `attributes`: columns of `truth.actors`; `classes`: the names
+    of the K target columns. With `group_replicates`, replicates also maps (set, method,
+    attribute, "tpr_by_group" | "selection_rate_by_group") to (n_boot, G, K) fold-mean rates
+    (groups in `group_matrix` order), from the same resamples as the gaps.
     """
     n_speakers = len(truth.actors)
-    members = {a: _group_matrix(truth, a) for a in ATTRIBUTES}
+    members = {a: group_matrix(truth.actors[a].to_numpy(object)) for a in attributes}
     fold_rows, group_rows = [], []
     fold_reps: dict[tuple, list[np.ndarray]] = {}
     for fold in truth.folds:
@@ -240,7 +290,7 @@ def evaluate_runs(truth: Truth, predictions: dict[Run, dict[int, np.ndarray]], *
         spk = truth.speakers[fold]
         present = np.bincount(spk, minlength=n_speakers) > 0
         weights = {}
-        for i_attr, attribute in enumerate(ATTRIBUTES):
+        for i_attr, attribute in enumerate(attributes):
             codes = members[attribute][0]
             rng = np.random.default_rng([seed, fold, i_attr])
             weights[attribute] = speaker_resample_weights(codes, present, n_boot, rng)
@@ -251,12 +301,10 @@ def evaluate_runs(truth: Truth, predictions: dict[Run, dict[int, np.ndarray]], *
                               "value": metrics.macro_f1(y_true=y, y_pred=p)})
             fold_rows.append({**base, "attribute": ALL_ATTRIBUTE, "metric": "acc",
                               "value": metrics.hamming_accuracy(y_true=y, y_pred=p)})
-            spk_counts = _speaker_counts(y, p, spk, n_speakers)
-            for attribute in ATTRIBUTES:
+            spk_counts = speaker_counts(y, p, spk, n_speakers)
+            for attribute in attributes:
                 _, member, names = members[attribute]
-                grp = {"n": spk_counts["n"] @ member}
-                for key in ("pos", "tp", "sel"):
-                    grp[key] = member.T @ spk_counts[key]
+                grp = attribute_counts(spk_counts, member)
                 tpr, dp = metrics.gaps_from_counts(**grp)
                 fold_rows.append({**base, "attribute": attribute, "metric": "tpr_gap", "value": float(tpr)})
                 fold_rows.append({**base, "attribute": attribute, "metric": "dp_gap", "value": float(dp)})
@@ -264,19 +312,22 @@ def evaluate_runs(truth: Truth, predictions: dict[Run, dict[int, np.ndarray]], *
                 for g, name in enumerate(names):
                     if grp["n"][g] == 0:
                         continue  # the group has no test clips in this fold
-                    for k, emotion in enumerate(EMOTIONS):
+                    for k, emotion in enumerate(classes):
                         group_rows.append({**base, "attribute": attribute, "group": name,
                                            "emotion": emotion, "n": int(grp["n"][g]),
                                            "n_pos": int(grp["pos"][g, k]), "tpr": rates[g, k],
                                            "selection_rate": grp["sel"][g, k] / grp["n"][g]})
                 if n_boot:
-                    wg = weights[attribute][:, :, None] * member[None]  # (B, S, G)
-                    boot = {"n": np.einsum("bsg,s->bg", wg, spk_counts["n"])}
-                    for key in ("pos", "tp", "sel"):
-                        boot[key] = np.einsum("bsg,sk->bgk", wg, spk_counts[key])
+                    boot = bootstrap_attribute_counts(spk_counts, member, weights[attribute])
                     b_tpr, b_dp = metrics.gaps_from_counts(**boot)
                     fold_reps.setdefault((run.set, run.method, attribute, "tpr_gap"), []).append(b_tpr)
                     fold_reps.setdefault((run.set, run.method, attribute, "dp_gap"), []).append(b_dp)
+                    if group_replicates:
+                        fold_reps.setdefault((run.set, run.method, attribute, "tpr_by_group"), []).append(
+                            metrics.tpr_by_group(tp=boot["tp"], pos=boot["pos"]))
+                        fold_reps.setdefault((run.set, run.method, attribute, "selection_rate_by_group"),
+                                             []).append(metrics.selection_rate_by_group(
+                                                 sel=boot["sel"], n=boot["n"]))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN replicates stay NaN
         replicates = {key: np.nanmean(np.stack(v), axis=0) for key, v in fold_reps.items()}

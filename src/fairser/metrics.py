@@ -1,7 +1,8 @@
 """SER and fairness metrics (../shared/SPEC.md section 5; paper section 4.3).
 
-Every function takes (N, 6) arrays in `constants.EMOTIONS` order and keyword-only arguments, so
-`y_true`, `y_pred` and `groups` cannot be swapped by position.
+Every function takes (N, K) arrays (the pipeline: K = 6 in `constants.EMOTIONS` order; `fairser
+audit`: the classes of the audited predictions) and keyword-only arguments, so `y_true`, `y_pred`
+and `groups` cannot be swapped by position.
 
 - Targets: y_k = 1 iff the vote share p_k > 1/6 (strict).
 - Predictions: yhat_k = 1 iff the softmax probability > 1/6 (strict), `binarize`.
@@ -30,32 +31,30 @@ import warnings
 import numpy as np
 from sklearn.metrics import f1_score
 
-from fairser.constants import EMOTIONS, POSITIVE_THRESHOLD
-
-N_CLASSES = len(EMOTIONS)
+from fairser.constants import POSITIVE_THRESHOLD
 
 
-def binarize(scores) -> np.ndarray:
-    """Multi-hot 0/1 array: 1 where the score (a probability or a vote share) exceeds 1/6.
+def binarize(scores, threshold: float = POSITIVE_THRESHOLD) -> np.ndarray:
+    """Multi-hot 0/1 array: 1 where the score (a probability or a vote share) exceeds `threshold`.
 
-    The same strict threshold turns vote distributions into targets and softmax outputs into
-    predictions (SPEC section 1 and 5; EMO-SUPERB's 1/|Y|).
+    The default strict threshold 1/6 turns vote distributions into targets and softmax outputs
+    into predictions (SPEC section 1 and 5; EMO-SUPERB's 1/|Y|).
     """
     scores = np.asarray(scores, dtype=float)
-    return (scores > POSITIVE_THRESHOLD).astype(np.int8)
+    return (scores > threshold).astype(np.int8)
 
 
 def _check_multi_hot(name: str, a) -> np.ndarray:
     a = np.asarray(a)
-    if a.ndim != 2 or a.shape[1] != N_CLASSES:
-        raise ValueError(f"{name} must have shape (N, {N_CLASSES}); got {a.shape}")
+    if a.ndim != 2 or a.shape[1] < 1:
+        raise ValueError(f"{name} must have shape (N, K), K >= 1 classes; got {a.shape}")
     if not np.isin(a, (0, 1)).all():
         raise ValueError(f"{name} must be 0/1 multi-hot; binarize scores first")
     return a.astype(np.int8)
 
 
 def macro_f1(*, y_true, y_pred) -> float:
-    """Macro F1: the unweighted mean over the 6 classes of each class's binary F1.
+    """Macro F1: the unweighted mean over the K classes of each class's binary F1.
 
     sklearn `f1_score(average="macro", zero_division=0)`: a class whose F1 is 0/0 (no true and
     no predicted positives) scores 0 and still counts in the mean, so the score never rises by
@@ -68,9 +67,11 @@ def macro_f1(*, y_true, y_pred) -> float:
 
 
 def hamming_accuracy(*, y_true, y_pred) -> float:
-    """Hamming accuracy: the share of the N x 6 label decisions that are correct (1 - Hamming loss)."""
+    """Hamming accuracy: the share of the N x K label decisions that are correct (1 - Hamming loss)."""
     y_true = _check_multi_hot("y_true", y_true)
     y_pred = _check_multi_hot("y_pred", y_pred)
+    if y_true.shape != y_pred.shape:  # == would broadcast (N, 1) against (N, K)
+        raise ValueError(f"y_true and y_pred differ in shape: {y_true.shape}, {y_pred.shape}")
     return float((y_true == y_pred).mean())
 
 
@@ -88,8 +89,8 @@ def encode_groups(groups) -> tuple[np.ndarray, list]:
 def group_counts(*, y_true, y_pred, groups) -> dict:
     """Per-group counts behind every fairness rate.
 
-    Returns a dict with `names` (the groups, sorted), `n` (G,) clips per group, `pos` (G, 6)
-    clips with y_k = 1, `tp` (G, 6) clips with y_k = 1 and yhat_k = 1, `sel` (G, 6) clips with
+    Returns a dict with `names` (the groups, sorted), `n` (G,) clips per group, `pos` (G, K)
+    clips with y_k = 1, `tp` (G, K) clips with y_k = 1 and yhat_k = 1, `sel` (G, K) clips with
     yhat_k = 1. Clips with a missing group are not counted.
     """
     y_true = _check_multi_hot("y_true", y_true)
@@ -130,10 +131,15 @@ def tpr_by_group(*, tp, pos) -> np.ndarray:
     return _nan_ratio(tp, pos)
 
 
+def selection_rate_by_group(*, sel, n) -> np.ndarray:
+    """P(yhat_k = 1 | G = g) = sel / n; NaN where the group has no clips. `n`: (..., G)."""
+    return _nan_ratio(sel, np.asarray(n, float)[..., None])
+
+
 def tpr_gap_per_class(*, tp, pos) -> np.ndarray:
     """gap_k = max_g TPR_{g,k} - min_g TPR_{g,k} over the defined cells; NaN if < 2 are defined.
 
-    `tp`, `pos`: (..., G, 6) counts. Returns (..., 6).
+    `tp`, `pos`: (..., G, K) counts. Returns (..., K).
     """
     tpr = tpr_by_group(tp=tp, pos=pos)
     defined = ~np.isnan(tpr)
@@ -145,8 +151,8 @@ def tpr_gap_per_class(*, tp, pos) -> np.ndarray:
 def dp_per_class(*, sel, n) -> np.ndarray:
     """max_g DP(g, k), DP(g, k) = |sel_{g,k}/n_g - sum_g sel_{g,k} / sum_g n_g|.
 
-    `sel`: (..., G, 6), `n`: (..., G). Groups with no clips are left out; NaN for a class when
-    fewer than two groups have clips. Returns (..., 6).
+    `sel`: (..., G, K), `n`: (..., G). Groups with no clips are left out; NaN for a class when
+    fewer than two groups have clips. Returns (..., K).
     """
     sel = np.asarray(sel, float)
     n = np.asarray(n, float)
