@@ -18,8 +18,7 @@ def main() -> None:
     params = config.load(args.params)
     out = corpus.build(args.out, params, cache=args.cache)
     info = json.loads((out / "corpus.json").read_text())
-    print(f"{info['corpus']}: {info['clips']} clips from {info['actors']} actors, "
-          f"{info['skipped']} skipped (see {out / 'skipped.csv'})")
+    print(f"{info['corpus']}: {info['actors']} actors; {info['coverage']}")
 
 
 if __name__ == "__main__":
