@@ -1,4 +1,5 @@
-"""Faults a long run meets: a stage killed mid-write, and bad params caught before any work."""
+"""Faults a long run meets: a stage killed mid-write, bad params caught before any work, a clip
+that breaks a model named in the error, and checkpoints that do not pile up."""
 
 import os
 import signal
@@ -7,7 +8,17 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
 import yaml
+
+from fairser import features as F
+from fairser import speaker as S
+from fairser.cli import InputError
+from fairser.constants import SAMPLE_RATE
+from helpers import tone
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,21 +32,26 @@ def _params(tmp_path: Path, **surrogate) -> Path:
 
 
 def test_a_stage_killed_mid_write_leaves_no_output(tmp_path):
-    params = _params(tmp_path, n_actors=91, n_sentences=12, seconds=3.0)
+    params = _params(tmp_path, n_actors=40, n_sentences=12, seconds=2.0)
     out = tmp_path / "data" / "corpus"
-    proc = subprocess.Popen([sys.executable, str(ROOT / "stages" / "download.py"), "--out", str(out),
-                             "--params", str(params)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    cmd = [sys.executable, str(ROOT / "stages" / "download.py"), "--out", str(out), "--params", str(params)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     # Wait until the stage is writing clips into its temporary folder, then kill it outright.
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        partial = list((tmp_path / "data").glob(".corpus.tmp-*/wav/*.wav"))
-        if len(partial) > 5:
+    written = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        written = list((tmp_path / "data").glob(".corpus.tmp-*/wav/*.wav"))
+        if len(written) > 5:
             break
-        time.sleep(0.1)
+        time.sleep(0.05)
+    assert len(written) > 5, "the stage never started writing clips"
     assert proc.poll() is None, "the stage finished before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    assert proc.returncode == -signal.SIGKILL  # killed, not finished
+    # The kill hit mid-write: a temporary folder with some clips is left, the output is not there.
+    left = list((tmp_path / "data").glob(".corpus.tmp-*"))
+    assert len(left) == 1 and any((left[0] / "wav").iterdir())
     assert not out.exists()
 
 
@@ -51,3 +67,99 @@ def test_bad_params_fail_in_one_line_before_any_output(tmp_path):
     assert result.stderr.strip().count("\n") == 0
     assert "split.ratio" in result.stderr
     assert not out.exists()
+
+
+# --- a clip that breaks a model is named (issue 10, fault 2) ---------------------------------------
+
+def _corpus(root: Path, waves: dict) -> list[str]:
+    (root / "wav").mkdir(parents=True)
+    for file, wave in waves.items():
+        sf.write(root / "wav" / file, wave, SAMPLE_RATE, subtype="PCM_16")
+    pd.DataFrame({"file": list(waves)}).to_csv(root / "clips.csv", index=False)
+    pd.DataFrame(columns=["file", "reason"]).to_csv(root / "skipped.csv", index=False)
+    return list(waves)
+
+
+def test_a_silent_clip_that_reaches_the_speaker_stage_is_named(tmp_path):
+    # A corpus written by hand (download now skips such clips): the real offline embedder on an
+    # all-zero clip raises deep inside librosa; the error must say which clip.
+    corpus = tmp_path / "corpus"
+    _corpus(corpus, {"1001_DFA_ANG_XX.wav": tone(0.4, 120), "1002_DFA_SAD_XX.wav": np.zeros(6400)})
+    with pytest.raises(InputError) as err:
+        S.run(corpus, tmp_path / "speaker", model="resemblyzer", device="cpu", progress=False)
+    message = str(err.value)
+    assert message.startswith(f"{corpus / 'wav' / '1002_DFA_SAD_XX.wav'}: speaker (resemblyzer)")
+    assert "\n" not in message
+    assert not (tmp_path / "speaker").exists()
+
+
+class _Breaks:
+    """An upstream (features) and an embedder (speaker) that fail on one clip's length."""
+
+    name, layers, dim, min_samples, allow_padding = "breaks", 1, 2, 1, False
+
+    def __init__(self, bad_samples: int):
+        self.bad = bad_samples
+
+    def _one(self, wave):
+        if len(wave) == self.bad:
+            raise ValueError("Audio buffer is not finite everywhere")
+        return np.array([[wave.mean(), wave.std()]], dtype=np.float32)
+
+    def pooled(self, waves):
+        return np.stack([self._one(w) for w in waves])
+
+    def embed(self, wave):
+        return self._one(wave)[0]
+
+
+def test_a_clip_that_breaks_the_upstream_is_named_by_features(tmp_path):
+    files = _corpus(tmp_path, {"a.wav": tone(0.3, 150), "b.wav": tone(0.5, 150)})
+    with pytest.raises(InputError) as err:
+        F.extract(files, tmp_path / "wav", _Breaks(8000), batch_seconds=0.1,
+                  partial_dir=tmp_path / "p", progress=False)
+    assert str(err.value) == (f"{tmp_path / 'wav' / 'b.wav'}: features (breaks) failed "
+                              "(ValueError: Audio buffer is not finite everywhere)")
+
+
+def test_a_clip_that_breaks_the_embedder_is_named_by_speaker(tmp_path):
+    files = _corpus(tmp_path, {"a.wav": tone(0.3, 150), "b.wav": tone(0.5, 150)})
+    with pytest.raises(InputError) as err:
+        S.embed_clips(files, tmp_path / "wav", _Breaks(8000), progress=False)
+    assert str(err.value) == (f"{tmp_path / 'wav' / 'b.wav'}: speaker (breaks) failed "
+                              "(ValueError: Audio buffer is not finite everywhere)")
+
+
+# --- checkpoints do not pile up (issue 10, fault 8) ---------------------------------------------------
+
+def _stale(root: Path) -> Path:
+    stale = root / "some-other-model-0123456789abcdef"
+    stale.mkdir(parents=True)
+    (stale / "chunk_000000.npz").write_bytes(b"left by a failed run")
+    return stale
+
+
+@pytest.mark.parametrize("stage", ["features", "speaker"])
+def test_a_finished_stage_leaves_no_checkpoint_folder_stale_or_own(tmp_path, stage):
+    corpus = tmp_path / "corpus"
+    _corpus(corpus, {"a.wav": tone(0.3, 150), "b.wav": tone(0.4, 220)})
+    _stale(tmp_path / f".{stage}-partial")
+    if stage == "features":
+        F.run(corpus, tmp_path / stage, upstream="fbank", batch_seconds=1, device="cpu", progress=False)
+    else:
+        S.run(corpus, tmp_path / stage, model="resemblyzer", device="cpu", progress=False)
+    assert (tmp_path / stage / "index.csv").is_file()
+    assert not (tmp_path / f".{stage}-partial").exists()
+
+
+def test_a_failed_stage_keeps_its_own_checkpoints_and_drops_stale_ones(tmp_path, monkeypatch):
+    corpus = tmp_path / "corpus"
+    _corpus(corpus, {"a.wav": tone(0.3, 150), "b.wav": tone(0.5, 220)})
+    stale = _stale(tmp_path / ".features-partial")
+    monkeypatch.setattr(F, "load_upstream", lambda name, device: _Breaks(8000))
+    with pytest.raises(InputError, match="b.wav"):
+        F.run(corpus, tmp_path / "features", upstream="breaks", batch_seconds=0.1, device="cpu",
+              progress=False)
+    assert not stale.exists()
+    own, = (tmp_path / ".features-partial").iterdir()
+    assert len(list(own.glob("chunk_*.npz"))) == 1  # clip a.wav, kept for the rerun to resume
