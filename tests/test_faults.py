@@ -1,6 +1,7 @@
 """Faults a long run meets: a stage killed mid-write, bad params caught before any work, a clip
 that breaks a model named in the error, and checkpoints that do not pile up."""
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -18,7 +19,7 @@ from fairser import features as F
 from fairser import speaker as S
 from fairser.cli import InputError
 from fairser.constants import SAMPLE_RATE
-from helpers import tone
+from helpers import dvc_repo, tone
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -163,3 +164,58 @@ def test_a_failed_stage_keeps_its_own_checkpoints_and_drops_stale_ones(tmp_path,
     assert not stale.exists()
     own, = (tmp_path / ".features-partial").iterdir()
     assert len(list(own.glob("chunk_*.npz"))) == 1  # clip a.wav, kept for the rerun to resume
+
+
+# --- a bad param leaves every output as it was (issue 10, fault 4) ---------------------------------
+
+# The smallest pipeline that still runs every stage: 10 actors, two sentences (with one, a test
+# fold lacks a class and the coverage rule stops it), one epoch, one k.
+SMALLEST = {
+    ("corpus", "surrogate", "n_actors"): 10,
+    ("corpus", "surrogate", "n_sentences"): 2,
+    ("corpus", "surrogate", "seconds"): 0.5,
+    ("idi", "k"): 2,
+    ("idi", "k_sweep"): [2],
+    ("train", "epochs"): 1,
+    ("train", "hidden"): 8,
+    ("evaluate", "bootstrap"): 2,
+}
+
+
+def _hashes(repo: Path) -> dict[str, str]:
+    return {str(p.relative_to(repo)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for d in ("data", "metrics") for p in sorted((repo / d).rglob("*")) if p.is_file()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", [
+    ["dvc", "exp", "run", "-S", "idi.k=abc"],
+    ["dvc", "exp", "run", "-S", "train.lr=inf"],
+    ["dvc", "exp", "run", "-S", "+train.epoch=1"],
+    ["dvc", "exp", "run", "-S", "+methods.foo.eta=1"],
+    ["dvc", "exp", "run", "-S", "idi.k_sweep=[1,2]"],
+    ["dvc", "repro", "--force"],  # with `seed: -1` written into params.yaml
+], ids=["exp-k-abc", "exp-lr-inf", "exp-unknown-key", "exp-unknown-method", "exp-sweep-1", "repro-seed"])
+def test_a_bad_param_leaves_data_and_metrics_exactly_as_they_were(smallest_repo, command):
+    repo, env = smallest_repo
+    before = _hashes(repo)
+    assert any(k.startswith("metrics/") for k in before) and "data/eval/summary.csv" in before
+    if command[1] == "repro":
+        text = (repo / "params.yaml").read_text()
+        (repo / "params.yaml").write_text(text.replace("seed: 0", "seed: -1", 1))
+    try:
+        result = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True)
+        assert result.returncode != 0, result.stdout + result.stderr
+        assert _hashes(repo) == before
+        # It failed in the params stage, with the one-line error, before any other stage ran.
+        assert "error: params.yaml: " in result.stdout + result.stderr
+        assert [line for line in (result.stdout + result.stderr).splitlines()
+                if line.startswith("Running stage")] == ["Running stage 'params':"]
+    finally:
+        subprocess.run(["git", "checkout", "--", "params.yaml"], cwd=repo, env=env, check=True)
+
+
+@pytest.fixture(scope="module")
+def smallest_repo(tmp_path_factory):
+    repo, env, _ = dvc_repo(tmp_path_factory.mktemp("faults"), SMALLEST)
+    return repo, env
