@@ -18,12 +18,30 @@ SUMMARY_COLUMNS = ["set", "method", "attribute", "metric", "mean", "std", "n_fol
                    "bias"]
 
 
+def data_notes(corpus_info: dict, coverage_json: Path | None) -> list[str]:
+    """Lines every table shows under its title: clips skipped and why (corpus.json), and the
+    split stage's warnings (coverage.json: degenerate biasing)."""
+    notes = [f"Corpus: {corpus_info['coverage']}"] if corpus_info.get("coverage") else []
+    if coverage_json is not None and coverage_json.is_file():
+        notes += [f"**Warning:** {w}" for w in json.loads(coverage_json.read_text()).get("warnings", [])]
+    return notes
+
+
+def with_notes(markdown: str, notes: list[str]) -> str:
+    """`markdown` with `notes` as a quoted block after its first (title) line."""
+    if not notes:
+        return markdown
+    title, _, rest = markdown.partition("\n")
+    return f"{title}\n\n" + "\n".join(f"> {n}" for n in notes) + f"\n{rest}"
+
+
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--eval", required=True, help="folder with summary.csv and per_fold.csv")
     p.add_argument("--corpus", required=True, help="folder with corpus.json, clips.csv, actors.csv")
     p.add_argument("--speaker", required=True, help="folder with embeddings.npy and index.csv")
     p.add_argument("--groups", required=True, help="folder with kmeans_k16.csv")
+    p.add_argument("--split", default=None, help="folder with coverage.json (its warnings are shown)")
     p.add_argument("--reports", required=True, help="output folder for the tables")
     p.add_argument("--plots", required=True, help="output folder for figures and DVC plot CSVs")
     args = p.parse_args()
@@ -38,9 +56,11 @@ def main() -> None:
         raise InputError(f"{eval_dir / 'summary.csv'}: expected columns {SUMMARY_COLUMNS}")
     n_folds = pd.read_csv(eval_dir / "per_fold.csv", usecols=["fold"])["fold"].nunique()
     try:
-        notice = json.loads((corpus_dir / "corpus.json").read_text()).get("notice") or None
+        info = json.loads((corpus_dir / "corpus.json").read_text())
+        notice = info.get("notice") or None
     except (json.JSONDecodeError, AttributeError):
         raise InputError(f"{corpus_dir / 'corpus.json'}: not a JSON object") from None
+    notes = data_notes(info, None if args.split is None else Path(args.split) / "coverage.json")
     # Fig. 4 uses the paper's K = 16 when those clusters exist, else Table 1's k (idi.k).
     fig4_k = report.FIG4_K if (Path(args.groups) / f"kmeans_k{report.FIG4_K}.csv").is_file() else k
     # Fig. 4's inputs are checked before any drawing.
@@ -56,9 +76,12 @@ def main() -> None:
                                           fold=fold, notice=notice),
     }
     with atomic_dir(args.reports) as tmp:
-        (tmp / "table1.md").write_text(report.table1_markdown(t1, k=k, n_folds=n_folds, notice=notice))
-        (tmp / "table1_vs_paper.md").write_text(report.table1_vs_paper_markdown(t1, k=k, notice=notice))
-        (tmp / "table2.md").write_text(report.table2_markdown(t2, n_folds=n_folds, notice=notice))
+        (tmp / "table1.md").write_text(with_notes(
+            report.table1_markdown(t1, k=k, n_folds=n_folds, notice=notice), notes))
+        (tmp / "table1_vs_paper.md").write_text(with_notes(
+            report.table1_vs_paper_markdown(t1, k=k, notice=notice), notes))
+        (tmp / "table2.md").write_text(with_notes(
+            report.table2_markdown(t2, n_folds=n_folds, notice=notice), notes))
         # A CSV has no title: the notice rides along in a column.
         t1.assign(notice=notice or "").to_csv(tmp / "table1.csv", index=False)
         t2.assign(notice=notice or "").to_csv(tmp / "table2.csv", index=False)

@@ -215,6 +215,18 @@ def test_a_bad_param_leaves_data_and_metrics_exactly_as_they_were(smallest_repo,
         subprocess.run(["git", "checkout", "--", "params.yaml"], cwd=repo, env=env, check=True)
 
 
+@pytest.mark.slow
+def test_every_table_shows_the_skip_line_and_the_degenerate_biasing_warning(smallest_repo):
+    repo, _ = smallest_repo
+    for name in ("table1.md", "table1_vs_paper.md", "table2.md"):
+        lines = (repo / "reports" / name).read_text().splitlines()
+        assert lines[2] == "> Corpus: 100 of 100 labelled clips usable, 0 skipped"
+        # Ratio 20 on 10 actors keeps no minority clip of any class (split.on_degenerate: warn).
+        assert lines[3].startswith("> **Warning:** split.ratio 20 leaves 30 train (fold, class) cells "
+                                   "with no minority-gender clip, where RW, DS, GDRO and GADRO with "
+                                   "gender equal ERM: fold 1 angry (")
+
+
 @pytest.fixture(scope="module")
 def smallest_repo(tmp_path_factory):
     repo, env, _ = dvc_repo(tmp_path_factory.mktemp("faults"), SMALLEST)
