@@ -2,6 +2,7 @@
 that breaks a model named in the error, and checkpoints that do not pile up."""
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -220,11 +221,13 @@ def test_every_table_shows_the_skip_line_and_the_degenerate_biasing_warning(smal
     repo, _ = smallest_repo
     for name in ("table1.md", "table1_vs_paper.md", "table2.md"):
         lines = (repo / "reports" / name).read_text().splitlines()
-        assert lines[2] == "> Corpus: 100 of 100 labelled clips usable, 0 skipped"
-        # Ratio 20 on 10 actors keeps no minority clip of any class (split.on_degenerate: warn).
-        assert lines[3].startswith("> **Warning:** split.ratio 20 leaves 30 train (fold, class) cells "
-                                   "with no minority-gender clip, where RW, DS, GDRO and GADRO with "
-                                   "gender equal ERM: fold 1 angry (")
+        assert lines[2] == "> Corpus: 220 of 220 labelled clips usable, 0 skipped"  # 10 actors x 22
+        # Ratio 20 on 10 actors leaves most train classes without a minority clip
+        # (split.on_degenerate: warn); the table shows the split stage's warning verbatim.
+        coverage = json.loads((repo / "data" / "split" / "coverage.json").read_text())
+        assert len(coverage["degenerate"]) > 0 and len(coverage["warnings"]) == 1
+        assert lines[3] == f"> **Warning:** {coverage['warnings'][0]}"
+        assert f"leaves {len(coverage['degenerate'])} train (fold, class) cells" in lines[3]
 
 
 @pytest.fixture(scope="module")

@@ -182,6 +182,8 @@ SCHEMA: dict[str, Rule] = {
     "methods.george.*": number().optional(),
     # ---
     "evaluate.bootstrap": integer(0),
+    # (evaluate.* keys added by helper `stats` go here, one line each.)
+    # --- execution engines (helper `scale`)
     "compute.engine": choice("local", "ray").optional(),
     "compute.threads": or_null(integer(1)).optional(),
     "compute.ray_address": or_null(text("an address (host:port or ray://...)")).optional(),

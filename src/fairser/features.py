@@ -353,7 +353,7 @@ def to_float16(feats: np.ndarray, upstream: str) -> np.ndarray:
 
 def clear_stale_partials(root: str | Path, keep: str | Path | None = None) -> None:
     """Remove every checkpoint folder under `root` but `keep` (the run's own, still resumable);
-    with no `keep`, `root` itself.
+    with no `keep`, `root` itself. `root` holds checkpoint folders only (`.features-partial`).
 
     Other keys are runs of another model or corpus that failed or were superseded (e.g. by a
     DVC run-cache restore); nothing will resume them with the current inputs.
