@@ -22,8 +22,7 @@ def main() -> None:
     out = corpus.build(args.out, params, cache=args.cache,
                        inputs=provenance.read_fingerprint(args.inputs))
     info = json.loads((out / "corpus.json").read_text())
-    print(f"{info['corpus']}: {info['clips']} clips from {info['actors']} actors, "
-          f"{info['skipped']} skipped (see {out / 'skipped.csv'})")
+    print(f"{info['corpus']}: {info['actors']} actors; {info['coverage']}")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,23 @@ SUMMARY_COLUMNS = ["set", "method", "attribute", "metric", "mean", "std", "n_fol
                    "bias"]
 
 
+def data_notes(corpus_info: dict, coverage_json: Path | None) -> list[str]:
+    """Lines every table shows under its title: clips skipped and why (corpus.json), and the
+    split stage's warnings (coverage.json: degenerate biasing)."""
+    notes = [f"Corpus: {corpus_info['coverage']}"] if corpus_info.get("coverage") else []
+    if coverage_json is not None and coverage_json.is_file():
+        notes += [f"**Warning:** {w}" for w in json.loads(coverage_json.read_text()).get("warnings", [])]
+    return notes
+
+
+def with_notes(markdown: str, notes: list[str]) -> str:
+    """`markdown` with `notes` as a quoted block after its first (title) line."""
+    if not notes:
+        return markdown
+    title, _, rest = markdown.partition("\n")
+    return f"{title}\n\n" + "\n".join(f"> {n}" for n in notes) + f"\n{rest}"
+
+
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--eval", required=True, help="folder with summary.csv and per_fold.csv")
@@ -30,6 +47,7 @@ def main() -> None:
                    help="data/features/info.json (the upstream named in every title)")
     p.add_argument("--pseudo-info", default=None,
                    help="data/pseudo/info.json (the pseudo-label model named in every title)")
+    p.add_argument("--split", default=None, help="folder with coverage.json (its warnings are shown)")
     p.add_argument("--reports", required=True, help="output folder for the tables")
     p.add_argument("--plots", required=True, help="output folder for figures and DVC plot CSVs")
     args = p.parse_args()
@@ -49,6 +67,7 @@ def main() -> None:
         corpus_info.get("notice")
     except (json.JSONDecodeError, AttributeError):
         raise InputError(f"{corpus_dir / 'corpus.json'}: not a JSON object") from None
+    notes = data_notes(corpus_info, None if args.split is None else Path(args.split) / "coverage.json")
     # Every title names the corpus and its coverage, the three models, the preset and the seeds.
     models = provenance.models_from_info(features=args.features_info,
                                          speaker=Path(args.speaker) / "info.json",
@@ -73,11 +92,13 @@ def main() -> None:
                                           fold=fold, notice=fig_notice),
     }
     with atomic_dir(args.reports) as tmp:
-        (tmp / "table1.md").write_text(report.table1_markdown(t1, k=k, n_folds=n_folds, notice=notice))
-        (tmp / "table1_vs_paper.md").write_text(report.table1_vs_paper_markdown(
+        (tmp / "table1.md").write_text(with_notes(
+            report.table1_markdown(t1, k=k, n_folds=n_folds, notice=notice), notes))
+        (tmp / "table1_vs_paper.md").write_text(with_notes(report.table1_vs_paper_markdown(
             t1, k=k, notice=notice,
-            differences=provenance.paper_differences(corpus_info=corpus_info, models=models)))
-        (tmp / "table2.md").write_text(report.table2_markdown(t2, n_folds=n_folds, notice=notice))
+            differences=provenance.paper_differences(corpus_info=corpus_info, models=models)), notes))
+        (tmp / "table2.md").write_text(with_notes(
+            report.table2_markdown(t2, n_folds=n_folds, notice=notice), notes))
         # A CSV has no title: the notice rides along in a column.
         t1.assign(notice=notice or "").to_csv(tmp / "table1.csv", index=False)
         t2.assign(notice=notice or "").to_csv(tmp / "table2.csv", index=False)

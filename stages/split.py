@@ -3,6 +3,8 @@
 python stages/split.py --corpus data/corpus --out data/split [--params params.yaml]
 """
 
+import sys
+
 from fairser import cli, config
 from fairser.split import run
 
@@ -10,10 +12,15 @@ from fairser.split import run
 def main() -> None:
     p = cli.parser(__doc__.splitlines()[0])
     p.add_argument("--corpus", required=True, help="folder with clips.csv, actors.csv, skipped.csv")
-    p.add_argument("--out", required=True, help="output folder (folds.csv, counts.csv)")
+    p.add_argument("--out", required=True, help="output folder (folds.csv, counts.csv, coverage.json)")
     args = p.parse_args()
     params = config.load(args.params)
-    run(args.corpus, args.out, ratio=params["split"]["ratio"], seed=params["seed"])
+    s = params["split"]
+    warnings = run(args.corpus, args.out, ratio=s["ratio"], seed=params["seed"],
+                   min_clips_per_class=s["min_clips_per_class"],
+                   min_clips_per_gender=s["min_clips_per_gender"], on_degenerate=s["on_degenerate"])
+    for line in warnings:
+        print(f"warning: {line} (listed in {args.out}/coverage.json)", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,17 @@
 """Small test-data makers shared by several test modules."""
 
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
+import yaml
 
 from fairser.constants import SAMPLE_RATE
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def tone(seconds, f0, seed=0):
@@ -11,3 +20,42 @@ def tone(seconds, f0, seed=0):
     wave = sum(np.sin(2 * np.pi * f0 * h * t) / h for h in range(1, 6))
     wave = wave + 0.01 * np.random.default_rng(seed).standard_normal(len(t))
     return (0.3 * wave / np.abs(wave).max()).astype(np.float32)
+
+
+def run_ok(args, cwd, env) -> str:
+    """Run a command; fail the test with its output unless it exits 0. Returns stdout + stderr."""
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+def dvc_repo(repo: Path, overrides: dict) -> tuple[Path, dict, str]:
+    """A git repository at `repo` holding the project's pipeline with params.yaml changed by
+    `overrides` ({(section, ..., key): value}), reproduced once and committed.
+
+    Returns (repo, the environment to run git and dvc in, the output of the first `dvc repro`).
+    """
+    for name in ("src", "stages"):
+        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "dvc.yaml", repo / "dvc.yaml")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for path, value in overrides.items():
+        node = params
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env["PYTHONPATH"] = str(repo / "src")  # the copy's code, not an installed one
+    env.update(GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="test@localhost",
+               GIT_COMMITTER_NAME="test", GIT_COMMITTER_EMAIL="test@localhost",
+               DVC_NO_ANALYTICS="1")
+    run_ok(["git", "init", "-q"], repo, env)
+    run_ok(["dvc", "init", "-q"], repo, env)
+    run_ok(["dvc", "config", "core.analytics", "false"], repo, env)
+    first = run_ok(["dvc", "repro"], repo, env)
+    run_ok(["git", "add", "-A"], repo, env)
+    run_ok(["git", "commit", "-qm", "baseline"], repo, env)
+    return repo, env, first

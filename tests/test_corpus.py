@@ -1,6 +1,8 @@
 """The corpus module: block folds, the written layout, clip decoding policy, the real metadata."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -10,6 +12,7 @@ import soundfile as sf
 from fairser import config, corpus
 from fairser.cli import InputError
 from fairser.constants import EMOTIONS, SAMPLE_RATE, SURROGATE_NOTICE
+from helpers import tone
 
 
 def test_block_folds_match_emo_superb_blocks_for_91_actors():
@@ -132,7 +135,7 @@ def test_local_crema_d_matches_emo_superb_labels_and_folds(tmp_path, shared_data
     audio.mkdir()
     names = ["1001_DFA_ANG_XX.wav", "1037_IWL_HAP_XX.wav", "1091_WSI_SAD_XX.wav"]
     for name in names:
-        (audio / name).write_bytes(_wav_bytes(0.1 * np.ones(8000), SAMPLE_RATE))
+        (audio / name).write_bytes(_wav_bytes(tone(0.5, 200), SAMPLE_RATE))
     out = corpus.build_crema_d(tmp_path / "corpus", urls={}, audio_dir=audio,
                                metadata_dir=shared_data)
     clips = pd.read_csv(out / "clips.csv").set_index("file")
@@ -157,3 +160,138 @@ def test_block_folds_reproduce_emo_superb_splits_of_every_clip(shared_data):
     folds = corpus.block_folds(clips["actor"])
     for f in range(5):
         assert (clips["actor"].map(lambda a: folds[a][f]) == clips[f"split_{f + 1}"]).all()
+
+
+# --- issue 10: clips with no signal, deterministic reasons, a visible skip count ----------------
+
+@pytest.mark.parametrize("wave, subtype, reason", [
+    (np.zeros(16000), "PCM_16", "silent (every sample is zero)"),
+    (1e-5 * np.sin(np.arange(16000) / 5), "FLOAT", "silent (peak -100 dBFS < -80 dBFS)"),
+    (np.full(16000, 0.25), "PCM_16", "constant (every sample is equal)"),
+    (0.25 + 1e-6 * np.sin(np.arange(16000) / 5), "FLOAT", "constant (RMS about the mean -123 dBFS < -100 dBFS)"),
+    (np.r_[np.nan, np.zeros(15999) + 0.1], "FLOAT", "non-finite samples (NaN or inf)"),
+    (np.r_[np.inf, np.zeros(15999) + 0.1], "FLOAT", "non-finite samples (NaN or inf)"),
+])
+def test_load_clip_skips_silent_constant_and_non_finite_clips(tmp_path, wave, subtype, reason):
+    path = tmp_path / "c.wav"
+    path.write_bytes(_wav_bytes(wave, SAMPLE_RATE, subtype))
+    with pytest.raises(corpus.ClipSkipped) as why:
+        corpus.load_clip(path)
+    assert str(why.value) == reason
+
+
+def test_a_quiet_but_real_clip_is_kept(tmp_path):
+    path = tmp_path / "c.wav"
+    path.write_bytes(_wav_bytes(0.001 * tone(0.5, 200) / 0.3, SAMPLE_RATE))  # peak -60 dBFS
+    assert np.abs(corpus.load_clip(path)).max() == pytest.approx(1e-3, rel=0.01)
+
+
+def test_a_corrupt_clip_reason_holds_the_decoder_message_and_no_address(tmp_path):
+    path = tmp_path / "c.wav"
+    path.write_bytes(np.random.default_rng(0).bytes(4000))
+    with pytest.raises(corpus.ClipSkipped) as why:
+        corpus.load_clip(path)
+    assert str(why.value) == "corrupt (Format not recognised)"
+
+
+def fake_crema_d(root, n_actors=10):
+    """A CREMA-D-shaped metadata folder and AudioWAV for `n_actors` actors, 6 clips each, and
+    the sha256 of each metadata file (build_crema_d's `checksums`)."""
+    from fairser.constants import EMOTION_CODES
+    from fairser.download import sha256_file
+
+    meta, audio = root / "meta", root / "AudioWAV"
+    audio.mkdir(parents=True)
+    actors = list(range(1001, 1001 + n_actors))
+    demo = pd.DataFrame({"ActorID": actors, "Age": 30, "Sex": ["Male", "Female"] * (n_actors // 2),
+                         "Race": "Caucasian", "Ethnicity": "Not Hispanic"})
+    (meta / "crema-d").mkdir(parents=True)
+    demo.to_csv(meta / corpus.DEMOGRAPHICS, index=False)
+    folds = corpus.block_folds(actors)
+    names = {"train": "Train", "dev": "Development", "test": "Test"}
+    rows = []
+    for a in actors:
+        for k, code in enumerate(EMOTION_CODES):
+            file = f"{a}_DFA_{code}_XX.wav"
+            rows.append({"FileName": file, **{e: 0.95 if j == k else 0.01 for j, e in enumerate(EMOTIONS)},
+                         "SpkrID": a})
+            (audio / file).write_bytes(_wav_bytes(tone(0.4, 120 + 10 * k, seed=a), SAMPLE_RATE))
+    for f in range(1, 6):
+        df = pd.DataFrame(rows)
+        df["Split_Set"] = df["SpkrID"].map(lambda a: names[folds[a][f - 1]])
+        path = meta / corpus.LABELS.format(f)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        df.to_csv(path, index=False)
+    checksums = {key: sha256_file(meta / key) for key in corpus.METADATA}
+    return meta, audio, checksums
+
+
+def _build_in_a_fresh_process(out, meta, audio, checksums):
+    code = ("import sys, json; from fairser import corpus; "
+            "corpus.build_crema_d(sys.argv[1], urls={}, audio_dir=sys.argv[2], metadata_dir=sys.argv[3], "
+            "checksums=json.loads(sys.argv[4]))")
+    subprocess.run([sys.executable, "-c", code, str(out), str(audio), str(meta), json.dumps(checksums)],
+                   check=True, capture_output=True)
+
+
+def _tree(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_two_builds_over_a_corrupt_clip_are_byte_identical(tmp_path):
+    meta, audio, checksums = fake_crema_d(tmp_path)
+    (audio / "1002_DFA_SAD_XX.wav").write_bytes(np.random.default_rng(1).bytes(3000))
+    (audio / "1003_DFA_ANG_XX.wav").write_bytes(_wav_bytes(np.zeros(8000), SAMPLE_RATE))
+    # Separate processes, as two `dvc repro -f -s download` runs: an object's address differs.
+    _build_in_a_fresh_process(tmp_path / "a", meta, audio, checksums)
+    _build_in_a_fresh_process(tmp_path / "b", meta, audio, checksums)
+    first, second = _tree(tmp_path / "a"), _tree(tmp_path / "b")
+    assert first == second
+    skipped = pd.read_csv(tmp_path / "a" / "skipped.csv")
+    reasons = dict(zip(skipped["file"], skipped["reason"]))
+    assert set(reasons) == {"1002_DFA_SAD_XX.wav", "1003_DFA_ANG_XX.wav"}
+    assert reasons["1002_DFA_SAD_XX.wav"].startswith("corrupt (") and "0x" not in reasons["1002_DFA_SAD_XX.wav"]
+    assert reasons["1003_DFA_ANG_XX.wav"] == "silent (every sample is zero)"
+
+
+def test_corpus_json_says_how_many_clips_were_skipped_and_why(tmp_path):
+    meta, audio, checksums = fake_crema_d(tmp_path)
+    for name in ("1002_DFA_SAD_XX.wav", "1004_DFA_SAD_XX.wav"):
+        (audio / name).unlink()
+    (audio / "1003_DFA_ANG_XX.wav").write_bytes(_wav_bytes(np.zeros(8000), SAMPLE_RATE))
+    out = corpus.build_crema_d(tmp_path / "c", urls={}, audio_dir=audio, metadata_dir=meta,
+                               checksums=checksums)
+    info = json.loads((out / "corpus.json").read_text())
+    assert info["skipped_by_reason"] == {"missing": 2, "silent": 1}
+    assert info["coverage"] == ("57 of 60 labelled clips usable, 3 skipped "
+                                "(missing: 2; silent: 1; see skipped.csv)")
+
+
+def test_an_empty_audio_dir_fails_before_any_work_naming_the_param(tmp_path):
+    meta, audio, checksums = fake_crema_d(tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match=r"^corpus\.audio_dir: .*empty holds no \.wav file"):
+        corpus.build_crema_d(tmp_path / "c", urls={}, audio_dir=empty, metadata_dir=meta,
+                             checksums=checksums)
+    assert not (tmp_path / "c").exists()
+
+
+def test_an_audio_dir_holding_none_of_the_clips_names_the_param(tmp_path):
+    meta, audio, checksums = fake_crema_d(tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "song.wav").write_bytes(_wav_bytes(tone(0.4, 200), SAMPLE_RATE))
+    with pytest.raises(InputError, match=r"^corpus\.audio_dir: .* holds none of the 60 labelled clips"):
+        corpus.build_crema_d(tmp_path / "c", urls={}, audio_dir=other, metadata_dir=meta,
+                             checksums=checksums)
+
+
+def test_a_corpus_with_no_usable_clip_is_an_error_not_an_empty_output(tmp_path):
+    meta, audio, checksums = fake_crema_d(tmp_path)
+    for path in audio.iterdir():
+        path.write_bytes(_wav_bytes(np.zeros(8000), SAMPLE_RATE))
+    with pytest.raises(InputError, match=r"corpus\.audio_dir: no usable clip among 60 \(silent: 60\)"):
+        corpus.build_crema_d(tmp_path / "c", urls={}, audio_dir=audio, metadata_dir=meta,
+                             checksums=checksums)
+    assert not (tmp_path / "c").exists()

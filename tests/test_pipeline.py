@@ -6,14 +6,11 @@ and `dvc exp show`.
 """
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
+
+from helpers import dvc_repo, run_ok
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -29,12 +26,6 @@ TINY = {
 }
 
 
-def _run(args, cwd, env):
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
-    return result.stdout + result.stderr
-
-
 def _ran_stages(output: str) -> set[str]:
     return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
 
@@ -42,36 +33,13 @@ def _ran_stages(output: str) -> set[str]:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     """A git repository holding the project's pipeline with tiny parameters, reproduced once."""
-    repo = tmp_path_factory.mktemp("pipeline")
-    for name in ("src", "stages"):
-        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "dvc.yaml", repo / "dvc.yaml")
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for path, value in TINY.items():
-        node = params
-        for key in path[:-1]:
-            node = node[key]
-        node[path[-1]] = value
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    env.update(GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="test@localhost",
-               GIT_COMMITTER_NAME="test", GIT_COMMITTER_EMAIL="test@localhost",
-               DVC_NO_ANALYTICS="1")
-    _run(["git", "init", "-q"], repo, env)
-    _run(["dvc", "init", "-q"], repo, env)
-    _run(["dvc", "config", "core.analytics", "false"], repo, env)
-    first = _run(["dvc", "repro"], repo, env)
-    _run(["git", "add", "-A"], repo, env)
-    _run(["git", "commit", "-qm", "baseline"], repo, env)
-    return repo, env, first
+    return dvc_repo(tmp_path_factory.mktemp("pipeline"), TINY)
 
 
 def test_repro_runs_every_stage_and_writes_the_results(repo):
     path, _, first = repo
     ran = _ran_stages(first)
-    assert {"inputs", "download", "split", "features", "speaker", "pseudo", "groups", "train_baselines",
+    assert {"params", "inputs", "download", "split", "features", "speaker", "pseudo", "groups", "train_baselines",
             "train_gender", "train_pseudo", "train_kmeans@2", "train_kmeans@4", "evaluate",
             "report"} <= ran
     summary = json.loads((path / "metrics" / "summary.json").read_text())
@@ -84,7 +52,7 @@ def test_repro_runs_every_stage_and_writes_the_results(repo):
 
 def test_a_second_repro_runs_nothing_but_the_fingerprints(repo):
     path, env, _ = repo
-    again = _run(["dvc", "repro"], path, env)
+    again = run_ok(["dvc", "repro"], path, env)
     # inputs always runs (dvc.yaml always_changed); its unchanged output reruns nothing.
     assert _ran_stages(again) == {"inputs"}
 
@@ -92,7 +60,7 @@ def test_a_second_repro_runs_nothing_but_the_fingerprints(repo):
 def test_a_forced_rerun_reproduces_every_output_bit_for_bit(repo):
     path, env, _ = repo
     before = {p: (path / p).read_bytes() for p in ("dvc.lock", "metrics/summary.json", "metrics/idi.json")}
-    forced = _run(["dvc", "repro", "--force"], path, env)
+    forced = run_ok(["dvc", "repro", "--force"], path, env)
     assert "report" in _ran_stages(forced)
     # dvc.lock holds the hash of every stage output, so this compares them all.
     for name, content in before.items():
@@ -101,11 +69,11 @@ def test_a_forced_rerun_reproduces_every_output_bit_for_bit(repo):
 
 def test_exp_run_with_another_k_retrains_nothing_and_diffs(repo):
     path, env, _ = repo
-    out = _run(["dvc", "exp", "run", "-S", "idi.k=2", "-n", "k2"], path, env)
+    out = run_ok(["dvc", "exp", "run", "-S", "idi.k=2", "-n", "k2"], path, env)
     ran = _ran_stages(out)
-    assert ran == {"inputs", "evaluate", "report"}, ran
-    diff = _run(["dvc", "metrics", "diff", "--json"], path, env)
-    shown = _run(["dvc", "exp", "show", "--no-pager", "--csv"], path, env)
+    assert ran == {"params", "inputs", "evaluate", "report"}, ran
+    diff = run_ok(["dvc", "metrics", "diff", "--json"], path, env)
+    shown = run_ok(["dvc", "exp", "show", "--no-pager", "--csv"], path, env)
     assert "k2" in shown
     # The k-means rows of Table 1 moved from k=4 to k=2 runs; the diff names them.
     assert "kmeans" in diff
@@ -113,7 +81,7 @@ def test_exp_run_with_another_k_retrains_nothing_and_diffs(repo):
 
 def test_adding_a_k_to_the_sweep_trains_only_that_k(repo):
     path, env, _ = repo
-    out = _run(["dvc", "exp", "run", "-S", "idi.k_sweep=[2,4,8]", "-n", "sweep8"], path, env)
-    assert _ran_stages(out) == {"inputs", "groups", "train_kmeans@8", "evaluate", "report"}
+    out = run_ok(["dvc", "exp", "run", "-S", "idi.k_sweep=[2,4,8]", "-n", "sweep8"], path, env)
+    assert _ran_stages(out) == {"params", "inputs", "groups", "train_kmeans@8", "evaluate", "report"}
     summary = json.loads((path / "metrics" / "summary.json").read_text())
     assert "k8" in summary["sweep"]

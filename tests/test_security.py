@@ -34,3 +34,20 @@ def test_no_unsafe_call(pattern):
 def test_every_torch_load_is_weights_only():
     unsafe = [hit for hit in _calls(r"torch\.load\(") if "weights_only=True" not in hit]
     assert unsafe == []
+
+
+def test_params_are_read_only_through_config():
+    # One reader (ruamel.yaml, YAML 1.2, safe) for every stage, the one DVC uses too.
+    hits = [hit for hit in _calls(r"\byaml\.(safe_)?load\(|YAML\(") if not hit.startswith("benchmarks/")]
+    assert hits and all(hit.startswith("src/fairser/config.py:") for hit in hits), hits
+
+
+def test_the_params_reader_runs_no_tag(tmp_path):
+    from fairser import config
+
+    marker = tmp_path / "marker"
+    path = tmp_path / "params.yaml"
+    path.write_text(f'seed: !!python/object/apply:os.system ["touch {marker}"]\n')
+    with pytest.raises(config.ParamsError, match="not valid YAML"):
+        config.read_yaml(path)
+    assert not marker.exists()

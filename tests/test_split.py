@@ -4,9 +4,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
+
+from fairser import config
 
 from fairser.cli import InputError
 from fairser.config import ParamsError
@@ -14,6 +19,8 @@ from fairser.constants import EMOTIONS, N_FOLDS
 from fairser.split import (
     bias_split,
     count_table,
+    coverage_error,
+    degenerate_cells,
     fold_table,
     majority_gender_by_emotion,
     majority_label,
@@ -219,11 +226,22 @@ def test_read_corpus_names_a_bad_split_value(tmp_path):
         read_corpus(tmp_path)
 
 
+def params_file(tmp_path, **split) -> Path:
+    """params.yaml with the split section changed; the coverage minimums default to 0 here (the
+    tiny corpus has two classes and, after biasing, one gender in train)."""
+    params = config.read_yaml(ROOT / "params.yaml")
+    zero = {s: 0 for s in ("train", "dev", "test")}
+    params["split"].update({"min_clips_per_class": zero, "min_clips_per_gender": zero, **split})
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
 def test_stage_writes_folds_and_counts_and_fails_in_one_line(tmp_path):
     clips, actors = tiny_corpus()
     write_corpus(tmp_path / "corpus", clips, actors)
     cmd = [sys.executable, str(ROOT / "stages" / "split.py"), "--corpus", str(tmp_path / "corpus"),
-           "--out", str(tmp_path / "split"), "--params", str(ROOT / "params.yaml")]
+           "--out", str(tmp_path / "split"), "--params", str(params_file(tmp_path))]
     subprocess.run(cmd, check=True, cwd=tmp_path)
     folds = pd.read_csv(tmp_path / "split" / "folds.csv", keep_default_na=False)
     assert list(folds.columns) == ["fold", "file", "split", "label"]
@@ -237,6 +255,100 @@ def test_stage_writes_folds_and_counts_and_fails_in_one_line(tmp_path):
     assert res.returncode == 1
     assert res.stderr.strip().splitlines() == [f"error: {tmp_path / 'corpus' / 'actors.csv'}: "
                                                "missing column(s) race"]
+
+
+# --- coverage rules and degenerate biasing (issue 10) ----------------------------------------------
+
+NONE_SKIPPED = pd.DataFrame(columns=["file", "reason"])
+
+
+def tiny_counts(ratio=20, skipped=NONE_SKIPPED):
+    clips, actors = tiny_corpus()
+    folds = fold_table(clips, actors, skipped, ratio=ratio, seed=0)
+    return count_table(folds, clips, actors, skipped)
+
+
+def test_a_class_below_its_minimum_names_fold_split_class_and_count():
+    # Fold 1 train: actors 3 (male) and 4 (female), 6 angry and 3 sad each; both majorities are
+    # Male (ties), so 6 male angry and 3 male sad clips stay, and floor(n / 20) = 0 female ones.
+    counts = tiny_counts()
+    assert coverage_error(counts, min_per_class={"train": 6}, min_per_gender={}) == (
+        "split: fold 1 train has 3 clips of class 'sad', below split.min_clips_per_class.train = 6")
+    assert coverage_error(counts, min_per_class={"train": 1}, min_per_gender={}) == (
+        "split: fold 1 train has 0 clips of class 'disgust', below split.min_clips_per_class.train = 1")
+    angry = counts[(counts["variable"] != "label") | (counts["value"] == "angry")]
+    assert coverage_error(angry, min_per_class={"train": 7}, min_per_gender={}) == (
+        "split: fold 1 train has 6 clips of class 'angry', below split.min_clips_per_class.train = 7")
+
+
+def test_a_gender_below_its_minimum_is_named():
+    assert coverage_error(tiny_counts(), min_per_class={}, min_per_gender={"train": 1}) == (
+        "split: fold 1 train has 0 clips of gender 'Female', below split.min_clips_per_gender.train = 1")
+
+
+def test_coverage_at_the_minimum_passes_and_names_the_skipped_clips_when_it_fails():
+    counts = tiny_counts()
+    assert coverage_error(counts, min_per_class={"test": 0}, min_per_gender={"train": 0}) is None
+    line = coverage_error(counts, min_per_class={}, min_per_gender={"train": 1}, skipped=7381,
+                          labelled=7442)
+    assert line.endswith("; 7381 of 7442 labelled clips were skipped at download "
+                         "(data/corpus/skipped.csv)")
+
+
+def test_a_train_class_with_no_minority_gender_clip_is_degenerate():
+    clips, actors = tiny_corpus()
+    folds = fold_table(clips, actors, NONE_SKIPPED, ratio=20, seed=0)
+    cells = degenerate_cells(folds, clips, actors, NONE_SKIPPED)
+    assert cells[0] == {"fold": 1, "class": "angry", "majority": "Male", "minority": "Female",
+                        "majority_kept": 6, "minority_available": 6, "minority_kept": 0}
+    assert {(c["fold"], c["class"]) for c in cells} == {(f, e) for f in range(1, 6) for e in ("angry", "sad")}
+
+
+def test_ratio_one_leaves_no_degenerate_cell():
+    clips, actors = tiny_corpus()
+    folds = fold_table(clips, actors, NONE_SKIPPED, ratio=1, seed=0)
+    assert degenerate_cells(folds, clips, actors, NONE_SKIPPED) == []
+
+
+def _split_stage(tmp_path, **split):
+    cmd = [sys.executable, str(ROOT / "stages" / "split.py"), "--corpus", str(tmp_path / "corpus"),
+           "--out", str(tmp_path / "split"), "--params", str(params_file(tmp_path, **split))]
+    return subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)
+
+
+def test_degenerate_biasing_is_a_loud_warning_by_default_and_listed_for_the_reports(tmp_path):
+    clips, actors = tiny_corpus()
+    write_corpus(tmp_path / "corpus", clips, actors)
+    res = _split_stage(tmp_path, on_degenerate="warn")
+    assert res.returncode == 0
+    warning = [line for line in res.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warning) == 1
+    assert "split.ratio 20 leaves 10 train (fold, class) cells with no minority-gender clip" in warning[0]
+    coverage = json.loads((tmp_path / "split" / "coverage.json").read_text())
+    assert len(coverage["degenerate"]) == 10 and coverage["warnings"] == [warning[0][9:].split(" (listed in")[0]]
+
+
+def test_degenerate_biasing_can_be_an_error_that_keeps_the_previous_output(tmp_path):
+    clips, actors = tiny_corpus()
+    write_corpus(tmp_path / "corpus", clips, actors)
+    assert _split_stage(tmp_path, ratio=1, on_degenerate="error").returncode == 0
+    before = (tmp_path / "split" / "folds.csv").read_bytes()
+    res = _split_stage(tmp_path, ratio=20, on_degenerate="error")
+    assert res.returncode == 1
+    line, = res.stderr.strip().splitlines()
+    assert line.startswith("error: split.ratio 20 leaves 10 train (fold, class) cells")
+    assert line.endswith("lower split.ratio, or set split.on_degenerate: warn")
+    assert (tmp_path / "split" / "folds.csv").read_bytes() == before
+
+
+def test_the_stage_stops_on_coverage_in_one_line_before_writing(tmp_path):
+    clips, actors = tiny_corpus()
+    write_corpus(tmp_path / "corpus", clips, actors)
+    res = _split_stage(tmp_path, min_clips_per_class={"train": 1, "dev": 0, "test": 0})
+    assert res.returncode == 1
+    assert res.stderr.strip().splitlines() == [
+        "error: split: fold 1 train has 0 clips of class 'disgust', below split.min_clips_per_class.train = 1"]
+    assert not (tmp_path / "split").exists()
 
 
 # --- the paper's tables on the real metadata ----------------------------------------------------

@@ -2,16 +2,22 @@
 
 `preset` fills every key left `null` (offline: runs here with no network; paper: the paper's
 corpus and models). Keys set explicitly in params.yaml or with `dvc exp run -S` win.
-Validation runs before any stage does work, so bad input costs one clear line, not an hour.
+Validation runs before any stage does work, so bad input costs one clear line, not an hour:
+the `params` stage (stages/params.py) runs it first of all, before DVC removes any output.
+
+The file is read as YAML 1.2 with ruamel.yaml's safe loader, the reader DVC itself uses, so a
+value means the same to DVC and to the stages (`1e-4` is a number to both; PyYAML's YAML 1.1
+would read it as a string). Every key is checked against SCHEMA, one line per key.
 """
 
 from __future__ import annotations
 
 import copy
-import re
+import difflib
+import math
+from dataclasses import dataclass
 from pathlib import Path
-
-import yaml
+from typing import Any, Callable
 
 PRESETS = {
     "offline": {
@@ -41,19 +47,207 @@ REVISION_OF = {"features.revision": "features.upstream", "speaker.revision": "sp
 CORPORA = ("surrogate", "crema-d")
 METHODS = ("erm", "random", "lff", "disent", "pgdro", "rw", "ds", "gdro", "gadro")
 GROUP_METHODS = ("rw", "ds", "gdro", "gadro")  # the four that take IDI groups
+SPLIT_NAMES = ("train", "dev", "test")
 
 
 class ParamsError(ValueError):
     """A params.yaml value is missing, of the wrong type, or out of range."""
 
 
-def _get(params: dict, dotted: str):
+# --- the schema -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Rule:
+    """What one key accepts: `check(value)` is True for a good value, described by `expected`.
+
+    `required=False`: the key may be absent (its reader has a default).
+    """
+
+    check: Callable[[Any], bool]
+    expected: str
+    required: bool = True
+
+    def optional(self) -> "Rule":
+        return Rule(self.check, self.expected, required=False)
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_number(x) -> bool:
+    """A finite int or float (inf and nan are not numbers a parameter can take)."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def integer(lo: int | None = None, hi: int | None = None, why: str = "") -> Rule:
+    if lo is not None and hi is not None:
+        expected = f"an integer from {lo} to {hi}"
+    elif lo is not None:
+        expected = f"an integer >= {lo}"
+    else:
+        expected = "an integer"
+    return Rule(lambda x: _is_int(x) and (lo is None or x >= lo) and (hi is None or x <= hi),
+                expected + why)
+
+
+def number(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
+           hi_open: bool = False, why: str = "") -> Rule:
+    """A finite number in the interval; bounds closed unless `lo_open` / `hi_open`."""
+    def ok(x) -> bool:
+        if not _is_number(x):
+            return False
+        if lo is not None and (x <= lo if lo_open else x < lo):
+            return False
+        return hi is None or (x < hi if hi_open else x <= hi)
+    if lo is not None and hi is not None:
+        expected = f"a finite number in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+    elif lo is not None:
+        expected = f"a finite number {'>' if lo_open else '>='} {lo:g}"
+    else:
+        expected = "a finite number"
+    return Rule(ok, expected + why)
+
+
+def choice(*values) -> Rule:
+    return Rule(lambda x: isinstance(x, str) and x in values, f"one of {', '.join(values)}")
+
+
+def text(what: str = "a non-empty string") -> Rule:
+    return Rule(lambda x: isinstance(x, str) and x != "", what)
+
+
+def revision() -> Rule:
+    """A hub revision: a commit hash, branch or tag (no white space)."""
+    return Rule(lambda x: isinstance(x, str) and x != "" and not any(c.isspace() for c in x),
+                "a hub revision (commit hash, branch or tag)")
+
+
+def or_null(rule: Rule) -> Rule:
+    return Rule(lambda x: x is None or rule.check(x), f"null or {rule.expected}", rule.required)
+
+
+def _k_list(x) -> bool:
+    return (isinstance(x, list) and len(x) > 0 and all(_is_int(k) and k >= 2 for k in x)
+            and len(set(x)) == len(x))
+
+
+MODEL = text("a model name, hub id or folder")
+DEVICE = choice("auto", "cpu", "cuda")
+FOLDER = or_null(text("a folder path"))
+URL = text("a URL")
+
+# Every key of params.yaml, in file order, after the preset has filled its nulls. `a.b.*` accepts
+# any key under section a.b. To add a key: one line here (and the key in params.yaml).
+SCHEMA: dict[str, Rule] = {
+    "preset": choice(*PRESETS),
+    "seed": integer(0),
+    "corpus.name": choice(*CORPORA),
+    "corpus.audio_dir": FOLDER,
+    "corpus.metadata_dir": FOLDER,
+    "corpus.urls.crema_d_raw": URL,
+    "corpus.urls.crema_d_lfs": URL,
+    "corpus.urls.emo_superb_raw": URL,
+    "corpus.surrogate.n_actors": integer(10, why=" (5 folds need two actors of each sex per block)"),
+    "corpus.surrogate.n_sentences": integer(1, 12, why=" (CREMA-D's sentences)"),
+    "corpus.surrogate.seconds": number(0.5, 10, why=" seconds"),
+    "split.ratio": number(1),
+    "split.min_clips_per_class.train": integer(0),
+    "split.min_clips_per_class.dev": integer(0),
+    "split.min_clips_per_class.test": integer(0),
+    "split.min_clips_per_gender.train": integer(0),
+    "split.min_clips_per_gender.dev": integer(0),
+    "split.min_clips_per_gender.test": integer(0),
+    "split.on_degenerate": choice("error", "warn"),
+    "features.upstream": MODEL,
+    "features.batch_seconds": number(0, lo_open=True),
+    "features.device": DEVICE,
+    "features.revision": or_null(revision()),
+    "speaker.model": MODEL,
+    "speaker.device": DEVICE,
+    "speaker.revision": or_null(revision()),
+    "idi.pseudo_model": MODEL,
+    "idi.pseudo_revision": or_null(revision()),
+    "idi.pitch_threshold_hz": number(0, lo_open=True, why=" (Hz)"),
+    "idi.k": integer(2),
+    "idi.k_sweep": Rule(_k_list, "a non-empty list of distinct integers >= 2"),
+    "train.epochs": integer(1),
+    "train.seeds": integer(1).optional(),
+    "train.batch_size": integer(1),
+    # Adam's step is about lr per update; above 1 it only diverges.
+    "train.lr": number(0, 1, lo_open=True),
+    "train.hidden": integer(1),
+    "train.target": choice("soft", "hard"),
+    "train.device": DEVICE,
+    "methods.gdro.eta": number(0, lo_open=True),
+    "methods.gadro.eta": number(0, lo_open=True),
+    "methods.gadro.adjustment": number(0),
+    "methods.pgdro.eta": number(0, lo_open=True),
+    "methods.lff.gce_q": number(0, 1, lo_open=True),
+    "methods.lff.ema_alpha": number(0, 1, hi_open=True),
+    "methods.disent.gce_q": number(0, 1, lo_open=True),
+    "methods.disent.ema_alpha": number(0, 1, hi_open=True),
+    "methods.disent.lambda_dis": number(0),
+    "methods.disent.lambda_swap_b": number(0),
+    "methods.disent.lambda_swap": number(0),
+    "methods.disent.swap_after_epoch": integer(0),
+    # --- methods being added by helper `train` (JTT, GEORGE): any finite number for now; give
+    # each key its own line and range when it lands.
+    "methods.jtt.*": number().optional(),
+    "methods.george.*": number().optional(),
+    # ---
+    "evaluate.bootstrap": integer(0),
+    # (evaluate.* keys added by helper `stats` go here, one line each.)
+    # --- execution engines (helper `scale`)
+    "compute.engine": choice("local", "ray").optional(),
+    "compute.threads": or_null(integer(1)).optional(),
+    "compute.ray_address": or_null(text("an address (host:port or ray://...)")).optional(),
+}
+
+# Sections (a.b for every key a.b.c) and the wildcard sections (a.b for a key a.b.*).
+_WILDCARDS = {k[:-2] for k in SCHEMA if k.endswith(".*")}
+_SECTIONS = {".".join(k.split(".")[:i]) for k in SCHEMA for i in range(1, k.count(".") + 1)}
+
+
+def _name(path: str) -> str:
+    return path or "the top level"
+
+
+def _unknown_keys(node: dict, path: str = "") -> None:
+    """Raise ParamsError for the first key that SCHEMA does not know, with a did-you-mean."""
+    for key, value in node.items():
+        dotted = f"{path}.{key}" if path else str(key)
+        if dotted in SCHEMA or path in _WILDCARDS:
+            continue
+        if dotted in _SECTIONS:
+            if not isinstance(value, dict):
+                raise ParamsError(f"params.yaml: '{dotted}' is {value!r}; expected a mapping of its keys")
+            _unknown_keys(value, dotted)
+            continue
+        prefix = f"{path}." if path else ""
+        siblings = sorted({k[len(prefix):].split(".")[0] for k in [*SCHEMA, *_SECTIONS]
+                           if k.startswith(prefix)})
+        close = difflib.get_close_matches(str(key), siblings, n=1)
+        hint = (f"did you mean '{f'{path}.' if path else ''}{close[0]}'?" if close
+                else f"known keys in {_name(path)}: {', '.join(siblings)}")
+        raise ParamsError(f"params.yaml: unknown key '{dotted}' ({hint})")
+
+
+def _lookup(params: dict, dotted: str):
+    """(found, value) for a dotted key."""
     node = params
     for key in dotted.split("."):
         if not isinstance(node, dict) or key not in node:
-            raise ParamsError(f"params.yaml: missing key '{dotted}'")
+            return False, None
         node = node[key]
-    return node
+    return True, node
+
+
+def _get(params: dict, dotted: str):
+    found, value = _lookup(params, dotted)
+    if not found:
+        raise ParamsError(f"params.yaml: missing key '{dotted}'")
+    return value
 
 
 def _set(params: dict, dotted: str, value) -> None:
@@ -69,94 +263,65 @@ def _check(cond: bool, key: str, value, expected: str) -> None:
         raise ParamsError(f"params.yaml: '{key}' is {value!r}; expected {expected}")
 
 
-def _is_int(x) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def _is_number(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
+def validate(params: dict) -> None:
+    """Raise ParamsError naming the first unknown, missing or bad key (SCHEMA), in one line."""
+    if not isinstance(params, dict):
+        raise ParamsError("params.yaml: expected a mapping at the top level")
+    _unknown_keys(params)
+    for key, rule in SCHEMA.items():
+        if key.endswith(".*"):
+            found, section = _lookup(params, key[:-2])
+            for sub, value in (section.items() if found and isinstance(section, dict) else ()):
+                _check(rule.check(value), f"{key[:-2]}.{sub}", value, rule.expected)
+            continue
+        found, value = _lookup(params, key)
+        if not found:
+            if rule.required:
+                raise ParamsError(f"params.yaml: missing key '{key}'")
+            continue
+        _check(rule.check(value), key, value, rule.expected)
+    # Table 1's k-means rows are the sweep's runs at idi.k, so nothing is trained twice.
+    sweep = params["idi"]["k_sweep"]
+    _check(params["idi"]["k"] in sweep, "idi.k", params["idi"]["k"],
+           f"one of idi.k_sweep {sweep} (Table 1's k-means rows reuse the sweep's runs; add it there too)")
 
 
 def resolve(raw: dict) -> dict:
     """Return a validated copy of `raw` with every null preset-controlled key filled in."""
+    if not isinstance(raw, dict):
+        raise ParamsError("params.yaml: expected a mapping at the top level")
     params = copy.deepcopy(raw)
     preset = params.get("preset")
-    _check(preset in PRESETS, "preset", preset, f"one of {sorted(PRESETS)}")
+    _check(isinstance(preset, str) and preset in PRESETS, "preset", preset, f"one of {', '.join(PRESETS)}")
     for key, value in PRESETS[preset].items():
         if key in REVISION_OF:
             continue
-        if _get(params, key) is None:
+        found, current = _lookup(params, key)
+        if found and current is None:
             _set(params, key, value)
     # A preset's revision pins the preset's model only, never a model set in its place.
     for key, model_key in REVISION_OF.items():
         preset_rev = PRESETS[preset].get(key)
-        if (_get(params, key) is None and preset_rev is not None
+        found, current = _lookup(params, key)
+        if (found and current is None and preset_rev is not None
                 and _get(params, model_key) == PRESETS[preset].get(model_key)):
             _set(params, key, preset_rev)
     validate(params)
     return params
 
 
-def validate(params: dict) -> None:
-    """Raise ParamsError naming the first bad key."""
-    g = lambda k: _get(params, k)  # noqa: E731
-    _check(_is_int(g("seed")), "seed", g("seed"), "an integer")
-    _check(g("corpus.name") in CORPORA, "corpus.name", g("corpus.name"), f"one of {list(CORPORA)}")
-    for key in ("corpus.audio_dir", "corpus.metadata_dir"):
-        _check(g(key) is None or isinstance(g(key), str), key, g(key), "null or a folder path")
-    sur = "corpus.surrogate."
-    _check(_is_int(g(sur + "n_actors")) and g(sur + "n_actors") >= 10, sur + "n_actors",
-           g(sur + "n_actors"), "an integer >= 10 (5 folds need two actors of each sex per block)")
-    _check(_is_int(g(sur + "n_sentences")) and 1 <= g(sur + "n_sentences") <= 12, sur + "n_sentences",
-           g(sur + "n_sentences"), "an integer from 1 to 12 (CREMA-D's sentences)")
-    _check(_is_number(g(sur + "seconds")) and 0.5 <= g(sur + "seconds") <= 10, sur + "seconds",
-           g(sur + "seconds"), "a number of seconds in [0.5, 10]")
-    _check(_is_number(g("split.ratio")) and g("split.ratio") >= 1, "split.ratio", g("split.ratio"),
-           "a number >= 1")
-    for key in ("features.upstream", "speaker.model", "idi.pseudo_model"):
-        _check(isinstance(g(key), str) and g(key) != "", key, g(key), "a model name, hub id or folder")
-    for key in REVISION_OF:
-        r = g(key)
-        _check(r is None or (isinstance(r, str) and r != "" and not re.search(r"\s", r)), key, r,
-               "null or a hub revision (commit hash, branch or tag)")
-    for key in ("features.device", "speaker.device", "train.device"):
-        _check(g(key) in ("auto", "cpu", "cuda"), key, g(key), "auto, cpu or cuda")
-    _check(_is_number(g("features.batch_seconds")) and g("features.batch_seconds") > 0,
-           "features.batch_seconds", g("features.batch_seconds"), "a positive number")
-    _check(_is_number(g("idi.pitch_threshold_hz")) and g("idi.pitch_threshold_hz") > 0,
-           "idi.pitch_threshold_hz", g("idi.pitch_threshold_hz"), "a positive frequency")
-    _check(_is_int(g("idi.k")) and g("idi.k") >= 2, "idi.k", g("idi.k"), "an integer >= 2")
-    sweep = g("idi.k_sweep")
-    _check(isinstance(sweep, list) and len(sweep) > 0 and all(_is_int(k) and k >= 2 for k in sweep)
-           and len(set(sweep)) == len(sweep), "idi.k_sweep", sweep,
-           "a non-empty list of distinct integers >= 2")
-    # Table 1's k-means rows are the sweep's runs at idi.k, so nothing is trained twice.
-    _check(g("idi.k") in sweep, "idi.k", g("idi.k"),
-           f"one of idi.k_sweep {sweep} (Table 1's k-means rows reuse the sweep's runs; add it there too)")
-    _check(_is_int(g("train.epochs")) and g("train.epochs") >= 1, "train.epochs", g("train.epochs"),
-           "an integer >= 1")
-    _check(_is_int(g("train.batch_size")) and g("train.batch_size") >= 1, "train.batch_size",
-           g("train.batch_size"), "an integer >= 1")
-    _check(_is_number(g("train.lr")) and g("train.lr") > 0, "train.lr", g("train.lr"), "a positive number")
-    _check(_is_int(g("train.hidden")) and g("train.hidden") >= 1, "train.hidden", g("train.hidden"),
-           "an integer >= 1")
-    _check(g("train.target") in ("soft", "hard"), "train.target", g("train.target"), "soft or hard")
-    methods = g("methods")
-    _check(isinstance(methods, dict), "methods", methods, "a mapping of method name to settings")
-    for name in methods:
-        _check(name in METHODS, f"methods.{name}", name, f"a method in {list(METHODS)}")
-    for name in ("gdro", "gadro", "pgdro"):
-        eta = g(f"methods.{name}.eta")
-        _check(_is_number(eta) and eta > 0, f"methods.{name}.eta", eta, "a positive number")
-    adj = g("methods.gadro.adjustment")
-    _check(_is_number(adj) and adj >= 0, "methods.gadro.adjustment", adj, "a number >= 0")
-    for name in ("lff", "disent"):
-        q = g(f"methods.{name}.gce_q")
-        _check(_is_number(q) and 0 < q <= 1, f"methods.{name}.gce_q", q, "a number in (0, 1]")
-        a = g(f"methods.{name}.ema_alpha")
-        _check(_is_number(a) and 0 <= a < 1, f"methods.{name}.ema_alpha", a, "a number in [0, 1)")
-    b = g("evaluate.bootstrap")
-    _check(_is_int(b) and b >= 0, "evaluate.bootstrap", b, "an integer >= 0")
+def read_yaml(path: str | Path) -> Any:
+    """Parse a YAML file as DVC does: YAML 1.2, ruamel.yaml's safe loader (plain data only)."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    path = Path(path)
+    try:
+        with open(path) as f:
+            return YAML(typ="safe").load(f)
+    except YAMLError as err:
+        first = " ".join(str(err).split())[:300]
+        raise ParamsError(f"{path}: not valid YAML ({first})") from None
 
 
 def load(path: str | Path = "params.yaml") -> dict:
@@ -164,8 +329,7 @@ def load(path: str | Path = "params.yaml") -> dict:
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"{path}: no such params file")
-    with open(path) as f:
-        raw = yaml.safe_load(f)
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: expected a mapping at the top level")
     return resolve(raw)

@@ -33,6 +33,11 @@ from fairser.download import NotFound, check_url, fetch, parse_lfs_pointer, sha2
 from fairser.io import atomic_dir
 
 MIN_SECONDS = 0.1  # shorter clips are skipped by policy
+# Clips with no signal are skipped too: speaker models and pitch trackers normalise by the
+# level and return NaN on them. -80 dBFS peak is about 3 PCM16 steps; a spread (RMS about the
+# mean) under -100 dBFS is a constant clip, DC offset or not.
+SILENT_PEAK_DBFS = -80.0
+CONSTANT_RMS_DBFS = -100.0
 
 # Metadata files: path in the local metadata folder (laid out like ../shared/data), the URL
 # parameter and path upstream, and the sha256 pinned from ../shared/data/*/SOURCES.md.
@@ -83,14 +88,33 @@ def block_folds(actor_ids) -> dict[int, list[str]]:
     return out
 
 
+def reason_kind(reason: str) -> str:
+    """The reason's kind, without its per-clip detail: 'truncated (12 bytes ...)' -> 'truncated'."""
+    return reason.split(" (", 1)[0]
+
+
+def skip_summary(n_clips: int, skipped: list[tuple[str, str]]) -> tuple[dict[str, int], str]:
+    """({kind: count}, one line) for corpus.json: how many clips were skipped and why."""
+    by_kind: dict[str, int] = {}
+    for _, reason in skipped:
+        by_kind[reason_kind(reason)] = by_kind.get(reason_kind(reason), 0) + 1
+    by_kind = dict(sorted(by_kind.items(), key=lambda kv: (-kv[1], kv[0])))
+    why = "; ".join(f"{kind}: {n}" for kind, n in by_kind.items())
+    line = (f"{n_clips - len(skipped)} of {n_clips} labelled clips usable, {len(skipped)} skipped"
+            + (f" ({why}; see skipped.csv)" if skipped else ""))
+    return by_kind, line
+
+
 def _write_tables(out: Path, name: str, notice: str | None, clips: pd.DataFrame,
                   people: pd.DataFrame, skipped: list[tuple[str, str]],
                   provenance: dict | None = None) -> None:
     clips.to_csv(out / "clips.csv", index=False)
     people[["actor", "sex", "age", "race"]].to_csv(out / "actors.csv", index=False)
     pd.DataFrame(skipped, columns=["file", "reason"]).to_csv(out / "skipped.csv", index=False)
+    by_kind, line = skip_summary(len(clips), skipped)
+    # `coverage` is the line a report prints under its title; `skipped_by_reason` its numbers.
     info = {"corpus": name, "notice": notice, "clips": len(clips), "skipped": len(skipped),
-            "actors": len(people)}
+            "actors": len(people), "skipped_by_reason": by_kind, "coverage": line}
     # Coverage (what every report title quotes) and what made the corpus (fairser.provenance).
     skipped_files = {f for f, _ in skipped}
     used = clips[~clips["file"].isin(skipped_files)]
@@ -155,12 +179,27 @@ def _wav_data_shortfall(raw: bytes) -> int | None:
     return 0
 
 
+def _decode_error(err: Exception) -> str:
+    """The decoder's own message, without the object repr (a memory address) soundfile adds."""
+    text = getattr(err, "error_string", None)  # soundfile.LibsndfileError: libsndfile's message
+    if not isinstance(text, str) or not text.strip():
+        text = type(err).__name__
+    return " ".join(text.split()).rstrip(".")
+
+
+def _dbfs(x: float) -> float:
+    return 20 * math.log10(x) if x > 0 else -math.inf
+
+
 def load_clip(path: str | Path) -> np.ndarray:
     """Decode a clip to float32 mono at SAMPLE_RATE, or raise ClipSkipped with the reason.
 
     Any format soundfile reads (e.g. 16/24-bit PCM, stereo, 44.1 kHz); channels are averaged and
     the rate converted with a polyphase filter. Skipped: missing, empty, truncated (the WAV header
-    promises more data than the file holds), undecodable, or shorter than MIN_SECONDS.
+    promises more data than the file holds), undecodable, non-finite samples (NaN or inf in a
+    float WAV), shorter than MIN_SECONDS, silent (peak under SILENT_PEAK_DBFS) or constant (RMS
+    about the mean under CONSTANT_RMS_DBFS). The reason depends only on the file's bytes (no
+    paths, object reprs or addresses), so the same input gives the same skipped.csv.
     """
     path = Path(path)
     if not path.is_file():
@@ -174,17 +213,28 @@ def load_clip(path: str | Path) -> np.ndarray:
     try:
         x, sr = sf.read(io.BytesIO(raw), dtype="float32", always_2d=True)
     except Exception as err:  # noqa: BLE001 (any decoder failure is a corrupt clip)
-        raise ClipSkipped(f"corrupt ({str(err).splitlines()[0] if str(err) else type(err).__name__})")
+        raise ClipSkipped(f"corrupt ({_decode_error(err)})") from None
     if len(x) == 0:
         raise ClipSkipped("empty (no samples)")
     if not np.isfinite(x).all():
-        raise ClipSkipped("corrupt (non-finite samples)")
+        raise ClipSkipped("non-finite samples (NaN or inf)")
     x = x.mean(1)
     if sr != SAMPLE_RATE:
         g = math.gcd(int(sr), SAMPLE_RATE)
         x = signal.resample_poly(x, SAMPLE_RATE // g, int(sr) // g).astype(np.float32)
     if len(x) < MIN_SECONDS * SAMPLE_RATE:
         raise ClipSkipped(f"too short ({len(x) / SAMPLE_RATE:.3f} s < {MIN_SECONDS} s)")
+    peak = float(np.max(np.abs(x)))
+    if peak == 0:
+        raise ClipSkipped("silent (every sample is zero)")
+    if _dbfs(peak) < SILENT_PEAK_DBFS:
+        raise ClipSkipped(f"silent (peak {_dbfs(peak):.0f} dBFS < {SILENT_PEAK_DBFS:.0f} dBFS)")
+    spread = float(np.std(x.astype(np.float64)))
+    if spread == 0:
+        raise ClipSkipped("constant (every sample is equal)")
+    if _dbfs(spread) < CONSTANT_RMS_DBFS:
+        raise ClipSkipped(f"constant (RMS about the mean {_dbfs(spread):.0f} dBFS < "
+                          f"{CONSTANT_RMS_DBFS:.0f} dBFS)")
     return x
 
 
@@ -288,6 +338,9 @@ def build_crema_d(out: str | Path, *, urls: dict, audio_dir: str | Path | None =
     for key, folder in (("corpus.audio_dir", audio_dir), ("corpus.metadata_dir", metadata_dir)):
         if folder is not None and not Path(folder).is_dir():
             raise InputError(f"{key}: {folder} is not a folder")
+    if audio_dir is not None and not any(Path(audio_dir).glob("*.[wW][aA][vV]")):
+        raise InputError(f"corpus.audio_dir: {audio_dir} holds no .wav file (expected CREMA-D's "
+                         f"AudioWAV clips, e.g. 1001_DFA_ANG_XX.wav)")
     needed = [] if metadata_dir is not None else ["crema_d_raw", "emo_superb_raw"]
     needed += [] if audio_dir is not None else ["crema_d_raw", "crema_d_lfs"]
     for key in dict.fromkeys(needed):
@@ -302,6 +355,9 @@ def build_crema_d(out: str | Path, *, urls: dict, audio_dir: str | Path | None =
     people = read_demographics(meta[DEMOGRAPHICS], clips["actor"])
 
     if audio_dir is not None:
+        if not any((Path(audio_dir) / file).is_file() for file in clips["file"]):
+            raise InputError(f"corpus.audio_dir: {audio_dir} holds none of the {len(clips)} "
+                             f"labelled clips (names like {clips['file'].iloc[0]})")
         sources = (Path(audio_dir) / file for file in clips["file"])
         pool = None
     else:
@@ -321,6 +377,11 @@ def build_crema_d(out: str | Path, *, urls: dict, audio_dir: str | Path | None =
                     skipped.append((file, str(why)))
                     continue
                 sf.write(tmp / "wav" / file, np.clip(x, -1, 1), SAMPLE_RATE, subtype="PCM_16")
+            if len(skipped) == len(clips):
+                by_kind, _ = skip_summary(len(clips), skipped)
+                raise InputError(f"{'corpus.audio_dir' if audio_dir is not None else 'corpus.urls'}: "
+                                 f"no usable clip among {len(clips)} ("
+                                 + "; ".join(f"{k}: {n}" for k, n in by_kind.items()) + ")")
             # clips.csv keeps every labelled clip, skipped or not: the corpus-wide majority gender
             # per emotion (SPEC section 2) counts all 7,442, and the split stage reports the
             # skipped clips per fold. Later stages read audio only for clips not in skipped.csv.

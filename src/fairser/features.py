@@ -317,9 +317,15 @@ def extract(files, wav_dir: str | Path, upstream, *, batch_seconds: float, parti
                unit_scale=True, desc=f"features ({upstream.name})", disable=not progress)
     for batch in batches:
         idx = [todo[j] for j in batch]
-        waves = [read_wav(wav_path(wav_dir, files[i])) for i in idx]
-        feats = upstream.pooled(waves)
         names = [files[i] for i in idx]
+        try:
+            waves = [read_wav(wav_path(wav_dir, f)) for f in names]
+            feats = upstream.pooled(waves)
+        except Exception as err:
+            shown = wav_path(wav_dir, names[0]) if len(names) == 1 else (
+                f"{wav_path(wav_dir, names[0])} (batch of {len(names)} clips: {', '.join(names[:3])}"
+                f"{', ...' if len(names) > 3 else ''})")
+            raise clip_error(shown, err, f"features ({upstream.name})") from err
         save_chunk(partial_dir, number, names, feats)
         number += 1
         done.update(zip(names, feats))
@@ -337,14 +343,28 @@ def to_float16(feats: np.ndarray, upstream: str) -> np.ndarray:
     return out
 
 
-def remove_partial(partial_dir: str | Path) -> None:
-    """Drop a finished run's checkpoint chunks, and their parent folder once it is empty."""
-    partial_dir = Path(partial_dir)
-    shutil.rmtree(partial_dir, ignore_errors=True)
-    try:
-        partial_dir.parent.rmdir()
-    except OSError:
-        pass
+def clear_stale_partials(root: str | Path, keep: str | Path | None = None) -> None:
+    """Remove every checkpoint folder under `root` but `keep` (the run's own, still resumable);
+    with no `keep`, `root` itself. `root` holds checkpoint folders only (`.features-partial`).
+
+    Other keys are runs of another model or corpus that failed or were superseded (e.g. by a
+    DVC run-cache restore); nothing will resume them with the current inputs.
+    """
+    root = Path(root)
+    if keep is None:
+        shutil.rmtree(root, ignore_errors=True)
+        return
+    for folder in root.iterdir() if root.is_dir() else ():
+        if folder.resolve() != Path(keep).resolve():
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def clip_error(path: str | Path, err: Exception, what: str) -> InputError:
+    """An error from per-clip work, as one line naming the clip (InputErrors already do)."""
+    if isinstance(err, InputError) and str(path) in str(err):
+        return err
+    first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+    return InputError(f"{path}: {what} failed ({type(err).__name__}{': ' + first if first else ''})")
 
 
 def usable_clips(corpus: str | Path) -> list[str]:
@@ -392,6 +412,7 @@ def run(corpus: str | Path, out: str | Path, *, upstream: str, batch_seconds: fl
     model = load_upstream(upstream, resolve_device(device, key="features.device"), load_rev)
     root = Path(partial_root) if partial_root is not None else out.parent / ".features-partial"
     partial = root / partial_key(upstream, files, lengths, model_info)
+    clear_stale_partials(root, keep=partial)
     feats = to_float16(extract(files, wav_dir, model, batch_seconds=batch_seconds,
                                partial_dir=partial, lengths=lengths, progress=progress), upstream)
     info = {"upstream": upstream, "layers": int(feats.shape[1]), "dim": int(feats.shape[2]),
@@ -403,4 +424,4 @@ def run(corpus: str | Path, out: str | Path, *, upstream: str, batch_seconds: fl
         np.save(tmp / "features.npy", feats)
         pd.DataFrame({"file": files}).to_csv(tmp / "index.csv", index=False)
         (tmp / "info.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
-    remove_partial(partial)
+    clear_stale_partials(root)  # the output is final: no checkpoint is needed any more

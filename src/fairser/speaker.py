@@ -20,8 +20,9 @@ from tqdm import tqdm
 
 from fairser.cli import InputError
 from fairser.constants import SAMPLE_RATE
-from fairser.features import (check_wavs, load_chunks, pad_to, partial_key, read_wav, remove_partial,
-                              resolve_device, save_chunk, usable_clips, wav_path)
+from fairser.features import (check_wavs, clear_stale_partials, clip_error, load_chunks, pad_to,
+                              partial_key, read_wav, resolve_device, save_chunk, usable_clips,
+                              wav_path)
 from fairser.provenance import model_for_stage, model_load_error
 
 RESEMBLYZER = "resemblyzer"
@@ -246,7 +247,10 @@ def embed_clips(files, wav_dir: str | Path, embedder, *, partial_dir: str | Path
 
     for file in tqdm(todo, desc=f"speaker ({embedder.name})", unit="clip", disable=not progress,
                      total=len(files), initial=len(files) - len(todo)):
-        e = np.asarray(embedder.embed(read_wav(wav_path(wav_dir, file))), dtype=np.float32)
+        try:
+            e = np.asarray(embedder.embed(read_wav(wav_path(wav_dir, file))), dtype=np.float32)
+        except Exception as err:
+            raise clip_error(wav_path(wav_dir, file), err, f"speaker ({embedder.name})") from err
         if not np.isfinite(e).all():
             raise InputError(f"{wav_path(wav_dir, file)}: speaker embedding is not finite (silent clip?)")
         names.append(file)
@@ -279,6 +283,7 @@ def run(corpus: str | Path, out: str | Path, *, model: str, device: str = "auto"
     embedder = load_embedder(model, resolve_device(device, key="speaker.device"), load_rev)
     root = Path(partial_root) if partial_root is not None else Path(out).parent / ".speaker-partial"
     partial = root / partial_key(model, files, lengths, model_info)
+    clear_stale_partials(root, keep=partial)
     emb = embed_clips(files, wav_dir, embedder, partial_dir=partial, progress=progress)
     with atomic_dir(out) as tmp:
         np.save(tmp / "embeddings.npy", emb)
@@ -286,4 +291,4 @@ def run(corpus: str | Path, out: str | Path, *, model: str, device: str = "auto"
         info = {"model": model_info, "dim": int(emb.shape[1]), "clips": int(emb.shape[0]),
                 "dtype": "float32"}
         (tmp / "info.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
-    remove_partial(partial)
+    clear_stale_partials(root)  # the output is final: no checkpoint is needed any more

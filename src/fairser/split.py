@@ -16,6 +16,7 @@ that (`label`) and the multi-label count (`emotion`).
 
 from __future__ import annotations
 
+import json
 import numbers
 from pathlib import Path
 
@@ -251,6 +252,71 @@ def _skipped_rows(clips: pd.DataFrame, skipped: pd.DataFrame) -> list[tuple]:
     return rows
 
 
+# --- coverage rules (issue 10) -------------------------------------------------------------------
+
+def coverage_error(counts: pd.DataFrame, *, min_per_class: dict, min_per_gender: dict,
+                   skipped: int = 0, labelled: int = 0) -> str | None:
+    """The first (fold, split, class or gender) below its minimum, as one line; None if all pass.
+
+    Classes are counted by strict-majority label (counts.csv `label`), genders over every clip of
+    the split (`gender`); `min_per_class` / `min_per_gender` map split -> minimum (params
+    split.min_clips_per_class / split.min_clips_per_gender).
+    """
+    note = (f"; {skipped} of {labelled} labelled clips were skipped at download (data/corpus/skipped.csv)"
+            if skipped else "")
+    for fold in range(1, N_FOLDS + 1):
+        for s in SPLITS:
+            cell = counts[(counts["fold"] == fold) & (counts["split"] == s)]
+            for variable, minimum, what, key in (
+                    ("label", min_per_class.get(s, 0), "class", "min_clips_per_class"),
+                    ("gender", min_per_gender.get(s, 0), "gender", "min_clips_per_gender")):
+                rows = cell[cell["variable"] == variable]
+                for value, n in zip(rows["value"], rows["n"]):
+                    if n < minimum:
+                        return (f"split: fold {fold} {s} has {n} clip{'' if n == 1 else 's'} of {what} "
+                                f"'{value}', below split.{key}.{s} = {minimum}{note}")
+    return None
+
+
+def degenerate_cells(folds: pd.DataFrame, clips: pd.DataFrame, actors: pd.DataFrame,
+                     skipped: pd.DataFrame) -> list[dict]:
+    """Train (fold, class) cells whose biased data keep no minority-gender clip.
+
+    There a group method (RW, DS, GDRO, GADRO with gender) sees one group only and trains as ERM
+    does on that class. Each cell: fold, class, majority and minority gender, clips of the
+    majority kept, and minority clips available before and kept after the biasing draw.
+    """
+    attrs = clip_attributes(clips, actors)
+    majority = majority_gender_by_emotion(labels=attrs["label"], genders=attrs["gender"])
+    usable = attrs[~attrs["file"].isin(set(skipped["file"]))].set_index("file")
+    split_of = clips.set_index("file")
+    out = []
+    for fold in range(1, N_FOLDS + 1):
+        pool = usable[(split_of.loc[usable.index, f"split_{fold}"] == "train").to_numpy()]
+        kept = usable.loc[folds.loc[(folds["fold"] == fold) & (folds["split"] == "train"), "file"]]
+        for k, emotion in enumerate(EMOTIONS):
+            major = majority[emotion]
+            minor = next(g for g in GENDERS if g != major)
+            n_major = int(((kept["label"] == k) & (kept["gender"] == major)).sum())
+            n_kept = int(((kept["label"] == k) & (kept["gender"] == minor)).sum())
+            if n_major > 0 and n_kept == 0:
+                n_available = int(((pool["label"] == k) & (pool["gender"] == minor)).sum())
+                out.append({"fold": fold, "class": emotion, "majority": major, "minority": minor,
+                            "majority_kept": n_major, "minority_available": n_available,
+                            "minority_kept": 0})
+    return out
+
+
+def degenerate_message(cells: list[dict], ratio: float) -> str:
+    """One line naming the degenerate cells (the first five, then how many more)."""
+    shown = ", ".join(f"fold {c['fold']} {c['class']} ({c['majority_kept']} {c['majority']}, "
+                      f"0 of {c['minority_available']} {c['minority']})" for c in cells[:5])
+    more = f" and {len(cells) - 5} more" if len(cells) > 5 else ""
+    return (f"split.ratio {ratio:g} leaves {len(cells)} train (fold, class) cell"
+            f"{'' if len(cells) == 1 else 's'} with no minority-gender clip, where RW, DS, GDRO and "
+            f"GADRO with gender equal ERM: {shown}{more}")
+
+
 # --- files --------------------------------------------------------------------------------------
 
 def _to_number(df: pd.DataFrame, path: Path, column: str, kind=float) -> pd.Series:
@@ -311,12 +377,40 @@ def read_corpus(folder: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.Data
     return clips, actors, skipped
 
 
-def run(corpus: str | Path, out: str | Path, *, ratio: float, seed: int) -> None:
-    """The split stage: data/corpus -> data/split/{folds,counts}.csv, written atomically."""
+def run(corpus: str | Path, out: str | Path, *, ratio: float, seed: int,
+        min_clips_per_class: dict | None = None, min_clips_per_gender: dict | None = None,
+        on_degenerate: str = "warn") -> list[str]:
+    """The split stage: data/corpus -> data/split/{folds,counts}.csv and coverage.json, atomically.
+
+    Before anything is written, the coverage rules (coverage_error) raise InputError, and so do
+    degenerate train cells (degenerate_cells) when `on_degenerate` is 'error'. Returns the
+    warnings (also in coverage.json under `warnings`, for the reports).
+    """
     _check_ratio(ratio)
+    if on_degenerate not in ("error", "warn"):
+        raise ParamsError(f"split.on_degenerate is {on_degenerate!r}; expected error or warn")
     clips, actors, skipped = read_corpus(corpus)
     folds = fold_table(clips, actors, skipped, ratio=ratio, seed=seed)
     counts = count_table(folds, clips, actors, skipped)
+    n_skipped = int(skipped["file"].isin(set(clips["file"])).sum())
+    problem = coverage_error(counts, min_per_class=min_clips_per_class or {},
+                             min_per_gender=min_clips_per_gender or {}, skipped=n_skipped,
+                             labelled=len(clips))
+    if problem:
+        raise InputError(problem)
+    cells = degenerate_cells(folds, clips, actors, skipped)
+    warnings = []
+    if cells:
+        message = degenerate_message(cells, ratio)
+        if on_degenerate == "error":
+            raise InputError(f"{message}; lower split.ratio, or set split.on_degenerate: warn")
+        warnings.append(message)
+    coverage = {"labelled": len(clips), "skipped": n_skipped, "ratio": ratio,
+                "min_clips_per_class": min_clips_per_class or {},
+                "min_clips_per_gender": min_clips_per_gender or {},
+                "on_degenerate": on_degenerate, "degenerate": cells, "warnings": warnings}
     with atomic_dir(out) as tmp:
         folds.to_csv(tmp / "folds.csv", index=False)
         counts.to_csv(tmp / "counts.csv", index=False)
+        (tmp / "coverage.json").write_text(json.dumps(coverage, indent=2, sort_keys=True) + "\n")
+    return warnings
