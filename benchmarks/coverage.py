@@ -9,7 +9,8 @@ is the gap of the population's group rates (large Monte Carlo sample) over the g
 holds; the target is their mean over folds, as the estimate is a mean over folds. Each draw builds
 the library's resamples (fairser.evaluate.resample_plan, replicate_group_counts,
 jackknife_group_counts, metrics.gaps_from_counts) and each interval method of
-fairser.evaluate.bootstrap_interval; coverage is the share of draws whose 95% interval holds the
+fairser.evaluate.bootstrap_interval (and, "+no-gap test", with the permutation test of no gap that
+sets the lower end to 0 when it does not reject, fairser.evaluate.no_gap_p); coverage is the share of draws whose 95% interval holds the
 target. Two resampling schemes: "stratified" (every group within itself, as before) and
 "pooled" (groups with < 3 speakers borrow the spread of the larger groups; the library default).
 Scenarios: "planted" (the effects below) and "null" (no group effect: every true gap is 0).
@@ -29,8 +30,8 @@ from tqdm import tqdm
 
 from fairser import metrics
 from fairser.evaluate import (CI_METHODS, _jackknife_of_mean, bootstrap_interval, group_totals,
-                              jackknife_group_counts, membership, replicate_group_counts,
-                              resample_plan)
+                              jackknife_group_counts, membership, permuted_group_counts,
+                              permuted_groups, replicate_group_counts, resample_plan)
 
 N_CLASSES = 6
 CLIPS = (70, 96)  # clips per speaker, uniform: ~83 on average, ~1490 per fold of 18
@@ -128,8 +129,8 @@ def draw_fold(layout: dict, planted: bool, rng: np.random.Generator) -> tuple[di
 
 
 def one_draw(planted: bool, n_boot: int, rng: np.random.Generator) -> dict:
-    """(attribute, metric, scheme) -> (point, boot (B,), jack (J,)) of the fold-mean gap."""
-    points, boots, loos = {}, {}, {}
+    """(attribute, metric, scheme) -> (point, boot (B,), jack (J,), null (B,)) of the fold-mean gap."""
+    points, boots, loos, nulls = {}, {}, {}, {}
     for fold, layout in enumerate(FOLD_LAYOUT, start=1):
         attrs, counts = draw_fold(layout, planted, rng)
         present = np.ones(len(counts["n"]), bool)
@@ -139,6 +140,8 @@ def one_draw(planted: bool, n_boot: int, rng: np.random.Generator) -> dict:
             point = metrics.gaps_from_counts(**group_totals(counts, member))
             _, jk = jackknife_group_counts(counts, member, present)
             jack = metrics.gaps_from_counts(**jk)
+            null = metrics.gaps_from_counts(**permuted_group_counts(
+                permuted_groups(codes, present, n_boot, rng), counts, len(names)))
             seed = int(rng.integers(2 ** 32))
             for scheme, min_stratum in (("stratified", 0), ("pooled", None)):
                 plan = resample_plan(codes, present, n_boot, np.random.default_rng(seed),
@@ -148,11 +151,13 @@ def one_draw(planted: bool, n_boot: int, rng: np.random.Generator) -> dict:
                     key = (attribute, m, scheme)
                     points.setdefault(key, {})[(fold, 0)] = float(point[i])
                     boots.setdefault(key, []).append(boot[i])
+                    nulls.setdefault(key, []).append(null[i])
                     loos.setdefault(key, {})[(fold, 0)] = jack[i]
     out = {}
     for key in points:
         point = float(np.nanmean(list(points[key].values())))
-        out[key] = (point, np.nanmean(np.stack(boots[key]), axis=0), _jackknife_of_mean(points[key], loos[key]))
+        out[key] = (point, np.nanmean(np.stack(boots[key]), axis=0),
+                    _jackknife_of_mean(points[key], loos[key]), np.nanmean(np.stack(nulls[key]), axis=0))
     return out
 
 
@@ -172,11 +177,14 @@ def main() -> None:
         truth = true_gaps(population_rates(planted, rng))
         hits: dict = {}
         for _ in tqdm(range(args.draws), desc=f"coverage ({scenario})", unit="draw"):
-            for (attribute, metric, scheme), (point, boot, jack) in one_draw(planted, args.boot, rng).items():
+            for (attribute, metric, scheme), (point, boot, jack, null) in one_draw(
+                    planted, args.boot, rng).items():
                 target = truth[(attribute, metric)]
-                for method in CI_METHODS:
-                    ci = bootstrap_interval(point, boot, method=method, jack=jack, floor=0.0)
-                    hits.setdefault((attribute, metric, scheme, method), []).append((
+                for method, test in [(m, False) for m in CI_METHODS] + [("basic", True), ("widened", True)]:
+                    ci = bootstrap_interval(point, boot, method=method, jack=jack, floor=0.0,
+                                            null=null if test else None)
+                    name = f"{method}+no-gap test" if test else method
+                    hits.setdefault((attribute, metric, scheme, name), []).append((
                         ci["ci_low"] <= target <= ci["ci_high"], ci["ci_high"] - ci["ci_low"],
                         ci["ci_low"] <= point <= ci["ci_high"], point - target))
         for (attribute, metric, scheme, method), h in hits.items():

@@ -479,3 +479,28 @@ def test_overall_needs_all_four_group_methods():
               "value": 0.8} for f in (1, 2)]
     summary = evaluate.summarize(pd.DataFrame(rows), {})
     assert evaluate.Lookup(summary).mean("gender", "overall", "all", "f1") == pytest.approx(0.65)
+
+
+def test_permuted_groups_keep_group_sizes_and_skip_absent_or_ungrouped_speakers():
+    groups = np.array([0, 0, 1, 1, 1, -1, 0])
+    present = np.array([True, True, True, True, True, True, False])
+    perm = evaluate.permuted_groups(groups, present, 100, np.random.default_rng(0))
+    assert ((perm[:, :5] == 0).sum(axis=1) == 2).all() and ((perm[:, :5] == 1).sum(axis=1) == 3).all()
+    assert (perm[:, 5] == -1).all() and (perm[:, 6] == 0).all()
+    assert len({tuple(p) for p in perm}) > 1
+
+
+def test_no_gap_p_by_hand():
+    null = np.array([0.1, 0.2, 0.3, np.nan])
+    assert evaluate.no_gap_p(0.25, null) == pytest.approx((1 + 1) / (1 + 3))
+    assert evaluate.no_gap_p(0.5, null) == pytest.approx(1 / 4)
+    assert np.isnan(evaluate.no_gap_p(0.25, None))
+
+
+def test_a_gap_noise_could_give_gets_an_interval_from_zero():
+    reps = np.linspace(0.30, 0.50, 1001)
+    noise = np.linspace(0.2, 0.6, 99)  # 0.35 is well inside what relabelled groups give
+    got = evaluate.bootstrap_interval(0.35, reps, method="basic", floor=0.0, null=noise)
+    assert got["ci_low"] == 0.0 and got["p_no_gap"] > 0.05
+    clear = evaluate.bootstrap_interval(0.35, reps, method="basic", floor=0.0, null=noise / 4)
+    assert clear["ci_low"] > 0.0 and clear["p_no_gap"] == pytest.approx(1 / 100)

@@ -366,16 +366,51 @@ def jackknife_group_counts(counts: dict, member: np.ndarray, present: np.ndarray
     return left_out, out
 
 
+def permuted_groups(groups: np.ndarray, present: np.ndarray, n_perm: int,
+                    rng: np.random.Generator) -> np.ndarray:
+    """(n_perm, S) group codes with the labels of the present, grouped speakers shuffled among
+    them (group sizes kept); the others keep their code. Under "no gap" (every group has the
+    same rates) speakers are exchangeable across groups, so gaps of these relabellings show
+    the gap that noise alone produces."""
+    groups, present = np.asarray(groups), np.asarray(present, bool)
+    idx = np.flatnonzero(present & (groups >= 0))
+    out = np.tile(groups, (n_perm, 1))
+    if len(idx):
+        out[:, idx] = groups[idx][rng.permuted(np.tile(np.arange(len(idx)), (n_perm, 1)), axis=1)]
+    return out
+
+
+def permuted_group_counts(perm: np.ndarray, counts: dict, n_groups: int) -> dict:
+    """Group counts n (P, G), pos, tp, sel (P, G, 6) under each relabelling of `permuted_groups`."""
+    onehot = (perm[:, :, None] == np.arange(n_groups)[None, None]).astype(float)  # (P, S, G)
+    out = {"n": np.einsum("psg,s->pg", onehot, counts["n"])}
+    for key in ("pos", "tp", "sel"):
+        out[key] = np.einsum("psg,sk->pgk", onehot, counts[key])
+    return out
+
+
+def no_gap_p(point: float, null: np.ndarray | None) -> float:
+    """Permutation p-value of "no gap": (1 + #{null >= point}) / (1 + P) over the defined null
+    gaps (Phipson & Smyth 2010); NaN without them."""
+    if null is None or not np.isfinite(point):
+        return np.nan
+    null = np.asarray(null, float)
+    null = null[np.isfinite(null)]
+    return float((1 + np.sum(null >= point - 1e-12)) / (1 + len(null))) if len(null) else np.nan
+
+
 @dataclass
 class Replicates:
     """Resampled values of each fold-and-seed mean, keyed by (set, method, attribute, metric).
 
     `boot`: (B,) speaker-bootstrap replicates. `jack`: (J,) leave-one-speaker-out values, one per
     (fold, test speaker with a group) in a fixed order, so runs can be combined element-wise.
+    `null`: (B,) values under group relabellings, for the no-gap test (`no_gap_p`).
     """
 
     boot: dict
     jack: dict
+    null: dict = None  # (P,) the same mean under group relabellings (`permuted_groups`)
 
 
 def _fold_seed_mean(values: dict) -> float:
@@ -422,15 +457,19 @@ def evaluate_runs(truth: Truth, predictions: dict, *, n_boot: int,
     points: dict = {}  # key -> {(fold, seed): value}
     boots: dict = {}   # key -> {(fold, seed): (B,)}
     loos: dict = {}    # key -> {(fold, seed): (J_f,)}
+    nulls: dict = {}   # key -> {(fold, seed): (B,)} gaps under group relabellings
     for fold in tqdm(truth.folds, desc="evaluate (folds)", unit="fold", disable=len(truth.folds) < 2):
         y = truth.targets[fold]
         spk = truth.speakers[fold]
         present = np.bincount(spk, minlength=n_speakers) > 0
-        plans = {}
+        plans, perms = {}, {}
         for i_attr, attribute in enumerate(ATTRIBUTES):
             codes = members[attribute][0]
             rng = np.random.default_rng([seed, fold, i_attr])
             plans[attribute] = resample_plan(codes, present, n_boot, rng) if n_boot else None
+            perms[attribute] = (permuted_groups(codes, present, n_boot,
+                                                np.random.default_rng([seed, fold, i_attr, 1]))
+                                if n_boot else None)
         for run, preds in predictions.items():
             for (p_fold, t_seed), p in preds.items():
                 if p_fold != fold:
@@ -465,17 +504,21 @@ def evaluate_runs(truth: Truth, predictions: dict, *, n_boot: int,
                         **replicate_group_counts(plans[attribute], spk_counts, member))
                     _, jk = jackknife_group_counts(spk_counts, member, present)
                     j_tpr, j_dp = metrics.gaps_from_counts(**jk)
-                    for metric, b, j in (("tpr_gap", b_tpr, j_tpr), ("dp_gap", b_dp, j_dp)):
+                    n_tpr, n_dp = metrics.gaps_from_counts(
+                        **permuted_group_counts(perms[attribute], spk_counts, len(names)))
+                    for metric, b, j, z in (("tpr_gap", b_tpr, j_tpr, n_tpr), ("dp_gap", b_dp, j_dp, n_dp)):
                         key = (run.set, run.method, attribute, metric)
                         boots.setdefault(key, {})[(fold, t_seed)] = b
                         loos.setdefault(key, {})[(fold, t_seed)] = j
+                        nulls.setdefault(key, {})[(fold, t_seed)] = z
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN replicates stay NaN
         boot = {key: np.nanmean(np.stack(list(v.values())), axis=0) for key, v in boots.items()}
         jack = {key: _jackknife_of_mean(points[key], v) for key, v in loos.items()}
+        null = {key: np.nanmean(np.stack(list(v.values())), axis=0) for key, v in nulls.items()}
     per_fold = pd.DataFrame(fold_rows, columns=["set", "method", "fold", "seed", "attribute",
                                                 "metric", "value"])
-    return per_fold, pd.DataFrame(group_rows), Replicates(boot, jack)
+    return per_fold, pd.DataFrame(group_rows), Replicates(boot, jack, null)
 
 
 def speakers_per_group(truth: Truth) -> pd.DataFrame:
@@ -498,7 +541,7 @@ def speakers_per_group(truth: Truth) -> pd.DataFrame:
 
 def bootstrap_interval(point: float, reps: np.ndarray | None, *, method: str = None,
                        jack: np.ndarray | None = None, floor: float | None = None,
-                       level: float = CI_LEVEL) -> dict:
+                       null: np.ndarray | None = None, level: float = CI_LEVEL) -> dict:
     """A two-sided `level` bootstrap interval for `point` from its replicates, and the bias.
 
     Methods (Efron & Tibshirani 1993, ch. 13-14; Davison & Hinkley 1997, 5.2-5.3), with
@@ -518,12 +561,16 @@ def bootstrap_interval(point: float, reps: np.ndarray | None, *, method: str = N
       values `jack` (without them A = 0: bias-corrected percentile). Hand-written because
       scipy.stats.bootstrap draws its own (unstratified) resamples; ours are stratified by group
       and shared across runs. z0's share is kept within [1/(2B), 1 - 1/(2B)] so it stays finite.
-    `floor` clips both ends from below (0 for gaps). Undefined (NaN) replicates are left out.
+    `floor` clips both ends from below (0 for gaps). With `null` (gaps under group
+    relabellings), when the permutation test `no_gap_p` does not reject "no gap" at 1 - level,
+    the lower end is set to `floor`: a max-min gap is never 0 in a sample, so without this no
+    interval holds a true gap of 0 (benchmarks/coverage.py). Undefined (NaN) replicates are left out.
+    Returns ci_low, ci_high, bias and p_no_gap (NaN without `null`).
     """
     method = CI_METHOD if method is None else method
     if method not in CI_METHODS:
         raise ValueError(f"unknown interval method {method!r}; expected one of {CI_METHODS}")
-    nan = {"ci_low": np.nan, "ci_high": np.nan, "bias": np.nan}
+    nan = {"ci_low": np.nan, "ci_high": np.nan, "bias": np.nan, "p_no_gap": np.nan}
     if reps is None or not np.isfinite(point):
         return nan
     reps = np.asarray(reps, float)
@@ -557,9 +604,12 @@ def bootstrap_interval(point: float, reps: np.ndarray | None, *, method: str = N
         z = stats.norm.ppf([a, 1 - a])
         p = stats.norm.cdf(z0 + (z0 + z) / (1 - accel * (z0 + z)))
         lo, hi = np.percentile(reps, 100 * p)
+    p_no_gap = no_gap_p(point, null)
     if floor is not None:
+        if p_no_gap > 1 - level:
+            lo = floor
         lo, hi = max(lo, floor), max(hi, floor)
-    return {"ci_low": float(lo), "ci_high": float(hi), "bias": bias}
+    return {"ci_low": float(lo), "ci_high": float(hi), "bias": bias, "p_no_gap": p_no_gap}
 
 
 def paired_test(x, ref) -> tuple[float, int]:
@@ -586,17 +636,21 @@ def gain(x, erm, metric: str):
 
 SUMMARY_COLUMNS = ["set", "method", "attribute", "metric", "mean", "std", "n_folds", "n_seeds",
                    "n_values", "ci_low", "ci_high", "bias", "ci_method", "ci_note", "min_speakers",
-                   "p_vs_erm", "n_pairs"]
+                   "p_no_gap", "p_vs_erm", "n_pairs"]
 
 
 def _ci_note(point: float, ci: dict) -> str:
-    """'zero-width' when the interval has no width, 'excludes estimate' when it misses the point."""
+    """'zero-width' when the interval has no width, 'excludes estimate' when it misses the point,
+    'no gap not rejected' when the permutation test could not tell the gap from noise (its lower
+    end is then 0, `bootstrap_interval`)."""
     if not np.isfinite(ci["ci_low"]):
         return ""
     if ci["ci_high"] - ci["ci_low"] <= ZERO_WIDTH:
         return "zero-width"
     if point < ci["ci_low"] - ZERO_WIDTH or point > ci["ci_high"] + ZERO_WIDTH:
         return "excludes estimate"
+    if ci.get("p_no_gap", np.nan) > 1 - CI_LEVEL:
+        return "no gap not rejected"
     return ""
 
 
@@ -618,6 +672,7 @@ def summarize(per_fold: pd.DataFrame, replicates: Replicates | dict | None,
     elif isinstance(replicates, dict):
         replicates = Replicates(dict(replicates), {})
     boot, jack = dict(replicates.boot), dict(replicates.jack)  # Overall's are added below
+    null = dict(replicates.null or {})
     per_fold = per_fold.copy()
     if "seed" not in per_fold.columns:
         per_fold["seed"] = 0
@@ -634,7 +689,8 @@ def summarize(per_fold: pd.DataFrame, replicates: Replicates | dict | None,
         fin_keys = [k for k, ok in zip(vals, finite) if ok]
         if mean is None:
             mean = float(v[finite].mean()) if finite.any() else np.nan
-        ci = bootstrap_interval(mean, boot.get(key), method=method, jack=jack.get(key), floor=0.0)
+        ci = bootstrap_interval(mean, boot.get(key), method=method, jack=jack.get(key), floor=0.0,
+                                null=null.get(key))
         attribute = key[2]
         return dict(zip(("set", "method", "attribute", "metric"), key), mean=mean,
                     std=float(np.std(v[finite], ddof=1)) if finite.sum() > 1 else np.nan,
@@ -663,6 +719,8 @@ def summarize(per_fold: pd.DataFrame, replicates: Replicates | dict | None,
                     boot[okey] = np.mean([boot[k] for k in keys], axis=0)
                 if all(k in jack for k in keys):
                     jack[okey] = np.mean([jack[k] for k in keys], axis=0)
+                if all(k in null for k in keys):
+                    null[okey] = np.mean([null[k] for k in keys], axis=0)
                 # The Overall cell is the mean of the four methods' means (SPEC section 5).
                 means = [np.nanmean(list(values[k].values())) for k in keys]
                 rows.append(row(okey, vals, mean=float(np.mean(means))))

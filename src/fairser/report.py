@@ -211,7 +211,7 @@ def table2(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 # Footnote marks of a cell (`_fmt`) and the footnotes that explain them (`_footnotes`).
-MARKS = {"few": "†", "zero-width": "‡", "excludes estimate": "§"}
+MARKS = {"few": "†", "zero-width": "‡", "excludes estimate": "§", "no gap not rejected": "°"}
 INTERVAL_NAMES = {"percentile": "percentile", "basic": "basic (reverse percentile)",
                   "shifted": "percentile shifted by twice the bootstrap bias",
                   "bca": "BCa (jackknife acceleration over speakers)",
@@ -267,7 +267,7 @@ def _footnotes(df: pd.DataFrame, names: list[str], speakers_note: str = "") -> s
     used = {k: False for k in MARKS}
     for name in names:
         if f"{name}_note" in df.columns:
-            for key in ("zero-width", "excludes estimate"):
+            for key in ("zero-width", "excludes estimate", "no gap not rejected"):
                 used[key] |= bool((df[f"{name}_note"] == key).any())
         if f"{name}_min_speakers" in df.columns:
             used["few"] |= bool((df[f"{name}_min_speakers"] < MIN_STRATUM).any())
@@ -283,6 +283,10 @@ def _footnotes(df: pd.DataFrame, names: list[str], speakers_note: str = "") -> s
                               "estimate: a gap's estimate is biased upward by sampling noise, and "
                               "the interval, aimed at the population gap, is moved down by the "
                               "bootstrap's estimate of that bias (docs/STATISTICS.md)."),
+        "no gap not rejected": (f"{MARKS['no gap not rejected']} a permutation test (group labels "
+                                "shuffled among each fold's test speakers) does not tell this gap "
+                                "from the gap that noise alone gives (p > 0.05), so the interval "
+                                "starts at 0."),
     }
     lines = [text[k] for k, on in used.items() if on]
     return ("\n" + "\n\n".join(lines) + "\n") if lines else ""
