@@ -312,6 +312,16 @@ def resample_plan(groups: np.ndarray, present: np.ndarray, n_boot: int, rng: np.
     return ResamplePlan(weights, small, groups, present)
 
 
+def _weighted_group_counts(w: np.ndarray, counts: dict) -> dict:
+    """Group counts n (B, G), pos, tp, sel (B, G, 6) from (B, S, G) speaker weights per group."""
+    b, s, g = w.shape
+    flat = w.transpose(0, 2, 1).reshape(b * g, s)  # one BLAS product per count, not an einsum loop
+    out = {"n": (flat @ counts["n"]).reshape(b, g)}
+    for key in ("pos", "tp", "sel"):
+        out[key] = (flat @ counts[key]).reshape(b, g, counts[key].shape[1])
+    return out
+
+
 def replicate_group_counts(plan: ResamplePlan, counts: dict, member: np.ndarray) -> dict:
     """Per-replicate group counts n (B, G), pos, tp, sel (B, G, 6) for one test set.
 
@@ -325,10 +335,7 @@ def replicate_group_counts(plan: ResamplePlan, counts: dict, member: np.ndarray)
     This assumes that speakers of the small group scatter about their group's rate as much as
     speakers of the others do (hand-written: no library resamples strata this way).
     """
-    wg = plan.weights[:, :, None] * member[None]  # (B, S, G)
-    out = {"n": np.einsum("bsg,s->bg", wg, counts["n"])}
-    for key in ("pos", "tp", "sel"):
-        out[key] = np.einsum("bsg,sk->bgk", wg, counts[key])
+    out = _weighted_group_counts(plan.weights[:, :, None] * member[None], counts)
     if not plan.small:
         return out
     real = group_totals(counts, member)
@@ -382,11 +389,8 @@ def permuted_groups(groups: np.ndarray, present: np.ndarray, n_perm: int,
 
 def permuted_group_counts(perm: np.ndarray, counts: dict, n_groups: int) -> dict:
     """Group counts n (P, G), pos, tp, sel (P, G, 6) under each relabelling of `permuted_groups`."""
-    onehot = (perm[:, :, None] == np.arange(n_groups)[None, None]).astype(float)  # (P, S, G)
-    out = {"n": np.einsum("psg,s->pg", onehot, counts["n"])}
-    for key in ("pos", "tp", "sel"):
-        out[key] = np.einsum("psg,sk->pgk", onehot, counts[key])
-    return out
+    return _weighted_group_counts((perm[:, :, None] == np.arange(n_groups)[None, None]).astype(float),
+                                  counts)
 
 
 def no_gap_p(point: float, null: np.ndarray | None) -> float:
