@@ -214,3 +214,16 @@ def test_no_footnote_without_a_marked_cell():
     summary = _one_row_summary(ci_low=0.2, ci_high=0.4, ci_note="", min_speakers=4)
     md = report.table1_markdown(report.table1(summary, k=16), k=16, n_folds=2, notice=None)
     assert "[0.200, 0.400] |" in md and "‡" not in md and "†" not in md
+
+
+@pytest.mark.parametrize("table", ["table1.csv", "table2.csv"])
+def test_no_interval_excludes_its_estimate(reported, table):
+    # Issue 9: basic intervals such as 0.259 [0.129, 0.255] sat below their own estimate.
+    df = pd.read_csv(reported / "reports" / table)
+    checked = 0
+    for low in [c for c in df.columns if c.endswith("_ci_low")]:
+        name = low[: -len("_ci_low")]
+        rows = df[df[low].notna()]
+        assert (rows[low] <= rows[name] + 1e-12).all() and (rows[name] <= rows[f"{name}_ci_high"] + 1e-12).all()
+        checked += len(rows)
+    assert checked > 20

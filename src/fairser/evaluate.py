@@ -15,8 +15,10 @@ Beyond the paper (docs/STATISTICS.md):
   residuals, `replicate_group_counts`). A replicate's value is the mean over (fold, seed) of the
   per-(fold, seed) gaps, exactly as the point estimate. The same resamples serve every run and
   seed (seeded by (seed, fold, attribute) only), so intervals of gains vs ERM are paired. The
-  interval method (`CI_METHOD`) was chosen by a coverage simulation (benchmarks/coverage.py).
-  Intervals cover test-speaker sampling only; training randomness shows in the s.d. over seeds.
+  interval method (`CI_METHOD`, "widened") and the no-gap rule (a gap that a permutation test
+  cannot tell from noise gets an interval from 0, `no_gap_p`) were chosen by a coverage
+  simulation (benchmarks/coverage.py; figures in docs/STATISTICS.md). Intervals cover
+  test-speaker sampling only; training randomness shows in the s.d. over seeds.
 - A paired test of each run against ERM over (fold, seed) pairs (`paired_test`).
 """
 

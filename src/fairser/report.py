@@ -1,7 +1,8 @@
 """Tables 1-2 and Figs. 2-4 of the paper from data/eval/summary.csv (../shared/SPEC.md section 6).
 
-Tables hold mean +- s.d. over folds and, for gaps, the 95% basic speaker-bootstrap interval
-(fairser.evaluate). Figures are drawn with matplotlib's Agg backend (no display needed). Every title
+Tables hold mean +- s.d. over folds x training seeds and, for gaps and gains, the 95% speaker-
+bootstrap interval of fairser.evaluate (named by its method, footnoted where a cell needs it),
+and Table 1 the paired Wilcoxon p against ERM (docs/STATISTICS.md). Figures are drawn with matplotlib's Agg backend (no display needed). Every title
 carries the corpus notice (constants.SURROGATE_NOTICE for the generated corpus), so a figure
 from synthetic data cannot be mistaken for the paper's.
 """
@@ -215,8 +216,9 @@ MARKS = {"few": "†", "zero-width": "‡", "excludes estimate": "§", "no gap n
 INTERVAL_NAMES = {"percentile": "percentile", "basic": "basic (reverse percentile)",
                   "shifted": "percentile shifted by twice the bootstrap bias",
                   "bca": "BCa (jackknife acceleration over speakers)",
-                  "widened": "basic, lower end widened by one more bootstrap bias and upper end "
-                             "raised to the estimate"}
+                  "widened": "basic, widened by one more bootstrap bias on the side of the bias "
+                             "and stretched to hold the estimate; from 0 where a permutation test "
+                             "cannot tell the gap from noise (°)"}
 
 
 def _fmt(row, name: str, gain: bool, total: int | None = None) -> str:
