@@ -9,10 +9,11 @@ is the gap of the population's group rates (large Monte Carlo sample) over the g
 holds; the target is their mean over folds, as the estimate is a mean over folds. Each draw builds
 the library's resamples (fairser.evaluate.resample_plan, replicate_group_counts,
 jackknife_group_counts, metrics.gaps_from_counts) and each interval method of
-fairser.evaluate.bootstrap_interval (and, "+no-gap test", with the permutation test of no gap that
-sets the lower end to 0 when it does not reject, fairser.evaluate.no_gap_p); coverage is the share of draws whose 95% interval holds the
-target. Two resampling schemes: "stratified" (every group within itself, as before) and
-"pooled" (groups with < 3 speakers borrow the spread of the larger groups; the library default).
+fairser.evaluate.bootstrap_interval (and, "+no-gap test", with the permutation test of no gap
+that sets the lower end to 0 when it does not reject, fairser.evaluate.no_gap_p); coverage is
+the share of draws whose 95% interval holds the target. Two resampling schemes: "stratified"
+(every group within itself, as before) and "pooled" (groups with < 3 speakers borrow the spread
+of the larger groups; the library default).
 Scenarios: "planted" (the effects below) and "null" (no group effect: every true gap is 0).
 
     python benchmarks/coverage.py                      # 300 draws x 400 resamples, both scenarios

@@ -59,10 +59,11 @@ def main() -> None:
                                           fold=fold, notice=notice),
     }
     with atomic_dir(args.reports) as tmp:
-        (tmp / "table1.md").write_text(report.table1_markdown(t1, k=k, n_folds=n_folds, n_seeds=n_seeds, notice=notice))
+        (tmp / "table1.md").write_text(report.table1_markdown(t1, k=k, n_folds=n_folds, n_seeds=n_seeds,
+                                                              notice=notice))
         (tmp / "table1_vs_paper.md").write_text(report.table1_vs_paper_markdown(t1, k=k, notice=notice))
-        (tmp / "table2.md").write_text(report.table2_markdown(t2, n_folds=n_folds, n_seeds=n_seeds, notice=notice,
-                                                                  speakers=speakers))
+        (tmp / "table2.md").write_text(report.table2_markdown(t2, n_folds=n_folds, n_seeds=n_seeds,
+                                                              notice=notice, speakers=speakers))
         # A CSV has no title: the notice rides along in a column.
         t1.assign(notice=notice or "").to_csv(tmp / "table1.csv", index=False)
         t2.assign(notice=notice or "").to_csv(tmp / "table2.csv", index=False)

@@ -449,7 +449,8 @@ def evaluate_runs(truth: Truth, predictions: dict, *, n_boot: int,
                   seed: int) -> tuple[pd.DataFrame, pd.DataFrame, Replicates]:
     """Per-(fold, seed) metrics (long), per-group rates (long) and resampled fold-and-seed means.
 
-    `predictions`: Run -> {(fold, seed): (n, 6) 0/1} (or {fold: ...} for seed 0). Returns (per_fold, per_group, replicates):
+    `predictions`: Run -> {(fold, seed): (n, 6) 0/1} (or {fold: ...} for seed 0). Returns
+    (per_fold, per_group, replicates):
     per_fold has columns set, method, fold, seed, attribute, metric, value. Each fold's resamples
     (`resample_plan`, seeded by (seed, fold, attribute) only) serve every run and every training
     seed, so differences between runs are paired.
@@ -745,7 +746,8 @@ def summarize(per_fold: pd.DataFrame, replicates: Replicates | dict | None,
         erm_mean = erm_mean.set_index(["attribute", "metric"])["mean"]
         gains = []
         for r in summary.to_dict("records"):
-            if (r["set"], r["method"]) == ("baselines", "erm") or (r["attribute"], r["metric"]) not in erm_mean.index:
+            if ((r["set"], r["method"]) == ("baselines", "erm")
+                    or (r["attribute"], r["metric"]) not in erm_mean.index):
                 continue
             ref = erm_mean[(r["attribute"], r["metric"])]
             key = (r["set"], r["method"], r["attribute"], r["metric"])

@@ -310,8 +310,9 @@ def run_groups(corpus: str | Path, split: str | Path, speaker: str | Path, pseud
                 continue
             c, lab = groups[k][keep], values[keep]
             quality.append({"k": k, "fold": int(fold), "attribute": t,
-                            "purity": purity(clusters=c, labels=lab), "majority_share": majority_share(lab),
-                            "nmi": nmi(clusters=c, labels=lab), "adjusted_rand": adjusted_rand(clusters=c, labels=lab)})
+                            "purity": purity(clusters=c, labels=lab),
+                            "majority_share": majority_share(lab), "nmi": nmi(clusters=c, labels=lab),
+                            "adjusted_rand": adjusted_rand(clusters=c, labels=lab)})
     quality = pd.DataFrame(quality, columns=["k", "fold", "attribute", "purity", "majority_share", "nmi",
                                              "adjusted_rand"])
     # The baseline depends on the fold's clips only, not on K: one value per attribute.

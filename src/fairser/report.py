@@ -2,8 +2,8 @@
 
 Tables hold mean +- s.d. over folds x training seeds and, for gaps and gains, the 95% speaker-
 bootstrap interval of fairser.evaluate (named by its method, footnoted where a cell needs it),
-and Table 1 the paired Wilcoxon p against ERM (docs/STATISTICS.md). Figures are drawn with matplotlib's Agg backend (no display needed). Every title
-carries the corpus notice (constants.SURROGATE_NOTICE for the generated corpus), so a figure
+and Table 1 the paired Wilcoxon p against ERM (docs/STATISTICS.md). Figures are drawn with
+matplotlib's Agg backend (no display needed). Every title carries the corpus notice (constants.SURROGATE_NOTICE for the generated corpus), so a figure
 from synthetic data cannot be mistaken for the paper's.
 """
 
