@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -285,6 +285,7 @@ class ResamplePlan:
     small: dict
     groups: np.ndarray
     present: np.ndarray
+    cache: dict = field(default_factory=dict)  # group membership -> flattened weights
 
 
 def resample_plan(groups: np.ndarray, present: np.ndarray, n_boot: int, rng: np.random.Generator,
@@ -314,13 +315,19 @@ def resample_plan(groups: np.ndarray, present: np.ndarray, n_boot: int, rng: np.
     return ResamplePlan(weights, small, groups, present)
 
 
-def _weighted_group_counts(w: np.ndarray, counts: dict) -> dict:
-    """Group counts n (B, G), pos, tp, sel (B, G, 6) from (B, S, G) speaker weights per group."""
+def _flatten(w: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """(B, S, G) speaker weights per group -> ((B*G, S), B, G), for one BLAS product per count."""
     b, s, g = w.shape
-    flat = w.transpose(0, 2, 1).reshape(b * g, s)  # one BLAS product per count, not an einsum loop
-    out = {"n": (flat @ counts["n"]).reshape(b, g)}
-    for key in ("pos", "tp", "sel"):
-        out[key] = (flat @ counts[key]).reshape(b, g, counts[key].shape[1])
+    return np.ascontiguousarray(w.transpose(0, 2, 1).reshape(b * g, s)), b, g
+
+
+def _flat_counts(flat: np.ndarray, b: int, g: int, counts: dict) -> dict:
+    """Group counts n (B, G), pos, tp, sel (B, G, 6) from flattened weights (`_flatten`)."""
+    k = counts["pos"].shape[1]
+    both = flat @ np.column_stack([counts["n"], counts["pos"], counts["tp"], counts["sel"]])
+    out = {"n": both[:, 0].reshape(b, g)}
+    for i, key in enumerate(("pos", "tp", "sel")):
+        out[key] = both[:, 1 + i * k:1 + (i + 1) * k].reshape(b, g, k)
     return out
 
 
@@ -337,7 +344,10 @@ def replicate_group_counts(plan: ResamplePlan, counts: dict, member: np.ndarray)
     This assumes that speakers of the small group scatter about their group's rate as much as
     speakers of the others do (hand-written: no library resamples strata this way).
     """
-    out = _weighted_group_counts(plan.weights[:, :, None] * member[None], counts)
+    key = member.tobytes()  # the weights depend on the plan and the groups only: built once per fold
+    if key not in plan.cache:
+        plan.cache[key] = _flatten(plan.weights[:, :, None] * member[None])
+    out = _flat_counts(*plan.cache[key], counts)
     if not plan.small:
         return out
     real = group_totals(counts, member)
@@ -391,8 +401,12 @@ def permuted_groups(groups: np.ndarray, present: np.ndarray, n_perm: int,
 
 def permuted_group_counts(perm: np.ndarray, counts: dict, n_groups: int) -> dict:
     """Group counts n (P, G), pos, tp, sel (P, G, 6) under each relabelling of `permuted_groups`."""
-    return _weighted_group_counts((perm[:, :, None] == np.arange(n_groups)[None, None]).astype(float),
-                                  counts)
+    return _flat_counts(*permutation_weights(perm, n_groups), counts)
+
+
+def permutation_weights(perm: np.ndarray, n_groups: int) -> tuple[np.ndarray, int, int]:
+    """The flattened one-hot weights of `permuted_groups` codes, to reuse across runs."""
+    return _flatten((perm[:, :, None] == np.arange(n_groups)[None, None]).astype(float))
 
 
 def no_gap_p(point: float, null: np.ndarray | None) -> float:
@@ -474,9 +488,9 @@ def evaluate_runs(truth: Truth, predictions: dict, *, n_boot: int,
             codes = members[attribute][0]
             rng = np.random.default_rng([seed, fold, i_attr])
             plans[attribute] = resample_plan(codes, present, n_boot, rng) if n_boot else None
-            perms[attribute] = (permuted_groups(codes, present, n_boot,
-                                                np.random.default_rng([seed, fold, i_attr, 1]))
-                                if n_boot else None)
+            perms[attribute] = (permutation_weights(permuted_groups(
+                codes, present, n_boot, np.random.default_rng([seed, fold, i_attr, 1])),
+                members[attribute][1].shape[1]) if n_boot else None)
         for run, preds in predictions.items():
             for (p_fold, t_seed), p in preds.items():
                 if p_fold != fold:
@@ -512,7 +526,7 @@ def evaluate_runs(truth: Truth, predictions: dict, *, n_boot: int,
                     _, jk = jackknife_group_counts(spk_counts, member, present)
                     j_tpr, j_dp = metrics.gaps_from_counts(**jk)
                     n_tpr, n_dp = metrics.gaps_from_counts(
-                        **permuted_group_counts(perms[attribute], spk_counts, len(names)))
+                        **_flat_counts(*perms[attribute], spk_counts))
                     for metric, b, j, z in (("tpr_gap", b_tpr, j_tpr, n_tpr), ("dp_gap", b_dp, j_dp, n_dp)):
                         key = (run.set, run.method, attribute, metric)
                         boots.setdefault(key, {})[(fold, t_seed)] = b
