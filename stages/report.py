@@ -60,7 +60,7 @@ def main() -> None:
     }
     with atomic_dir(args.reports) as tmp:
         (tmp / "table1.md").write_text(report.table1_markdown(t1, k=k, n_folds=n_folds, n_seeds=n_seeds,
-                                                              notice=notice))
+                                                              notice=notice, speakers=speakers))
         (tmp / "table1_vs_paper.md").write_text(report.table1_vs_paper_markdown(t1, k=k, notice=notice))
         (tmp / "table2.md").write_text(report.table2_markdown(t2, n_folds=n_folds, n_seeds=n_seeds,
                                                               notice=notice, speakers=speakers))

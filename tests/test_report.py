@@ -194,6 +194,7 @@ def test_single_gender_test_block_says_how_many_folds_a_mean_covers(tmp_path):
     md = (tmp_path / "reports/table1.md").read_text()
     erm_line = next(l for l in md.splitlines() if l.startswith("| ERM | none |"))
     assert erm_line.count("(n = 1 of 2)") == 2  # TPR gap and DP gap; F1 and ACC have both folds
+    assert "(gender: Female none in fold 1;" in md
 
 
 def _one_row_summary(**extra):

@@ -306,7 +306,7 @@ def _interval_text() -> str:
 
 
 def table1_markdown(df: pd.DataFrame, *, k: int, n_folds: int, n_seeds: int = 1,
-                    notice: str | None) -> str:
+                    notice: str | None, speakers: pd.DataFrame | None = None) -> str:
     title = titled(f"Table 1: SER performance and gender fairness (k-means rows: K = {k})", notice)
     return (f"# {title}\n\n{_spread_text(n_folds, n_seeds)}; {_interval_text()}. Gain: relative to "
             "ERM, (x − ERM)/ERM for F1 and ACC, (ERM − x)/ERM for gaps, so positive is better. "
@@ -316,7 +316,7 @@ def table1_markdown(df: pd.DataFrame, *, k: int, n_folds: int, n_seeds: int = 1,
             + markdown_table(df, [("method", "Method"), ("supervision", "Super.")],
                              [(m, METRIC_NAMES[m]) for m in TABLE1_METRICS], total=n_folds * n_seeds,
                              p_columns=[("p vs ERM (TPR gap / F1)", ("tpr_gap_p", "f1_p"))])
-            + _footnotes(df, list(TABLE1_METRICS)))
+            + _footnotes(df, list(TABLE1_METRICS), few_speakers_text(speakers, "gender")))
 
 
 def few_speakers_text(speakers: pd.DataFrame | None, attribute: str) -> str:
