@@ -3,8 +3,9 @@
 Tables hold mean +- s.d. over folds x training seeds and, for gaps and gains, the 95% speaker-
 bootstrap interval of fairser.evaluate (named by its method, footnoted where a cell needs it),
 and Table 1 the paired Wilcoxon p against ERM (docs/STATISTICS.md). Figures are drawn with
-matplotlib's Agg backend (no display needed). Every title carries the corpus notice (constants.SURROGATE_NOTICE for the generated corpus), so a figure
-from synthetic data cannot be mistaken for the paper's.
+matplotlib's Agg backend (no display needed). Every title carries the corpus notice
+(constants.SURROGATE_NOTICE for the generated corpus), so a figure from synthetic data cannot be
+mistaken for the paper's.
 """
 
 from __future__ import annotations
@@ -353,7 +354,7 @@ def table2_markdown(df: pd.DataFrame, *, n_folds: int, n_seeds: int = 1, notice:
 
 def sweep_frame(summary: pd.DataFrame) -> pd.DataFrame:
     """Per K of the sweep and per method (and `mean` = Overall): f1, acc, tpr_gap, dp_gap (gender)
-    with their s.d. over folds. The data of Figs. 2-3 and plots/k_sweep.csv."""
+    with their s.d. over folds x seeds. The data of Figs. 2-3 and plots/k_sweep.csv."""
     look = Lookup(summary)
     rows = []
     for k in sweep_ks(summary):
@@ -396,7 +397,7 @@ def _png(fig) -> bytes:
 
 def fig2_bars(summary: pd.DataFrame, *, notice: str | None) -> bytes:
     """Fig. 2: gender TPR gap (left) and Hamming accuracy (right) of DS, RW, GDRO, GADRO with
-    k-means groups, one bar per K; error bars are the s.d. over folds; dashed line = ERM."""
+    k-means groups, one bar per K; error bars are the s.d. over folds x seeds; dashed line = ERM."""
     sweep = sweep_frame(summary)
     sweep = sweep[sweep["method"] != "mean"]
     ks = sorted(sweep["k"].unique())
@@ -420,7 +421,8 @@ def fig2_bars(summary: pd.DataFrame, *, notice: str | None) -> bytes:
     # Below the panels, so it never covers a bar.
     fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(labels),
                fontsize=10, frameon=False)
-    fig.suptitle(titled("Fig. 2: k-means IDI across K (error bars: s.d. over folds)", notice), fontsize=11)
+    fig.suptitle(titled("Fig. 2: k-means IDI across K (error bars: s.d. over folds × seeds)", notice),
+                 fontsize=11)
     fig.tight_layout()
     return _png(fig)
 
@@ -444,7 +446,7 @@ def fig3_sweep(summary: pd.DataFrame, *, notice: str | None) -> bytes:
         ax.set_ylabel(label, fontsize=11)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=9)
-    fig.suptitle(titled("Fig. 3: mean of DS, RW, GDRO, GADRO vs K (bars: s.d. over folds)", notice),
+    fig.suptitle(titled("Fig. 3: mean of DS, RW, GDRO, GADRO vs K (bars: s.d. over folds × seeds)", notice),
                  fontsize=11)
     fig.tight_layout()
     return _png(fig)
