@@ -683,8 +683,10 @@ def summarize(per_fold: pd.DataFrame, replicates: Replicates | dict | None,
     which come from n_folds folds and n_seeds seeds; ci_low, ci_high, bias (`bootstrap_interval`
     with `method`, default CI_METHOD; NaN for F1 and ACC, which are not bootstrapped);
     ci_note (`_ci_note`); min_speakers: the fewest test speakers of any group of the attribute in
-    any fold (`speakers` = `speakers_per_group`); p_vs_erm, n_pairs: `paired_test` against
-    ERM's values of the same attribute and metric. A (fold, seed) whose value is undefined (NaN)
+    any fold (`speakers` = `speakers_per_group`); p_no_gap: the permutation test of no gap
+    (`no_gap_p`; gaps only; below 1 - CI_LEVEL the interval may start above 0); p_vs_erm,
+    n_pairs: `paired_test` against ERM's values of the same attribute and metric (gain rows
+    repeat their metric's). A (fold, seed) whose value is undefined (NaN)
     is left out of that mean and of the counts.
     """
     method = CI_METHOD if method is None else method
