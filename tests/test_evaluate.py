@@ -257,6 +257,47 @@ def test_bootstrap_replicate_equals_gap_on_the_resampled_clips():
     assert reps.boot[("baselines", "erm", "gender", "tpr_gap")][0] == pytest.approx(want)
 
 
+@pytest.mark.filterwarnings("ignore:Mean of empty slice")  # a TPR undefined in every seed
+def test_group_replicates_are_the_gaps_resampled_group_rates_averaged_over_seeds():
+    # Female has 2 speakers (< MIN_STRATUM): its replicates come from pooled residuals. The
+    # per-group replicates must be the rates of the very group counts behind the gap replicates.
+    rng = np.random.default_rng(4)
+    truth = evaluate.Truth(folds=[2], test_files={2: [str(i) for i in range(35)]},
+                           targets={2: (rng.random((35, 6)) < 0.4).astype(np.int8)},
+                           speakers={2: np.repeat(np.arange(7), 5)},
+                           actors=pd.DataFrame({"actor": range(7), "gender": ["Male"] * 5 + ["Female"] * 2,
+                                                "race": [None] * 7, "age": ["Young"] * 7}))
+    preds = {(2, s): (rng.random((35, 6)) < 0.5).astype(np.int8) for s in (0, 1)}
+    run = evaluate.Run("baselines", "erm", Path("x"))
+    _, _, reps = evaluate.evaluate_runs(truth, {run: preds}, n_boot=40, seed=7, attributes=("gender",),
+                                        group_replicates=True)
+    codes, member, _ = evaluate.group_matrix(truth.actors["gender"])
+    plan = evaluate.resample_plan(codes, np.ones(7, bool), 40, np.random.default_rng([7, 2, 0]))
+    assert plan.small  # the pooled-residual path is the one checked
+    tpr, sel, gaps = [], [], []
+    for s in (0, 1):
+        counts = evaluate.replicate_group_counts(plan, evaluate.speaker_counts(
+            y_true=truth.targets[2], y_pred=preds[(2, s)], speakers=truth.speakers[2], n_speakers=7), member)
+        tpr.append(metrics.tpr_by_group(tp=counts["tp"], pos=counts["pos"]))
+        sel.append(metrics.selection_rate_by_group(sel=counts["sel"], n=counts["n"]))
+        gaps.append(metrics.gaps_from_counts(**counts)[0])
+    key = ("baselines", "erm", "gender")
+    np.testing.assert_allclose(reps.groups[key + ("tpr_by_group",)], np.nanmean(tpr, axis=0))
+    np.testing.assert_allclose(reps.groups[key + ("selection_rate_by_group",)], np.mean(sel, axis=0))
+    np.testing.assert_allclose(reps.boot[key + ("tpr_gap",)], np.mean(gaps, axis=0))
+    assert reps.groups[key + ("tpr_by_group",)].shape == (40, 2, 6)
+
+
+def test_group_replicates_are_off_by_default():
+    truth = evaluate.Truth(folds=[1], test_files={1: ["a", "b"]}, targets={1: np.eye(2, 6, dtype=np.int8)},
+                           speakers={1: np.array([0, 1])},
+                           actors=pd.DataFrame({"actor": [0, 1], "gender": ["Male", "Female"],
+                                                "race": [None] * 2, "age": ["Young"] * 2}))
+    run = evaluate.Run("baselines", "erm", Path("x"))
+    _, _, reps = evaluate.evaluate_runs(truth, {run: {1: np.eye(2, 6, dtype=np.int8)}}, n_boot=3, seed=0)
+    assert reps.groups == {} and ("baselines", "erm", "gender", "tpr_gap") in reps.boot
+
+
 def test_bootstrap_is_deterministic_for_a_seed(tmp_path):
     make_tree(tmp_path, n_boot=30)
     outs = []
