@@ -37,8 +37,8 @@ def replicate(rng: np.random.Generator, n_speakers: int, clips: int, n_boot: int
     y_pred = np.column_stack([df["hit"], rng.integers(0, 2, len(df))]).astype(np.int8)
     groups = pd.DataFrame({"speaker": np.arange(speaker),
                            "group": [g for g in GROUPS for _ in range(n_speakers)]})
-    inputs = audit.Inputs(classes=CLASSES, attributes=["group"], cells={1: (1, 0)}, y_true={1: y_true},
-                          y_pred={1: y_pred}, speakers={1: df["speaker"].to_numpy()}, groups=groups,
+    inputs = audit.Inputs(classes=CLASSES, attributes=["group"], cells=[(1, 0)], y_true={1: y_true},
+                          y_pred={(1, 0): y_pred}, speakers={1: df["speaker"].to_numpy()}, groups=groups,
                           threshold=0.5, notice=None, described={})
     rates = audit.audit(inputs, n_boot=n_boot, seed=seed).per_group
     rates = rates[rates["class"] == "target"].set_index("group")

@@ -1,4 +1,4 @@
-"""Stage evaluate: score every run in data/runs per fold; write per-fold detail and the DVC metrics.
+"""Stage evaluate: score every run in data/runs per fold and seed; write the detail and the DVC metrics.
 
 python stages/evaluate.py --corpus data/corpus --split data/split --runs data/runs \
     --out data/eval --metrics metrics/summary.json
@@ -15,7 +15,8 @@ def main() -> None:
     p.add_argument("--corpus", required=True, help="folder with clips.csv and actors.csv")
     p.add_argument("--split", required=True, help="folder with folds.csv")
     p.add_argument("--runs", required=True, help="folder of <set>/<method>/predictions.csv")
-    p.add_argument("--out", required=True, help="output folder: per_fold.csv, per_group.csv, summary.csv")
+    p.add_argument("--out", required=True,
+                   help="output folder: per_fold.csv, per_group.csv, summary.csv, test_speakers.csv")
     p.add_argument("--metrics", required=True, help="DVC metrics JSON (headline numbers)")
     args = p.parse_args()
     params = config.load(args.params)
@@ -27,15 +28,19 @@ def main() -> None:
 
     per_fold, per_group, replicates = evaluate.evaluate_runs(
         truth, predictions, n_boot=params["evaluate"]["bootstrap"], seed=params["seed"])
-    summary = evaluate.summarize(per_fold, replicates)
+    speakers = evaluate.speakers_per_group(truth)
+    summary = evaluate.summarize(per_fold, replicates, speakers)
     headline = evaluate.headline(summary, k=params["idi"]["k"])
 
     with atomic_dir(args.out) as tmp:
         per_fold.to_csv(tmp / "per_fold.csv", index=False)
         per_group.to_csv(tmp / "per_group.csv", index=False)
         summary.to_csv(tmp / "summary.csv", index=False)
+        speakers.to_csv(tmp / "test_speakers.csv", index=False)
     write_json(args.metrics, headline)
-    print(f"evaluate: {len(runs)} runs x {len(truth.folds)} folds -> {args.out}, {args.metrics}")
+    n_seeds = per_fold["seed"].nunique()
+    print(f"evaluate: {len(runs)} runs x {len(truth.folds)} folds x {n_seeds} seed(s) -> "
+          f"{args.out}, {args.metrics}")
 
 
 if __name__ == "__main__":

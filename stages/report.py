@@ -13,11 +13,10 @@ from pathlib import Path
 import pandas as pd
 
 from fairser import config, provenance, report
+from fairser.evaluate import SUMMARY_COLUMNS
 from fairser.cli import InputError, parser, run
 from fairser.io import atomic_dir
 
-SUMMARY_COLUMNS = ["set", "method", "attribute", "metric", "mean", "std", "n_folds", "ci_low", "ci_high",
-                   "bias"]
 
 
 def data_notes(corpus_info: dict, coverage_json: Path | None) -> list[str]:
@@ -55,13 +54,17 @@ def main() -> None:
     k = params["idi"]["k"]
 
     eval_dir, corpus_dir = Path(args.eval), Path(args.corpus)
-    for path in (eval_dir / "summary.csv", eval_dir / "per_fold.csv", corpus_dir / "corpus.json"):
+    for path in (eval_dir / "summary.csv", eval_dir / "per_fold.csv", eval_dir / "test_speakers.csv",
+                 corpus_dir / "corpus.json"):
         if not path.is_file():
             raise InputError(f"{path}: no such file")
-    summary = pd.read_csv(eval_dir / "summary.csv")
+    summary = pd.read_csv(eval_dir / "summary.csv", keep_default_na=False, na_values=[""])
     if list(summary.columns) != SUMMARY_COLUMNS:
         raise InputError(f"{eval_dir / 'summary.csv'}: expected columns {SUMMARY_COLUMNS}")
-    n_folds = pd.read_csv(eval_dir / "per_fold.csv", usecols=["fold"])["fold"].nunique()
+    per_fold = pd.read_csv(eval_dir / "per_fold.csv")
+    n_folds = per_fold["fold"].nunique()
+    n_seeds = per_fold["seed"].nunique() if "seed" in per_fold.columns else 1
+    speakers = pd.read_csv(eval_dir / "test_speakers.csv", keep_default_na=False)
     try:
         corpus_info = json.loads((corpus_dir / "corpus.json").read_text())
         corpus_info.get("notice")
@@ -92,13 +95,13 @@ def main() -> None:
                                           fold=fold, notice=fig_notice),
     }
     with atomic_dir(args.reports) as tmp:
-        (tmp / "table1.md").write_text(with_notes(
-            report.table1_markdown(t1, k=k, n_folds=n_folds, notice=notice), notes))
+        (tmp / "table1.md").write_text(with_notes(report.table1_markdown(
+            t1, k=k, n_folds=n_folds, n_seeds=n_seeds, notice=notice, speakers=speakers), notes))
         (tmp / "table1_vs_paper.md").write_text(with_notes(report.table1_vs_paper_markdown(
             t1, k=k, notice=notice,
             differences=provenance.paper_differences(corpus_info=corpus_info, models=models)), notes))
-        (tmp / "table2.md").write_text(with_notes(
-            report.table2_markdown(t2, n_folds=n_folds, notice=notice), notes))
+        (tmp / "table2.md").write_text(with_notes(report.table2_markdown(
+            t2, n_folds=n_folds, n_seeds=n_seeds, notice=notice, speakers=speakers), notes))
         # A CSV has no title: the notice rides along in a column.
         t1.assign(notice=notice or "").to_csv(tmp / "table1.csv", index=False)
         t2.assign(notice=notice or "").to_csv(tmp / "table2.csv", index=False)

@@ -70,8 +70,9 @@ ACTORS = pd.DataFrame({
 })
 
 
-def write_pipeline_run(root: Path) -> dict:
-    """A fairser corpus folder, folds.csv and one run's predictions.csv (folds 1 and 3), as stages write."""
+def write_pipeline_run(root: Path, *, seeds: int = 2) -> dict:
+    """A fairser corpus folder, folds.csv and one run's predictions.csv (folds 1 and 3, `seeds`
+    training seeds; each seed's rows in another order), as stages write."""
     rng = np.random.default_rng(11)
     corpus, split, run_dir = root / "corpus", root / "split", root / "runs" / "baselines" / "erm"
     for d in (corpus, split, run_dir):
@@ -88,11 +89,16 @@ def write_pipeline_run(root: Path) -> dict:
                           for f in (1, 3) for file, a in zip(clips["file"], clips["actor"])])
     folds.to_csv(split / "folds.csv", index=False)
     test = folds[folds["split"] == "test"]
-    z = np.exp(3 * rng.random((len(test), 6)))
-    pred = pd.DataFrame(z / z.sum(axis=1, keepdims=True), columns=list(EMOTIONS))
-    pred.insert(0, "file", test["file"].to_numpy())
-    pred.insert(0, "fold", test["fold"].to_numpy())
-    pred.to_csv(run_dir / "predictions.csv", index=False)
+    parts = []
+    for seed in range(seeds):
+        order = rng.permutation(len(test))
+        z = np.exp(3 * rng.random((len(test), 6)))
+        pred = pd.DataFrame(z / z.sum(axis=1, keepdims=True), columns=list(EMOTIONS))
+        pred.insert(0, "file", test["file"].to_numpy()[order])
+        pred.insert(0, "seed", seed)
+        pred.insert(0, "fold", test["fold"].to_numpy()[order])
+        parts.append(pred)
+    pd.concat(parts).to_csv(run_dir / "predictions.csv", index=False)
     return {"corpus": corpus, "split": split, "runs": root / "runs",
             "predictions": run_dir / "predictions.csv"}
 
@@ -103,6 +109,7 @@ def test_audit_command_on_a_pipeline_run_reproduces_its_table1_numbers(tmp_path)
     truth = evaluate.load_truth(tree["corpus"], tree["split"])
     runs = evaluate.find_runs(tree["runs"])
     preds = {r: evaluate.read_predictions(r, truth) for r in runs}
+    assert sorted(preds[runs[0]]) == [(1, 0), (1, 1), (3, 0), (3, 1)]  # two seeds of two folds
     per_fold, _, reps = evaluate.evaluate_runs(truth, preds, n_boot=60, seed=5)
     summary = evaluate.summarize(per_fold, reps).set_index(["attribute", "metric"])
     # The console command, as a user runs it.
@@ -134,7 +141,7 @@ def test_per_class_rates_and_gaps_agree_with_fairlearn_metricframe(tmp_path):
     paths = write_plain(tmp_path)
     inputs = audit.load(**paths, intersect=["gender,age"])
     result = audit.audit(inputs, n_boot=0, seed=0)
-    y, p = inputs.y_true[audit.PLAIN_FOLD], inputs.y_pred[audit.PLAIN_FOLD]
+    y, p = inputs.y_true[audit.PLAIN_FOLD], inputs.y_pred[(audit.PLAIN_FOLD, 0)]
     spk = pd.read_csv(paths["speakers"])
     spk = spk.set_index("file").loc[pd.read_csv(paths["predictions"])["file"]]
     known = (spk["age"] != "Unknown").to_numpy()
@@ -165,7 +172,7 @@ def test_group_scores_are_the_metric_functions_on_the_groups_clips(tmp_path):
     paths = write_plain(tmp_path)
     inputs = audit.load(**paths)
     result = audit.audit(inputs, n_boot=0, seed=0)
-    y, p = inputs.y_true[audit.PLAIN_FOLD], inputs.y_pred[audit.PLAIN_FOLD]
+    y, p = inputs.y_true[audit.PLAIN_FOLD], inputs.y_pred[(audit.PLAIN_FOLD, 0)]
     is_f = pd.read_csv(paths["speakers"])["gender"].to_numpy() == "F"  # same clip order as predictions
     row = result.groups.set_index(["attribute", "group"]).loc[("gender", "F")]
     assert row["f1"] == pytest.approx(f1_score(y[is_f], p[is_f], average="macro", zero_division=0))
@@ -224,10 +231,10 @@ def test_predictions_are_positive_above_the_threshold_and_targets_above_one_over
     labels.loc[0, CLASSES] = [0.5, 0.3, 0.2]
     labels.to_csv(paths["labels"], index=False)
     default = audit.load(**paths)
-    assert default.y_pred[audit.PLAIN_FOLD][0].tolist() == [1, 0, 0]
+    assert default.y_pred[(audit.PLAIN_FOLD, 0)][0].tolist() == [1, 0, 0]
     assert default.y_true[audit.PLAIN_FOLD][0].tolist() == [1, 0, 0]
     low = audit.load(**paths, threshold="0.1")
-    assert low.y_pred[audit.PLAIN_FOLD][0].tolist() == [1, 1, 1]
+    assert low.y_pred[(audit.PLAIN_FOLD, 0)][0].tolist() == [1, 1, 1]
     assert low.y_true[audit.PLAIN_FOLD][0].tolist() == [1, 0, 0]  # targets keep the corpus rule
 
 
@@ -268,12 +275,22 @@ def test_several_training_seeds_are_cells_of_one_mean(tmp_path):
         parts.append(part.assign(fold=1, seed=seed))
     pd.concat(parts)[["fold", "seed", "file", *CLASSES]].to_csv(paths["predictions"], index=False)
     inputs = audit.load(**paths)
-    assert sorted(inputs.cells.values()) == [(1, 0), (1, 1)]
+    assert inputs.cells == [(1, 0), (1, 1)]
     result = audit.audit(inputs, n_boot=0, seed=0)
-    f1 = [metrics.macro_f1(y_true=inputs.y_true[c], y_pred=inputs.y_pred[c]) for c in inputs.cells]
+    f1 = [metrics.macro_f1(y_true=inputs.y_true[f], y_pred=inputs.y_pred[(f, s)]) for f, s in inputs.cells]
     assert f1[0] != f1[1]
     got = result.summary.set_index(["attribute", "metric"]).loc[("all", "f1"), "mean"]
     assert got == pytest.approx(np.mean(f1))
+
+
+def test_seeds_of_one_fold_must_score_the_same_clips(tmp_path):
+    tree = write_pipeline_run(tmp_path)
+    pred = pd.read_csv(tree["predictions"])
+    drop = int(np.flatnonzero((pred["fold"] == 3) & (pred["seed"] == 1))[0])
+    pred.drop(index=drop).to_csv(tree["predictions"], index=False)
+    with pytest.raises(cli.InputError, match=rf"predictions.csv: fold 3 seed 1 lacks clip "
+                                             rf"'{pred['file'][drop]}', unlike seed 0"):
+        audit.load(predictions=tree["predictions"], labels=tree["corpus"], speakers=tree["corpus"])
 
 
 def test_few_speakers_in_a_group_are_warned_about(tmp_path):

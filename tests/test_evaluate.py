@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from scipy import stats
 
 from fairser import evaluate, metrics
 from fairser.constants import EMOTIONS, SURROGATE_NOTICE
@@ -139,16 +140,26 @@ def test_metrics_json_is_nested_numbers_without_lists(evaluated):
     for key in ("table1.erm.f1", "table1.random.dp_gap", "table1.pgdro.tpr_gap",
                 "table1.rw.kmeans.tpr_gap", "table1.rw.gender.dp_gap", "table1.ds.pseudo.acc",
                 "table1.overall.kmeans.tpr_gap_gain", "table1.overall.gender.f1_gain",
-                "table2.race.rw.k16.tpr_gap", "table2.age.gdro.k32.dp_gap", "table2.race.erm.tpr_gap",
-                "table2.ser.overall.k16.f1_gain", "sweep.k32.mean.tpr_gap", "sweep.k2.mean.acc"):
+                "table1.lff.p_tpr_gap", "table1.gdro.pseudo.p_tpr_gap", "table1.overall.kmeans.p_tpr_gap",
+                "table2.race.erm.tpr_gap", "table2.age.overall.k32.dp_gap",
+                "table2.race.overall.k16.tpr_gap_gain"):
         assert key in leaves, key
-    assert leaves["table1.k"] == 16
+
+
+def test_metrics_json_holds_headline_numbers_only(evaluated):
+    # Issue 9: no per-fold keys, and few enough that `dvc metrics show` stays readable.
+    root, _ = evaluated
+    leaves = dict(_leaves(json.loads((root / "metrics/summary.json").read_text())))
+    assert not [k for k in leaves if "fold" in k]
+    # 5 + 12 + 3 Table 1 rows (4 metrics, p for 18 of them, 4 gains for 3), Table 2: 2 x (2 + 2 x 4)
+    assert len(leaves) == 5 * 4 + 3 + 12 * 5 + 3 * 9 + 20
 
 
 def test_per_fold_values_are_the_metric_functions_on_that_folds_test_clips(evaluated):
     root, tree = evaluated
     per_fold = pd.read_csv(root / "data/eval/per_fold.csv")
     assert len(per_fold) == sum(map(len, SETS.values())) * 2 * (2 + 2 * 3)
+    assert (per_fold["seed"] == 0).all()  # files without a seed column hold seed 0
     test = tree["test"][tree["test"]["fold"] == 2]
     clips = tree["clips"].set_index("file").loc[test["file"]]
     pred = pd.read_csv(root / "data/runs/gender/rw/predictions.csv").query("fold == 2").set_index("file")
@@ -243,7 +254,48 @@ def test_bootstrap_replicate_equals_gap_on_the_resampled_clips():
                            for s in range(6)])
     g = truth.actors["gender"].to_numpy()[truth.speakers[1][take]]
     want = metrics.tpr_gap(y_true=truth.targets[1][take], y_pred=preds[1][take], groups=g)
-    assert reps[("baselines", "erm", "gender", "tpr_gap")][0] == pytest.approx(want)
+    assert reps.boot[("baselines", "erm", "gender", "tpr_gap")][0] == pytest.approx(want)
+
+
+@pytest.mark.filterwarnings("ignore:Mean of empty slice")  # a TPR undefined in every seed
+def test_group_replicates_are_the_gaps_resampled_group_rates_averaged_over_seeds():
+    # Female has 2 speakers (< MIN_STRATUM): its replicates come from pooled residuals. The
+    # per-group replicates must be the rates of the very group counts behind the gap replicates.
+    rng = np.random.default_rng(4)
+    truth = evaluate.Truth(folds=[2], test_files={2: [str(i) for i in range(35)]},
+                           targets={2: (rng.random((35, 6)) < 0.4).astype(np.int8)},
+                           speakers={2: np.repeat(np.arange(7), 5)},
+                           actors=pd.DataFrame({"actor": range(7), "gender": ["Male"] * 5 + ["Female"] * 2,
+                                                "race": [None] * 7, "age": ["Young"] * 7}))
+    preds = {(2, s): (rng.random((35, 6)) < 0.5).astype(np.int8) for s in (0, 1)}
+    run = evaluate.Run("baselines", "erm", Path("x"))
+    _, _, reps = evaluate.evaluate_runs(truth, {run: preds}, n_boot=40, seed=7, attributes=("gender",),
+                                        group_replicates=True)
+    codes, member, _ = evaluate.group_matrix(truth.actors["gender"])
+    plan = evaluate.resample_plan(codes, np.ones(7, bool), 40, np.random.default_rng([7, 2, 0]))
+    assert plan.small  # the pooled-residual path is the one checked
+    tpr, sel, gaps = [], [], []
+    for s in (0, 1):
+        counts = evaluate.replicate_group_counts(plan, evaluate.speaker_counts(
+            y_true=truth.targets[2], y_pred=preds[(2, s)], speakers=truth.speakers[2], n_speakers=7), member)
+        tpr.append(metrics.tpr_by_group(tp=counts["tp"], pos=counts["pos"]))
+        sel.append(metrics.selection_rate_by_group(sel=counts["sel"], n=counts["n"]))
+        gaps.append(metrics.gaps_from_counts(**counts)[0])
+    key = ("baselines", "erm", "gender")
+    np.testing.assert_allclose(reps.groups[key + ("tpr_by_group",)], np.nanmean(tpr, axis=0))
+    np.testing.assert_allclose(reps.groups[key + ("selection_rate_by_group",)], np.mean(sel, axis=0))
+    np.testing.assert_allclose(reps.boot[key + ("tpr_gap",)], np.mean(gaps, axis=0))
+    assert reps.groups[key + ("tpr_by_group",)].shape == (40, 2, 6)
+
+
+def test_group_replicates_are_off_by_default():
+    truth = evaluate.Truth(folds=[1], test_files={1: ["a", "b"]}, targets={1: np.eye(2, 6, dtype=np.int8)},
+                           speakers={1: np.array([0, 1])},
+                           actors=pd.DataFrame({"actor": [0, 1], "gender": ["Male", "Female"],
+                                                "race": [None] * 2, "age": ["Young"] * 2}))
+    run = evaluate.Run("baselines", "erm", Path("x"))
+    _, _, reps = evaluate.evaluate_runs(truth, {run: {1: np.eye(2, 6, dtype=np.int8)}}, n_boot=3, seed=0)
+    assert reps.groups == {} and ("baselines", "erm", "gender", "tpr_gap") in reps.boot
 
 
 def test_bootstrap_is_deterministic_for_a_seed(tmp_path):
@@ -257,14 +309,197 @@ def test_bootstrap_is_deterministic_for_a_seed(tmp_path):
 
 def test_basic_interval_reflects_the_replicates_about_the_estimate():
     reps = np.linspace(0.30, 0.50, 1001)  # replicates shifted up from the estimate 0.35
-    got = evaluate.bootstrap_interval(0.35, reps)
+    got = evaluate.bootstrap_interval(0.35, reps, method="basic")
     lo, hi = np.percentile(reps, [2.5, 97.5])
     assert got["ci_low"] == pytest.approx(0.70 - hi) and got["ci_high"] == pytest.approx(0.70 - lo)
     assert got["bias"] == pytest.approx(0.40 - 0.35)
-    clipped = evaluate.bootstrap_interval(0.05, reps, floor=0.0)
+    clipped = evaluate.bootstrap_interval(0.05, reps, method="basic", floor=0.0)
     assert clipped["ci_low"] == 0.0 and clipped["ci_high"] == 0.0
     assert np.isnan(evaluate.bootstrap_interval(0.35, np.full(5, np.nan))["ci_low"])
     assert np.isnan(evaluate.bootstrap_interval(0.35, None)["bias"])
+
+
+def test_percentile_and_shifted_intervals_by_hand():
+    reps = np.linspace(0.30, 0.50, 1001)
+    lo, hi = np.percentile(reps, [2.5, 97.5])
+    got = evaluate.bootstrap_interval(0.35, reps, method="percentile")
+    assert (got["ci_low"], got["ci_high"]) == pytest.approx((lo, hi))
+    got = evaluate.bootstrap_interval(0.35, reps, method="shifted")  # bias 0.05: moved down 0.10
+    assert (got["ci_low"], got["ci_high"]) == pytest.approx((lo - 0.10, hi - 0.10))
+
+
+def test_widened_interval_by_hand():
+    reps = np.linspace(0.36, 0.50, 1001)  # bias +0.08: lower end moved down 0.08 more
+    lo, hi = np.percentile(reps, [2.5, 97.5])
+    got = evaluate.bootstrap_interval(0.35, reps, method="widened")
+    assert got["ci_low"] == pytest.approx(0.70 - hi - 0.08)
+    assert got["ci_high"] == pytest.approx(0.35)  # 0.70 - q(0.025) = 0.3365 is below the estimate
+    reps = np.linspace(0.30, 0.50, 1001)
+    lo, hi = np.percentile(reps, [2.5, 97.5])
+    down = evaluate.bootstrap_interval(0.45, reps - 0.2, method="widened")  # bias -0.25
+    assert down["ci_high"] == pytest.approx(0.90 - (lo - 0.2) + 0.25)
+    assert down["ci_low"] == pytest.approx(0.45)
+
+
+def test_bca_matches_scipy_given_the_same_resamples():
+    x = np.random.default_rng(0).exponential(size=30)
+    res = stats.bootstrap((x,), np.mean, n_resamples=2000, method="BCa", random_state=1)
+    jack = np.array([np.delete(x, i).mean() for i in range(len(x))])
+    got = evaluate.bootstrap_interval(x.mean(), res.bootstrap_distribution, method="bca", jack=jack)
+    assert got["ci_low"] == pytest.approx(res.confidence_interval.low, rel=1e-9)
+    assert got["ci_high"] == pytest.approx(res.confidence_interval.high, rel=1e-9)
+
+
+def test_default_interval_holds_its_estimate_when_replicates_sit_above_it():
+    # Issue 9: ERM race TPR gap 0.259 was printed as [0.129, 0.255] (basic): replicates of a
+    # max-min gap sit above the estimate. The default interval must still hold the estimate.
+    rng = np.random.default_rng(1)
+    for point in (0.259, 0.207, 0.048):
+        reps = point + 0.06 + 0.03 * rng.standard_normal(1000)
+        got = evaluate.bootstrap_interval(point, reps, floor=0.0)
+        assert got["ci_low"] <= point <= got["ci_high"]
+
+
+def test_unknown_interval_method_is_refused():
+    with pytest.raises(ValueError, match="unknown interval method 'studentized'"):
+        evaluate.bootstrap_interval(0.3, np.ones(3), method="studentized")
+
+
+def _per_fold(values: dict, set_="baselines", method="erm", attribute="gender", metric="tpr_gap"):
+    return pd.DataFrame([{"set": set_, "method": method, "fold": f, "seed": s, "attribute": attribute,
+                          "metric": metric, "value": v} for (f, s), v in values.items()])
+
+
+def test_means_are_over_folds_and_seeds_and_count_what_they_average():
+    vals = {(1, 0): 0.1, (1, 1): 0.3, (2, 0): 0.2, (2, 1): np.nan, (3, 0): np.nan, (3, 1): np.nan}
+    row = evaluate.Lookup(evaluate.summarize(_per_fold(vals), None)).row(
+        "baselines", "erm", "gender", "tpr_gap")
+    assert row["mean"] == pytest.approx(0.2) and row["std"] == pytest.approx(0.1)
+    assert (row["n_values"], row["n_folds"], row["n_seeds"]) == (3, 2, 2)
+
+
+def test_paired_wilcoxon_is_exact_on_a_planted_shift():
+    # Six (fold, seed) pairs, all lower than ERM: the exact two-sided p is 2 / 2**6.
+    keys = [(f, s) for f in (1, 2, 3) for s in (0, 1)]
+    erm = dict(zip(keys, [0.40, 0.42, 0.38, 0.41, 0.39, 0.43]))
+    rw = {k: v - 0.05 - 0.01 * i for i, (k, v) in enumerate(erm.items())}
+    p, n = evaluate.paired_test(rw, erm)
+    assert n == 6 and p == pytest.approx(2 / 64)
+    summary = evaluate.summarize(pd.concat([_per_fold(erm), _per_fold(rw, "gender", "rw")]), None)
+    row = evaluate.Lookup(summary).row("gender", "rw", "gender", "tpr_gap")
+    assert row["p_vs_erm"] == pytest.approx(2 / 64) and row["n_pairs"] == 6
+    assert np.isnan(evaluate.paired_test(erm, erm)[0])  # no pair differs
+
+
+def test_paired_test_uses_only_pairs_both_runs_hold():
+    erm = {(1, 0): 0.4, (1, 1): 0.5, (2, 0): 0.3}
+    x = {(1, 0): 0.3, (2, 0): np.nan, (3, 0): 0.1}
+    assert evaluate.paired_test(x, erm) == (pytest.approx(1.0), 1)
+
+
+def test_predictions_with_seeds_are_read_per_fold_and_seed(tmp_path):
+    make_tree(tmp_path, n_boot=0)
+    path = tmp_path / "data/runs/baselines/erm/predictions.csv"
+    one = pd.read_csv(path)
+    two = one.copy()
+    two[list(EMOTIONS)] = two[list(EMOTIONS)].to_numpy()[:, ::-1]
+    pd.concat([one.assign(seed=0), two.assign(seed=1)])[["fold", "seed", "file", *EMOTIONS]].to_csv(
+        path, index=False)
+    truth = evaluate.load_truth(tmp_path / "data/corpus", tmp_path / "data/split")
+    preds = evaluate.read_predictions(evaluate.Run("baselines", "erm", path), truth)
+    assert sorted(preds) == [(1, 0), (1, 1), (2, 0), (2, 1)]
+    assert not np.array_equal(preds[(1, 0)], preds[(1, 1)])
+    res = run_stage(tmp_path, "evaluate.py", *EVAL_ARGS)
+    assert res.returncode == 0, res.stderr
+    summary = pd.read_csv(tmp_path / "data/eval/summary.csv")
+    erm = summary.query("set == 'baselines' and method == 'erm' and metric == 'f1'").iloc[0]
+    assert (erm["n_folds"], erm["n_seeds"], erm["n_values"]) == (2, 2, 4)
+    lff = summary.query("set == 'baselines' and method == 'lff' and metric == 'f1'").iloc[0]
+    assert lff["n_pairs"] == 2  # LfF has seed 0 only: paired with ERM's seed 0
+
+
+def test_a_seed_missing_a_fold_is_refused_naming_it(tmp_path):
+    make_tree(tmp_path, n_boot=0)
+    path = tmp_path / "data/runs/gender/rw/predictions.csv"
+    one = pd.read_csv(path)
+    pd.concat([one.assign(seed=0), one[one["fold"] == 1].assign(seed=1)]).to_csv(path, index=False)
+    res = run_stage(tmp_path, "evaluate.py", *EVAL_ARGS)
+    assert res.returncode == 1 and "gender/rw" in res.stderr and "seed 1 has folds [1]" in res.stderr
+
+
+def _one_fold_counts():
+    # Group 0: one speaker (TPR 0.5 on every class); group 1: four speakers of TPR 0.2..0.8.
+    pos = np.full((5, 6), 10.0)
+    tp = np.array([[5.0] * 6, [2.0] * 6, [4.0] * 6, [6.0] * 6, [8.0] * 6])
+    counts = {"n": np.full(5, 20.0), "pos": pos, "tp": tp, "sel": tp + 1.0}
+    return counts, np.array([0, 1, 1, 1, 1])
+
+
+def test_a_lone_speaker_group_gets_spread_from_pooled_residuals():
+    # Issue 9: a stratum of one speaker always redraws that speaker, so stratified resampling
+    # gives its rates no spread at all; the pooled-residual replicate does, around its own rate.
+    counts, groups = _one_fold_counts()
+    member = evaluate.membership(groups, 2)
+    present = np.ones(5, bool)
+    stratified = evaluate.resample_plan(groups, present, 400, np.random.default_rng(0), min_stratum=0)
+    pooled = evaluate.resample_plan(groups, present, 400, np.random.default_rng(0))
+    tpr = {}
+    for name, plan in (("stratified", stratified), ("pooled", pooled)):
+        c = evaluate.replicate_group_counts(plan, counts, member)
+        tpr[name] = c["tp"][:, 0, 0] / c["pos"][:, 0, 0]
+    assert tpr["stratified"].std() == 0.0
+    assert tpr["pooled"].std() > 0.05
+    assert tpr["pooled"].mean() == pytest.approx(0.5, abs=0.02)
+
+
+def test_pooled_residual_slot_by_hand():
+    counts, groups = _one_fold_counts()
+    member = evaluate.membership(groups, 2)
+    plan = evaluate.resample_plan(groups, np.ones(5, bool), 3, np.random.default_rng(0))
+    donors = plan.small[0][1][:, 0]  # (B,) the donor of the lone speaker's slot
+    c = evaluate.replicate_group_counts(plan, counts, member)
+    # Group 1's TPR is 0.5; c_h = sqrt(4 / 3); slot tp = 0.5 pos_d + c_h (tp_d - 0.5 pos_d).
+    want = 0.5 * 10 + np.sqrt(4 / 3) * (counts["tp"][donors, 0] - 5.0)
+    assert c["tp"][:, 0, 0] == pytest.approx(want)
+    assert c["pos"][:, 0, 0] == pytest.approx(10.0)
+    assert set(donors) <= {1, 2, 3, 4}
+
+
+def test_jackknife_counts_leave_each_speaker_out():
+    counts, groups = _one_fold_counts()
+    member = evaluate.membership(groups, 2)
+    present = np.array([True, True, True, True, False])
+    left_out, jk = evaluate.jackknife_group_counts(counts, member, present)
+    assert left_out.tolist() == [0, 1, 2, 3]
+    assert jk["tp"][1, 1, 0] == 8.0 + 6.0 + 4.0  # without speaker 1 (tp 2); speaker 4 is still counted
+    assert jk["pos"][0, 0, 0] == 0.0 and jk["n"][0, 1] == 80.0
+
+
+def test_jackknife_of_a_fold_and_seed_mean_by_hand():
+    points = {(1, 0): 0.2, (1, 1): 0.4, (2, 0): 0.6, (2, 1): 0.8}
+    loo = {(1, 0): np.array([0.0, 0.2]), (1, 1): np.array([0.2, 0.4]),
+           (2, 0): np.array([0.6]), (2, 1): np.array([1.0])}
+    got = evaluate._jackknife_of_mean(points, loo)
+    assert got == pytest.approx([(0.0 + 0.2 + 0.6 + 0.8) / 4, (0.2 + 0.4 + 0.6 + 0.8) / 4,
+                                 (0.2 + 0.4 + 0.6 + 1.0) / 4])
+
+
+def test_zero_width_interval_is_marked():
+    vals = {(1, 0): 0.3, (2, 0): 0.3}
+    reps = evaluate.Replicates({("baselines", "erm", "gender", "tpr_gap"): np.full(50, 0.3)}, {})
+    row = evaluate.Lookup(evaluate.summarize(_per_fold(vals), reps)).row(
+        "baselines", "erm", "gender", "tpr_gap")
+    assert row["ci_low"] == pytest.approx(0.3) and row["ci_high"] == pytest.approx(0.3)
+    assert row["ci_note"] == "zero-width" and row["ci_method"] == evaluate.CI_METHOD
+
+
+def test_speakers_per_group_per_fold_and_group(evaluated):
+    root, _ = evaluated
+    spk = pd.read_csv(root / "data/eval/test_speakers.csv").set_index(["fold", "attribute", "group"])
+    # Fold 1 tests actors 1001-1004: two of each gender, one Asian; fold 2 two Young (ACTORS).
+    assert spk.loc[(1, "gender", "Male"), "n_speakers"] == 2
+    assert spk.loc[(1, "race", "Asian"), "n_speakers"] == 1
+    assert spk.loc[(2, "age", "Young"), "n_speakers"] == 2
 
 
 def test_table1_kmeans_rows_follow_idi_k(evaluated):
@@ -285,3 +520,28 @@ def test_overall_needs_all_four_group_methods():
               "value": 0.8} for f in (1, 2)]
     summary = evaluate.summarize(pd.DataFrame(rows), {})
     assert evaluate.Lookup(summary).mean("gender", "overall", "all", "f1") == pytest.approx(0.65)
+
+
+def test_permuted_groups_keep_group_sizes_and_skip_absent_or_ungrouped_speakers():
+    groups = np.array([0, 0, 1, 1, 1, -1, 0])
+    present = np.array([True, True, True, True, True, True, False])
+    perm = evaluate.permuted_groups(groups, present, 100, np.random.default_rng(0))
+    assert ((perm[:, :5] == 0).sum(axis=1) == 2).all() and ((perm[:, :5] == 1).sum(axis=1) == 3).all()
+    assert (perm[:, 5] == -1).all() and (perm[:, 6] == 0).all()
+    assert len({tuple(p) for p in perm}) > 1
+
+
+def test_no_gap_p_by_hand():
+    null = np.array([0.1, 0.2, 0.3, np.nan])
+    assert evaluate.no_gap_p(0.25, null) == pytest.approx((1 + 1) / (1 + 3))
+    assert evaluate.no_gap_p(0.5, null) == pytest.approx(1 / 4)
+    assert np.isnan(evaluate.no_gap_p(0.25, None))
+
+
+def test_a_gap_noise_could_give_gets_an_interval_from_zero():
+    reps = np.linspace(0.30, 0.50, 1001)
+    noise = np.linspace(0.2, 0.6, 99)  # 0.35 is well inside what relabelled groups give
+    got = evaluate.bootstrap_interval(0.35, reps, method="basic", floor=0.0, null=noise)
+    assert got["ci_low"] == 0.0 and got["p_no_gap"] > 0.05
+    clear = evaluate.bootstrap_interval(0.35, reps, method="basic", floor=0.0, null=noise / 4)
+    assert clear["ci_low"] > 0.0 and clear["p_no_gap"] == pytest.approx(1 / 100)

@@ -187,8 +187,10 @@ def test_groups_files_cover_train_and_dev_rows_with_contract_columns(tmp_path):
 def test_two_clusters_of_separated_voices_recover_gender_on_train_and_dev(tmp_path):
     idi_inputs(tmp_path)
     report = run(tmp_path, [2])
-    assert report["kmeans"]["k2"]["gender"]["purity"]["mean"] == 1.0
-    assert report["kmeans"]["k2"]["gender"]["nmi"]["mean"] == pytest.approx(1.0)
+    assert report["kmeans"]["k2"]["gender"]["purity"] == 1.0
+    quality = pd.read_csv(tmp_path / "groups" / "quality.csv")
+    assert quality.query("attribute == 'gender'")["nmi"].to_numpy() == pytest.approx(1.0)
+    assert quality.query("attribute == 'gender'")["adjusted_rand"].to_numpy() == pytest.approx(1.0)
     g = pd.read_csv(tmp_path / "groups" / "gender.csv")
     k = pd.read_csv(tmp_path / "groups" / "kmeans_k2.csv")
     for fold in (1, 2):
@@ -200,26 +202,61 @@ def test_pseudo_accuracy_counts_mislabelled_clips(tmp_path):
     files, _, _ = idi_inputs(tmp_path)
     report = run(tmp_path, [2])
     folds = pd.read_csv(tmp_path / "split" / "folds.csv")
+    acc = pd.read_csv(tmp_path / "groups" / "pseudo_accuracy.csv", dtype={"fold": str}).set_index("fold")
+    want = []
     for fold in (1, 2):
         rows = folds[(folds["fold"] == fold) & (folds["split"] != "test")]
         wrong = int(files[0] in set(rows["file"]))
-        assert report["pseudo_accuracy"][f"fold_{fold}"] == pytest.approx(1 - wrong / len(rows), abs=1e-6)
-    assert report["pseudo_accuracy"]["all_clips"] == pytest.approx(1 - 1 / len(files), abs=1e-6)
+        want.append(1 - wrong / len(rows))
+        assert acc.loc[str(fold), "accuracy"] == pytest.approx(want[-1], abs=1e-6)
+    assert acc.loc["all", "accuracy"] == pytest.approx(1 - 1 / len(files), abs=1e-6)
+    assert report["pseudo_accuracy"]["mean"] == pytest.approx(np.mean(want), abs=1e-6)
 
 
-def test_metrics_are_nested_dicts_without_lists(tmp_path):
+def test_metrics_are_headline_means_without_lists_or_folds(tmp_path):
     idi_inputs(tmp_path)
     report = run(tmp_path, [2, 4])
 
-    def walk(node):
+    def leaves(node, prefix=""):
         assert not isinstance(node, list)
         if isinstance(node, dict):
-            for v in node.values():
-                walk(v)
+            for k, v in node.items():
+                yield from leaves(v, f"{prefix}{k}.")
+        else:
+            yield prefix[:-1]
 
-    walk(report)
-    assert set(report["kmeans"]["k4"]) == {"gender", "race", "age"}
-    assert set(report["kmeans"]["k4"]["race"]["nmi"]) == {"fold_1", "fold_2", "mean"}
+    keys = list(leaves(report))
+    assert not [k for k in keys if "fold" in k]
+    # pseudo accuracy, three majority shares, purity per K and attribute
+    assert sorted(keys) == sorted(["pseudo_accuracy.mean", "majority_share.gender", "majority_share.race",
+                                   "majority_share.age"] + [f"kmeans.k{k}.{a}.purity" for k in (2, 4)
+                                                            for a in ("gender", "race", "age")])
+
+
+def test_purity_sits_beside_its_majority_share_baseline(tmp_path):
+    # Issue 9: purity means little without the share of the largest group, which a single
+    # cluster already scores; quality.csv holds both per fold, and the metric is their mean.
+    idi_inputs(tmp_path)
+    report = run(tmp_path, [2, 4])
+    quality = pd.read_csv(tmp_path / "groups" / "quality.csv")
+    assert set(quality.columns) == {"k", "fold", "attribute", "purity", "majority_share", "nmi",
+                                    "adjusted_rand"}
+    assert len(quality) == 2 * 2 * 3  # K x fold x attribute
+    assert (quality["purity"] >= quality["majority_share"] - 1e-12).all()
+    for attribute in ("gender", "race", "age"):
+        part = quality[(quality["attribute"] == attribute) & (quality["k"] == 2)]
+        assert report["majority_share"][attribute] == pytest.approx(part["majority_share"].mean(), abs=1e-6)
+        assert report["kmeans"]["k2"][attribute]["purity"] == pytest.approx(part["purity"].mean(), abs=1e-6)
+
+
+def test_majority_share_and_adjusted_rand_by_hand():
+    assert idi.majority_share(list("aaab")) == pytest.approx(3 / 4)
+    assert idi.majority_share(list("abab")) == pytest.approx(1 / 2)
+    # Purity of one cluster is the majority share.
+    assert idi.purity(clusters=[0, 0, 0, 0], labels=list("aaab")) == idi.majority_share(list("aaab"))
+    assert idi.adjusted_rand(clusters=[3, 3, 5, 5], labels=list("aabb")) == pytest.approx(1.0)
+    # Clusters crossing the labels evenly: at most chance agreement, ARI <= 0.
+    assert idi.adjusted_rand(clusters=[0, 1, 0, 1], labels=list("aabb")) <= 0.0
 
 
 def test_groups_are_deterministic(tmp_path):

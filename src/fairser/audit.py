@@ -5,7 +5,8 @@ The metrics, per-group rates, speaker bootstrap and intervals are the pipeline's
 predictions become one run of an `evaluate.Truth`, so `fairser audit` on a pipeline run's
 predictions.csv gives that run's Table 1 and 2 numbers. A plain predictions file is one test
 "fold"; a pipeline file (columns fold[, seed], file, <classes>) keeps its folds, and every number
-is the mean over its (fold, seed) cells, as the pipeline's tables are.
+is the mean over its (fold, seed) cells, as the pipeline's tables are (every seed of a fold scores
+that fold's clips and shares its speaker resamples, as in `evaluate.evaluate_runs`).
 
 What the audit adds on top, per attribute and per requested intersection (e.g. gender x age as a
 combined group; a speaker with any part missing is left out of it):
@@ -15,9 +16,10 @@ combined group; a speaker with any part missing is left out of it):
   max_g |P(yhat_k | g) - P(yhat_k)| (fairser.metrics), averaged over cells, with the groups behind
   them (lowest and highest fold-mean TPR; selection rate furthest from the overall rate);
 - per-group TPR and selection rate with intervals from the same speaker resamples as the gaps
-  (`evaluate_runs(..., group_replicates=True)`), clipped to [0, 1];
+  (`evaluate_runs(..., group_replicates=True)`), basic intervals (RATE_CI_METHOD) clipped to [0, 1];
 - speakers per group, with a warning where a group has fewer than MIN_SPEAKERS speakers in some
-  cell: within-group resampling of one or two speakers cannot show the speaker-to-speaker spread.
+  fold: one or two speakers cannot show the speaker-to-speaker spread, so their resamples borrow
+  it from the larger groups (`evaluate.replicate_group_counts`).
 
 Inputs are read at the edges (`load_*`); `audit` works on arrays; `write_report` writes the folder.
 """
@@ -48,9 +50,13 @@ SPEAKER_COLUMNS = ("speaker", "actor")  # the speaker column of a speakers table
 CELL_COLUMNS = ("fold", "seed")  # the pipeline's predictions.csv has these
 UNKNOWN = "Unknown"  # a group value that means missing: left out of that attribute (as race)
 INTERSECT_SEP = "+"  # gender+age; Female+Young
-PLAIN_FOLD = 1  # the cell number of a file without a fold column
+PLAIN_FOLD = 1  # the fold number of a file without a fold column
 RUN = evaluate.Run("audit", "model", Path("."))
 GAPS = ("tpr_gap", "dp_gap")
+# Per-group rates are mean-like, not max-min gaps: the pipeline's gap interval (evaluate.CI_METHOD,
+# widened against a gap's upward bias) does not apply; the basic interval's coverage for rates is
+# simulated in docs/AUDIT.md (benchmarks/audit_coverage.py).
+RATE_CI_METHOD = "basic"
 ALL_TIED = "all equal"  # the lowest/highest-TPR group when every defined group has the same TPR
 
 
@@ -102,10 +108,10 @@ def _scores(df: pd.DataFrame, columns: list[str], path, what: str) -> np.ndarray
 @dataclass
 class Predictions:
     classes: list[str]
-    cells: dict[int, tuple[int, int]]  # cell id -> (fold, seed)
-    files: dict[int, list[str]]  # cell -> clip ids in file order
-    scores: dict[int, np.ndarray]  # cell -> (n, K)
-    lines: dict[int, np.ndarray]  # cell -> (n,) line of each row in the file
+    cells: list[tuple[int, int]]  # the (fold, seed) pairs of the file, sorted
+    files: dict[int, list[str]]  # fold -> clip ids, in the file order of its first seed
+    scores: dict[tuple[int, int], np.ndarray]  # (fold, seed) -> (n, K), rows in files[fold] order
+    lines: dict[tuple[int, int], np.ndarray]  # (fold, seed) -> (n,) line of each row in the file
     id_column: str
     path: Path
     pipeline: bool  # has a fold column
@@ -124,7 +130,8 @@ def _int_column(df: pd.DataFrame, column: str, path) -> np.ndarray:
 def load_predictions(path: str | Path) -> Predictions:
     """A predictions CSV: a clip id column, optional fold and seed columns, one score per class.
 
-    The class set is every other column. Scores are probabilities or 0/1 in [0, 1].
+    The class set is every other column. Scores are probabilities or 0/1 in [0, 1]. Every seed
+    of a fold must score the same clips (as the pipeline's folds: one test split, several seeds).
     """
     path = Path(path)
     df = _read_table(path)
@@ -138,17 +145,28 @@ def load_predictions(path: str | Path) -> Predictions:
     seed = _int_column(df, "seed", path) if "seed" in df.columns else np.zeros(len(df), int)
     keyed = df.assign(_fold=fold, _seed=seed)
     _duplicates(keyed, ["_fold", "_seed", id_col], path)
-    pairs = sorted(set(zip(fold.tolist(), seed.tolist())))
-    # One training seed: cells are the folds, numbered as the pipeline numbers them (so the
-    # bootstrap streams match evaluate's). Several seeds: each (fold, seed) is a cell of the mean.
-    one_seed = len({s for _, s in pairs}) == 1
-    cells = {(f if one_seed else i + 1): (f, s) for i, (f, s) in enumerate(pairs)}
+    # Folds keep their numbers and seeds share their fold's clips, as in the pipeline: the
+    # speaker resamples are seeded by the fold number and serve every training seed of it.
+    cells = sorted(set(zip(fold.tolist(), seed.tolist())))
     out = Predictions(classes, cells, {}, {}, {}, id_col, path, "fold" in df.columns)
-    for cell, (f, s) in cells.items():
+    for f, s in cells:
         rows = np.flatnonzero((fold == f) & (seed == s))
-        out.files[cell] = df[id_col].iloc[rows].tolist()
-        out.scores[cell] = scores[rows]
-        out.lines[cell] = rows + 2
+        ids = df[id_col].iloc[rows].tolist()
+        if f not in out.files:
+            out.files[f], first_seed = ids, s
+        else:
+            at, known = {c: i for i, c in enumerate(ids)}, set(out.files[f])
+            extra = [i for i, c in enumerate(ids) if c not in known]
+            lacking = [c for c in out.files[f] if c not in at]
+            if extra or lacking:
+                where = (_where(path, int(rows[extra[0]]) + 2, id_col) if extra else str(path))
+                clip = ids[extra[0]] if extra else lacking[0]
+                raise InputError(f"{where}: fold {f} seed {s} {'has' if extra else 'lacks'} clip "
+                                 f"{clip!r}, unlike seed {first_seed} of that fold (every seed of a "
+                                 "fold must score the same clips)")
+            rows = rows[[at[c] for c in out.files[f]]]  # the fold's first-seed order
+        out.scores[(f, s)] = scores[rows]
+        out.lines[(f, s)] = rows + 2
     return out
 
 
@@ -321,10 +339,10 @@ class Inputs:
 
     classes: list[str]
     attributes: list[str]
-    cells: dict[int, tuple[int, int]]
-    y_true: dict[int, np.ndarray]
-    y_pred: dict[int, np.ndarray]
-    speakers: dict[int, np.ndarray]
+    cells: list[tuple[int, int]]  # (fold, seed) pairs
+    y_true: dict[int, np.ndarray]  # fold -> (n, K) targets
+    y_pred: dict[tuple[int, int], np.ndarray]  # (fold, seed) -> (n, K) predictions, same clip order
+    speakers: dict[int, np.ndarray]  # fold -> (n,) speaker index into `groups`
     groups: pd.DataFrame
     threshold: float
     notice: str | None
@@ -343,18 +361,20 @@ def load(*, predictions, labels, speakers, attributes: str | None = None,
     spk = load_speakers(speakers, wanted, also=[a for parts in crossings for a in parts])
     attrs = spk.attributes + add_intersections(spk, crossings)
     y_true, y_pred, speaker_of = {}, {}, {}
-    for cell, files in pred.files.items():
+    for fold, files in pred.files.items():
+        first = next(c for c in pred.cells if c[0] == fold)
         for name, table, source in (("labels", truth_scores, labels),
                                     ("speakers", spk.clip_speaker, speakers)):
             lost = [i for i, f in enumerate(files) if f not in table]
             if lost:
                 i = lost[0]
-                raise InputError(f"{_where(pred.path, int(pred.lines[cell][i]), pred.id_column)}: clip "
+                raise InputError(f"{_where(pred.path, int(pred.lines[first][i]), pred.id_column)}: clip "
                                  f"{files[i]!r} is not in the {name} ({source})")
         # Targets: vote shares (or 0/1) > 1/K, the corpus rule; predictions: scores > threshold.
-        y_true[cell] = metrics.binarize(np.stack([truth_scores[f] for f in files]), 1.0 / k)
+        y_true[fold] = metrics.binarize(np.stack([truth_scores[f] for f in files]), 1.0 / k)
+        speaker_of[fold] = np.array([spk.clip_speaker[f] for f in files], dtype=np.int64)
+    for cell in pred.cells:
         y_pred[cell] = metrics.binarize(pred.scores[cell], cut)
-        speaker_of[cell] = np.array([spk.clip_speaker[f] for f in files], dtype=np.int64)
     used = np.zeros(len(spk.groups), bool)
     for s in speaker_of.values():
         used[s] = True
@@ -371,8 +391,8 @@ def load(*, predictions, labels, speakers, attributes: str | None = None,
                              f"predicted clips; a gap needs two")
     described = {"predictions": str(pred.path), "labels": str(labels), "speakers": str(speakers),
                  "n_clips": int(sum(len(f) for f in pred.files.values())),
-                 "folds": sorted({f for f, _ in pred.cells.values()}), "pipeline": pred.pipeline,
-                 "seeds": sorted({s for _, s in pred.cells.values()})}
+                 "folds": sorted(pred.files), "pipeline": pred.pipeline,
+                 "seeds": sorted({s for _, s in pred.cells})}
     return Inputs(pred.classes, attrs, pred.cells, y_true, y_pred, speaker_of, spk.groups, cut,
                   notice, described)
 
@@ -404,7 +424,7 @@ def audit(inputs: Inputs, *, n_boot: int, seed: int) -> Audit:
     the pipeline's numbers. Everything per group or per class: the mean over cells of the
     per-cell value, a cell with no clips of that group left out.
     """
-    truth = evaluate.Truth(folds=sorted(inputs.cells), test_files={}, targets=dict(inputs.y_true),
+    truth = evaluate.Truth(folds=sorted(inputs.y_true), test_files={}, targets=dict(inputs.y_true),
                            speakers=dict(inputs.speakers), actors=inputs.groups)
     per_fold, _, replicates = evaluate.evaluate_runs(
         truth, {RUN: inputs.y_pred}, n_boot=n_boot, seed=seed, attributes=inputs.attributes,
@@ -417,9 +437,10 @@ def audit(inputs: Inputs, *, n_boot: int, seed: int) -> Audit:
         per_cell = {key: [] for key in ("tpr", "sel", "dev", "overall", "gap", "dp", "f1", "acc",
                                         "n", "pos", "spk")}
         spk_sets = [set() for _ in names]
-        for cell in truth.folds:
-            y, p, spk = inputs.y_true[cell], inputs.y_pred[cell], inputs.speakers[cell]
-            grp = evaluate.attribute_counts(evaluate.speaker_counts(y, p, spk, n_speakers), member)
+        for fold, t_seed in inputs.cells:
+            y, p, spk = inputs.y_true[fold], inputs.y_pred[(fold, t_seed)], inputs.speakers[fold]
+            grp = evaluate.group_totals(evaluate.speaker_counts(y_true=y, y_pred=p, speakers=spk,
+                                                                n_speakers=n_speakers), member)
             rate = metrics.selection_rate_by_group(sel=grp["sel"], n=grp["n"])
             overall = grp["sel"].sum(axis=0) / grp["n"].sum()
             per_cell["tpr"].append(metrics.tpr_by_group(tp=grp["tp"], pos=grp["pos"]))
@@ -428,8 +449,9 @@ def audit(inputs: Inputs, *, n_boot: int, seed: int) -> Audit:
             per_cell["overall"].append(overall)
             per_cell["gap"].append(metrics.tpr_gap_per_class(tp=grp["tp"], pos=grp["pos"]))
             per_cell["dp"].append(metrics.dp_per_class(sel=grp["sel"], n=grp["n"]))
-            per_cell["n"].append(grp["n"])
-            per_cell["pos"].append(grp["pos"])
+            if t_seed == min(s for f, s in inputs.cells if f == fold):  # clips: once per fold
+                per_cell["n"].append(grp["n"])
+                per_cell["pos"].append(grp["pos"])
             clip_codes = codes[spk]
             f1s, accs, n_spk = [], [], []
             for g in range(len(names)):
@@ -450,8 +472,8 @@ def audit(inputs: Inputs, *, n_boot: int, seed: int) -> Audit:
             group_rows.append({"attribute": attribute, "group": name, "n_speakers": len(spk_sets[g]),
                                "fewest_speakers": int(fewest[g]), "n_clips": int(n_clips[g]),
                                "f1": float(mean["f1"][g]), "acc": float(mean["acc"][g])})
-        tpr_reps = replicates.get((RUN.set, RUN.method, attribute, "tpr_by_group"))
-        sel_reps = replicates.get((RUN.set, RUN.method, attribute, "selection_rate_by_group"))
+        tpr_reps = replicates.groups.get((RUN.set, RUN.method, attribute, "tpr_by_group"))
+        sel_reps = replicates.groups.get((RUN.set, RUN.method, attribute, "selection_rate_by_group"))
         for k, cls in enumerate(inputs.classes):
             tpr_k, dev_k = mean["tpr"][:, k], mean["dev"][:, k]
             defined = np.isfinite(tpr_k)
@@ -474,7 +496,7 @@ def audit(inputs: Inputs, *, n_boot: int, seed: int) -> Audit:
                 for key, point, reps in (("tpr", mean["tpr"][g, k], tpr_reps),
                                          ("selection_rate", mean["sel"][g, k], sel_reps)):
                     ci = evaluate.bootstrap_interval(float(point), None if reps is None else reps[:, g, k],
-                                                     floor=0.0)
+                                                     method=RATE_CI_METHOD, floor=0.0)
                     row.update({key: float(point), f"{key}_ci_low": ci["ci_low"],
                                 f"{key}_ci_high": min(ci["ci_high"], 1.0)})  # a rate is <= 1
                 rate_rows.append(row)
@@ -526,10 +548,12 @@ def _f(x, digits: int = 3) -> str:
     return "–" if x is None or not np.isfinite(x) else f"{x + 0.0:.{digits}f}"
 
 
-def _interval_method() -> str:
-    """What evaluate.bootstrap_interval computes, from its own docstring (so this never drifts)."""
-    first = evaluate.bootstrap_interval.__doc__.strip().splitlines()[0].rstrip(".")
-    return re.sub(r"\s+and the bias$", "", first)
+def _interval_method(method: str = RATE_CI_METHOD) -> str:
+    """The name of an `evaluate.bootstrap_interval` method, as the pipeline's tables print it."""
+    from fairser.report import INTERVAL_NAMES
+
+    # The tables' mark for "from 0" (°) is theirs; the audit names the note in words.
+    return re.sub(r"\s*\(°\)$", "", INTERVAL_NAMES[method])
 
 
 def _slug(name: str) -> str:
@@ -553,10 +577,13 @@ def report_markdown(result: Audit, inputs: Inputs) -> str:
              f"- metrics: fairser.metrics (TPR gap = sqrt(mean_k (max_g TPR - min_g TPR)^2); DP gap = "
              "sqrt(mean_k max_g |P(yhat_k | g) - P(yhat_k)|^2)); every number is the mean over the "
              "(fold, seed) cells, as in the pipeline's Tables 1-2",
-             (f"- intervals: {_interval_method()}, from {result.n_boot} speaker resamples (speakers "
-              f"drawn with replacement within their group, per cell; seed {result.seed}); they cover "
-              "test-speaker sampling only, and fall short of 95% when a group has few speakers "
-              "(simulated coverage: fairser's docs/AUDIT.md)") if result.n_boot else
+             (f"- intervals: gaps {_interval_method(evaluate.CI_METHOD)} (the pipeline's, "
+              f"docs/STATISTICS.md); per-group rates {_interval_method()}; from {result.n_boot} speaker resamples (speakers drawn "
+              "with replacement within their group, per fold, shared by its training seeds; a group "
+              f"with fewer than {evaluate.MIN_STRATUM} speakers borrows the spread of the larger "
+              f"groups; seed {result.seed}); they cover test-speaker sampling only, and the rate "
+              "intervals fall short of 95% when a group has few speakers (simulated coverage: "
+              "fairser's docs/AUDIT.md)") if result.n_boot else
              "- intervals: none (--n-boot 0)",
              "", "## Overall", "", "| Metric | Value |", "|---|---|"]
     for metric, label in (("f1", "macro-F1 ↑"), ("acc", "Hamming accuracy ↑")):
@@ -566,7 +593,9 @@ def report_markdown(result: Audit, inputs: Inputs) -> str:
                   "| Gap | Value | 95% interval |", "|---|---|---|"]
         for metric, label in (("tpr_gap", "TPR gap ↓"), ("dp_gap", "DP gap ↓")):
             row = _summary_row(result, attribute, metric)
-            lines.append(f"| {label} | {_f(row['mean'])} | [{_f(row['ci_low'])}, {_f(row['ci_high'])}] |")
+            note = f" ({row['ci_note']})" if isinstance(row["ci_note"], str) and row["ci_note"] else ""
+            lines.append(f"| {label} | {_f(row['mean'])} | [{_f(row['ci_low'])}, {_f(row['ci_high'])}]"
+                         f"{note} |")
         groups = result.groups[result.groups["attribute"] == attribute]
         lines += ["", "| Group | Speakers | Clips | macro-F1 | Hamming acc. |", "|---|---|---|---|---|"]
         for g in groups.itertuples(index=False):
@@ -575,9 +604,10 @@ def report_markdown(result: Audit, inputs: Inputs) -> str:
         if len(few):
             which = ", ".join(f"{g.group} ({g.fewest_speakers})" for g in few.itertuples(index=False))
             lines += ["", f"> **Warning:** fewer than {MIN_SPEAKERS} speakers in a group of some fold: "
-                          f"{which}. Resampling so few speakers cannot show how much speakers differ, "
-                          f"so the {attribute.replace(INTERSECT_SEP, ' × ')} intervals are too narrow "
-                          "to mean much."]
+                          f"{which}. So few speakers cannot show how much speakers differ: their "
+                          "resamples borrow the spread between speakers of the larger groups (pooled "
+                          f"residuals), so the {attribute.replace(INTERSECT_SEP, ' × ')} intervals "
+                          "assume these speakers differ as much as the others do."]
         pc = result.per_class[result.per_class["attribute"] == attribute]
         lines += ["", "Per class (the breakdown behind the gaps; with several cells, each gap is the mean "
                       "of the per-cell gaps and the groups are ranked by their mean rate):", "",

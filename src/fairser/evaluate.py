@@ -1,29 +1,38 @@
-"""Score every training run: per-fold metrics, fold means, speaker-bootstrap CIs, headline numbers.
+"""Score every training run: per-(fold, seed) metrics, means, speaker-bootstrap CIs, paired tests.
 
 Protocol (../shared/SPEC.md section 5): every metric is computed per fold on that fold's whole test
-split, then averaged over the folds; the spread is the sample standard deviation over folds
-(ddof = 1). Gains vs ERM: accuracy-like (x - ERM) / ERM, gaps (ERM - x) / ERM. "Overall" is the
-mean of DS, RW, GDRO and GADRO at one supervision level (only when all four runs exist).
+split; with several training seeds (predictions.csv column `seed`, train.seeds), per (fold, seed).
+A table cell is the mean over the (fold, seed) values that are defined, its spread the sample
+standard deviation over them (ddof = 1); summary.csv counts the folds, seeds and values behind
+each. Gains vs ERM: accuracy-like (x - ERM) / ERM, gaps (ERM - x) / ERM. "Overall" is the mean of
+DS, RW, GDRO and GADRO at one supervision level (only when all four runs exist).
 
-Beyond the paper: 95% bootstrap intervals for each gap (and each Overall and gain), resampling
-speakers, because clips of one speaker are not independent; basic (reverse-percentile)
-intervals, since gaps are biased upward by noise (see `bootstrap_interval`). Per fold and attribute,
-test speakers are drawn with replacement within their own group (so every group of the fold
-stays present with its speaker count), each fold independently; a replicate's value is the mean
-over folds of the per-fold gaps, exactly as the point estimate. The same resamples serve every
-run (seeded by (seed, fold, attribute) only), so intervals of gains vs ERM are paired. The
-intervals cover test-set sampling only, not training randomness.
+Beyond the paper (docs/STATISTICS.md):
+- 95% bootstrap intervals for each gap (and each Overall and gain), resampling test speakers,
+  because clips of one speaker are not independent. Per fold and attribute, speakers are drawn
+  with replacement within their own group (every group keeps its speaker count); a group with
+  fewer than MIN_STRATUM test speakers borrows the spread of the larger groups (pooled
+  residuals, `replicate_group_counts`). A replicate's value is the mean over (fold, seed) of the
+  per-(fold, seed) gaps, exactly as the point estimate. The same resamples serve every run and
+  seed (seeded by (seed, fold, attribute) only), so intervals of gains vs ERM are paired. The
+  interval method (`CI_METHOD`, "widened") and the no-gap rule (a gap that a permutation test
+  cannot tell from noise gets an interval from 0, `no_gap_p`) were chosen by a coverage
+  simulation (benchmarks/coverage.py; figures in docs/STATISTICS.md). Intervals cover
+  test-speaker sampling only; training randomness shows in the s.d. over seeds.
+- A paired test of each run against ERM over (fold, seed) pairs (`paired_test`).
 """
 
 from __future__ import annotations
 
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats
+from tqdm import tqdm
 
 from fairser import metrics
 from fairser.cli import InputError
@@ -38,6 +47,13 @@ ALL_ATTRIBUTE = "all"  # the `attribute` of F1 and ACC rows, which have none
 TABLE2_KS = (16, 32)  # the paper's Table 2 columns
 SET_PATTERN = re.compile(r"^(baselines|gender|pseudo|kmeans_k([1-9][0-9]*))$")
 PROB_SUM_TOL = 1e-3  # predictions are softmax outputs written as text
+CI_LEVEL = 0.95
+CI_METHODS = ("percentile", "basic", "shifted", "bca", "widened")
+CI_METHOD = "widened"  # chosen by benchmarks/coverage.py (docs/STATISTICS.md)
+# A group with fewer test speakers than this in a fold is resampled by pooled residuals
+# (`replicate_group_counts`): one speaker redrawn as itself shows no spread at all.
+MIN_STRATUM = 3
+ZERO_WIDTH = 1e-9  # an interval narrower than this is reported as zero-width
 
 
 @dataclass
@@ -179,13 +195,19 @@ def find_runs(runs_dir: str | Path) -> list[Run]:
     return runs
 
 
-def read_predictions(run: Run, truth: Truth) -> dict[int, np.ndarray]:
-    """fold -> (n, 6) 0/1 predictions in `truth.test_files[fold]` order, after checking the file.
+def read_predictions(run: Run, truth: Truth) -> dict[tuple[int, int], np.ndarray]:
+    """(fold, seed) -> (n, 6) 0/1 predictions in `truth.test_files[fold]` order, after checking the file.
 
-    The files of each fold must be exactly that fold's test split (folds.csv, split == test).
+    Columns fold, seed, file, <classes>; a file without `seed` holds seed 0 only. Every seed must
+    cover every test fold, and the files of each (fold, seed) must be exactly that fold's test
+    split (folds.csv, split == test).
     """
     where = f"run {run.name} ({run.path})"
     df = read_csv(run.path, ["fold", "file", *EMOTIONS], **ONLY_EMPTY_IS_NA)
+    if "seed" not in df.columns:
+        df["seed"] = 0
+    elif df["seed"].isna().any() or not pd.api.types.is_integer_dtype(df["seed"]) or (df["seed"] < 0).any():
+        raise InputError(f"{where}: column seed must hold integers >= 0")
     probs = df[list(EMOTIONS)]
     if probs.isna().any().any():
         raise InputError(f"{where}: empty probabilities")
@@ -194,62 +216,65 @@ def read_predictions(run: Run, truth: Truth) -> dict[int, np.ndarray]:
         raise InputError(f"{where}: probabilities outside [0, 1]")
     if (np.abs(p.sum(axis=1) - 1) > PROB_SUM_TOL).any():
         raise InputError(f"{where}: rows do not sum to 1 (softmax probabilities expected)")
-    if df.duplicated(["fold", "file"]).any():
-        raise InputError(f"{where}: a (fold, file) row appears twice")
-    folds = sorted(df["fold"].unique().tolist())
-    if folds != truth.folds:
-        raise InputError(f"{where}: folds {folds} do not match the split's test folds {truth.folds}")
+    if df.duplicated(["fold", "seed", "file"]).any():
+        raise InputError(f"{where}: a (fold, seed, file) row appears twice")
     out = {}
-    for fold in truth.folds:
-        part = df[df["fold"] == fold].set_index("file")
-        want = truth.test_files[fold]
-        extra = sorted(set(part.index) - set(want))
-        lacking = sorted(set(want) - set(part.index))
-        if extra or lacking:
-            raise InputError(f"{where}: fold {fold} predictions do not match the fold's test split "
-                             f"({len(lacking)} test clips missing, {len(extra)} clips not in it, "
-                             f"e.g. {(lacking + extra)[0]})")
-        out[fold] = metrics.binarize(part.loc[want, list(EMOTIONS)].to_numpy(float))
+    for seed in sorted(int(s) for s in df["seed"].unique()):
+        of_seed = df[df["seed"] == seed]
+        folds = sorted(of_seed["fold"].unique().tolist())
+        if folds != truth.folds:
+            raise InputError(f"{where}: seed {seed} has folds {folds}, not the split's test folds "
+                             f"{truth.folds}")
+        for fold in truth.folds:
+            part = of_seed[of_seed["fold"] == fold].set_index("file")
+            want = truth.test_files[fold]
+            extra = sorted(set(part.index) - set(want))
+            lacking = sorted(set(want) - set(part.index))
+            if extra or lacking:
+                raise InputError(f"{where}: fold {fold} seed {seed} predictions do not match the "
+                                 f"fold's test split ({len(lacking)} test clips missing, {len(extra)} "
+                                 f"clips not in it, e.g. {(lacking + extra)[0]})")
+            out[(fold, seed)] = metrics.binarize(part.loc[want, list(EMOTIONS)].to_numpy(float))
     return out
 
 
-def speaker_counts(y_true: np.ndarray, y_pred: np.ndarray, speakers: np.ndarray, n_speakers: int):
-    """Per-speaker n (S,), pos, tp, sel (S, K): the sufficient statistics of every gap."""
+def speaker_counts(*, y_true, y_pred, speakers, n_speakers: int) -> dict:
+    """Per-speaker counts of one test set: n (S,) clips, pos, tp, sel (S, K) (see metrics.group_counts),
+    the sufficient statistics of every gap.
+
+    `speakers`: (N,) speaker index 0..S-1 of each clip. Speakers without clips get zeros.
+    """
+    speakers = np.asarray(speakers)
     onehot = np.zeros((n_speakers, len(speakers)))
     onehot[speakers, np.arange(len(speakers))] = 1.0
-    yt, yp = y_true.astype(float), y_pred.astype(float)
+    yt, yp = np.asarray(y_true, float), np.asarray(y_pred, float)
     return {"n": onehot.sum(axis=1), "pos": onehot @ yt, "tp": onehot @ (yt * yp), "sel": onehot @ yp}
 
 
+def membership(groups: np.ndarray, n_groups: int) -> np.ndarray:
+    """(S, G) 0/1 matrix from group codes (S,); a speaker with code -1 (missing) has an all-zero row."""
+    groups = np.asarray(groups)
+    member = np.zeros((len(groups), n_groups))
+    member[groups >= 0, groups[groups >= 0]] = 1.0
+    return member
+
+
 def group_matrix(values) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Speaker group codes (S,) (-1 = missing), (S, G) 0/1 membership (all-zero if missing), names.
+    """Speaker group codes (S,) (-1 = missing), (S, G) 0/1 membership (`membership`), group names.
 
     `values`: (S,) each speaker's group (None or NaN = missing), e.g. a column of `Truth.actors`.
     """
     codes, names = metrics.encode_groups(np.asarray(values, dtype=object))
-    member = np.zeros((len(codes), len(names)))
-    member[codes >= 0, codes[codes >= 0]] = 1.0
-    return codes, member, names
+    return codes, membership(codes, len(names)), names
 
 
-def attribute_counts(spk_counts: dict, member: np.ndarray) -> dict:
-    """Per-group n (G,), pos, tp, sel (G, K) from `speaker_counts` and a (S, G) membership."""
-    grp = {"n": spk_counts["n"] @ member}
+def group_totals(counts: dict, member: np.ndarray) -> dict:
+    """Per-group n (G,), pos, tp, sel (G, K) from per-speaker counts (`speaker_counts`) and an
+    (S, G) membership."""
+    out = {"n": counts["n"] @ member}
     for key in ("pos", "tp", "sel"):
-        grp[key] = member.T @ spk_counts[key]
-    return grp
-
-
-def bootstrap_attribute_counts(spk_counts: dict, member: np.ndarray, weights: np.ndarray) -> dict:
-    """`attribute_counts` of each resample: n (B, G), pos, tp, sel (B, G, K).
-
-    `weights`: (B, S) draws per speaker (`speaker_resample_weights`).
-    """
-    wg = weights[:, :, None] * member[None]  # (B, S, G)
-    boot = {"n": np.einsum("bsg,s->bg", wg, spk_counts["n"])}
-    for key in ("pos", "tp", "sel"):
-        boot[key] = np.einsum("bsg,sk->bgk", wg, spk_counts[key])
-    return boot
+        out[key] = member.T @ counts[key]
+    return out
 
 
 def speaker_resample_weights(groups: np.ndarray, present: np.ndarray, n_boot: int,
@@ -270,87 +295,402 @@ def speaker_resample_weights(groups: np.ndarray, present: np.ndarray, n_boot: in
     return weights
 
 
-def evaluate_runs(truth: Truth, predictions: dict[Run, dict[int, np.ndarray]], *, n_boot: int,
-                  seed: int, attributes=ATTRIBUTES, classes=EMOTIONS,
-                  group_replicates: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """Per-fold metrics (long), per-group rates (long) and bootstrap replicates of fold-mean gaps.
+@dataclass
+class ResamplePlan:
+    """One fold's speaker resamples for one attribute, shared by every run and seed (paired).
 
-    Returns (per_fold, per_group, replicates) where replicates maps (set, method, attribute,
-    metric) to an (n_boot,) array. `attributes`: columns of `truth.actors`; `classes`: the names
-    of the K target columns. With `group_replicates`, replicates also maps (set, method,
-    attribute, "tpr_by_group" | "selection_rate_by_group") to (n_boot, G, K) fold-mean rates
-    (groups in `group_matrix` order), from the same resamples as the gaps.
+    `weights` (B, S): stratified draws (`speaker_resample_weights`). `small` maps each group with
+    fewer than MIN_STRATUM test speakers to (its speakers (m,), donor draws (B, m)): such a
+    group's replicate keeps its own rates and adds the deviations of m donor speakers drawn from
+    the larger groups (`replicate_group_counts`). `groups`, `present`: as given.
     """
+
+    weights: np.ndarray
+    small: dict
+    groups: np.ndarray
+    present: np.ndarray
+    cache: dict = field(default_factory=dict)  # group membership -> flattened weights
+
+
+def resample_plan(groups: np.ndarray, present: np.ndarray, n_boot: int, rng: np.random.Generator,
+                  *, min_stratum: int = None) -> ResamplePlan:
+    """Stratified speaker draws, plus donor draws for groups with < `min_stratum` test speakers.
+
+    Donors: the present speakers of groups with >= min_stratum speakers; if there are none, of
+    groups with >= 2 (a deviation needs a group mean); if none either, the small group is left as
+    drawn (no spread: its interval is then flagged as zero-width where nothing else varies).
+    """
+    min_stratum = MIN_STRATUM if min_stratum is None else min_stratum
+    groups, present = np.asarray(groups), np.asarray(present, bool)
+    weights = speaker_resample_weights(groups, present, n_boot, rng)
+    valid = (groups >= 0) & present
+    sizes = {int(g): int(((groups == g) & present).sum()) for g in np.unique(groups[valid])}
+    small_groups = [g for g, m in sizes.items() if m < min_stratum]
+    small = {}
+    if small_groups:
+        for need in (min_stratum, 2):
+            donors = np.flatnonzero(valid & np.isin(groups, [g for g, m in sizes.items() if m >= need]))
+            if len(donors):
+                break
+        for g in small_groups:
+            own = np.flatnonzero((groups == g) & present)
+            if len(donors):
+                small[g] = (own, donors[rng.integers(0, len(donors), size=(n_boot, len(own)))])
+    return ResamplePlan(weights, small, groups, present)
+
+
+def _flatten(w: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """(B, S, G) speaker weights per group -> ((B*G, S), B, G), for one BLAS product per count."""
+    b, s, g = w.shape
+    return np.ascontiguousarray(w.transpose(0, 2, 1).reshape(b * g, s)), b, g
+
+
+def _flat_counts(flat: np.ndarray, b: int, g: int, counts: dict) -> dict:
+    """Group counts n (B, G), pos, tp, sel (B, G, K) from flattened weights (`_flatten`)."""
+    k = counts["pos"].shape[1]
+    both = flat @ np.column_stack([counts["n"], counts["pos"], counts["tp"], counts["sel"]])
+    out = {"n": both[:, 0].reshape(b, g)}
+    for i, key in enumerate(("pos", "tp", "sel")):
+        out[key] = both[:, 1 + i * k:1 + (i + 1) * k].reshape(b, g, k)
+    return out
+
+
+def replicate_group_counts(plan: ResamplePlan, counts: dict, member: np.ndarray) -> dict:
+    """Per-replicate group counts n (B, G), pos, tp, sel (B, G, K) for one test set.
+
+    Groups with >= MIN_STRATUM speakers: the resampled speakers' counts (weights x counts). A
+    smaller group g, whose own speakers cannot show the spread between speakers (one speaker is
+    always redrawn as itself), gets a "pooled-residual" replicate: for each of its m slots a donor
+    speaker d of group h is drawn; the slot holds d's counts recentred on g's own rates,
+    pos = pos_d, tp = TPR_g pos_d + c_h (tp_d - TPR_h pos_d), n = n_d,
+    sel = SR_g n_d + c_h (sel_d - SR_h n_d), with c_h = sqrt(m_h / (m_h - 1)) undoing the shrinkage
+    of residuals about a group mean of m_h speakers (the usual residual-bootstrap correction).
+    This assumes that speakers of the small group scatter about their group's rate as much as
+    speakers of the others do (hand-written: no library resamples strata this way).
+    """
+    key = member.tobytes()  # the weights depend on the plan and the groups only: built once per fold
+    if key not in plan.cache:
+        plan.cache[key] = _flatten(plan.weights[:, :, None] * member[None])
+    out = _flat_counts(*plan.cache[key], counts)
+    if not plan.small:
+        return out
+    real = group_totals(counts, member)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tpr = real["tp"] / real["pos"]  # (G, K); NaN where a group has no positives
+        sel_rate = real["sel"] / real["n"][:, None]
+    n_speakers = np.array([((plan.groups == g) & plan.present).sum() for g in range(member.shape[1])])
+    shrink = np.sqrt(n_speakers / np.maximum(n_speakers - 1, 1))
+    for g, (_, donors) in plan.small.items():
+        h = plan.groups[donors]  # (B, m)
+        pos_d, tp_d = counts["pos"][donors], counts["tp"][donors]  # (B, m, K)
+        n_d, sel_d = counts["n"][donors], counts["sel"][donors]
+        c = shrink[h][..., None]
+        pos = pos_d.sum(axis=1)
+        tp = (np.nan_to_num(tpr[g]) * pos_d + c * (tp_d - tpr[h] * pos_d)).sum(axis=1)
+        n = n_d.sum(axis=1)
+        sel = (sel_rate[g] * n_d[..., None] + c * (sel_d - sel_rate[h] * n_d[..., None])).sum(axis=1)
+        undefined = real["pos"][g] == 0  # TPR_g undefined in the data: stays undefined
+        out["pos"][:, g] = np.where(undefined, 0.0, pos)
+        out["tp"][:, g] = np.where(undefined, 0.0, np.clip(tp, 0.0, pos))
+        out["n"][:, g] = n
+        out["sel"][:, g] = np.clip(sel, 0.0, n[:, None])
+    return out
+
+
+def jackknife_group_counts(counts: dict, member: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, dict]:
+    """Leave-one-speaker-out group counts: (J,) speakers left out (present, with a group) and
+    n (J, G), pos, tp, sel (J, G, K), each the test set's group counts without that speaker."""
+    real = group_totals(counts, member)
+    left_out = np.flatnonzero(np.asarray(present, bool) & (member.sum(axis=1) > 0))
+    drop = member[left_out]  # (J, G)
+    out = {"n": real["n"][None] - drop * counts["n"][left_out][:, None]}
+    for key in ("pos", "tp", "sel"):
+        out[key] = real[key][None] - drop[:, :, None] * counts[key][left_out][:, None, :]
+    return left_out, out
+
+
+def permuted_groups(groups: np.ndarray, present: np.ndarray, n_perm: int,
+                    rng: np.random.Generator) -> np.ndarray:
+    """(n_perm, S) group codes with the labels of the present, grouped speakers shuffled among
+    them (group sizes kept); the others keep their code. Under "no gap" (every group has the
+    same rates) speakers are exchangeable across groups, so gaps of these relabellings show
+    the gap that noise alone produces."""
+    groups, present = np.asarray(groups), np.asarray(present, bool)
+    idx = np.flatnonzero(present & (groups >= 0))
+    out = np.tile(groups, (n_perm, 1))
+    if len(idx):
+        out[:, idx] = groups[idx][rng.permuted(np.tile(np.arange(len(idx)), (n_perm, 1)), axis=1)]
+    return out
+
+
+def permuted_group_counts(perm: np.ndarray, counts: dict, n_groups: int) -> dict:
+    """Group counts n (P, G), pos, tp, sel (P, G, K) under each relabelling of `permuted_groups`."""
+    return _flat_counts(*permutation_weights(perm, n_groups), counts)
+
+
+def permutation_weights(perm: np.ndarray, n_groups: int) -> tuple[np.ndarray, int, int]:
+    """The flattened one-hot weights of `permuted_groups` codes, to reuse across runs."""
+    return _flatten((perm[:, :, None] == np.arange(n_groups)[None, None]).astype(float))
+
+
+def no_gap_p(point: float, null: np.ndarray | None) -> float:
+    """Permutation p-value of "no gap": (1 + #{null >= point}) / (1 + P) over the defined null
+    gaps (Phipson & Smyth 2010); NaN without them."""
+    if null is None or not np.isfinite(point):
+        return np.nan
+    null = np.asarray(null, float)
+    null = null[np.isfinite(null)]
+    return float((1 + np.sum(null >= point - 1e-12)) / (1 + len(null))) if len(null) else np.nan
+
+
+@dataclass
+class Replicates:
+    """Resampled values of each fold-and-seed mean, keyed by (set, method, attribute, metric).
+
+    `boot`: (B,) speaker-bootstrap replicates. `jack`: (J,) leave-one-speaker-out values, one per
+    (fold, test speaker with a group) in a fixed order, so runs can be combined element-wise.
+    `null`: (B,) values under group relabellings, for the no-gap test (`no_gap_p`).
+    `groups` (only with `evaluate_runs(..., group_replicates=True)`): (set, method, attribute,
+    "tpr_by_group" | "selection_rate_by_group") -> (B, G, K) the fold-and-seed mean of each group's
+    rates in the same resamples as `boot` (groups in `group_matrix` order), for the audit's
+    per-group intervals.
+    """
+
+    boot: dict
+    jack: dict
+    null: dict = None  # (P,) the same mean under group relabellings (`permuted_groups`)
+    groups: dict = field(default_factory=dict)
+
+
+def _fold_seed_mean(values: dict) -> float:
+    v = np.array(list(values.values()), float)
+    return float(np.nanmean(v)) if np.isfinite(v).any() else np.nan
+
+
+def _jackknife_of_mean(points: dict, loo: dict) -> np.ndarray:
+    """Leave-one-speaker-out values of the mean over (fold, seed) of `points`.
+
+    points: (fold, seed) -> value; loo: (fold, seed) -> (J_fold,) the value without each speaker
+    of that fold. Leaving a speaker out changes only its own fold's values (all seeds).
+    """
+    keys = list(points)
+    v = np.array([points[k] for k in keys], float)
+    finite = np.isfinite(v)
+    total, count = np.nansum(v), finite.sum()
+    out = []
+    for fold in sorted({f for f, _ in keys}):
+        mine = [i for i, k in enumerate(keys) if k[0] == fold]
+        L = np.stack([loo[keys[i]] for i in mine])  # (n_seeds, J_f)
+        s = total - np.nansum(v[mine]) + np.nansum(L, axis=0)
+        c = count - finite[mine].sum() + np.isfinite(L).sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out.append(np.where(c > 0, s / np.maximum(c, 1), np.nan))
+    return np.concatenate(out) if out else np.empty(0)
+
+
+def evaluate_runs(truth: Truth, predictions: dict, *, n_boot: int, seed: int,
+                  attributes=ATTRIBUTES, classes=EMOTIONS,
+                  group_replicates: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, Replicates]:
+    """Per-(fold, seed) metrics (long), per-group rates (long) and resampled fold-and-seed means.
+
+    `predictions`: Run -> {(fold, seed): (n, K) 0/1} (or {fold: ...} for seed 0). Returns
+    (per_fold, per_group, replicates):
+    per_fold has columns set, method, fold, seed, attribute, metric, value. Each fold's resamples
+    (`resample_plan`, seeded by (seed, fold, attribute) only) serve every run and every training
+    seed, so differences between runs are paired. `attributes`: columns of `truth.actors`
+    (their order numbers the resample streams); `classes`: the names of the K target columns.
+    With `group_replicates`, `replicates.groups` also holds each group's resampled TPR and
+    selection rate (`Replicates`), from the same `replicate_group_counts` as the gaps.
+    """
+    # A run given as {fold: predictions} (one seed) is read as seed 0.
+    predictions = {run: {(k if isinstance(k, tuple) else (k, 0)): p for k, p in preds.items()}
+                   for run, preds in predictions.items()}
     n_speakers = len(truth.actors)
     members = {a: group_matrix(truth.actors[a].to_numpy(object)) for a in attributes}
     fold_rows, group_rows = [], []
-    fold_reps: dict[tuple, list[np.ndarray]] = {}
-    for fold in truth.folds:
+    points: dict = {}  # key -> {(fold, seed): value}
+    boots: dict = {}   # key -> {(fold, seed): (B,)}
+    loos: dict = {}    # key -> {(fold, seed): (J_f,)}
+    nulls: dict = {}   # key -> {(fold, seed): (B,)} gaps under group relabellings
+    group_boots: dict = {}  # (set, method, attribute, rate) -> {(fold, seed): (B, G, K)}
+    for fold in tqdm(truth.folds, desc="evaluate (folds)", unit="fold", disable=len(truth.folds) < 2):
         y = truth.targets[fold]
         spk = truth.speakers[fold]
         present = np.bincount(spk, minlength=n_speakers) > 0
-        weights = {}
+        plans, perms = {}, {}
         for i_attr, attribute in enumerate(attributes):
             codes = members[attribute][0]
             rng = np.random.default_rng([seed, fold, i_attr])
-            weights[attribute] = speaker_resample_weights(codes, present, n_boot, rng)
+            plans[attribute] = resample_plan(codes, present, n_boot, rng) if n_boot else None
+            perms[attribute] = (permutation_weights(permuted_groups(
+                codes, present, n_boot, np.random.default_rng([seed, fold, i_attr, 1])),
+                members[attribute][1].shape[1]) if n_boot else None)
         for run, preds in predictions.items():
-            p = preds[fold]
-            base = {"set": run.set, "method": run.method, "fold": fold}
-            fold_rows.append({**base, "attribute": ALL_ATTRIBUTE, "metric": "f1",
-                              "value": metrics.macro_f1(y_true=y, y_pred=p)})
-            fold_rows.append({**base, "attribute": ALL_ATTRIBUTE, "metric": "acc",
-                              "value": metrics.hamming_accuracy(y_true=y, y_pred=p)})
-            spk_counts = speaker_counts(y, p, spk, n_speakers)
-            for attribute in attributes:
-                _, member, names = members[attribute]
-                grp = attribute_counts(spk_counts, member)
-                tpr, dp = metrics.gaps_from_counts(**grp)
-                fold_rows.append({**base, "attribute": attribute, "metric": "tpr_gap", "value": float(tpr)})
-                fold_rows.append({**base, "attribute": attribute, "metric": "dp_gap", "value": float(dp)})
-                rates = metrics.tpr_by_group(tp=grp["tp"], pos=grp["pos"])
-                for g, name in enumerate(names):
-                    if grp["n"][g] == 0:
-                        continue  # the group has no test clips in this fold
-                    for k, emotion in enumerate(classes):
-                        group_rows.append({**base, "attribute": attribute, "group": name,
-                                           "emotion": emotion, "n": int(grp["n"][g]),
-                                           "n_pos": int(grp["pos"][g, k]), "tpr": rates[g, k],
-                                           "selection_rate": grp["sel"][g, k] / grp["n"][g]})
-                if n_boot:
-                    boot = bootstrap_attribute_counts(spk_counts, member, weights[attribute])
-                    b_tpr, b_dp = metrics.gaps_from_counts(**boot)
-                    fold_reps.setdefault((run.set, run.method, attribute, "tpr_gap"), []).append(b_tpr)
-                    fold_reps.setdefault((run.set, run.method, attribute, "dp_gap"), []).append(b_dp)
+            for (p_fold, t_seed), p in preds.items():
+                if p_fold != fold:
+                    continue
+                base = {"set": run.set, "method": run.method, "fold": fold, "seed": t_seed}
+                fold_rows.append({**base, "attribute": ALL_ATTRIBUTE, "metric": "f1",
+                                  "value": metrics.macro_f1(y_true=y, y_pred=p)})
+                fold_rows.append({**base, "attribute": ALL_ATTRIBUTE, "metric": "acc",
+                                  "value": metrics.hamming_accuracy(y_true=y, y_pred=p)})
+                spk_counts = speaker_counts(y_true=y, y_pred=p, speakers=spk, n_speakers=n_speakers)
+                for attribute in attributes:
+                    _, member, names = members[attribute]
+                    grp = group_totals(spk_counts, member)
+                    tpr, dp = metrics.gaps_from_counts(**grp)
+                    for metric, value in (("tpr_gap", tpr), ("dp_gap", dp)):
+                        fold_rows.append({**base, "attribute": attribute, "metric": metric,
+                                          "value": float(value)})
+                        points.setdefault((run.set, run.method, attribute, metric), {})[
+                            (fold, t_seed)] = float(value)
+                    rates = metrics.tpr_by_group(tp=grp["tp"], pos=grp["pos"])
+                    for g, name in enumerate(names):
+                        if grp["n"][g] == 0:
+                            continue  # the group has no test clips in this fold
+                        for k, emotion in enumerate(classes):
+                            group_rows.append({**base, "attribute": attribute, "group": name,
+                                               "emotion": emotion, "n": int(grp["n"][g]),
+                                               "n_pos": int(grp["pos"][g, k]), "tpr": rates[g, k],
+                                               "selection_rate": grp["sel"][g, k] / grp["n"][g]})
+                    if not n_boot:
+                        continue
+                    b_counts = replicate_group_counts(plans[attribute], spk_counts, member)
+                    b_tpr, b_dp = metrics.gaps_from_counts(**b_counts)
                     if group_replicates:
-                        fold_reps.setdefault((run.set, run.method, attribute, "tpr_by_group"), []).append(
-                            metrics.tpr_by_group(tp=boot["tp"], pos=boot["pos"]))
-                        fold_reps.setdefault((run.set, run.method, attribute, "selection_rate_by_group"),
-                                             []).append(metrics.selection_rate_by_group(
-                                                 sel=boot["sel"], n=boot["n"]))
+                        rates_b = {"tpr_by_group": metrics.tpr_by_group(tp=b_counts["tp"],
+                                                                        pos=b_counts["pos"]),
+                                   "selection_rate_by_group": metrics.selection_rate_by_group(
+                                       sel=b_counts["sel"], n=b_counts["n"])}
+                        for rate, value in rates_b.items():
+                            group_boots.setdefault((run.set, run.method, attribute, rate), {})[
+                                (fold, t_seed)] = value
+                    _, jk = jackknife_group_counts(spk_counts, member, present)
+                    j_tpr, j_dp = metrics.gaps_from_counts(**jk)
+                    n_tpr, n_dp = metrics.gaps_from_counts(
+                        **_flat_counts(*perms[attribute], spk_counts))
+                    for metric, b, j, z in (("tpr_gap", b_tpr, j_tpr, n_tpr), ("dp_gap", b_dp, j_dp, n_dp)):
+                        key = (run.set, run.method, attribute, metric)
+                        boots.setdefault(key, {})[(fold, t_seed)] = b
+                        loos.setdefault(key, {})[(fold, t_seed)] = j
+                        nulls.setdefault(key, {})[(fold, t_seed)] = z
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN replicates stay NaN
-        replicates = {key: np.nanmean(np.stack(v), axis=0) for key, v in fold_reps.items()}
-    return pd.DataFrame(fold_rows), pd.DataFrame(group_rows), replicates
+        boot = {key: np.nanmean(np.stack(list(v.values())), axis=0) for key, v in boots.items()}
+        jack = {key: _jackknife_of_mean(points[key], v) for key, v in loos.items()}
+        null = {key: np.nanmean(np.stack(list(v.values())), axis=0) for key, v in nulls.items()}
+        groups = {key: np.nanmean(np.stack(list(v.values())), axis=0) for key, v in group_boots.items()}
+    per_fold = pd.DataFrame(fold_rows, columns=["set", "method", "fold", "seed", "attribute",
+                                                "metric", "value"])
+    return per_fold, pd.DataFrame(group_rows), Replicates(boot, jack, null, groups)
 
 
-def bootstrap_interval(point: float, reps: np.ndarray | None, *, floor: float | None = None) -> dict:
-    """95% basic (reverse-percentile) bootstrap interval [2x - q97.5, 2x - q2.5] and the bias.
+def speakers_per_group(truth: Truth) -> pd.DataFrame:
+    """Test speakers per fold, attribute and group: columns fold, attribute, group, n_speakers.
 
-    Why not the plain percentile interval: a gap is a max-min (or max |.|) of noisy rates, so
-    sampling noise inflates it; the estimate is biased upward and the replicates, resampled from
-    the estimate, are shifted up by about the same amount (`bias` = mean(replicates) - x). The
-    percentile interval then sits above the estimate (often excluding it); the basic interval
-    shifts back by that bias. `floor` clips the lower end (0 for gaps). Undefined (NaN)
-    replicates are left out.
+    Groups with fewer than MIN_STRATUM speakers are resampled by pooled residuals
+    (`replicate_group_counts`); the tables name them.
     """
-    if reps is None or not np.isfinite(point) or not np.isfinite(reps).any():
-        return {"ci_low": np.nan, "ci_high": np.nan, "bias": np.nan}
-    q_lo, q_hi = np.nanpercentile(reps, [2.5, 97.5])
-    lo, hi = 2 * point - q_hi, 2 * point - q_lo
+    rows = []
+    for fold in truth.folds:
+        present = np.unique(truth.speakers[fold])
+        for attribute in ATTRIBUTES:
+            values = truth.actors[attribute].to_numpy(object)[present]
+            _, names = metrics.encode_groups(truth.actors[attribute].to_numpy(object))
+            for name in names:
+                rows.append({"fold": fold, "attribute": attribute, "group": name,
+                             "n_speakers": int(sum(v == name for v in values))})
+    return pd.DataFrame(rows, columns=["fold", "attribute", "group", "n_speakers"])
+
+
+def bootstrap_interval(point: float, reps: np.ndarray | None, *, method: str = None,
+                       jack: np.ndarray | None = None, floor: float | None = None,
+                       null: np.ndarray | None = None, level: float = CI_LEVEL) -> dict:
+    """A two-sided `level` bootstrap interval for `point` from its replicates, and the bias.
+
+    Methods (Efron & Tibshirani 1993, ch. 13-14; Davison & Hinkley 1997, 5.2-5.3), with
+    q(p) the p-quantile of the replicates, a = (1 - level)/2 and bias = mean(replicates) - x:
+    - "percentile": [q(a), q(1 - a)];
+    - "basic" (reverse percentile): [2x - q(1 - a), 2x - q(a)];
+    - "shifted": percentile on the bias-corrected statistic x - bias: [q(a) - 2 bias, q(1 - a) - 2 bias];
+    - "widened": the basic interval moved one more bias away on the side the bias points to,
+      then stretched to hold x: [min(2x - q(1 - a) - max(bias, 0), x),
+      max(2x - q(a) - min(bias, 0), x)]. The bootstrap underestimates the upward bias of a
+      max-min gap when the true gap is small (resamples start from already spread-out groups),
+      so the basic interval sits too high; this conservative widening is hand-made and checked
+      only by simulation (benchmarks/coverage.py, docs/STATISTICS.md), for gaps, not gains;
+    - "bca": q(Phi(z0 + (z0 + z)/(1 - A (z0 + z)))) at z = Phi^-1(a), Phi^-1(1 - a), with
+      z0 = Phi^-1(share of replicates below x, ties counted half) and the acceleration
+      A = sum(d^3) / (6 sum(d^2)^1.5), d = mean(jack) - jack, from the leave-one-speaker-out
+      values `jack` (without them A = 0: bias-corrected percentile). Hand-written because
+      scipy.stats.bootstrap draws its own (unstratified) resamples; ours are stratified by group
+      and shared across runs. z0's share is kept within [1/(2B), 1 - 1/(2B)] so it stays finite.
+    `floor` clips both ends from below (0 for gaps). With `null` (gaps under group
+    relabellings), when the permutation test `no_gap_p` does not reject "no gap" at 1 - level,
+    the lower end is set to `floor`: a max-min gap is never 0 in a sample, so without this no
+    interval holds a true gap of 0 (benchmarks/coverage.py). Undefined (NaN) replicates are left out.
+    Returns ci_low, ci_high, bias and p_no_gap (NaN without `null`).
+    """
+    method = CI_METHOD if method is None else method
+    if method not in CI_METHODS:
+        raise ValueError(f"unknown interval method {method!r}; expected one of {CI_METHODS}")
+    nan = {"ci_low": np.nan, "ci_high": np.nan, "bias": np.nan, "p_no_gap": np.nan}
+    if reps is None or not np.isfinite(point):
+        return nan
+    reps = np.asarray(reps, float)
+    reps = reps[np.isfinite(reps)]
+    if not len(reps):
+        return nan
+    a = (1 - level) / 2
+    bias = float(reps.mean() - point)
+    if method == "percentile":
+        lo, hi = np.percentile(reps, [100 * a, 100 * (1 - a)])
+    elif method == "basic":
+        q_lo, q_hi = np.percentile(reps, [100 * a, 100 * (1 - a)])
+        lo, hi = 2 * point - q_hi, 2 * point - q_lo
+    elif method == "shifted":
+        lo, hi = np.percentile(reps, [100 * a, 100 * (1 - a)]) - 2 * bias
+    elif method == "widened":
+        q_lo, q_hi = np.percentile(reps, [100 * a, 100 * (1 - a)])
+        lo = min(2 * point - q_hi - max(bias, 0.0), point)
+        hi = max(2 * point - q_lo - min(bias, 0.0), point)
+    else:  # bca
+        share = (np.sum(reps < point) + 0.5 * np.sum(reps == point)) / len(reps)
+        share = np.clip(share, 0.5 / len(reps), 1 - 0.5 / len(reps))
+        z0 = stats.norm.ppf(share)
+        accel = 0.0
+        if jack is not None:
+            j = np.asarray(jack, float)
+            j = j[np.isfinite(j)]
+            d = j.mean() - j if len(j) else j
+            if len(d) and np.sum(d ** 2) > 0:
+                accel = float(np.sum(d ** 3) / (6 * np.sum(d ** 2) ** 1.5))
+        z = stats.norm.ppf([a, 1 - a])
+        p = stats.norm.cdf(z0 + (z0 + z) / (1 - accel * (z0 + z)))
+        lo, hi = np.percentile(reps, 100 * p)
+    p_no_gap = no_gap_p(point, null)
     if floor is not None:
+        if p_no_gap > 1 - level:
+            lo = floor
         lo, hi = max(lo, floor), max(hi, floor)
-    return {"ci_low": float(lo), "ci_high": float(hi), "bias": float(np.nanmean(reps) - point)}
+    return {"ci_low": float(lo), "ci_high": float(hi), "bias": bias, "p_no_gap": p_no_gap}
+
+
+def paired_test(x, ref) -> tuple[float, int]:
+    """Two-sided Wilcoxon signed-rank test (scipy.stats.wilcoxon) of x - ref over paired values.
+
+    `x`, `ref`: dicts (fold, seed) -> value; pairs are the keys both hold with finite values.
+    Returns (p, n_pairs). Zero differences are dropped (zero_method "wilcox"); p is exact for
+    up to 50 pairs without ties (scipy's "auto"). p is NaN when no pair differs. Pairs of one
+    fold share its test speakers, so they are not independent: read p as a screen, not a proof.
+    """
+    keys = [k for k in x if k in ref and np.isfinite(x[k]) and np.isfinite(ref[k])]
+    d = np.array([x[k] - ref[k] for k in keys], float)
+    if not len(d) or not np.any(d != 0):
+        return np.nan, len(d)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # scipy notes its switch to the normal approx.
+        return float(stats.wilcoxon(d, zero_method="wilcox").pvalue), len(d)
 
 
 def gain(x, erm, metric: str):
@@ -358,61 +698,130 @@ def gain(x, erm, metric: str):
     return (x - erm) / erm if metric in SCORE_METRICS else (erm - x) / erm
 
 
-def summarize(per_fold: pd.DataFrame, replicates: dict) -> pd.DataFrame:
-    """Fold means, spreads and CIs per run; Overall rows; `<metric>_gain` rows vs ERM.
+SUMMARY_COLUMNS = ["set", "method", "attribute", "metric", "mean", "std", "n_folds", "n_seeds",
+                   "n_values", "ci_low", "ci_high", "bias", "ci_method", "ci_note", "min_speakers",
+                   "p_no_gap", "p_vs_erm", "n_pairs"]
 
-    Columns: set, method, attribute, metric, mean, std, n_folds, ci_low, ci_high, bias
-    (`bootstrap_interval`; NaN for F1 and ACC, which are not bootstrapped). A fold whose gap is
-    undefined (NaN) is left out of that mean and counted out of n_folds.
+
+def _ci_note(point: float, ci: dict) -> str:
+    """'zero-width' when the interval has no width, 'excludes estimate' when it misses the point,
+    'no gap not rejected' when the permutation test could not tell the gap from noise (its lower
+    end is then 0, `bootstrap_interval`)."""
+    if not np.isfinite(ci["ci_low"]):
+        return ""
+    if ci["ci_high"] - ci["ci_low"] <= ZERO_WIDTH:
+        return "zero-width"
+    if point < ci["ci_low"] - ZERO_WIDTH or point > ci["ci_high"] + ZERO_WIDTH:
+        return "excludes estimate"
+    if ci.get("p_no_gap", np.nan) > 1 - CI_LEVEL:
+        return "no gap not rejected"
+    return ""
+
+
+def summarize(per_fold: pd.DataFrame, replicates: Replicates | dict | None,
+              speakers: pd.DataFrame | None = None, *, method: str = None) -> pd.DataFrame:
+    """Means over (fold, seed), spreads, intervals and paired tests per run; Overall; gains vs ERM.
+
+    Columns SUMMARY_COLUMNS: mean and std (ddof 1) over the n_values finite (fold, seed) values,
+    which come from n_folds folds and n_seeds seeds; ci_low, ci_high, bias (`bootstrap_interval`
+    with `method`, default CI_METHOD; NaN for F1 and ACC, which are not bootstrapped);
+    ci_note (`_ci_note`); min_speakers: the fewest test speakers of any group of the attribute in
+    any fold (`speakers` = `speakers_per_group`); p_no_gap: the permutation test of no gap
+    (`no_gap_p`; gaps only; below 1 - CI_LEVEL the interval may start above 0); p_vs_erm,
+    n_pairs: `paired_test` against ERM's values of the same attribute and metric (gain rows
+    repeat their metric's). A (fold, seed) whose value is undefined (NaN)
+    is left out of that mean and of the counts.
     """
+    method = CI_METHOD if method is None else method
+    if replicates is None:
+        replicates = Replicates({}, {})
+    elif isinstance(replicates, dict):
+        replicates = Replicates(dict(replicates), {})
+    boot, jack = dict(replicates.boot), dict(replicates.jack)  # Overall's are added below
+    null = dict(replicates.null or {})
+    per_fold = per_fold.copy()
+    if "seed" not in per_fold.columns:
+        per_fold["seed"] = 0
+    min_spk = {}
+    if speakers is not None and len(speakers):
+        present = speakers[speakers["n_speakers"] > 0]
+        min_spk = present.groupby("attribute")["n_speakers"].min().to_dict()
+    values = {key: dict(zip(zip(part["fold"], part["seed"]), part["value"].astype(float)))
+              for key, part in per_fold.groupby(["set", "method", "attribute", "metric"], sort=True)}
+
+    def row(key, vals: dict, mean: float | None = None):
+        v = np.array(list(vals.values()), float)
+        finite = np.isfinite(v)
+        fin_keys = [k for k, ok in zip(vals, finite) if ok]
+        if mean is None:
+            mean = float(v[finite].mean()) if finite.any() else np.nan
+        ci = bootstrap_interval(mean, boot.get(key), method=method, jack=jack.get(key), floor=0.0,
+                                null=null.get(key))
+        attribute = key[2]
+        return dict(zip(("set", "method", "attribute", "metric"), key), mean=mean,
+                    std=float(np.std(v[finite], ddof=1)) if finite.sum() > 1 else np.nan,
+                    n_folds=len({f for f, _ in fin_keys}), n_seeds=len({s for _, s in fin_keys}),
+                    n_values=int(finite.sum()), **ci,
+                    ci_method=method if np.isfinite(ci["ci_low"]) else "",
+                    ci_note=_ci_note(mean, ci),
+                    min_speakers=min_spk.get(attribute, np.nan) if key[3] in GAP_METRICS else np.nan)
+
     rows = []
-    replicates = dict(replicates)  # Overall replicates are added below; the caller's stay as given
-    # Only the (run, attribute, metric) rows that exist; NaN (undefined) values stay NaN.
-    fold_table = per_fold.set_index(["set", "method", "attribute", "metric", "fold"])["value"].unstack("fold")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        for key, values in fold_table.iterrows():
-            v = values.to_numpy(float)
-            mean = float(np.nanmean(v))
-            rows.append(dict(zip(("set", "method", "attribute", "metric"), key), mean=mean,
-                             std=np.nanstd(v, ddof=1) if np.isfinite(v).sum() > 1 else np.nan,
-                             n_folds=int(np.isfinite(v).sum()),
-                             **bootstrap_interval(mean, replicates.get(key), floor=0.0)))
-        # Overall: the mean of the four group methods at one supervision level.
-        for run_set in sorted(set(fold_table.index.get_level_values("set")) - {"baselines"}):
-            for attribute, metric in sorted({k[2:] for k in fold_table.index if k[0] == run_set}):
+        for key, vals in values.items():
+            rows.append(row(key, vals))
+        # Overall: the mean of the four group methods at one supervision level, per (fold, seed).
+        for run_set in sorted({k[0] for k in values} - {"baselines"}):
+            for attribute, metric in sorted({k[2:] for k in values if k[0] == run_set}):
                 keys = [(run_set, m, attribute, metric) for m in GROUP_METHODS]
-                if not all(k in fold_table.index for k in keys):
+                if not all(k in values for k in keys):
                     continue
-                per_method = np.stack([fold_table.loc[k].to_numpy(float) for k in keys])
-                fold_mean = np.nanmean(per_method, axis=0)
-                reps = (np.mean([replicates[k] for k in keys], axis=0)
-                        if all(k in replicates for k in keys) else None)
-                mean = float(np.mean(np.nanmean(per_method, axis=1)))
-                rows.append({"set": run_set, "method": "overall", "attribute": attribute,
-                             "metric": metric, "mean": mean,
-                             "std": np.nanstd(fold_mean, ddof=1) if np.isfinite(fold_mean).sum() > 1
-                             else np.nan, "n_folds": int(np.isfinite(fold_mean).sum()),
-                             **bootstrap_interval(mean, reps, floor=0.0)})
-                if reps is not None:
-                    replicates[(run_set, "overall", attribute, metric)] = reps
+                common = [fs for fs in values[keys[0]] if all(fs in values[k] for k in keys)]
+                vals = {fs: float(np.nanmean([values[k][fs] for k in keys])) for fs in common}
+                okey = (run_set, "overall", attribute, metric)
+                values[okey] = vals
+                if all(k in boot for k in keys):
+                    boot[okey] = np.mean([boot[k] for k in keys], axis=0)
+                if all(k in jack for k in keys):
+                    jack[okey] = np.mean([jack[k] for k in keys], axis=0)
+                if all(k in null for k in keys):
+                    null[okey] = np.mean([null[k] for k in keys], axis=0)
+                # The Overall cell is the mean of the four methods' means (SPEC section 5).
+                means = [np.nanmean(list(values[k].values())) for k in keys]
+                rows.append(row(okey, vals, mean=float(np.mean(means))))
         summary = pd.DataFrame(rows)
-        erm = summary[(summary["set"] == "baselines") & (summary["method"] == "erm")]
-        erm = erm.set_index(["attribute", "metric"])["mean"]
+        erm = {k[2:]: v for k, v in values.items() if k[:2] == ("baselines", "erm")}
+        p_vals = []
+        for r in summary.itertuples(index=False):
+            ref = erm.get((r.attribute, r.metric))
+            if ref is None or (r.set, r.method) == ("baselines", "erm"):
+                p_vals.append((np.nan, 0))
+            else:
+                p_vals.append(paired_test(values[(r.set, r.method, r.attribute, r.metric)], ref))
+        summary["p_vs_erm"] = [p for p, _ in p_vals]
+        summary["n_pairs"] = [n for _, n in p_vals]
+        erm_mean = summary[(summary["set"] == "baselines") & (summary["method"] == "erm")]
+        erm_mean = erm_mean.set_index(["attribute", "metric"])["mean"]
         gains = []
-        for row in summary.itertuples(index=False):
-            if (row.set, row.method) == ("baselines", "erm") or (row.attribute, row.metric) not in erm.index:
+        for r in summary.to_dict("records"):
+            if ((r["set"], r["method"]) == ("baselines", "erm")
+                    or (r["attribute"], r["metric"]) not in erm_mean.index):
                 continue
-            ref = erm[(row.attribute, row.metric)]
-            reps = replicates.get((row.set, row.method, row.attribute, row.metric))
-            ref_reps = replicates.get(("baselines", "erm", row.attribute, row.metric))
-            value = gain(row.mean, ref, row.metric)
-            both = reps is not None and ref_reps is not None
-            gains.append({"set": row.set, "method": row.method, "attribute": row.attribute,
-                          "metric": f"{row.metric}_gain", "mean": value, "std": np.nan,
-                          "n_folds": row.n_folds,
-                          **bootstrap_interval(value, gain(reps, ref_reps, row.metric) if both else None)})
-    return pd.concat([summary, pd.DataFrame(gains)], ignore_index=True)
+            ref = erm_mean[(r["attribute"], r["metric"])]
+            key = (r["set"], r["method"], r["attribute"], r["metric"])
+            ref_key = ("baselines", "erm", r["attribute"], r["metric"])
+            value = gain(r["mean"], ref, r["metric"])
+            both = key in boot and ref_key in boot
+            jk = (gain(jack[key], jack[ref_key], r["metric"])
+                  if key in jack and ref_key in jack else None)
+            ci = bootstrap_interval(value, gain(boot[key], boot[ref_key], r["metric"]) if both else None,
+                                    method=method, jack=jk)
+            gains.append({**r, "metric": f"{r['metric']}_gain", "mean": value, "std": np.nan, **ci,
+                          "ci_method": method if np.isfinite(ci["ci_low"]) else "",
+                          "ci_note": _ci_note(value, ci)})
+    out = pd.concat([summary, pd.DataFrame(gains)], ignore_index=True)
+    return out[SUMMARY_COLUMNS]
 
 
 class Lookup:
@@ -441,59 +850,64 @@ def _attr(metric: str) -> str:
     return ALL_ATTRIBUTE if metric.split("_gain")[0] in SCORE_METRICS else "gender"
 
 
-def _block(look: Lookup, run_set: str, method: str, names, attribute=None) -> dict:
+def _round(value) -> float | None:
+    return None if value is None or not np.isfinite(value) else round(float(value), 4) + 0.0  # no "-0.0"
+
+
+def _block(look: Lookup, run_set: str, method: str, names, attribute=None, *, p_of=()) -> dict:
+    """{metric: mean} for `names`, plus {p_<metric>: p_vs_erm} for the metrics in `p_of`."""
     out = {}
     for metric in names:
-        value = look.mean(run_set, method, attribute or _attr(metric), metric)
-        if value is not None:
-            out[metric] = None if np.isnan(value) else round(value, 4) + 0.0  # + 0.0: no "-0.0"
+        row = look.row(run_set, method, attribute or _attr(metric), metric)
+        if row is not None:
+            out[metric] = _round(row["mean"])
+    for metric in p_of:
+        row = look.row(run_set, method, attribute or _attr(metric), metric)
+        if row is not None and "p_vs_erm" in row.index:
+            out[f"p_{metric}"] = _round(row["p_vs_erm"])
     return out
 
 
 def headline(summary: pd.DataFrame, *, k: int) -> dict:
-    """The DVC metrics: nested dicts of plain numbers, no lists (DVC drops lists).
+    """The DVC metrics: headline numbers only, as nested dicts of plain numbers (DVC drops lists).
 
-    table1.<method>.<metric> for ERM, Random, LfF, DisEnt, PGDRO; table1.<ds|rw|gdro|gadro>.
-    <gender|pseudo|kmeans>.<metric> (kmeans = the kmeans_k<k> runs); table1.overall.<level>.
-    <metric and metric_gain>; table2.<race|age>.<method>.k<K>.<gap>, table2.ser.<method>.k<K>.
-    <f1|acc>, with erm and overall; sweep.k<K>.mean.<metric>. Gender gaps in table1 and sweep.
-    Undefined values are null; runs that do not exist have no keys.
+    table1.<erm|random|lff|disent|pgdro>.<f1|acc|tpr_gap|dp_gap>;
+    table1.<ds|rw|gdro|gadro>.<gender|pseudo|kmeans>.<metric> (kmeans = the kmeans_k<k> runs);
+    table1.overall.<level>.<metric and metric_gain>; every Table 1 row but ERM's and Random's
+    also has p_tpr_gap, the Wilcoxon p of its gender TPR gap against ERM's over (fold, seed) pairs
+    (`paired_test`). table2.<race|age>.erm.<tpr_gap|dp_gap> and
+    table2.<race|age>.overall.k<16|32>.<gap and gap_gain>. Means are over folds x seeds; gaps in
+    table1 are gender gaps. Undefined values are null; runs that do not exist have no keys.
+    Per-method Table 2 cells, intervals, spreads and the K sweep stay in data/eval/summary.csv
+    (and reports/, plots/), so `dvc metrics show` stays short.
     """
     look = Lookup(summary)
     t1_metrics = SCORE_METRICS + GAP_METRICS
     levels = {"gender": "gender", "pseudo": "pseudo", "kmeans": kmeans_set(k)}
-    table1: dict = {"k": k}
+    table1: dict = {}
     for method, run_set in (("erm", "baselines"), ("random", "baselines"), ("lff", "baselines"),
                             ("disent", "baselines"), ("pgdro", "pseudo")):
-        block = _block(look, run_set, method, t1_metrics)
+        block = _block(look, run_set, method, t1_metrics,
+                       p_of=() if method in ("erm", "random") else ("tpr_gap",))
         if block:
             table1[method] = block
     for method in GROUP_METHODS + ("overall",):
         names = t1_metrics + tuple(f"{m}_gain" for m in t1_metrics) if method == "overall" else t1_metrics
-        per_level = {lvl: _block(look, s, method, names) for lvl, s in levels.items()}
+        per_level = {lvl: _block(look, s, method, names, p_of=("tpr_gap",)) for lvl, s in levels.items()}
         per_level = {lvl: b for lvl, b in per_level.items() if b}
         if per_level:
             table1[method] = per_level
 
     ks = [kk for kk in TABLE2_KS if kmeans_set(kk) in look.sets()]
     table2: dict = {}
-    for attribute in ("race", "age", "ser"):
-        names = SCORE_METRICS if attribute == "ser" else GAP_METRICS
-        attr = None if attribute == "ser" else attribute
-        section = {"erm": _block(look, "baselines", "erm", names, attr)}
-        for method in GROUP_METHODS + ("overall",):
-            these = names + tuple(f"{m}_gain" for m in names) if method == "overall" else names
-            per_k = {f"k{kk}": _block(look, kmeans_set(kk), method, these, attr) for kk in ks}
-            per_k = {key: b for key, b in per_k.items() if b}
-            if per_k:
-                section[method] = per_k
+    for attribute in ("race", "age"):
+        section = {"erm": _block(look, "baselines", "erm", GAP_METRICS, attribute)}
+        names = GAP_METRICS + tuple(f"{m}_gain" for m in GAP_METRICS)
+        per_k = {f"k{kk}": _block(look, kmeans_set(kk), "overall", names, attribute) for kk in ks}
+        per_k = {key: b for key, b in per_k.items() if b}
+        if per_k:
+            section["overall"] = per_k
         section = {key: b for key, b in section.items() if b}
         if section:
             table2[attribute] = section
-
-    sweep = {}
-    for kk in sweep_ks(summary):
-        block = _block(look, kmeans_set(kk), "overall", t1_metrics)
-        if block:
-            sweep[f"k{kk}"] = {"mean": block}
-    return {"table1": table1, "table2": table2, "sweep": sweep}
+    return {"table1": table1, "table2": table2}

@@ -5,7 +5,8 @@ Two ways to infer groups, next to ground-truth gender:
   hub model, 94.4% accurate on CREMA-D); offline, a transparent pitch rule (`pitch`);
 - unsupervised clustering: MiniBatchKMeans over speaker embeddings, fit per fold on that fold's
   biased training clips, k in idi.k_sweep (paper Table A1 settings, KMEANS_SETTINGS).
-Cluster quality is reported against gender, race and age group as purity and NMI.
+Cluster quality is reported against gender, race and age group as purity beside its
+majority-share baseline (what one cluster would score), NMI and the adjusted Rand index.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.cluster import MiniBatchKMeans
-from sklearn.metrics import normalized_mutual_info_score
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from tqdm import tqdm
 
 from fairser.cli import InputError
@@ -191,6 +192,19 @@ def nmi(*, clusters, labels) -> float:
     return float(normalized_mutual_info_score(np.asarray(labels), np.asarray(clusters)))
 
 
+def majority_share(labels) -> float:
+    """The share of the most common label: the purity of a single cluster, the floor that any
+    clustering's purity starts from (purity never falls below it)."""
+    _, counts = np.unique(np.asarray(labels), return_counts=True)
+    return float(counts.max() / counts.sum())
+
+
+def adjusted_rand(*, clusters, labels) -> float:
+    """Adjusted Rand index (Hubert & Arabie, 1985; sklearn adjusted_rand_score): 0 in expectation
+    for clusters independent of the labels, 1 for the same partition."""
+    return float(adjusted_rand_score(np.asarray(labels), np.asarray(clusters)))
+
+
 # ----------------------------------------------------------------------------- k-means groups
 
 
@@ -228,10 +242,8 @@ def _rows_for(table: pd.DataFrame, files, what: Path) -> np.ndarray:
     return table.loc[list(files)]
 
 
-def _mean_over(per_fold: dict) -> dict:
-    out = {f"fold_{k}": round(float(v), 6) for k, v in per_fold.items()}
-    out["mean"] = round(float(np.mean(list(per_fold.values()))), 6)
-    return out
+def _mean(values) -> float:
+    return round(float(np.mean(list(values))), 6)
 
 
 def run_groups(corpus: str | Path, split: str | Path, speaker: str | Path, pseudo: str | Path,
@@ -239,7 +251,11 @@ def run_groups(corpus: str | Path, split: str | Path, speaker: str | Path, pseud
     """Stage `groups`: per fold, group ids for the train and dev rows of folds.csv.
 
     Writes gender.csv, pseudo.csv (with p_0, p_1) and kmeans_k<K>.csv (columns fold, file, split,
-    group) into `out`, and pseudo-label accuracy and cluster purity / NMI into `metrics`.
+    group) into `out` with the per-fold detail (quality.csv: k, fold, attribute, purity,
+    majority_share, nmi, adjusted_rand of the training clips' clusters; pseudo_accuracy.csv: fold
+    ("all" = every clip of the corpus), accuracy), and the means over folds into `metrics`:
+    pseudo_accuracy.mean, majority_share.<attribute>, kmeans.k<K>.<attribute>.purity. Headline
+    numbers only, so `dvc metrics show` stays short (issue 9).
     """
     from fairser.io import atomic_dir, write_json
 
@@ -278,16 +294,17 @@ def run_groups(corpus: str | Path, split: str | Path, speaker: str | Path, pseud
            for fold, m in ((f, (rows["fold"] == f).to_numpy()) for f in sorted(rows["fold"].unique()))}
     all_files = [f for f in pseudo_df.index if f in attrs.index]
     pa = pseudo_df.loc[all_files]
-    report = {"pseudo_accuracy": _mean_over(acc)}
-    report["pseudo_accuracy"]["all_clips"] = round(float(
-        ((pa["p_female"] > pa["p_male"]).astype(int).to_numpy() == attrs.loc[all_files, "gender"]).mean()), 6)
+    all_acc = float(((pa["p_female"] > pa["p_male"]).astype(int).to_numpy()
+                     == attrs.loc[all_files, "gender"]).mean())
+    pseudo_rows = [{"fold": str(f), "accuracy": round(v, 6)} for f, v in acc.items()]
+    pseudo_rows.append({"fold": "all", "accuracy": round(all_acc, 6)})
+    report = {"pseudo_accuracy": {"mean": _mean(acc.values())}}
 
-    report["kmeans"] = {}
     targets = {"gender": a["sex"].to_numpy(), "race": a["race"].to_numpy(),
                "age": a["age_group"].to_numpy()}
     jobs = [(k, fold) for k in ks for fold in sorted(rows["fold"].unique())]
     groups = {k: np.full(len(rows), -1) for k in ks}
-    quality = {k: {t: {"purity": {}, "nmi": {}} for t in targets} for k in ks}
+    quality = []
     for k, fold in tqdm(jobs, desc="groups (k-means)", unit="fit", disable=not progress):
         in_fold = (rows["fold"] == fold).to_numpy()
         # Fit on training clips sorted by file name, so the mini-batch draws ignore row order.
@@ -299,14 +316,27 @@ def run_groups(corpus: str | Path, split: str | Path, speaker: str | Path, pseud
             keep = train if t != "race" else train[np.isin(values[train], RACES)]  # no "Unknown"
             if len(keep) == 0:
                 continue
-            quality[k][t]["purity"][fold] = purity(clusters=groups[k][keep], labels=values[keep])
-            quality[k][t]["nmi"][fold] = nmi(clusters=groups[k][keep], labels=values[keep])
+            c, lab = groups[k][keep], values[keep]
+            quality.append({"k": k, "fold": int(fold), "attribute": t,
+                            "purity": purity(clusters=c, labels=lab),
+                            "majority_share": majority_share(lab), "nmi": nmi(clusters=c, labels=lab),
+                            "adjusted_rand": adjusted_rand(clusters=c, labels=lab)})
+    quality = pd.DataFrame(quality, columns=["k", "fold", "attribute", "purity", "majority_share", "nmi",
+                                             "adjusted_rand"])
+    # The baseline depends on the fold's clips only, not on K: one value per attribute.
+    base = quality[quality["k"] == ks[0]] if len(quality) else quality
+    report["majority_share"] = {t: _mean(part["majority_share"]) for t, part in base.groupby("attribute")}
+    report["kmeans"] = {}
     for k in ks:
         tables[f"kmeans_k{k}"] = rows.assign(group=groups[k])
-        report["kmeans"][f"k{k}"] = {t: {m: _mean_over(v) for m, v in q.items()}
-                                     for t, q in quality[k].items() if q["purity"]}
+        part = quality[quality["k"] == k]
+        if len(part):
+            report["kmeans"][f"k{k}"] = {t: {"purity": _mean(q["purity"])}
+                                         for t, q in part.groupby("attribute")}
 
     with atomic_dir(out) as tmp:
         for name, table in tables.items():
             table.to_csv(tmp / f"{name}.csv", index=False, float_format="%.6g")
+        quality.to_csv(tmp / "quality.csv", index=False, float_format="%.6g")
+        pd.DataFrame(pseudo_rows).to_csv(tmp / "pseudo_accuracy.csv", index=False)
     write_json(metrics, report)

@@ -1,9 +1,11 @@
 """Tables 1-2 and Figs. 2-4 of the paper from data/eval/summary.csv (../shared/SPEC.md section 6).
 
-Tables hold mean +- s.d. over folds and, for gaps, the 95% basic speaker-bootstrap interval
-(fairser.evaluate). Figures are drawn with matplotlib's Agg backend (no display needed). Every title
-carries the corpus notice (constants.SURROGATE_NOTICE for the generated corpus), so a figure
-from synthetic data cannot be mistaken for the paper's.
+Tables hold mean +- s.d. over folds x training seeds and, for gaps and gains, the 95% speaker-
+bootstrap interval of fairser.evaluate (named by its method, footnoted where a cell needs it),
+and Table 1 the paired Wilcoxon p against ERM (docs/STATISTICS.md). Figures are drawn with
+matplotlib's Agg backend (no display needed). Every title carries the corpus notice
+(constants.SURROGATE_NOTICE for the generated corpus), so a figure from synthetic data cannot be
+mistaken for the paper's.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from matplotlib.lines import Line2D  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-from fairser.evaluate import (ALL_ATTRIBUTE, GAP_METRICS, SCORE_METRICS, TABLE2_KS, Lookup,  # noqa: E402
-                              kmeans_set, sweep_ks)
+from fairser.evaluate import (ALL_ATTRIBUTE, CI_METHOD, GAP_METRICS, MIN_STRATUM,  # noqa: E402
+                              SCORE_METRICS, TABLE2_KS, Lookup, kmeans_set, sweep_ks)
 
 NAMES = {"erm": "ERM", "random": "Random", "lff": "LfF", "disent": "DisEnt", "pgdro": "PGDRO",
          "ds": "DS", "rw": "RW", "gdro": "GDRO", "gadro": "GADRO", "overall": "Overall"}
@@ -44,12 +46,19 @@ def _attr(metric: str) -> str:
 
 
 def _cells(look: Lookup, run_set: str, method: str, metric: str, attribute: str, prefix: str) -> dict:
+    """The value of one table cell and what its footnotes need: s.d., interval, how many
+    (fold, seed) values it averages, the interval's note, the fewest test speakers of a group
+    (gaps) and the paired test against ERM."""
     row = look.row(run_set, method, attribute, metric)
-    out = {f"{prefix}": np.nan, f"{prefix}_std": np.nan, f"{prefix}_ci_low": np.nan,
-           f"{prefix}_ci_high": np.nan}
-    if row is not None:
-        out.update({prefix: row["mean"], f"{prefix}_std": row["std"], f"{prefix}_ci_low": row["ci_low"],
-                    f"{prefix}_ci_high": row["ci_high"]})
+    fields = {"": "mean", "_std": "std", "_ci_low": "ci_low", "_ci_high": "ci_high", "_n": "n_values",
+              "_n_folds": "n_folds", "_note": "ci_note", "_min_speakers": "min_speakers",
+              "_p": "p_vs_erm", "_n_pairs": "n_pairs"}
+    out = {}
+    for suffix, column in fields.items():
+        value = np.nan if row is None or column not in row.index else row[column]
+        if suffix == "_note":
+            value = "" if pd.isna(value) else str(value)
+        out[prefix + suffix] = value
     return out
 
 
@@ -119,9 +128,29 @@ PAPER_TABLE1 = {
 }
 
 
+def paper_overall_from_rows(level: str) -> tuple:
+    """The mean of the paper's DS, RW, GDRO and GADRO rows at `level` (F1, ACC, TPR gap, DP gap).
+
+    The paper's printed Overall rows differ from this mean (k-means: TPR gap 0.205 printed,
+    0.222 from the rows; DP gap 0.076 printed, 0.098 from the rows), so both are shown."""
+    rows = [PAPER_TABLE1[(NAMES[m], level)] for m in PAPER_ORDER]
+    return tuple(float(np.mean(col)) for col in zip(*rows))
+
+
+def paper_gain_from_rows(level: str) -> tuple:
+    """The paper's Gain recomputed from `paper_overall_from_rows` and its ERM row (as we compute ours)."""
+    from fairser.evaluate import gain
+
+    erm, overall = PAPER_TABLE1[("ERM", "none")], paper_overall_from_rows(level)
+    return tuple(float(gain(o, e, m)) for o, e, m in zip(overall, erm, TABLE1_METRICS))
+
+
 def table1_vs_paper_markdown(df: pd.DataFrame, *, k: int, notice: str | None,
                              differences: list[str] | None = None) -> str:
     """The paper's Table 1 beside ours, row for row (means only; k-means rows: paper K = 16).
+
+    Overall and Gain rows show the paper's printed value and, in parentheses, the value
+    recomputed from its own DS/RW/GDRO/GADRO rows (`paper_overall_from_rows`).
     `differences`: how this run's setup differs from the paper's (fairser.provenance)."""
     title = titled(f"Table 1 beside the paper's (ours: k-means K = {k}; paper: K = 16 on CREMA-D)",
                    notice)
@@ -131,22 +160,34 @@ def table1_vs_paper_markdown(df: pd.DataFrame, *, k: int, notice: str | None,
         supervision = "k-means" if row["supervision"].startswith("k-means") else row["supervision"]
         paper = PAPER_TABLE1.get((row["method"], supervision))
         gain = row["kind"] == "gain"
+        recomputed = None
+        if row["kind"] == "overall":
+            recomputed = paper_overall_from_rows(supervision)
+        elif gain:
+            recomputed = paper_gain_from_rows(supervision)
+        show = (lambda v: "–" if pd.isna(v) else f"{v + 0.0:+.1%}") if gain else (
+            lambda v: "–" if pd.isna(v) else f"{v:.3f}")
         cells = []
         for i, metric in enumerate(TABLE1_METRICS):
             ours, theirs = row[metric], (paper[i] if paper else np.nan)
-            show = (lambda v: "–" if pd.isna(v) else f"{v + 0.0:+.1%}") if gain else (
-                lambda v: "–" if pd.isna(v) else f"{v:.3f}")
-            cells.append(f"{show(theirs)} / {show(ours)}")
+            text = show(theirs)
+            if recomputed is not None:
+                text += f" (rows: {show(recomputed[i])})"
+            cells.append(f"{text} / {show(ours)}")
         lines.append(f"| {row['method']} | {row['supervision']} | " + " | ".join(cells) + " |")
     diffs = list(differences or [])
     if k != 16:
         diffs.append(f"k-means rows: ours K = {k}; paper K = 16")
     setup = ("Differences from the paper's setup:\n\n" + "".join(f"- {d}\n" for d in diffs) if diffs
              else "Same corpus and models as the paper.\n")
-    return (f"# {title}\n\nMeans over folds. The paper's numbers are typed from its text (OCR); "
-            "the paper states no model revisions, so even the same hub ids may differ. Compare "
-            "orderings and gains where the setups differ, not values.\n\n" + setup + "\n"
-            + "\n".join(lines) + "\n")
+    return (f"# {title}\n\nMeans over folds (ours: over folds and training seeds, see "
+            "reports/table1.md). The paper's numbers are typed from its text (OCR); the paper "
+            "states no model revisions, so even the same hub ids may differ. Compare orderings and "
+            "gains where the setups differ, not values. The paper's printed Overall rows are not the "
+            "mean of its own DS, RW, GDRO and GADRO rows (e.g. k-means TPR gap 0.205 printed, 0.222 "
+            "from the rows); Overall and Gain show the printed value and, as \"rows:\", the mean of "
+            "its rows and the gain from that mean, which is how ours are computed. Compare our gains "
+            "with both.\n\n" + setup + "\n" + "\n".join(lines) + "\n")
 
 
 def table2(summary: pd.DataFrame) -> pd.DataFrame:
@@ -178,61 +219,149 @@ def table2(summary: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _fmt(row, name: str, gain: bool) -> str:
+# Footnote marks of a cell (`_fmt`) and the footnotes that explain them (`_footnotes`).
+MARKS = {"few": "†", "zero-width": "‡", "excludes estimate": "§", "no gap not rejected": "°"}
+INTERVAL_NAMES = {"percentile": "percentile", "basic": "basic (reverse percentile)",
+                  "shifted": "percentile shifted by twice the bootstrap bias",
+                  "bca": "BCa (jackknife acceleration over speakers)",
+                  "widened": "basic, widened by one more bootstrap bias on the side of the bias "
+                             "and stretched to hold the estimate; from 0 where a permutation test "
+                             "cannot tell the gap from noise (°)"}
+
+
+def _fmt(row, name: str, gain: bool, total: int | None = None) -> str:
     value = row[name]
     if pd.isna(value):
         return "–"
-    if gain:
-        text = f"{value + 0.0:+.1%}"  # + 0.0: no "-0.0%"
-        if not pd.isna(row[f"{name}_ci_low"]):
-            text += f" [{row[f'{name}_ci_low'] + 0.0:+.1%}, {row[f'{name}_ci_high'] + 0.0:+.1%}]"
-        return text
-    text = f"{value:.3f}"
-    if not pd.isna(row[f"{name}_std"]):
+    text = f"{value + 0.0:+.1%}" if gain else f"{value:.3f}"  # + 0.0: no "-0.0%"
+    if not gain and not pd.isna(row.get(f"{name}_std", np.nan)):
         text += f" ± {row[f'{name}_std']:.3f}"
-    if not pd.isna(row[f"{name}_ci_low"]):
-        text += f" [{row[f'{name}_ci_low']:.3f}, {row[f'{name}_ci_high']:.3f}]"
+    if not pd.isna(row.get(f"{name}_ci_low", np.nan)):
+        lo, hi = row[f"{name}_ci_low"], row[f"{name}_ci_high"]
+        text += (f" [{lo + 0.0:+.1%}, {hi + 0.0:+.1%}]" if gain else f" [{lo:.3f}, {hi:.3f}]")
+        marks = MARKS.get(row.get(f"{name}_note", ""), "")
+        if row.get(f"{name}_min_speakers", np.nan) < MIN_STRATUM:
+            marks = MARKS["few"] + marks
+        text += marks
+    n = row.get(f"{name}_n", np.nan)
+    if total is not None and not pd.isna(n) and int(n) < total:
+        text += f" (n = {int(n)} of {total})"
     return text
 
 
-def markdown_table(df: pd.DataFrame, columns: list[tuple[str, str]], values: list[tuple[str, str]]) -> str:
-    """A GitHub Markdown table: `columns` are (field, header) shown as is, `values` formatted."""
-    head = [h for _, h in columns] + [h for _, h in values]
+def _p(value) -> str:
+    if pd.isna(value):
+        return "–"
+    return f"{value:.2g}" if value >= 0.001 else "<0.001"
+
+
+def markdown_table(df: pd.DataFrame, columns: list[tuple[str, str]], values: list[tuple[str, str]],
+                   *, total: int | None = None, p_columns=()) -> str:
+    """A GitHub Markdown table: `columns` are (field, header) shown as is, `values` formatted
+    (`_fmt`; a cell averaging fewer than `total` (fold, seed) values says so), `p_columns`
+    (header, fields) p-values joined by " / " (blank in Gain rows)."""
+    head = [h for _, h in columns] + [h for _, h in values] + [h for h, _ in p_columns]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
     for _, row in df.iterrows():
         shown = ["" if pd.isna(row[f]) else str(int(row[f]) if isinstance(row[f], float) else row[f])
                  for f, _ in columns]
-        shown += [_fmt(row, f, row["kind"] == "gain") for f, _ in values]
+        shown += [_fmt(row, f, row["kind"] == "gain", total) for f, _ in values]
+        shown += ["" if row["kind"] == "gain" else " / ".join(_p(row.get(f, np.nan)) for f in fields)
+                  for _, fields in p_columns]
         lines.append("| " + " | ".join(shown) + " |")
     return "\n".join(lines) + "\n"
 
 
-def table1_markdown(df: pd.DataFrame, *, k: int, n_folds: int, notice: str | None) -> str:
+def _footnotes(df: pd.DataFrame, names: list[str], speakers_note: str = "") -> str:
+    """The footnotes of the marks that occur in the table's cells."""
+    used = {k: False for k in MARKS}
+    for name in names:
+        if f"{name}_note" in df.columns:
+            for key in ("zero-width", "excludes estimate", "no gap not rejected"):
+                used[key] |= bool((df[f"{name}_note"] == key).any())
+        if f"{name}_min_speakers" in df.columns:
+            used["few"] |= bool((df[f"{name}_min_speakers"] < MIN_STRATUM).any())
+    text = {
+        "few": (f"{MARKS['few']} a group has fewer than {MIN_STRATUM} test speakers in some fold"
+                f"{speakers_note}: its resamples borrow the spread between speakers of the larger "
+                "groups (pooled residuals, docs/STATISTICS.md), since a lone speaker redrawn as "
+                "itself would show none."),
+        "zero-width": (f"{MARKS['zero-width']} zero-width interval: every resample gave the same "
+                       "value (e.g. each group is a single speaker, or every rate is 0 or 1), so "
+                       "it shows that the bootstrap saw no variation, not that the value is certain."),
+        "excludes estimate": (f"{MARKS['excludes estimate']} the interval does not hold the "
+                              "estimate: a gap's estimate is biased upward by sampling noise, and "
+                              "the interval, aimed at the population gap, is moved down by the "
+                              "bootstrap's estimate of that bias (docs/STATISTICS.md)."),
+        "no gap not rejected": (f"{MARKS['no gap not rejected']} a permutation test (group labels "
+                                "shuffled among each fold's test speakers) does not tell this gap "
+                                "from the gap that noise alone gives (p > 0.05), so the interval "
+                                "starts at 0."),
+    }
+    lines = [text[k] for k, on in used.items() if on]
+    return ("\n" + "\n\n".join(lines) + "\n") if lines else ""
+
+
+def _spread_text(n_folds: int, n_seeds: int) -> str:
+    seeds = f" × {n_seeds} training seeds" if n_seeds > 1 else ", one training seed"
+    return (f"Mean ± s.d. over {n_folds} folds{seeds} ({n_folds * n_seeds} values per cell; a cell "
+            "with fewer defined values says how many)")
+
+
+def _interval_text() -> str:
+    return (f"[95% speaker-bootstrap interval, {INTERVAL_NAMES[CI_METHOD]}; simulated coverage in "
+            "docs/STATISTICS.md] for gaps and gains")
+
+
+def table1_markdown(df: pd.DataFrame, *, k: int, n_folds: int, n_seeds: int = 1,
+                    notice: str | None, speakers: pd.DataFrame | None = None) -> str:
     title = titled(f"Table 1: SER performance and gender fairness (k-means rows: K = {k})", notice)
-    return (f"# {title}\n\nMean ± s.d. over {n_folds} folds; [95% speaker-bootstrap interval, basic "
-            "(bias-corrected), so it may sit below the estimate] for gaps. Gain: relative to ERM, "
-            "(x − ERM)/ERM for F1 and ACC, (ERM − x)/ERM for gaps, so positive is better. "
-            "Overall: mean of DS, RW, GDRO, GADRO.\n\n"
+    return (f"# {title}\n\n{_spread_text(n_folds, n_seeds)}; {_interval_text()}. Gain: relative to "
+            "ERM, (x − ERM)/ERM for F1 and ACC, (ERM − x)/ERM for gaps, so positive is better. "
+            "Overall: mean of DS, RW, GDRO, GADRO. p vs ERM: two-sided Wilcoxon signed-rank test "
+            "(scipy.stats.wilcoxon) of the row against ERM over (fold, seed) pairs, for the TPR gap "
+            "and F1; the pairs of one fold share its test speakers, so p is a screen, not a proof.\n\n"
             + markdown_table(df, [("method", "Method"), ("supervision", "Super.")],
-                             [(m, METRIC_NAMES[m]) for m in TABLE1_METRICS]))
+                             [(m, METRIC_NAMES[m]) for m in TABLE1_METRICS], total=n_folds * n_seeds,
+                             p_columns=[("p vs ERM (TPR gap / F1)", ("tpr_gap_p", "f1_p"))])
+            + _footnotes(df, list(TABLE1_METRICS), few_speakers_text(speakers, "gender")))
 
 
-def table2_markdown(df: pd.DataFrame, *, n_folds: int, notice: str | None) -> str:
+def few_speakers_text(speakers: pd.DataFrame | None, attribute: str) -> str:
+    """e.g. " (race: Asian 1 in folds 1, 2, 3; none in fold 5)" from data/eval/test_speakers.csv."""
+    if speakers is None or speakers.empty:
+        return ""
+    part = speakers[(speakers["attribute"] == attribute) & (speakers["n_speakers"] < MIN_STRATUM)]
+    if part.empty:
+        return ""
+    bits = []
+    for (group, n), rows in part.groupby(["group", "n_speakers"]):
+        folds = ", ".join(str(int(f)) for f in sorted(rows["fold"]))
+        bits.append(f"{group} {'none' if n == 0 else int(n)} in fold{'s' if len(rows) > 1 else ''} {folds}")
+    return f" ({attribute}: " + "; ".join(bits) + ")"
+
+
+def table2_markdown(df: pd.DataFrame, *, n_folds: int, n_seeds: int = 1, notice: str | None,
+                    speakers: pd.DataFrame | None = None) -> str:
     title = titled("Table 2: unsupervised IDI (k-means) on race and age (G = 3 each)", notice)
     values = [("f1", "F1 ↑"), ("acc", "ACC ↑"), ("race_tpr_gap", "Race TPR gap ↓"),
               ("race_dp_gap", "Race DP gap ↓"), ("age_tpr_gap", "Age TPR gap ↓"),
               ("age_dp_gap", "Age DP gap ↓")]
     missing = "" if df["k"].notna().any() else (
         f"No k-means runs at K = {' or '.join(map(str, TABLE2_KS))} (idi.k_sweep): ERM only.\n\n")
-    return (f"# {title}\n\nMean ± s.d. over {n_folds} folds; [95% speaker-bootstrap interval, basic "
-            "(bias-corrected), so it may sit below the estimate] for gaps. Race leaves out the "
-            "actor of unknown race. Gain: Overall relative to ERM, positive is better.\n\n"
-            + missing + markdown_table(df, [("method", "Model"), ("k", "K")], values))
+    few = few_speakers_text(speakers, "race") + few_speakers_text(speakers, "age")
+    speaker_line = (f"Test groups with fewer than {MIN_STRATUM} speakers in a fold:{few}; a gap over "
+                    "such a group rests on one or two voices.\n\n") if few else ""
+    return (f"# {title}\n\n{_spread_text(n_folds, n_seeds)}; {_interval_text()}. Race leaves out "
+            "the actor of unknown race. Gain: Overall relative to ERM, positive is better.\n\n"
+            + speaker_line + missing
+            + markdown_table(df, [("method", "Model"), ("k", "K")], values, total=n_folds * n_seeds)
+            + _footnotes(df, [v for v, _ in values], few))
 
 
 def sweep_frame(summary: pd.DataFrame) -> pd.DataFrame:
     """Per K of the sweep and per method (and `mean` = Overall): f1, acc, tpr_gap, dp_gap (gender)
-    with their s.d. over folds. The data of Figs. 2-3 and plots/k_sweep.csv."""
+    with their s.d. over folds x seeds. The data of Figs. 2-3 and plots/k_sweep.csv."""
     look = Lookup(summary)
     rows = []
     for k in sweep_ks(summary):
@@ -275,7 +404,7 @@ def _png(fig) -> bytes:
 
 def fig2_bars(summary: pd.DataFrame, *, notice: str | None) -> bytes:
     """Fig. 2: gender TPR gap (left) and Hamming accuracy (right) of DS, RW, GDRO, GADRO with
-    k-means groups, one bar per K; error bars are the s.d. over folds; dashed line = ERM."""
+    k-means groups, one bar per K; error bars are the s.d. over folds x seeds; dashed line = ERM."""
     sweep = sweep_frame(summary)
     sweep = sweep[sweep["method"] != "mean"]
     ks = sorted(sweep["k"].unique())
@@ -299,7 +428,8 @@ def fig2_bars(summary: pd.DataFrame, *, notice: str | None) -> bytes:
     # Below the panels, so it never covers a bar.
     fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(labels),
                fontsize=10, frameon=False)
-    fig.suptitle(titled("Fig. 2: k-means IDI across K (error bars: s.d. over folds)", notice), fontsize=11)
+    fig.suptitle(titled("Fig. 2: k-means IDI across K (error bars: s.d. over folds × seeds)", notice),
+                 fontsize=11)
     fig.tight_layout()
     return _png(fig)
 
@@ -323,7 +453,7 @@ def fig3_sweep(summary: pd.DataFrame, *, notice: str | None) -> bytes:
         ax.set_ylabel(label, fontsize=11)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=9)
-    fig.suptitle(titled("Fig. 3: mean of DS, RW, GDRO, GADRO vs K (bars: s.d. over folds)", notice),
+    fig.suptitle(titled("Fig. 3: mean of DS, RW, GDRO, GADRO vs K (bars: s.d. over folds × seeds)", notice),
                  fontsize=11)
     fig.tight_layout()
     return _png(fig)
