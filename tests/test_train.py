@@ -170,6 +170,19 @@ def test_disent_loss_on_two_clips_by_hand(epoch):
     assert loss == pytest.approx(expected.item(), rel=1e-5)
 
 
+def test_lff_last_batch_padding_does_not_erase_clip_0s_loss_ema():
+    # The trainer pads a last, partly filled batch with position 0; here clip 0 is that batch's
+    # one real clip, so its EMA must hold its loss after the step (it stayed 0 before the fix).
+    job, _, _, z, t = two_clip_job("lff", HP["lff"])
+    pos, valid = torch.tensor([[0, 0]]), torch.tensor([[True, False]])
+    job.loss(job.params, pos, valid, epoch=1)
+    l_b = cb_losses(job.head(job.params, z[:, 0], 0)[0], t[0], job.cw[0])
+    l_d = cb_losses(job.head(job.params, z[:, 1], 1)[0], t[0], job.cw[0])
+    assert job.ema[0, 0, 0].item() == pytest.approx(l_b[0].item(), rel=1e-6)
+    assert job.ema[0, 1, 0].item() == pytest.approx(l_d[0].item(), rel=1e-6)
+    assert job.seen[0, :, 0].tolist() == [1.0, 1.0] and job.seen[0, :, 1].tolist() == [0.0, 0.0]
+
+
 # --- batching, determinism ---------------------------------------------------------------------
 
 def grid_runs(classes, groups):

@@ -34,13 +34,20 @@ def ema_update(ema: torch.Tensor, seen: torch.Tensor, index: torch.Tensor, value
     """Per-clip EMA e_i <- alpha e_i + (1 - alpha) l_i, started at the first loss seen (as Nam et
     al.'s EMA class: (1 - alpha * seen_i)). Returns new (ema, seen); `mask` (..., B) drops padding.
 
-    ema, seen (..., N); index, values, mask (..., B). Positions within a batch are distinct.
+    ema, seen (..., N); index, values, mask (..., B). Valid positions within a batch are
+    distinct; padded slots may repeat any position (the trainer points them at 0). They write
+    into one extra slot that is dropped, so a padded slot can never overwrite a real update
+    (scatter with repeated indices keeps an undefined one of the writes).
     """
+    n = ema.shape[-1]
+    target = torch.where(mask, index, n)
+    pad = torch.zeros(ema.shape[:-1] + (1,), dtype=ema.dtype, device=ema.device)
     old = ema.gather(-1, index)
     was_seen = seen.gather(-1, index)
     new = alpha * old + (1 - alpha * was_seen) * values.detach()
-    new = torch.where(mask, new, old)
-    return ema.scatter(-1, index, new), seen.scatter(-1, index, torch.where(mask, 1.0, was_seen))
+    new_ema = torch.cat([ema, pad], -1).scatter(-1, target, new)[..., :n]
+    new_seen = torch.cat([seen, pad], -1).scatter(-1, target, torch.ones_like(was_seen))[..., :n]
+    return new_ema, new_seen
 
 
 def classwise_max(ema: torch.Tensor, labels: torch.Tensor, n_classes: int) -> torch.Tensor:
