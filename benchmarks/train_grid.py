@@ -1,10 +1,13 @@
 """Time the whole training grid on a synthetic cache of CREMA-D size (not a test).
 
     .venv/bin/python benchmarks/train_grid.py [--layers 13 --dim 768] [--workers 2] [--epochs 50]
+        [--seeds 3]
 
+The offline fbank shape is --layers 1 --dim 160.
 The grid is what `dvc repro` trains: baselines (erm, random, lff, disent), gender and pseudo
 (rw, ds, gdro, gadro; pseudo adds pgdro), and kmeans k in {2, 4, 8, 16, 32} (rw, ds, gdro, gadro):
-33 method x supervision configurations x 5 folds. Each set is one `fit` call, as each is one
+33 method x supervision configurations x 5 folds x `--seeds` training seeds (params.yaml
+train.seeds; the seeds are more groups of the same batched jobs). Each set is one `fit` call, as each is one
 stage. Shapes: 7,442 clips, 5 folds of ~1,700 biased training clips, ~450 dev and ~1,490 test.
 """
 
@@ -57,6 +60,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=None, help="jobs at once (default: cores)")
     ap.add_argument("--epochs", type=int, default=50)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--seeds", type=int, default=3, help="training seeds per method and fold")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     feats, p, gender, folds = synthetic(args.layers, args.dim)
@@ -77,9 +81,9 @@ def main() -> None:
             fd = FoldData(fold=fold, train=tr, dev=f["dev"], test=f["test"], labels=f["labels"],
                           groups=groups, soft=soft)
             for method in SETS[set_name]:
-                if method != "random":
+                for s in range(args.seeds if method != "random" else 0):
                     runs.append(build_run(method, f"{set_name}/{method}", fd, seed=0,
-                                          hparams=HP.get(method)))
+                                          hparams=HP.get(method), seed_index=s))
         t0, c0 = time.perf_counter(), time.process_time()
         fit(feats, p, runs, cfg, workers=workers)
         dt, dc = time.perf_counter() - t0, time.process_time() - c0
@@ -89,8 +93,8 @@ def main() -> None:
         label = set_name if k is None else f"kmeans_k{k}"
         print(f"{label:12s} {len(runs):3d} runs {dt:7.1f} s wall {dc:7.1f} s cpu", flush=True)
     # CPU time matters on a shared machine: wall time there includes waiting for the cores.
-    print(f"grid: {n_runs} trained runs (+5 random), L={args.layers} D={args.dim}, "
-          f"{args.epochs} epochs, {workers} workers x {args.threads} threads: {total:.1f} s wall, "
+    print(f"grid: {n_runs} trained runs (+{5 * args.seeds} random), L={args.layers} D={args.dim}, "
+          f"{args.seeds} seeds, {args.epochs} epochs, {workers} workers x {args.threads} threads: {total:.1f} s wall, "
           f"{cpu:.1f} s cpu")
 
 

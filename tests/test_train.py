@@ -361,26 +361,42 @@ def write_inputs(root, n=60, with_soft=True, drop_group=None):
     return folds
 
 
-def tiny_params():
+def tiny_params(seeds=2):
     params = config.load(ROOT / "params.yaml")
-    params["train"].update(epochs=2, batch_size=8, hidden=4, device="cpu")
+    params["train"].update(epochs=2, batch_size=8, hidden=4, device="cpu", seeds=seeds)
     return params
 
 
-def test_stage_writes_predictions_for_every_test_clip_and_curves(tmp_path):
+def test_stage_writes_predictions_for_every_test_clip_seed_and_curves(tmp_path):
     folds = write_inputs(tmp_path)
     out = tmp_path / "runs" / "pseudo"
     run_set("pseudo", corpus=tmp_path / "corpus", features=tmp_path / "features",
             split=tmp_path / "split", groups_dir=tmp_path / "groups", out=out, params=tiny_params())
     test = folds[folds["split"] == "test"]
+    expected = sorted((f, s, x) for f, x in zip(test["fold"], test["file"]) for s in (0, 1))
     for method in ("rw", "ds", "gdro", "gadro", "pgdro"):
         pred = pd.read_csv(out / method / "predictions.csv")
-        assert list(pred.columns) == ["fold", "file", *EMOTIONS]
-        assert sorted(zip(pred["fold"], pred["file"])) == sorted(zip(test["fold"], test["file"]))
+        assert list(pred.columns) == ["fold", "seed", "file", *EMOTIONS]
+        assert sorted(zip(pred["fold"], pred["seed"], pred["file"])) == expected
         curve = pd.read_csv(out / method / "curve.csv")
-        assert list(curve.columns) == ["fold", "epoch", "train_loss", "dev_loss", "chosen"]
-        assert len(curve) == 2 * 2 and curve.groupby("fold")["chosen"].sum().tolist() == [1, 1]
+        assert list(curve.columns) == ["fold", "seed", "epoch", "train_loss", "dev_loss", "chosen"]
+        assert len(curve) == 2 * 2 * 2  # folds x seeds x epochs
+        assert curve.groupby(["fold", "seed"])["chosen"].sum().tolist() == [1] * 4
     assert not list((tmp_path / "runs").glob(".*"))  # no temporary folder left behind
+
+
+def test_seeds_differ_and_seed_0_does_not_depend_on_how_many_seeds(tmp_path):
+    write_inputs(tmp_path)
+    kw = dict(corpus=tmp_path / "corpus", features=tmp_path / "features", split=tmp_path / "split",
+              groups_dir=tmp_path / "groups")
+    run_set("baselines", out=tmp_path / "one", params=tiny_params(1), **kw)
+    run_set("baselines", out=tmp_path / "two", params=tiny_params(2), **kw)
+    for method in ("erm", "random", "lff"):
+        one = pd.read_csv(tmp_path / "one" / method / "predictions.csv")
+        two = pd.read_csv(tmp_path / "two" / method / "predictions.csv")
+        s0, s1 = (two[two["seed"] == s].reset_index(drop=True) for s in (0, 1))
+        pd.testing.assert_frame_equal(one, s0)
+        assert not np.allclose(s0[list(EMOTIONS)], s1[list(EMOTIONS)])
 
 
 def test_stage_rejects_a_groups_file_missing_training_clips(tmp_path):
@@ -411,7 +427,7 @@ def test_baselines_stage_writes_random_scores_without_a_curve(tmp_path):
             split=tmp_path / "split", groups_dir=tmp_path / "groups", out=out,
             params=tiny_params())
     assert sorted(x.name for x in out.iterdir()) == ["disent", "erm", "lff", "random"]
-    assert len(pd.read_csv(out / "random" / "predictions.csv")) == 40
+    assert len(pd.read_csv(out / "random" / "predictions.csv")) == 40 * 2  # clips x seeds
     assert len(pd.read_csv(out / "random" / "curve.csv")) == 0
 
 

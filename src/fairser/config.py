@@ -118,6 +118,8 @@ def validate(params: dict) -> None:
     _check(_is_number(g("train.lr")) and g("train.lr") > 0, "train.lr", g("train.lr"), "a positive number")
     _check(_is_int(g("train.hidden")) and g("train.hidden") >= 1, "train.hidden", g("train.hidden"),
            "an integer >= 1")
+    _check(_is_int(g("train.seeds")) and g("train.seeds") >= 1, "train.seeds", g("train.seeds"),
+           "an integer >= 1 (training seeds per method and fold)")
     _check(g("train.target") in ("soft", "hard"), "train.target", g("train.target"), "soft or hard")
     methods = g("methods")
     _check(isinstance(methods, dict), "methods", methods, "a mapping of method name to settings")

@@ -60,17 +60,20 @@ class TrainConfig:
     hidden: int = 256
     target: str = "soft"
     device: str = "cpu"
+    seeds: int = 1
 
     @classmethod
     def from_params(cls, params: dict) -> "TrainConfig":
         t = params["train"]
         return cls(epochs=t["epochs"], batch_size=t["batch_size"], lr=t["lr"], hidden=t["hidden"],
-                   target=t["target"], device=resolve_device(t["device"], key="train.device").type)
+                   target=t["target"], device=resolve_device(t["device"], key="train.device").type,
+                   seeds=t["seeds"])
 
 
 @dataclass
 class Run:
-    """One training run: a method on one fold. Row arrays index the feature cache.
+    """One training run: a method on one fold with one training seed. Row arrays index the
+    feature cache.
 
     Per-clip arrays (sample_weight, memberships, labels) are aligned with `train`.
     Runs with the same `seed` and `train` rows share initialisation and shuffle order.
@@ -82,13 +85,14 @@ class Run:
     train: np.ndarray
     dev: np.ndarray
     test: np.ndarray
-    seed: int
+    seed: int                      # derived seed (run_seed) of initialisation and shuffle order
     labels: np.ndarray | None = None        # single majority class id per train clip
     sample_weight: np.ndarray | None = None  # RW weights
     memberships: np.ndarray | None = None    # (n_train, G): GDRO/GADRO one-hot, PGDRO soft
     eta: float = 0.0
     adjustment: float = 0.0
     hparams: dict = field(default_factory=dict)  # LfF / DisEnt settings
+    seed_index: int = 0            # s = 0..train.seeds-1: the `seed` column of the outputs
 
 
 @dataclass
@@ -742,15 +746,21 @@ class FoldData:
     soft: np.ndarray | None = None      # (n_train, G) soft memberships (PGDRO)
 
 
-def run_seed(seed: int, fold: int) -> int:
-    """One seed per fold, shared by every method: same initialisation and shuffle order, so
-    methods differ only in their objective (and DS in its subset)."""
-    return int(np.random.SeedSequence([seed, fold]).generate_state(1)[0])
+def _entropy(seed: int, fold: int, seed_index: int, *tags: int) -> list[int]:
+    # Seed index 0 keeps the stream it had before train.seeds existed (one seed per fold).
+    return [seed, fold, *tags] + ([seed_index] if seed_index else [])
 
 
-def _base(name, method, f: FoldData, seed: int) -> dict:
+def run_seed(seed: int, fold: int, seed_index: int = 0) -> int:
+    """One seed per (fold, seed index), shared by every method: same initialisation and shuffle
+    order, so methods differ only in their objective (and DS in its subset) and each (fold, seed)
+    is a paired comparison between methods."""
+    return int(np.random.SeedSequence(_entropy(seed, fold, seed_index)).generate_state(1)[0])
+
+
+def _base(name, method, f: FoldData, seed: int, seed_index: int = 0) -> dict:
     return dict(name=name, method=method, fold=f.fold, train=f.train, dev=f.dev, test=f.test,
-                seed=run_seed(seed, f.fold), labels=f.labels)
+                seed=run_seed(seed, f.fold, seed_index), labels=f.labels, seed_index=seed_index)
 
 
 def _needs_groups(f: FoldData, method: str) -> np.ndarray:
@@ -759,44 +769,44 @@ def _needs_groups(f: FoldData, method: str) -> np.ndarray:
     return f.groups
 
 
-def _erm(name, f, seed, hp):
-    return Run(**_base(name, "erm", f, seed))
+def _erm(name, f, seed, hp, s=0):
+    return Run(**_base(name, "erm", f, seed, s))
 
 
-def _rw(name, f, seed, hp):
-    return Run(**_base(name, "rw", f, seed), sample_weight=weights.rw_weights(f.labels, _needs_groups(f, "rw")))
+def _rw(name, f, seed, hp, s=0):
+    return Run(**_base(name, "rw", f, seed, s), sample_weight=weights.rw_weights(f.labels, _needs_groups(f, "rw")))
 
 
-def _ds(name, f, seed, hp):
-    rng = np.random.default_rng(np.random.SeedSequence([seed, f.fold, 0x4453]))
+def _ds(name, f, seed, hp, s=0):
+    rng = np.random.default_rng(np.random.SeedSequence(_entropy(seed, f.fold, s, 0x4453)))
     keep = weights.ds_select(f.labels, _needs_groups(f, "ds"), rng)
-    return Run(**{**_base(name, "ds", f, seed), "train": f.train[keep], "labels": f.labels[keep]})
+    return Run(**{**_base(name, "ds", f, seed, s), "train": f.train[keep], "labels": f.labels[keep]})
 
 
-def _gdro(name, f, seed, hp):
+def _gdro(name, f, seed, hp, s=0):
     g = _needs_groups(f, "gdro")
-    return Run(**_base(name, "gdro", f, seed), memberships=dro.hard_memberships(g, g.max() + 1),
+    return Run(**_base(name, "gdro", f, seed, s), memberships=dro.hard_memberships(g, g.max() + 1),
                eta=hp["eta"])
 
 
-def _gadro(name, f, seed, hp):
+def _gadro(name, f, seed, hp, s=0):
     g = _needs_groups(f, "gadro")
-    return Run(**_base(name, "gadro", f, seed), memberships=dro.hard_memberships(g, g.max() + 1),
+    return Run(**_base(name, "gadro", f, seed, s), memberships=dro.hard_memberships(g, g.max() + 1),
                eta=hp["eta"], adjustment=hp["adjustment"])
 
 
-def _pgdro(name, f, seed, hp):
+def _pgdro(name, f, seed, hp, s=0):
     if f.soft is None:
         raise InputError(f"method pgdro needs soft memberships p_0, p_1 (fold {f.fold})")
-    return Run(**_base(name, "pgdro", f, seed), memberships=f.soft, eta=hp["eta"])
+    return Run(**_base(name, "pgdro", f, seed, s), memberships=f.soft, eta=hp["eta"])
 
 
-def _lff(name, f, seed, hp):
-    return Run(**_base(name, "lff", f, seed), hparams=dict(hp))
+def _lff(name, f, seed, hp, s=0):
+    return Run(**_base(name, "lff", f, seed, s), hparams=dict(hp))
 
 
-def _disent(name, f, seed, hp):
-    return Run(**_base(name, "disent", f, seed), hparams=dict(hp))
+def _disent(name, f, seed, hp, s=0):
+    return Run(**_base(name, "disent", f, seed, s), hparams=dict(hp))
 
 
 METHOD_BUILDERS = {"erm": _erm, "rw": _rw, "ds": _ds, "gdro": _gdro, "gadro": _gadro,
@@ -810,8 +820,10 @@ METHOD_PARAMS = {"gdro": ("eta",), "gadro": ("eta", "adjustment"), "pgdro": ("et
                             "swap_after_epoch")}
 
 
-def build_run(method: str, name: str, fold: FoldData, *, seed: int, hparams: dict | None = None) -> Run:
-    """The Run of `method` (a key of METHOD_BUILDERS) on one fold; hparams = methods.<method>."""
+def build_run(method: str, name: str, fold: FoldData, *, seed: int, hparams: dict | None = None,
+              seed_index: int = 0) -> Run:
+    """The Run of `method` (a key of METHOD_BUILDERS) on one fold with training seed index
+    `seed_index`; hparams = methods.<method>."""
     if method not in METHOD_BUILDERS:
         raise InputError(f"unknown method {method!r}; expected one of {sorted(METHOD_BUILDERS)}")
     hparams = hparams or {}
@@ -819,7 +831,7 @@ def build_run(method: str, name: str, fold: FoldData, *, seed: int, hparams: dic
         value = hparams.get(key)
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not np.isfinite(value):
             raise ParamsError(f"params.yaml: 'methods.{method}.{key}' is {value!r}; expected a number")
-    return METHOD_BUILDERS[method](name, fold, seed, hparams)
+    return METHOD_BUILDERS[method](name, fold, seed, hparams, seed_index)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -828,6 +840,10 @@ def build_run(method: str, name: str, fold: FoldData, *, seed: int, hparams: dic
 GROUP_METHODS = ("rw", "ds", "gdro", "gadro")
 SETS = {"baselines": ("erm", "random", "lff", "disent"), "gender": GROUP_METHODS,
         "pseudo": GROUP_METHODS + ("pgdro",), "kmeans": GROUP_METHODS}
+
+
+# Output columns (agreed interface): predictions.csv is fold, seed, file, <classes>.
+CURVE_COLUMNS = ("fold", "seed", "epoch", "train_loss", "dev_loss", "chosen")
 
 
 def groups_filename(set_name: str, k: int | None = None) -> str | None:
@@ -913,8 +929,9 @@ def load_folds(corpus, features, split, groups_path=None, *, n_groups_soft: int 
 
 def run_set(set_name: str, *, corpus, features, split, groups_dir, out, params: dict,
             k: int | None = None) -> list[Result]:
-    """The train_* stage: every method of the set on every fold of folds.csv, written to
-    out/<method>/{predictions,curve}.csv (docs/DESIGN.md)."""
+    """The train_* stage: every method of the set on every fold of folds.csv, once per training
+    seed index s < train.seeds, written to out/<method>/predictions.csv (fold, seed, file,
+    <classes>) and curve.csv (CURVE_COLUMNS); docs/DESIGN.md."""
     if set_name not in SETS:
         raise InputError(f"--set {set_name!r}; expected one of {sorted(SETS)}")
     name_file = groups_filename(set_name, k)
@@ -923,13 +940,17 @@ def run_set(set_name: str, *, corpus, features, split, groups_dir, out, params: 
     seed = params["seed"]
     feats, p, folds, tests = load_folds(corpus, features, split, groups_path)
     set_label = set_name if set_name != "kmeans" else f"kmeans_k{k}"
+    # Every (method, fold) once per seed index: the seeds are more groups of the same batched
+    # jobs (plan_jobs), not more jobs run one after another.
     runs = []
     for method in SETS[set_name]:
         if method == "random":
             continue
         hp = params["methods"].get(method, {})
         for fold in folds.values():
-            runs.append(build_run(method, f"{set_label}/{method}", fold, seed=seed, hparams=hp))
+            for s in range(cfg.seeds):
+                runs.append(build_run(method, f"{set_label}/{method}", fold, seed=seed, hparams=hp,
+                                      seed_index=s))
     if feats.shape[1] == 0 or feats.shape[2] == 0:
         raise InputError(f"{features}: empty feature cache shape {feats.shape}")
     for start in range(0, len(feats), 1024):  # cheap next to training; a bad row fails here
@@ -937,30 +958,33 @@ def run_set(set_name: str, *, corpus, features, split, groups_dir, out, params: 
             raise InputError(f"{Path(features) / 'features.npy'}: non-finite values in rows "
                              f"{start}..{min(start + 1024, len(feats)) - 1}")
     results = fit(feats, p, runs, cfg)
+    by_key = {(r.run.method, r.run.fold, r.run.seed_index): r for r in results}
 
     with atomic_dir(out) as tmp:
         for method in SETS[set_name]:
             preds, curves = [], []
             for fold in folds:
-                if method == "random":
-                    probs = random_scores(len(tests[fold]), run_seed(seed, fold))
-                    res = None
-                else:
-                    res = next(r for r in results if r.run.method == method and r.run.fold == fold)
-                    probs = res.test_probs
-                df = pd.DataFrame(probs, columns=list(EMOTIONS))
-                df.insert(0, "file", tests[fold])
-                df.insert(0, "fold", fold)
-                preds.append(df)
-                if res is not None:
-                    e = np.arange(1, cfg.epochs + 1)
-                    curves.append(pd.DataFrame({"fold": fold, "epoch": e, "train_loss": res.train_loss,
-                                                "dev_loss": res.dev_loss,
-                                                "chosen": (e == res.best_epoch).astype(int)}))
+                for s in range(cfg.seeds):
+                    if method == "random":
+                        probs = random_scores(len(tests[fold]), run_seed(seed, fold, s))
+                        res = None
+                    else:
+                        res = by_key[(method, fold, s)]
+                        probs = res.test_probs
+                    df = pd.DataFrame(probs, columns=list(EMOTIONS))
+                    df.insert(0, "file", tests[fold])
+                    df.insert(0, "seed", s)
+                    df.insert(0, "fold", fold)
+                    preds.append(df)
+                    if res is not None:
+                        e = np.arange(1, cfg.epochs + 1)
+                        curves.append(pd.DataFrame({
+                            "fold": fold, "seed": s, "epoch": e, "train_loss": res.train_loss,
+                            "dev_loss": res.dev_loss, "chosen": (e == res.best_epoch).astype(int)}))
             folder = tmp / method
             folder.mkdir()
             pd.concat(preds).to_csv(folder / "predictions.csv", index=False, float_format="%.8g")
             curve = (pd.concat(curves) if curves else
-                     pd.DataFrame(columns=["fold", "epoch", "train_loss", "dev_loss", "chosen"]))
+                     pd.DataFrame(columns=list(CURVE_COLUMNS)))
             curve.to_csv(folder / "curve.csv", index=False, float_format="%.8g")
     return results
