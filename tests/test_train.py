@@ -15,6 +15,7 @@ from fairser import config
 from fairser.cli import InputError
 from fairser.constants import EMOTIONS, POSITIVE_THRESHOLD
 from fairser.train import (BatchedAdam, FoldData, Run, TrainConfig, TrainingDiverged, _Job,
+                           emo_superb_params,
                            build_run, cb_losses, class_weights, fit, plan_jobs, random_scores,
                            run_set, training_targets)
 
@@ -466,3 +467,53 @@ def test_stage_reports_a_missing_groups_file_in_one_line(tmp_path):
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
         f"error: {tmp_path / 'groups' / 'kmeans_k16.csv'}: no such file"]
+
+
+# --- the head is EMO-SUPERB's model class ------------------------------------------------------
+
+def tiny_13_layer_upstream():
+    """A randomly initialised 12-layer WavLM (13 hidden states), built from a small config."""
+    from transformers import Wav2Vec2FeatureExtractor, WavLMConfig, WavLMModel
+
+    from fairser.features import HFUpstream
+
+    torch.manual_seed(0)
+    cfg = WavLMConfig(hidden_size=16, num_hidden_layers=12, num_attention_heads=2,
+                      intermediate_size=32, conv_dim=(8, 8), conv_kernel=(10, 3), conv_stride=(5, 2),
+                      conv_bias=True, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
+                      num_buckets=32, feat_extract_norm="layer", do_stable_layer_norm=True)
+    extractor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, do_normalize=True,
+                                         return_attention_mask=True)
+    return HFUpstream(WavLMModel(cfg), extractor, "tiny-wavlm")
+
+
+def test_cached_head_equals_frame_level_emo_superb_head_on_a_13_layer_upstream():
+    from helpers import tone
+
+    up = tiny_13_layer_upstream()
+    waves = [tone(0.05 + 0.02 * i, 110 + 25 * i, seed=i) for i in range(8)]
+    frames = []
+    for w in waves:  # every frame of each clip, layer by layer: (13, T, D)
+        inputs = up.extractor([w], sampling_rate=16000, return_tensors="pt")
+        with torch.inference_mode():
+            hidden = up.model(inputs["input_values"], output_hidden_states=True).hidden_states
+        frames.append(torch.stack(hidden, 0)[:, 0].double())
+    cache = np.stack([up.pooled([w])[0] for w in waves])
+    assert cache.shape == (8, 13, 16) and len({f.shape[1] for f in frames}) > 1
+    p = one_hot_p(np.arange(8) % 6)
+    run = Run(name="t/erm", method="erm", fold=1, train=np.arange(6), dev=np.array([6]),
+              test=np.arange(8), seed=0, labels=np.arange(6) % 6)
+    p_t = torch.as_tensor(p)
+    job = _Job(plan_jobs([run], 4)[0], torch.as_tensor(cache), p_t, p_t.float(),
+               TrainConfig(hidden=5))
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # arbitrary trained-looking parameters, layer weights far from uniform
+        for x in job.params:
+            x.copy_(torch.randn(x.shape, generator=gen))
+    ours = job.predict(job.params, job.gather_rows(job.test))[0].detach().double().numpy()
+    hp = emo_superb_params(job, job.params, 0)
+    for i, h in enumerate(frames):
+        mixed = (hp["layer_weights"][:, None, None] * h).sum(0)            # (T, D)
+        pooled = (mixed @ hp["W"] + hp["b"]).mean(0)                       # Linear per frame, mean
+        np.testing.assert_allclose(ours[i], (pooled @ hp["W2"] + hp["b2"]).numpy(),
+                                   rtol=1e-4, atol=1e-4)

@@ -2,6 +2,7 @@
 
 Model (SPEC section 3, EMO-SUPERB's head): softmax weights over the upstream's layers ->
 Linear(D, hidden) -> mean over frames (already done by the feature cache) -> Linear(hidden, 6).
+Inputs are standardised in a way the model class absorbs (see _Job; emo_superb_params).
 Loss: class-balanced soft-target cross-entropy (Cui et al. 2019 "Class-balanced loss based on
 effective number of samples"), weights recomputed on each run's training set (for DS, its
 subset). The dev loss is the plain loss with those training weights, so a class with no dev
@@ -372,20 +373,25 @@ class _Job:
         testrows, testmask = _pad([g.lead.test for g in groups])
         self.test, self.test_mask = t(testrows, torch.long), t(testmask)
 
-        # Standardise every (layer, dim) with the group's training-set mean and std: a fixed
-        # affine map before a linear layer, so the model class is unchanged, but Adam's fixed lr
-        # then means the same step for any upstream (the offline fbank cache is on log-mel scale,
-        # with variances in its second layer; WavLM has a few very large dimensions).
+        # Standardise with the group's training set: centre every (layer, dim) on its mean, and
+        # divide each dimension by ONE scale shared by all layers (the root mean over layers of
+        # the per-layer variances). Then sum_l a_l (h_l - mu_l) / s = (sum_l a_l h_l) / s - c(a):
+        # the 1/s folds into Linear(D, H)'s weight and c(a) into its bias, so the head is exactly
+        # EMO-SUPERB's model class (emo_superb_params; tests/test_train.py checks it on a
+        # 13-layer model). A scale per layer could not be folded into the shared Linear. The
+        # point of scaling: Adam's fixed lr then means the same step for any upstream (the
+        # fbank cache is on log-mel scale with variances beside the means; WavLM has a few
+        # very large dimensions).
         mu, isd = [], []
         for g in groups:
             x = feats[torch.as_tensor(g.lead.train, device=dev)].double()
             mu.append(x.mean(0))
-            sd = x.std(0, unbiased=False)
+            sd = x.var(0, unbiased=False).mean(0).sqrt()                 # (D,)
             # A dimension constant on the training set keeps scale 1 (as sklearn's
             # StandardScaler): 1/tiny would blow up whatever it does on dev and test clips.
-            isd.append(torch.where(sd > 1e-8, 1.0 / sd, 1.0))
+            isd.append(torch.where(sd > 1e-8, 1.0 / sd, 1.0)[None])
         self.mu = torch.stack(mu).float()      # (G, L, D)
-        self.isd = torch.stack(isd).float()
+        self.isd = torch.stack(isd).float()    # (G, 1, D): one scale per dimension
         # Each group's training and dev clips, standardised once, laid out (G, L, n, D) so a
         # step's gather is one index into a flat (G * L * n, D) view and lands as (G, L, B, D),
         # the layout of the layer-mixing product; no per-step standardisation or transpose.
@@ -596,6 +602,21 @@ class _Job:
             probs.append(torch.softmax(logits, -1))
         n = self._per_run(mask).sum(1).clamp_min(1)
         return total / n, torch.cat(probs, 1)
+
+
+def emo_superb_params(job: _Job, params, r: int) -> dict:
+    """Run r's head (family "head") written as EMO-SUPERB's frame-level model: layer weights
+    w = softmax(a), then Linear(D, H) with weight W (D, H) and bias b on every frame's
+    sum_l w_l h_lt, mean over the clip's frames, Linear(H, K) with (W2, b2). On cached frame
+    means it gives the same logits as job.predict: standardisation is a per-(layer, dim) shift
+    and a per-dim scale, folded into W = diag(1/s) W1 and b = b1 - (sum_l w_l mu_l / s) W1."""
+    g = r // job.M
+    w = torch.softmax(params[0][r, 0].detach().double(), -1)              # (L,)
+    isd, mu = job.isd[g, 0].double(), job.mu[g].double()                  # (D,), (L, D)
+    w1, b1 = params[1][r, 0].detach().double(), params[2][r, 0].detach().double()
+    return {"layer_weights": w, "W": isd[:, None] * w1,
+            "b": b1 - ((w[:, None] * mu).sum(0) * isd) @ w1,
+            "W2": params[3][r, 0].detach().double(), "b2": params[4][r, 0].detach().double()}
 
 
 def _check_runs(runs: list[Run], n_rows: int) -> None:
