@@ -147,8 +147,7 @@ def test_disent_loss_on_two_clips_by_hand(epoch):
     hp = HP["disent"]  # swap_after_epoch = 1: epoch 2 swaps
     job, pos, valid, z, t = two_clip_job("disent", hp)
     perm = np.random.default_rng(np.random.SeedSequence([job.groups[0].lead.seed, 4])).permutation(2)
-    # the training loop sets up the swap stream and the host-side batch counts; mimic it
-    job.swap_rngs = [np.random.default_rng(np.random.SeedSequence([job.groups[0].lead.seed, 4]))]
+    # the training loop sets the host-side batch counts; mimic it
     job.n_valid_host = np.array([2])
     loss = job.loss(job.params, pos, valid, epoch=epoch).item()
     z_i, z_b = z[0, 0], z[0, 1]
@@ -179,9 +178,10 @@ def test_lff_last_batch_padding_does_not_erase_clip_0s_loss_ema():
     job.loss(job.params, pos, valid, epoch=1)
     l_b = cb_losses(job.head(job.params, z[:, 0], 0)[0], t[0], job.cw[0])
     l_d = cb_losses(job.head(job.params, z[:, 1], 1)[0], t[0], job.cw[0])
-    assert job.ema[0, 0, 0].item() == pytest.approx(l_b[0].item(), rel=1e-6)
-    assert job.ema[0, 1, 0].item() == pytest.approx(l_d[0].item(), rel=1e-6)
-    assert job.seen[0, :, 0].tolist() == [1.0, 1.0] and job.seen[0, :, 1].tolist() == [0.0, 0.0]
+    ema, seen = job.states["lff"]["ema"], job.states["lff"]["seen"]
+    assert ema[0, 0, 0].item() == pytest.approx(l_b[0].item(), rel=1e-6)
+    assert ema[0, 1, 0].item() == pytest.approx(l_d[0].item(), rel=1e-6)
+    assert seen[0, :, 0].tolist() == [1.0, 1.0] and seen[0, :, 1].tolist() == [0.0, 0.0]
 
 
 # --- batching, determinism ---------------------------------------------------------------------
