@@ -159,6 +159,7 @@ class BatchedAdam:
         self.steps = [torch.zeros((), dtype=torch.float32, device=params[0].device) for _ in range(n)]
         self._views = [(list(p.detach().unbind(0)), list(m.unbind(0)), list(v.unbind(0)))
                        for p, m, v in zip(params, self.m, self.v)]
+        self._all = None
 
     @property
     def t(self) -> torch.Tensor:
@@ -175,15 +176,24 @@ class BatchedAdam:
             self.steps[r] += 1
         b1, b2 = ADAM_BETAS
         if self.fused:
-            ps, gs, ms, vs, ts = [], [], [], [], []
-            for (p_views, m_views, v_views), g in zip(self._views, grads):
-                g_views = g.unbind(0)
-                for r in on:
-                    ps.append(p_views[r])
-                    gs.append(g_views[r])
-                    ms.append(m_views[r])
-                    vs.append(v_views[r])
-                    ts.append(self.steps[r])
+            if len(on) == len(self.steps):  # every run active (most steps): lists built once
+                if self._all is None:
+                    self._all = tuple([x[r] for x in views for r in on]
+                                      for views in zip(*self._views))
+                    self._all_t = [self.steps[r] for _ in self.params for r in on]
+                ps, ms, vs = self._all
+                ts = self._all_t
+                gs = [x for g in grads for x in g.unbind(0)]
+            else:
+                ps, gs, ms, vs, ts = [], [], [], [], []
+                for (p_views, m_views, v_views), g in zip(self._views, grads):
+                    g_views = g.unbind(0)
+                    for r in on:
+                        ps.append(p_views[r])
+                        gs.append(g_views[r])
+                        ms.append(m_views[r])
+                        vs.append(v_views[r])
+                        ts.append(self.steps[r])
             torch._fused_adam_(ps, gs, ms, vs, [], ts, lr=self.lr, beta1=b1, beta2=b2,
                                weight_decay=0.0, eps=ADAM_EPS, amsgrad=False, maximize=False)
             return
