@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/train_grid.py [--layers 13 --dim 768] [--workers 2] [--epochs 50]
         [--seeds 3]
 
-The offline fbank shape is --layers 1 --dim 160.
+The offline fbank shape is --layers 1 --dim 80.
 The grid is what `dvc repro` trains: baselines (erm, random, lff, disent), gender and pseudo
 (rw, ds, gdro, gadro; pseudo adds pgdro), and kmeans k in {2, 4, 8, 16, 32} (rw, ds, gdro, gadro):
 33 method x supervision configurations x 5 folds x `--seeds` training seeds (params.yaml
