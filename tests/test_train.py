@@ -365,6 +365,7 @@ def write_inputs(root, n=60, with_soft=True, drop_group=None):
 def tiny_params(seeds=2):
     params = config.load(ROOT / "params.yaml")
     params["train"].update(epochs=2, batch_size=8, hidden=4, device="cpu", seeds=seeds)
+    params["methods"]["jtt"]["identification_epochs"] = 1
     return params
 
 
@@ -392,7 +393,7 @@ def test_seeds_differ_and_seed_0_does_not_depend_on_how_many_seeds(tmp_path):
               groups_dir=tmp_path / "groups")
     run_set("baselines", out=tmp_path / "one", params=tiny_params(1), **kw)
     run_set("baselines", out=tmp_path / "two", params=tiny_params(2), **kw)
-    for method in ("erm", "random", "lff"):
+    for method in ("erm", "random", "lff", "jtt", "george"):
         one = pd.read_csv(tmp_path / "one" / method / "predictions.csv")
         two = pd.read_csv(tmp_path / "two" / method / "predictions.csv")
         s0, s1 = (two[two["seed"] == s].reset_index(drop=True) for s in (0, 1))
@@ -427,7 +428,7 @@ def test_baselines_stage_writes_random_scores_without_a_curve(tmp_path):
     run_set("baselines", corpus=tmp_path / "corpus", features=tmp_path / "features",
             split=tmp_path / "split", groups_dir=tmp_path / "groups", out=out,
             params=tiny_params())
-    assert sorted(x.name for x in out.iterdir()) == ["disent", "erm", "lff", "random"]
+    assert sorted(x.name for x in out.iterdir()) == ["disent", "erm", "george", "jtt", "lff", "random"]
     assert len(pd.read_csv(out / "random" / "predictions.csv")) == 40 * 2  # clips x seeds
     assert len(pd.read_csv(out / "random" / "curve.csv")) == 0
 

@@ -29,7 +29,7 @@ PRESETS = {
 }
 
 CORPORA = ("surrogate", "crema-d")
-METHODS = ("erm", "random", "lff", "disent", "pgdro", "rw", "ds", "gdro", "gadro")
+METHODS = ("erm", "random", "lff", "disent", "pgdro", "rw", "ds", "gdro", "gadro", "jtt", "george")
 GROUP_METHODS = ("rw", "ds", "gdro", "gadro")  # the four that take IDI groups
 
 
@@ -135,6 +135,16 @@ def validate(params: dict) -> None:
         _check(_is_number(q) and 0 < q <= 1, f"methods.{name}.gce_q", q, "a number in (0, 1]")
         a = g(f"methods.{name}.ema_alpha")
         _check(_is_number(a) and 0 <= a < 1, f"methods.{name}.ema_alpha", a, "a number in [0, 1)")
+    t = g("methods.jtt.identification_epochs")
+    _check(_is_int(t) and 1 <= t <= g("train.epochs"), "methods.jtt.identification_epochs", t,
+           f"an integer from 1 to train.epochs ({g('train.epochs')})")
+    lam = g("methods.jtt.lambda_up")
+    _check(_is_number(lam) and lam >= 1, "methods.jtt.lambda_up", lam, "a number >= 1")
+    eta = g("methods.george.eta")
+    _check(_is_number(eta) and eta > 0, "methods.george.eta", eta, "a positive number")
+    for key, low in (("max_k", 2), ("components", 1), ("n_init", 1)):
+        v = g(f"methods.george.{key}")
+        _check(_is_int(v) and v >= low, f"methods.george.{key}", v, f"an integer >= {low}")
     b = g("evaluate.bootstrap")
     _check(_is_int(b) and b >= 0, "evaluate.bootstrap", b, "an integer >= 0")
 

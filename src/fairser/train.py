@@ -683,7 +683,8 @@ def build_run(method: str, name: str, fold: FoldData, *, seed: int, hparams: dic
 # Files (docs/DESIGN.md): inputs checked before any training, outputs through atomic_dir
 
 GROUP_METHODS = ("rw", "ds", "gdro", "gadro")
-SETS = {"baselines": ("erm", "random", "lff", "disent"), "gender": GROUP_METHODS,
+# Baselines: no groups given. JTT and GEORGE (issue 13) read the set's ERM runs as their phase 1.
+SETS = {"baselines": ("erm", "random", "lff", "disent", "jtt", "george"), "gender": GROUP_METHODS,
         "pseudo": GROUP_METHODS + ("pgdro",), "kmeans": GROUP_METHODS}
 
 

@@ -12,7 +12,7 @@ batched engine that trains whatever is registered. A new method is one new modul
 """
 
 from fairser.debias import base
-from fairser.debias import dro, erm, rw, ds, gdro, gadro, pgdro, lff, disent  # noqa: F401  (register)
+from fairser.debias import dro, erm, rw, ds, gdro, gadro, pgdro, lff, disent, jtt, george  # noqa: F401
 from fairser.debias.base import REGISTRY, Method, register
 from fairser.debias.dro import adjusted_group_loss, dro_loss, group_losses, hard_memberships, update_q
 from fairser.debias.lff import classwise_max, ema_update, gce_loss, relative_difficulty
