@@ -31,6 +31,15 @@ def cluster_groups(hidden: np.ndarray, labels: np.ndarray, *, max_k: int, compon
                    n_init: int, seed: int) -> np.ndarray:
     """(n,) group ids 0..G-1: per class (labels), k-means clusters of PCA(hidden), k by the
     silhouette score; groups numbered class by class."""
+    from threadpoolctl import threadpool_limits
+
+    # Many small fits: OpenMP threads cost more than they give here (and on a shared machine).
+    with threadpool_limits(1):
+        return _cluster_groups(hidden, labels, max_k=max_k, components=components, n_init=n_init,
+                               seed=seed)
+
+
+def _cluster_groups(hidden, labels, *, max_k, components, n_init, seed):
     from sklearn.cluster import KMeans
     from sklearn.decomposition import PCA
     from sklearn.metrics import silhouette_score
