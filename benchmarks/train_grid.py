@@ -1,10 +1,13 @@
 """Time the whole training grid on a synthetic cache of CREMA-D size (not a test).
 
     .venv/bin/python benchmarks/train_grid.py [--layers 13 --dim 768] [--workers 2] [--epochs 50]
+        [--seeds 3]
 
-The grid is what `dvc repro` trains: baselines (erm, random, lff, disent), gender and pseudo
+The offline fbank shape is --layers 1 --dim 80.
+The grid is what `dvc repro` trains: baselines (erm, random, lff, disent, jtt, george), gender and pseudo
 (rw, ds, gdro, gadro; pseudo adds pgdro), and kmeans k in {2, 4, 8, 16, 32} (rw, ds, gdro, gadro):
-33 method x supervision configurations x 5 folds. Each set is one `fit` call, as each is one
+35 method x supervision configurations x 5 folds x `--seeds` training seeds (params.yaml
+train.seeds; the seeds are more groups of the same batched jobs). Each set is one `fit` call, as each is one
 stage. Shapes: 7,442 clips, 5 folds of ~1,700 biased training clips, ~450 dev and ~1,490 test.
 """
 
@@ -16,13 +19,15 @@ import time
 import numpy as np
 import torch
 
-from fairser.train import FoldData, SETS, TrainConfig, build_run, default_workers, fit
+from fairser.train import FoldData, SETS, TrainConfig, default_workers, fit_methods
 
 N_CLIPS, N_TRAIN, N_DEV = 7442, 1700, 450
 HP = {"gdro": {"eta": 0.01}, "gadro": {"eta": 0.01, "adjustment": 4.0}, "pgdro": {"eta": 0.01},
       "lff": {"gce_q": 0.7, "ema_alpha": 0.7},
       "disent": {"gce_q": 0.7, "ema_alpha": 0.7, "lambda_dis": 1.0, "lambda_swap_b": 1.0,
-                 "lambda_swap": 1.0, "swap_after_epoch": 10}}
+                 "lambda_swap": 1.0, "swap_after_epoch": 10},
+      "jtt": {"identification_epochs": 10, "lambda_up": 100},
+      "george": {"eta": 0.01, "max_k": 10, "components": 2, "n_init": 3}}
 
 
 def synthetic(layers: int, dim: int, seed: int = 0):
@@ -57,15 +62,17 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=None, help="jobs at once (default: cores)")
     ap.add_argument("--epochs", type=int, default=50)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--seeds", type=int, default=3, help="training seeds per method and fold")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     feats, p, gender, folds = synthetic(args.layers, args.dim)
-    cfg = TrainConfig(epochs=args.epochs, device=args.device)
+    cfg = TrainConfig(epochs=args.epochs, device=args.device, seeds=args.seeds)
+    HP["jtt"]["identification_epochs"] = min(10, args.epochs)
     rng = np.random.default_rng(1)
     workers = args.workers or default_workers()
     total, cpu, n_runs = 0.0, 0.0, 0
     for set_name, k in grid_sets():
-        runs = []
+        fds = []
         for fold, f in folds.items():
             tr = f["train"]
             if set_name == "kmeans":
@@ -74,14 +81,14 @@ def main() -> None:
                 groups = gender[tr]
             _, groups = np.unique(groups, return_inverse=True)
             soft = np.where(gender[tr][:, None] == np.arange(2), 0.9, 0.1)  # PGDRO memberships
-            fd = FoldData(fold=fold, train=tr, dev=f["dev"], test=f["test"], labels=f["labels"],
-                          groups=groups, soft=soft)
-            for method in SETS[set_name]:
-                if method != "random":
-                    runs.append(build_run(method, f"{set_name}/{method}", fd, seed=0,
-                                          hparams=HP.get(method)))
+            fds.append(FoldData(fold=fold, train=tr, dev=f["dev"], test=f["test"],
+                                labels=f["labels"], groups=groups, soft=soft))
+        methods = [m for m in SETS[set_name] if m != "random"]
         t0, c0 = time.perf_counter(), time.process_time()
-        fit(feats, p, runs, cfg, workers=workers)
+        # As the stage: one-phase runs and JTT/GEORGE's phase 1 (the ERM runs) batched, then
+        # every phase 2 batched.
+        runs = fit_methods(feats, p, methods, fds, cfg, seed=0, hparams=HP, label=set_name,
+                           workers=workers)
         dt, dc = time.perf_counter() - t0, time.process_time() - c0
         total += dt
         cpu += dc
@@ -89,8 +96,8 @@ def main() -> None:
         label = set_name if k is None else f"kmeans_k{k}"
         print(f"{label:12s} {len(runs):3d} runs {dt:7.1f} s wall {dc:7.1f} s cpu", flush=True)
     # CPU time matters on a shared machine: wall time there includes waiting for the cores.
-    print(f"grid: {n_runs} trained runs (+5 random), L={args.layers} D={args.dim}, "
-          f"{args.epochs} epochs, {workers} workers x {args.threads} threads: {total:.1f} s wall, "
+    print(f"grid: {n_runs} trained runs (+{5 * args.seeds} random), L={args.layers} D={args.dim}, "
+          f"{args.seeds} seeds, {args.epochs} epochs, {workers} workers x {args.threads} threads: {total:.1f} s wall, "
           f"{cpu:.1f} s cpu")
 
 

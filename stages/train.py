@@ -2,8 +2,8 @@
 
 python stages/train.py --set <baselines|gender|pseudo|kmeans> [--k K] --corpus data/corpus \
     --features data/features --split data/split --groups data/groups --out data/runs/<set-name>
-Reads params: seed, train (epochs, batch_size, lr, hidden, target, device) and methods.<name> of
-the set's methods (gdro, gadro, pgdro, lff, disent).
+Reads params: seed, train (epochs, batch_size, lr, hidden, target, device, seeds) and methods.<name> of
+the set's methods (gdro, gadro, pgdro, lff, disent, jtt, george).
 """
 
 import torch

@@ -202,7 +202,7 @@ def test_a_section_given_as_a_scalar_is_named(raw):
         ("compute.threads", None),
         ("compute.threads", 4),
         ("compute.ray_address", "ray://head:10001"),
-        ("methods.jtt.upweight", 20),
+        ("methods.jtt.lambda_up", 20),
         ("methods.george.eta", 0.01),
     ],
 )
@@ -216,7 +216,7 @@ def test_the_keys_other_helpers_add_are_accepted(raw, key, value):
         ("train.seeds", 0),
         ("compute.engine", "dask"),
         ("compute.threads", 0),
-        ("methods.jtt.upweight", "many"),
+        ("methods.jtt.lambda_up", "many"),
         ("methods.george.eta", float("inf")),
     ],
 )

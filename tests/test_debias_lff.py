@@ -48,3 +48,14 @@ def test_relative_difficulty_normalises_by_the_class_max():
 def test_classwise_max_ignores_padding_label():
     ema = torch.tensor([1.0, 9.0])
     assert classwise_max(ema, torch.tensor([0, 2]), 2).tolist() == [1.0, 0.0]
+
+
+def test_padded_slots_pointing_at_clip_0_never_overwrite_its_update():
+    # The last batch of an epoch: clip 0 is a real slot, and the two padded slots also point at
+    # position 0 (as the trainer pads). Clip 0's EMA must start at its loss, 7.0.
+    ema, seen = torch.zeros(3), torch.zeros(3)
+    idx = torch.tensor([2, 0, 0, 0])
+    mask = torch.tensor([True, True, False, False])
+    ema, seen = ema_update(ema, seen, idx, torch.tensor([1.0, 7.0, 9.0, 9.0]), 0.7, mask)
+    np.testing.assert_allclose(ema.numpy(), [7.0, 0.0, 1.0])
+    np.testing.assert_allclose(seen.numpy(), [1.0, 0.0, 1.0])

@@ -64,19 +64,22 @@ def test_length_batches_without_padding_only_group_equal_lengths():
     assert sorted(map(sorted, batches)) == [[0, 1, 3], [2, 4]]
 
 
-def test_fbank_layers_are_mean_and_variance_of_log_mel_frames():
+def test_fbank_is_one_layer_whose_frame_mean_is_exactly_mean_and_variance():
     up = F.FbankUpstream()
     wave = tone(0.3, 150)
     frames = up.frames(wave).numpy()
+    vectors = up.frame_vectors(wave).numpy()
+    np.testing.assert_array_equal(vectors[:, : F.N_MELS], frames)
     pooled = up.pooled([wave])[0]
-    assert pooled.shape == (2, F.N_MELS)
-    np.testing.assert_allclose(pooled[0], frames.mean(0), rtol=1e-5)
-    np.testing.assert_allclose(pooled[1], frames.var(0), rtol=1e-4, atol=1e-6)
+    assert pooled.shape == (1, 2 * F.N_MELS)
+    np.testing.assert_array_equal(pooled[0], vectors.mean(0).astype(np.float32))
+    np.testing.assert_allclose(pooled[0, : F.N_MELS], frames.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(pooled[0, F.N_MELS:], frames.var(0), rtol=1e-5, atol=1e-7)
 
 
 def test_fbank_pads_a_clip_shorter_than_one_window():
     pooled = F.FbankUpstream().pooled([tone(0.005, 200)])  # 80 samples < 400
-    assert pooled.shape == (1, 2, F.N_MELS) and np.isfinite(pooled).all()
+    assert pooled.shape == (1, 1, 2 * F.N_MELS) and np.isfinite(pooled).all()
 
 
 @pytest.mark.parametrize("norm", ["layer", "group"])
@@ -137,10 +140,10 @@ def test_stage_writes_contract_files_and_skips_skipped_clips(tmp_path):
     files = write_corpus(tmp_path / "corpus", [0.2, 0.3, 0.25], skipped=("1001_DFA_ANG_XX.wav",))
     F.run(tmp_path / "corpus", tmp_path / "features", upstream="fbank", batch_seconds=1, progress=False)
     feats = np.load(tmp_path / "features" / "features.npy", mmap_mode="r")
-    assert feats.dtype == np.float16 and feats.shape == (2, 2, F.N_MELS)
+    assert feats.dtype == np.float16 and feats.shape == (2, 1, 2 * F.N_MELS)
     assert pd.read_csv(tmp_path / "features" / "index.csv")["file"].tolist() == files
     info = json.loads((tmp_path / "features" / "info.json").read_text())
-    assert (info["upstream"], info["layers"], info["dim"]) == ("fbank", 2, F.N_MELS)
+    assert (info["upstream"], info["layers"], info["dim"]) == ("fbank", 1, 2 * F.N_MELS)
     assert info["model"] == {"model": "fbank", "kind": "builtin"}
     assert not (tmp_path / ".features-partial").exists()
 

@@ -6,9 +6,9 @@ import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
 import pytest
-from test_evaluate import EVAL_ARGS, make_tree, run_stage
+from test_evaluate import EVAL_ARGS, ROOT, make_tree, run_stage
 
-from fairser import report
+from fairser import config, report
 from fairser.constants import SURROGATE_NOTICE
 
 REPORT_ARGS = ("--eval", "data/eval", "--corpus", "data/corpus", "--speaker", "data/speaker",
@@ -138,7 +138,8 @@ def test_every_title_names_the_models_preset_and_seeds(reported):
     for name in ("table1.md", "table2.md", "table1_vs_paper.md"):
         title = (reported / "reports" / name).read_text().splitlines()[0]
         assert "upstream " in title and "speaker " in title and "pseudo " in title, name
-        assert "preset offline, seed 0, 1 training seed" in title, name
+        seeds = config.load(ROOT / "params.yaml")["train"]["seeds"]
+        assert f"preset offline, seed 0, {seeds} training seed{'s' if seeds > 1 else ''}" in title, name
 
 
 def test_table1_beside_the_paper_lists_the_setup_differences(reported):

@@ -15,6 +15,7 @@ from fairser import config
 from fairser.cli import InputError
 from fairser.constants import EMOTIONS, POSITIVE_THRESHOLD
 from fairser.train import (BatchedAdam, FoldData, Run, TrainConfig, TrainingDiverged, _Job,
+                           emo_superb_params,
                            build_run, cb_losses, class_weights, fit, plan_jobs, random_scores,
                            run_set, training_targets)
 
@@ -146,8 +147,7 @@ def test_disent_loss_on_two_clips_by_hand(epoch):
     hp = HP["disent"]  # swap_after_epoch = 1: epoch 2 swaps
     job, pos, valid, z, t = two_clip_job("disent", hp)
     perm = np.random.default_rng(np.random.SeedSequence([job.groups[0].lead.seed, 4])).permutation(2)
-    # the training loop sets up the swap stream and the host-side batch counts; mimic it
-    job.swap_rngs = [np.random.default_rng(np.random.SeedSequence([job.groups[0].lead.seed, 4]))]
+    # the training loop sets the host-side batch counts; mimic it
     job.n_valid_host = np.array([2])
     loss = job.loss(job.params, pos, valid, epoch=epoch).item()
     z_i, z_b = z[0, 0], z[0, 1]
@@ -168,6 +168,20 @@ def test_disent_loss_on_two_clips_by_hand(epoch):
         swap_a = gce(cb_losses(sa_logits, t[0][perm], cw), sa_logits, 0.7).mean()
         expected = expected + hp["lambda_swap"] * (swap_c + hp["lambda_swap_b"] * swap_a)
     assert loss == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_lff_last_batch_padding_does_not_erase_clip_0s_loss_ema():
+    # The trainer pads a last, partly filled batch with position 0; here clip 0 is that batch's
+    # one real clip, so its EMA must hold its loss after the step (it stayed 0 before the fix).
+    job, _, _, z, t = two_clip_job("lff", HP["lff"])
+    pos, valid = torch.tensor([[0, 0]]), torch.tensor([[True, False]])
+    job.loss(job.params, pos, valid, epoch=1)
+    l_b = cb_losses(job.head(job.params, z[:, 0], 0)[0], t[0], job.cw[0])
+    l_d = cb_losses(job.head(job.params, z[:, 1], 1)[0], t[0], job.cw[0])
+    ema, seen = job.states["lff"]["ema"], job.states["lff"]["seen"]
+    assert ema[0, 0, 0].item() == pytest.approx(l_b[0].item(), rel=1e-6)
+    assert ema[0, 1, 0].item() == pytest.approx(l_d[0].item(), rel=1e-6)
+    assert seen[0, :, 0].tolist() == [1.0, 1.0] and seen[0, :, 1].tolist() == [0.0, 0.0]
 
 
 # --- batching, determinism ---------------------------------------------------------------------
@@ -348,26 +362,43 @@ def write_inputs(root, n=60, with_soft=True, drop_group=None):
     return folds
 
 
-def tiny_params():
+def tiny_params(seeds=2):
     params = config.load(ROOT / "params.yaml")
-    params["train"].update(epochs=2, batch_size=8, hidden=4, device="cpu")
+    params["train"].update(epochs=2, batch_size=8, hidden=4, device="cpu", seeds=seeds)
+    params["methods"]["jtt"]["identification_epochs"] = 1
     return params
 
 
-def test_stage_writes_predictions_for_every_test_clip_and_curves(tmp_path):
+def test_stage_writes_predictions_for_every_test_clip_seed_and_curves(tmp_path):
     folds = write_inputs(tmp_path)
     out = tmp_path / "runs" / "pseudo"
     run_set("pseudo", corpus=tmp_path / "corpus", features=tmp_path / "features",
             split=tmp_path / "split", groups_dir=tmp_path / "groups", out=out, params=tiny_params())
     test = folds[folds["split"] == "test"]
+    expected = sorted((f, s, x) for f, x in zip(test["fold"], test["file"]) for s in (0, 1))
     for method in ("rw", "ds", "gdro", "gadro", "pgdro"):
         pred = pd.read_csv(out / method / "predictions.csv")
-        assert list(pred.columns) == ["fold", "file", *EMOTIONS]
-        assert sorted(zip(pred["fold"], pred["file"])) == sorted(zip(test["fold"], test["file"]))
+        assert list(pred.columns) == ["fold", "seed", "file", *EMOTIONS]
+        assert sorted(zip(pred["fold"], pred["seed"], pred["file"])) == expected
         curve = pd.read_csv(out / method / "curve.csv")
-        assert list(curve.columns) == ["fold", "epoch", "train_loss", "dev_loss", "chosen"]
-        assert len(curve) == 2 * 2 and curve.groupby("fold")["chosen"].sum().tolist() == [1, 1]
+        assert list(curve.columns) == ["fold", "seed", "epoch", "train_loss", "dev_loss", "chosen"]
+        assert len(curve) == 2 * 2 * 2  # folds x seeds x epochs
+        assert curve.groupby(["fold", "seed"])["chosen"].sum().tolist() == [1] * 4
     assert not list((tmp_path / "runs").glob(".*"))  # no temporary folder left behind
+
+
+def test_seeds_differ_and_seed_0_does_not_depend_on_how_many_seeds(tmp_path):
+    write_inputs(tmp_path)
+    kw = dict(corpus=tmp_path / "corpus", features=tmp_path / "features", split=tmp_path / "split",
+              groups_dir=tmp_path / "groups")
+    run_set("baselines", out=tmp_path / "one", params=tiny_params(1), **kw)
+    run_set("baselines", out=tmp_path / "two", params=tiny_params(2), **kw)
+    for method in ("erm", "random", "lff", "jtt", "george"):
+        one = pd.read_csv(tmp_path / "one" / method / "predictions.csv")
+        two = pd.read_csv(tmp_path / "two" / method / "predictions.csv")
+        s0, s1 = (two[two["seed"] == s].reset_index(drop=True) for s in (0, 1))
+        pd.testing.assert_frame_equal(one, s0)
+        assert not np.allclose(s0[list(EMOTIONS)], s1[list(EMOTIONS)])
 
 
 def test_stage_rejects_a_groups_file_missing_training_clips(tmp_path):
@@ -397,8 +428,8 @@ def test_baselines_stage_writes_random_scores_without_a_curve(tmp_path):
     run_set("baselines", corpus=tmp_path / "corpus", features=tmp_path / "features",
             split=tmp_path / "split", groups_dir=tmp_path / "groups", out=out,
             params=tiny_params())
-    assert sorted(x.name for x in out.iterdir()) == ["disent", "erm", "lff", "random"]
-    assert len(pd.read_csv(out / "random" / "predictions.csv")) == 40
+    assert sorted(x.name for x in out.iterdir()) == ["disent", "erm", "george", "jtt", "lff", "random"]
+    assert len(pd.read_csv(out / "random" / "predictions.csv")) == 40 * 2  # clips x seeds
     assert len(pd.read_csv(out / "random" / "curve.csv")) == 0
 
 
@@ -437,3 +468,53 @@ def test_stage_reports_a_missing_groups_file_in_one_line(tmp_path):
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
         f"error: {tmp_path / 'groups' / 'kmeans_k16.csv'}: no such file"]
+
+
+# --- the head is EMO-SUPERB's model class ------------------------------------------------------
+
+def tiny_13_layer_upstream():
+    """A randomly initialised 12-layer WavLM (13 hidden states), built from a small config."""
+    from transformers import Wav2Vec2FeatureExtractor, WavLMConfig, WavLMModel
+
+    from fairser.features import HFUpstream
+
+    torch.manual_seed(0)
+    cfg = WavLMConfig(hidden_size=16, num_hidden_layers=12, num_attention_heads=2,
+                      intermediate_size=32, conv_dim=(8, 8), conv_kernel=(10, 3), conv_stride=(5, 2),
+                      conv_bias=True, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
+                      num_buckets=32, feat_extract_norm="layer", do_stable_layer_norm=True)
+    extractor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, do_normalize=True,
+                                         return_attention_mask=True)
+    return HFUpstream(WavLMModel(cfg), extractor, "tiny-wavlm")
+
+
+def test_cached_head_equals_frame_level_emo_superb_head_on_a_13_layer_upstream():
+    from helpers import tone
+
+    up = tiny_13_layer_upstream()
+    waves = [tone(0.05 + 0.02 * i, 110 + 25 * i, seed=i) for i in range(8)]
+    frames = []
+    for w in waves:  # every frame of each clip, layer by layer: (13, T, D)
+        inputs = up.extractor([w], sampling_rate=16000, return_tensors="pt")
+        with torch.inference_mode():
+            hidden = up.model(inputs["input_values"], output_hidden_states=True).hidden_states
+        frames.append(torch.stack(hidden, 0)[:, 0].double())
+    cache = np.stack([up.pooled([w])[0] for w in waves])
+    assert cache.shape == (8, 13, 16) and len({f.shape[1] for f in frames}) > 1
+    p = one_hot_p(np.arange(8) % 6)
+    run = Run(name="t/erm", method="erm", fold=1, train=np.arange(6), dev=np.array([6]),
+              test=np.arange(8), seed=0, labels=np.arange(6) % 6)
+    p_t = torch.as_tensor(p)
+    job = _Job(plan_jobs([run], 4)[0], torch.as_tensor(cache), p_t, p_t.float(),
+               TrainConfig(hidden=5))
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # arbitrary trained-looking parameters, layer weights far from uniform
+        for x in job.params:
+            x.copy_(torch.randn(x.shape, generator=gen))
+    ours = job.predict(job.params, job.gather_rows(job.test))[0].detach().double().numpy()
+    hp = emo_superb_params(job, job.params, 0)
+    for i, h in enumerate(frames):
+        mixed = (hp["layer_weights"][:, None, None] * h).sum(0)            # (T, D)
+        pooled = (mixed @ hp["W"] + hp["b"]).mean(0)                       # Linear per frame, mean
+        np.testing.assert_allclose(ours[i], (pooled @ hp["W2"] + hp["b2"]).numpy(),
+                                   rtol=1e-4, atol=1e-4)

@@ -45,7 +45,7 @@ REVISION_OF = {"features.revision": "features.upstream", "speaker.revision": "sp
                "idi.pseudo_revision": "idi.pseudo_model"}
 
 CORPORA = ("surrogate", "crema-d")
-METHODS = ("erm", "random", "lff", "disent", "pgdro", "rw", "ds", "gdro", "gadro")
+METHODS = ("erm", "random", "lff", "disent", "pgdro", "rw", "ds", "gdro", "gadro", "jtt", "george")
 GROUP_METHODS = ("rw", "ds", "gdro", "gadro")  # the four that take IDI groups
 SPLIT_NAMES = ("train", "dev", "test")
 
@@ -172,7 +172,7 @@ SCHEMA: dict[str, Rule] = {
     "idi.k": integer(2),
     "idi.k_sweep": Rule(_k_list, "a non-empty list of distinct integers >= 2"),
     "train.epochs": integer(1),
-    "train.seeds": integer(1).optional(),
+    "train.seeds": integer(1),
     "train.batch_size": integer(1),
     # Adam's step is about lr per update; above 1 it only diverges.
     "train.lr": number(0, 1, lo_open=True),
@@ -191,13 +191,13 @@ SCHEMA: dict[str, Rule] = {
     "methods.disent.lambda_swap_b": number(0),
     "methods.disent.lambda_swap": number(0),
     "methods.disent.swap_after_epoch": integer(0),
-    # --- methods being added by helper `train` (JTT, GEORGE): any finite number for now; give
-    # each key its own line and range when it lands.
-    "methods.jtt.*": number().optional(),
-    "methods.george.*": number().optional(),
-    # ---
+    "methods.jtt.identification_epochs": integer(1),  # and at most train.epochs (validate)
+    "methods.jtt.lambda_up": number(1),
+    "methods.george.eta": number(0, lo_open=True),
+    "methods.george.max_k": integer(2),
+    "methods.george.components": integer(1),
+    "methods.george.n_init": integer(1),
     "evaluate.bootstrap": integer(0),
-    # (evaluate.* keys added by helper `stats` go here, one line each.)
     # --- execution engines (helper `scale`)
     "compute.engine": choice("local", "ray").optional(),
     "compute.threads": or_null(integer(1)).optional(),
@@ -284,6 +284,10 @@ def validate(params: dict) -> None:
     sweep = params["idi"]["k_sweep"]
     _check(params["idi"]["k"] in sweep, "idi.k", params["idi"]["k"],
            f"one of idi.k_sweep {sweep} (Table 1's k-means rows reuse the sweep's runs; add it there too)")
+    # JTT's error set is read from the ERM run after T epochs, so T cannot exceed the epochs trained.
+    t = params["methods"]["jtt"]["identification_epochs"]
+    _check(t <= params["train"]["epochs"], "methods.jtt.identification_epochs", t,
+           f"an integer from 1 to train.epochs ({params['train']['epochs']})")
 
 
 def resolve(raw: dict) -> dict:

@@ -886,7 +886,8 @@ def headline(summary: pd.DataFrame, *, k: int) -> dict:
     levels = {"gender": "gender", "pseudo": "pseudo", "kmeans": kmeans_set(k)}
     table1: dict = {}
     for method, run_set in (("erm", "baselines"), ("random", "baselines"), ("lff", "baselines"),
-                            ("disent", "baselines"), ("pgdro", "pseudo")):
+                            ("disent", "baselines"), ("jtt", "baselines"), ("george", "baselines"),
+                            ("pgdro", "pseudo")):
         block = _block(look, run_set, method, t1_metrics,
                        p_of=() if method in ("erm", "random") else ("tpr_gap",))
         if block:

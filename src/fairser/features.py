@@ -9,7 +9,8 @@ Upstreams:
 - any Hugging Face SSL speech model id or local folder (wav2vec 2.0, HuBERT, WavLM; the paper's is
   `microsoft/wavlm-base-plus`), loaded with AutoFeatureExtractor + AutoModel, every hidden state
   (embedding output + one per transformer layer);
-- `fbank`, the offline upstream: two "layers" of 80 frame-wise values each (FBANK_LAYERS).
+- `fbank`, the offline upstream: one "layer" whose frame vector is [x_t, (x_t - clip mean)^2] of
+  the 40-bin log-mel x_t (FBANK_LAYERS), so its frame mean is the clip's [mean, variance].
 """
 
 from __future__ import annotations
@@ -30,17 +31,19 @@ from fairser.constants import SAMPLE_RATE
 from fairser.provenance import load_hf, model_for_stage, model_load_error  # noqa: F401 (re-export)
 
 FBANK = "fbank"
-N_MELS = 80
-# Layer 0 is the 80-bin log-mel frame itself. Layer 1 is its square after centring each bin on
-# the clip's own mean, so its frame mean is the per-bin variance over time: spread (pitch movement,
-# energy dynamics) that the plain mean cannot carry. Measured with a linear probe shaped like the
-# head (standardised layers mixed 50/50, multinomial logistic, 5 speaker-disjoint folds, surrogate
-# corpus of 40 actors, 1360 clips, majority label): macro-F1 0.345 -> 0.382, accuracy 0.520 ->
-# 0.546. Centring on the corpus mean instead of the clip's gave the same (0.384, 0.553) but would
-# tie each clip's features to the whole corpus, so the per-clip version is kept.
-FBANK_LAYERS = ("log-mel", "log-mel centred per clip, squared (per-bin variance after pooling)")
+# 40 bins (a common SER front end; the reviewer's linear probe in issue 9 used 40): with the
+# variances beside the means the layer is 80 wide, the width one fbank layer had before, so
+# training three seeds stays within the pipeline's time budget (docs/PERFORMANCE.md).
+N_MELS = 40
+# One layer whose frame vector is [x_t, (x_t - m)^2], x_t the 40-bin log-mel frame and m its mean
+# over the clip: its frame mean is exactly [mean, per-bin variance] (spread: pitch movement,
+# energy dynamics, which the plain mean cannot carry). Until FORMAT_VERSION 1 these were two
+# 80-dim "layers", which the head's softmax layer mix summed bin by bin, so it could not weigh
+# mean and variance apart (issue 9.6); as one 80-dim layer, Linear(80, H) weighs each freely.
+FBANK_LAYERS = ("log-mel ++ log-mel centred per clip, squared (after pooling: per-bin mean ++ "
+                "per-bin variance)",)
 # Bump when the pooled values a given upstream produces change, so old partial chunks are ignored.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def resolve_device(name: str, *, key: str) -> torch.device:
@@ -116,15 +119,15 @@ def length_batches(lengths, max_samples: float, *, allow_padding: bool = True) -
 
 
 class FbankUpstream:
-    """Offline upstream: Kaldi-style 80-bin log-mel (25 ms window, 10 ms hop, no dither).
+    """Offline upstream: Kaldi-style 40-bin log-mel (25 ms window, 10 ms hop, no dither).
 
-    Layers (FBANK_LAYERS): x_t, and (x_t - mean_t x_t)^2 per bin, so after mean pooling the cache
-    holds each bin's mean and its variance over the clip.
+    One layer (FBANK_LAYERS) of 80 values per frame, [x_t, (x_t - mean_t x_t)^2], so after mean
+    pooling the cache holds each bin's mean over the clip and, apart from it, its variance.
     """
 
     name = FBANK
     layers = len(FBANK_LAYERS)
-    dim = N_MELS
+    dim = 2 * N_MELS
     min_samples = 400  # one 25 ms window at 16 kHz
     allow_padding = True  # clips are processed one by one; batching only groups the work
 
@@ -132,21 +135,23 @@ class FbankUpstream:
         self.device = device
 
     def frames(self, wave: np.ndarray) -> torch.Tensor:
-        """(T, 80) log-mel frames of one clip (int16 scale, as Kaldi expects)."""
+        """(T, N_MELS) log-mel frames of one clip (int16 scale, as Kaldi expects)."""
         import torchaudio
 
         x = torch.from_numpy(pad_to(wave, self.min_samples)).to(self.device) * 32768.0
         return torchaudio.compliance.kaldi.fbank(
             x[None], num_mel_bins=N_MELS, sample_frequency=SAMPLE_RATE, dither=0.0).double()
 
+    def frame_vectors(self, wave: np.ndarray) -> torch.Tensor:
+        """(T, 2 N_MELS) frame vectors [x_t, (x_t - clip mean)^2] of the one layer."""
+        x = self.frames(wave)
+        return torch.cat([x, (x - x.mean(0)) ** 2], 1)
+
     @torch.inference_mode()
     def pooled(self, waves: list[np.ndarray]) -> np.ndarray:
         out = np.empty((len(waves), self.layers, self.dim), dtype=np.float32)
         for b, wave in enumerate(waves):
-            x = self.frames(wave)
-            mean = x.mean(0)
-            out[b, 0] = mean.cpu().numpy()
-            out[b, 1] = ((x - mean) ** 2).mean(0).cpu().numpy()
+            out[b, 0] = self.frame_vectors(wave).mean(0).cpu().numpy()
         return out
 
 

@@ -26,6 +26,7 @@ from fairser.evaluate import (ALL_ATTRIBUTE, CI_METHOD, GAP_METRICS, MIN_STRATUM
                               SCORE_METRICS, TABLE2_KS, Lookup, kmeans_set, sweep_ks)
 
 NAMES = {"erm": "ERM", "random": "Random", "lff": "LfF", "disent": "DisEnt", "pgdro": "PGDRO",
+         "jtt": "JTT", "george": "GEORGE",
          "ds": "DS", "rw": "RW", "gdro": "GDRO", "gadro": "GADRO", "overall": "Overall"}
 METRIC_NAMES = {"f1": "F1 ↑", "acc": "ACC ↑", "tpr_gap": "TPR gap ↓", "dp_gap": "DP gap ↓"}
 TABLE1_METRICS = SCORE_METRICS + GAP_METRICS
@@ -85,8 +86,10 @@ def table1(summary: pd.DataFrame, *, k: int) -> pd.DataFrame:
             rows.append({"kind": kind, "method": "Gain" if suffix else NAMES[method],
                          "supervision": supervision, **cells})
 
+    # JTT and GEORGE: group-free peers beyond the paper (issue 13), in the baselines set.
     for method, supervision in (("erm", "none"), ("random", "none"), ("lff", "unsupervised"),
-                                ("disent", "unsupervised")):
+                                ("disent", "unsupervised"), ("jtt", "unsupervised"),
+                                ("george", "unsupervised")):
         add("run", method, "baselines", supervision)
     add("run", "pgdro", "pseudo", "pseudo")
     for method in PAPER_ORDER:

@@ -1,7 +1,12 @@
-"""Batched training of the SER head on cached features, for every method of SPEC section 4.
+"""The batched trainer: the SER head on cached features, for every registered method.
+
+Methods (SPEC section 4, JTT, GEORGE) live one per module under fairser/debias/ and are looked
+up in fairser.debias.base.REGISTRY: each declares its params, groups, run builder and per-batch
+objective; this module only batches, optimises, keeps the best epoch and writes the files.
 
 Model (SPEC section 3, EMO-SUPERB's head): softmax weights over the upstream's layers ->
 Linear(D, hidden) -> mean over frames (already done by the feature cache) -> Linear(hidden, 6).
+Inputs are standardised in a way the model class absorbs (see _Job; emo_superb_params).
 Loss: class-balanced soft-target cross-entropy (Cui et al. 2019 "Class-balanced loss based on
 effective number of samples"), weights recomputed on each run's training set (for DS, its
 subset). The dev loss is the plain loss with those training weights, so a class with no dev
@@ -29,17 +34,12 @@ import pandas as pd
 import torch
 
 from fairser.cli import InputError
-from fairser.config import ParamsError
 from fairser.constants import EMOTIONS, POSITIVE_THRESHOLD
-from fairser.debias import dro, lff, weights
+from fairser.debias import base
+from fairser.debias.base import (BEST, N_CLASSES, REGISTRY, Batch, FoldData, Run, cb_losses,  # noqa: F401
+                                 run_seed)
 from fairser.features import resolve_device
 from fairser.io import ONLY_EMPTY_IS_NA, atomic_dir, read_csv
-
-N_CLASSES = len(EMOTIONS)
-
-# Architecture family of each trained method. "random" is not trained (random_scores).
-FAMILY = {"erm": "head", "rw": "head", "ds": "head", "gdro": "head", "gadro": "head",
-          "pgdro": "head", "lff": "lff", "disent": "disent"}
 
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
@@ -60,35 +60,14 @@ class TrainConfig:
     hidden: int = 256
     target: str = "soft"
     device: str = "cpu"
+    seeds: int = 1
 
     @classmethod
     def from_params(cls, params: dict) -> "TrainConfig":
         t = params["train"]
         return cls(epochs=t["epochs"], batch_size=t["batch_size"], lr=t["lr"], hidden=t["hidden"],
-                   target=t["target"], device=resolve_device(t["device"], key="train.device").type)
-
-
-@dataclass
-class Run:
-    """One training run: a method on one fold. Row arrays index the feature cache.
-
-    Per-clip arrays (sample_weight, memberships, labels) are aligned with `train`.
-    Runs with the same `seed` and `train` rows share initialisation and shuffle order.
-    """
-
-    name: str                      # e.g. "gender/gdro": names the run in messages
-    method: str
-    fold: int
-    train: np.ndarray
-    dev: np.ndarray
-    test: np.ndarray
-    seed: int
-    labels: np.ndarray | None = None        # single majority class id per train clip
-    sample_weight: np.ndarray | None = None  # RW weights
-    memberships: np.ndarray | None = None    # (n_train, G): GDRO/GADRO one-hot, PGDRO soft
-    eta: float = 0.0
-    adjustment: float = 0.0
-    hparams: dict = field(default_factory=dict)  # LfF / DisEnt settings
+                   target=t["target"], device=resolve_device(t["device"], key="train.device").type,
+                   seeds=t["seeds"])
 
 
 @dataclass
@@ -100,6 +79,10 @@ class Result:
     train_loss: np.ndarray   # (epochs,) mean of the minimised loss over the epoch's steps
     dev_loss: np.ndarray     # (epochs,) plain class-balanced loss on the dev set
     best_epoch: int          # 1-based epoch kept (lowest dev loss, first on ties)
+    # {epoch: {"probs": (n_train, 6), "hidden": (n_train, H)}} for each epoch of run.snapshots
+    # (BEST = the kept epoch): the training clips scored by the model at that epoch, "hidden"
+    # being encoder 0's output Linear(D, H) (the penultimate layer).
+    snapshots: dict = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -136,16 +119,6 @@ def class_weights(p_train: np.ndarray) -> np.ndarray:
     beta = (n - 1) / n
     w = (1 - beta) / (1 - beta ** n_c) if beta > 0 else np.ones(p_train.shape[1])
     return w * p_train.shape[1] / w.sum()
-
-
-def cb_losses(logits: torch.Tensor, targets: torch.Tensor, class_w: torch.Tensor) -> torch.Tensor:
-    """Per-clip class-balanced soft-target cross-entropy (SPEC section 3, EMO-SUPERB):
-    loss_i = -w_i sum_k t_ik log softmax(z_i)_k with w_i = sum_k w_k t_ik.
-
-    logits, targets (..., B, K); class_w (..., K) broadcast over the batch.
-    """
-    w_i = (targets * class_w.unsqueeze(-2)).sum(-1)
-    return -w_i * (targets * torch.log_softmax(logits, -1)).sum(-1)
 
 
 def random_scores(n: int, seed: int) -> np.ndarray:
@@ -186,6 +159,7 @@ class BatchedAdam:
         self.steps = [torch.zeros((), dtype=torch.float32, device=params[0].device) for _ in range(n)]
         self._views = [(list(p.detach().unbind(0)), list(m.unbind(0)), list(v.unbind(0)))
                        for p, m, v in zip(params, self.m, self.v)]
+        self._all = None
 
     @property
     def t(self) -> torch.Tensor:
@@ -202,15 +176,24 @@ class BatchedAdam:
             self.steps[r] += 1
         b1, b2 = ADAM_BETAS
         if self.fused:
-            ps, gs, ms, vs, ts = [], [], [], [], []
-            for (p_views, m_views, v_views), g in zip(self._views, grads):
-                g_views = g.unbind(0)
-                for r in on:
-                    ps.append(p_views[r])
-                    gs.append(g_views[r])
-                    ms.append(m_views[r])
-                    vs.append(v_views[r])
-                    ts.append(self.steps[r])
+            if len(on) == len(self.steps):  # every run active (most steps): lists built once
+                if self._all is None:
+                    self._all = tuple([x[r] for x in views for r in on]
+                                      for views in zip(*self._views))
+                    self._all_t = [self.steps[r] for _ in self.params for r in on]
+                ps, ms, vs = self._all
+                ts = self._all_t
+                gs = [x for g in grads for x in g.unbind(0)]
+            else:
+                ps, gs, ms, vs, ts = [], [], [], [], []
+                for (p_views, m_views, v_views), g in zip(self._views, grads):
+                    g_views = g.unbind(0)
+                    for r in on:
+                        ps.append(p_views[r])
+                        gs.append(g_views[r])
+                        ms.append(m_views[r])
+                        vs.append(v_views[r])
+                        ts.append(self.steps[r])
             torch._fused_adam_(ps, gs, ms, vs, [], ts, lr=self.lr, beta1=b1, beta2=b2,
                                weight_decay=0.0, eps=ADAM_EPS, amsgrad=False, maximize=False)
             return
@@ -246,19 +229,7 @@ def _linear(gen: torch.Generator, fan_in: int, fan_out: int) -> tuple[torch.Tens
     return w.float(), b.float()
 
 
-@dataclass
-class _Arch:
-    """Encoders per run (layer weights + Linear(D, H)), heads per run and the head input width."""
-
-    encoders: int
-    heads: int
-    head_in_factor: int  # head input = factor * hidden (DisEnt concatenates two encoders)
-
-
-ARCH = {"head": _Arch(1, 1, 1), "lff": _Arch(2, 2, 1), "disent": _Arch(2, 2, 2)}
-
-
-def _init_params(runs: list[Run], arch: _Arch, layers: int, dim: int, hidden: int) -> list[torch.Tensor]:
+def _init_params(runs: list[Run], arch: base.Arch, layers: int, dim: int, hidden: int) -> list[torch.Tensor]:
     """Per-run parameters from the run's own seed, so a run starts the same in any batch.
 
     Layer logits start at 0 (uniform layer weights, as s3prl's weighted-sum upstream).
@@ -292,8 +263,12 @@ class _Group:
         return self.runs[0]
 
 
+def _family(run: Run) -> str:
+    return REGISTRY[run.method].family
+
+
 def _group_key(run: Run) -> tuple:
-    return (FAMILY[run.method], run.seed, np.asarray(run.train).tobytes(),
+    return (_family(run), run.seed, np.asarray(run.train).tobytes(),
             np.asarray(run.dev).tobytes())
 
 
@@ -312,7 +287,7 @@ def plan_jobs(runs: list[Run], batch_size: int,
         groups.setdefault(_group_key(run), _Group([])).runs.append(run)
     buckets: dict[tuple, list[_Group]] = {}
     for g in groups.values():
-        buckets.setdefault((FAMILY[g.lead.method], len(g.runs)), []).append(g)
+        buckets.setdefault((_family(g.lead), len(g.runs)), []).append(g)
     jobs = []
     for bucket in buckets.values():
         bucket.sort(key=lambda g: len(g.lead.train))
@@ -348,8 +323,11 @@ class _Job:
         self.groups = groups
         self.runs = [r for g in groups for r in g.runs]
         self.cfg = cfg
-        self.family = FAMILY[self.runs[0].method]
-        self.arch = ARCH[self.family]
+        # The job's methods, in first-appearance order; one family, so one architecture.
+        self.methods = list(dict.fromkeys(REGISTRY[r.method] for r in self.runs))
+        self.family = self.methods[0].family
+        self.arch = self.methods[0].arch
+        self.batch_width = cfg.batch_size
         self.G, self.M = len(groups), len(groups[0].runs)
         self.R = len(self.runs)
         dev = torch.device(cfg.device)
@@ -368,20 +346,25 @@ class _Job:
         testrows, testmask = _pad([g.lead.test for g in groups])
         self.test, self.test_mask = t(testrows, torch.long), t(testmask)
 
-        # Standardise every (layer, dim) with the group's training-set mean and std: a fixed
-        # affine map before a linear layer, so the model class is unchanged, but Adam's fixed lr
-        # then means the same step for any upstream (the offline fbank cache is on log-mel scale,
-        # with variances in its second layer; WavLM has a few very large dimensions).
+        # Standardise with the group's training set: centre every (layer, dim) on its mean, and
+        # divide each dimension by ONE scale shared by all layers (the root mean over layers of
+        # the per-layer variances). Then sum_l a_l (h_l - mu_l) / s = (sum_l a_l h_l) / s - c(a):
+        # the 1/s folds into Linear(D, H)'s weight and c(a) into its bias, so the head is exactly
+        # EMO-SUPERB's model class (emo_superb_params; tests/test_train.py checks it on a
+        # 13-layer model). A scale per layer could not be folded into the shared Linear. The
+        # point of scaling: Adam's fixed lr then means the same step for any upstream (the
+        # fbank cache is on log-mel scale with variances beside the means; WavLM has a few
+        # very large dimensions).
         mu, isd = [], []
         for g in groups:
             x = feats[torch.as_tensor(g.lead.train, device=dev)].double()
             mu.append(x.mean(0))
-            sd = x.std(0, unbiased=False)
+            sd = x.var(0, unbiased=False).mean(0).sqrt()                 # (D,)
             # A dimension constant on the training set keeps scale 1 (as sklearn's
             # StandardScaler): 1/tiny would blow up whatever it does on dev and test clips.
-            isd.append(torch.where(sd > 1e-8, 1.0 / sd, 1.0))
+            isd.append(torch.where(sd > 1e-8, 1.0 / sd, 1.0)[None])
         self.mu = torch.stack(mu).float()      # (G, L, D)
-        self.isd = torch.stack(isd).float()
+        self.isd = torch.stack(isd).float()    # (G, 1, D): one scale per dimension
         # Each group's training and dev clips, standardised once, laid out (G, L, n, D) so a
         # step's gather is one index into a flat (G * L * n, D) view and lands as (G, L, B, D),
         # the layout of the layer-mixing product; no per-step standardisation or transpose.
@@ -413,15 +396,9 @@ class _Job:
             if r.memberships is not None:
                 memb[i, : len(r.memberships), : r.memberships.shape[1]] = r.memberships
         self.memberships = t(memb, torch.float32)
-        sizes = memb.sum(1)
-        # Groups a run does not have (fewer than n_groups) get size inf: no adjustment, and their
-        # zero membership keeps L_g = 0; their q starts at 0 and stays there.
-        self.group_sizes = t(np.where(sizes > 0, sizes, np.inf), torch.float32)
-        self.q = t(np.where(sizes > 0, 1.0, 0.0), torch.float32)
-        self.q = self.q / self.q.sum(1, keepdim=True).clamp_min(1)
-        self.is_dro = t([r.memberships is not None for r in self.runs])
-        self.eta = t([r.eta for r in self.runs], torch.float32)
-        self.adjustment = t([r.adjustment for r in self.runs], torch.float32)
+        self.memberships_host = memb
+        self.n_train_max = nmax
+        self._hp: dict[str, torch.Tensor] = {}
         labels = np.full((self.G, nmax), N_CLASSES)  # N_CLASSES marks padding
         for i, g in enumerate(groups):
             if g.lead.labels is not None:
@@ -430,19 +407,20 @@ class _Job:
 
         self.params = [x.to(dev).requires_grad_() for x in
                        _init_params(self.runs, self.arch, self.L, self.D, cfg.hidden)]
-        if self.family in ("lff", "disent"):
-            zeros = torch.zeros(self.R, 2, nmax, device=dev)
-            self.ema, self.seen = zeros.clone(), zeros.clone()
         self.rngs = [np.random.default_rng(np.random.SeedSequence([g.lead.seed, 3])) for g in groups]
+        # Each method's runs (R,) and its state across steps (e.g. group DRO's q, LfF's EMAs).
+        self.masks = {m.name: t([r.method == m.name for r in self.runs]) for m in self.methods}
+        self.states = {m.name: m.init_state(self, self.masks[m.name]) for m in self.methods}
+        self.n_valid_host = self.n_train.copy()
 
     # -- forward ------------------------------------------------------------------------------
 
     def gather_local(self, pos: torch.Tensor) -> torch.Tensor:
         """(G, B) positions in each group's train ++ dev list -> (G, L, B * D) standardised."""
         G, B = pos.shape
-        base = (torch.arange(G, device=self.device)[:, None] * self.L
-                + torch.arange(self.L, device=self.device)[None, :]) * self.n_local  # (G, L)
-        flat = (base[:, :, None] + pos[:, None, :]).reshape(-1)
+        start = (torch.arange(G, device=self.device)[:, None] * self.L
+                 + torch.arange(self.L, device=self.device)[None, :]) * self.n_local  # (G, L)
+        flat = (start[:, :, None] + pos[:, None, :]).reshape(-1)
         return self.local.view(-1, self.D)[flat].view(G, self.L, B * self.D)
 
     def gather_rows(self, rows: torch.Tensor) -> torch.Tensor:
@@ -468,112 +446,37 @@ class _Job:
         return torch.baddbmm(b2.unsqueeze(1), z, w2)
 
     def predict(self, params, x: torch.Tensor) -> torch.Tensor:
-        """Logits of the model each method reports: the head for ERM-like runs, LfF's debiased
-        model, DisEnt's intrinsic classifier on [z_intrinsic, z_bias] (Lee et al.'s evaluation)."""
-        z = self.encode(params, x)
-        if self.family == "head":
-            return self.head(params, z[:, 0], 0)
-        if self.family == "lff":
-            return self.head(params, z[:, 1], 1)
-        return self.head(params, torch.cat([z[:, 0], z[:, 1]], -1), 0)
+        """Logits of the model each method reports (Method.predict: the head for ERM-like runs,
+        LfF's debiased model, DisEnt's intrinsic classifier on [z_intrinsic, z_bias])."""
+        return self.methods[0].predict(self, params, self.encode(params, x))
 
-    def _per_run(self, x: torch.Tensor) -> torch.Tensor:
+    def per_run(self, x: torch.Tensor) -> torch.Tensor:
         """Group-level (G, ...) -> run-level (R, ...)."""
         return x.repeat_interleave(self.M, 0)
+
+    _per_run = per_run
+
+    def hp(self, key: str) -> torch.Tensor:
+        """(R, 1) methods.<method>.<key> of each run; 0 where a run's method has no such key."""
+        if key not in self._hp:
+            self._hp[key] = torch.tensor([float(r.hparams.get(key, 0.0)) for r in self.runs],
+                                         device=self.device).unsqueeze(1)
+        return self._hp[key]
 
     # -- objectives -------------------------------------------------------------------------
 
     def loss(self, params, pos: torch.Tensor, valid: torch.Tensor, epoch: int) -> torch.Tensor:
-        """(R,) loss each run minimises on the batch at positions `pos` of its training set."""
+        """(R,) loss each run minimises on the batch at positions `pos` of its training set:
+        its method's objective (Method.objective), the methods of a job sharing the batch."""
         rows = self.train.gather(1, pos)
-        t = self._per_run(self.targets[rows])                         # (R, B, 6)
-        vr = self._per_run(valid)
-        posr = self._per_run(pos)
-        z = self.encode(params, self.gather_local(pos))
-        return {"head": self._head_loss, "lff": self._lff_loss,
-                "disent": self._disent_loss}[self.family](params, z, t, vr, posr, epoch)
-
-    def _mean(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        return (x * valid).sum(1) / valid.sum(1).clamp_min(1)
-
-    def _head_loss(self, params, z, t, valid, pos, epoch):
-        """SPEC section 4. ERM and DS: the batch mean of l_i; RW: the mean of rw_i * l_i;
-        GDRO, GADRO, PGDRO: q updated from this batch's group losses, then sum_g q_g L_g."""
-        l = cb_losses(self.head(params, z[:, 0], 0), t, self.cw)      # (R, B)
-        vf = valid.float()
-        sw = self.sample_weight.gather(1, pos)
-        plain = self._mean(sw * l, vf)                                # ERM, DS, RW
-        memb = self.memberships.gather(1, pos.unsqueeze(-1).expand(-1, -1, self.memberships.shape[2]))
-        gl = dro.group_losses(l, memb * vf.unsqueeze(-1))
-        adj = dro.adjusted_group_loss(gl, self.group_sizes, self.adjustment.unsqueeze(1))
-        q = dro.update_q(self.q, adj, self.eta.unsqueeze(1))
-        active = valid.any(1)
-        self.q = torch.where((self.is_dro & active).unsqueeze(1), q, self.q)
-        return torch.where(self.is_dro, dro.dro_loss(self.q, gl), plain)
-
-    def _difficulty(self, loss_b, loss_d, pos, valid, labels, alpha):
-        """LfF weights: EMAs of both models' losses updated at `pos`, then class-max normalised."""
-        vals = torch.stack([loss_b, loss_d], 1)                       # (R, 2, B)
-        idx = pos.unsqueeze(1).expand(-1, 2, -1)
-        m = valid.unsqueeze(1).expand(-1, 2, -1)
-        self.ema, self.seen = lff.ema_update(self.ema, self.seen, idx, vals, alpha, m)
-        all_labels = self._per_run(self.labels).unsqueeze(1).expand(-1, 2, -1)
-        cmax = lff.classwise_max(self.ema, all_labels, N_CLASSES)     # (R, 2, 6)
-        e = self.ema.gather(2, idx)
-        lab = labels.unsqueeze(1).expand(-1, 2, -1).clamp_max(N_CLASSES - 1)
-        mx = cmax.gather(2, lab)
-        return lff.relative_difficulty(e[:, 0], e[:, 1], mx[:, 0], mx[:, 1])
-
-    def _hp(self, key) -> torch.Tensor:
-        return torch.tensor([r.hparams[key] for r in self.runs], device=self.device).unsqueeze(1)
-
-    def _lff_loss(self, params, z, t, valid, pos, epoch):
-        """Nam et al. 2020 Algorithm 1: GCE on the biased model (0), weighted loss on model 1.
-        GCE's gather and the class-wise max use the clip's single majority class (folds.csv
-        `label`): LfF assumes one class per clip and ours are multi-label (debias/lff.py)."""
-        vf = valid.float()
-        labels = self._per_run(self.labels).gather(1, pos).clamp_max(N_CLASSES - 1)
-        logit_b, logit_d = self.head(params, z[:, 0], 0), self.head(params, z[:, 1], 1)
-        l_b, l_d = cb_losses(logit_b, t, self.cw), cb_losses(logit_d, t, self.cw)
-        w = self._difficulty(l_b, l_d, pos, valid, labels, self._hp("ema_alpha").unsqueeze(-1))
-        gce = lff.gce_loss(l_b, logit_b, labels, self._hp("gce_q"))
-        return self._mean(gce, vf) + self._mean(w.detach() * l_d, vf)
-
-    def _disent_loss(self, params, z, t, valid, pos, epoch):
-        """Lee et al. 2021 (their Algorithm 1 / train_ours): intrinsic (0) and bias (1) encoders;
-        classifier 0 reads [z_i, z_b.detach()], classifier 1 reads [z_i.detach(), z_b]; after
-        `swap_after_epoch` epochs, z_b is permuted within the batch to synthesise new clips.
-        Their lambda_dis_align and lambda_swap_align are our lambda_dis and lambda_swap_b; the
-        swap term is scaled by lambda_swap. Labels for GCE as in LfF (single majority class)."""
-        vf = valid.float()
-        labels = self._per_run(self.labels).gather(1, pos).clamp_max(N_CLASSES - 1)
-        z_i, z_b = z[:, 0], z[:, 1]
-        logit_c = self.head(params, torch.cat([z_i, z_b.detach()], -1), 0)
-        logit_a = self.head(params, torch.cat([z_i.detach(), z_b], -1), 1)
-        l_c, l_a = cb_losses(logit_c, t, self.cw), cb_losses(logit_a, t, self.cw)
-        w = self._difficulty(l_a, l_c, pos, valid, labels, self._hp("ema_alpha").unsqueeze(-1)).detach()
-        q = self._hp("gce_q")
-        loss = self._mean(w * l_c, vf) + self._hp("lambda_dis").squeeze(1) * self._mean(
-            lff.gce_loss(l_a, logit_a, labels, q), vf)
-        if epoch > self.runs[0].hparams["swap_after_epoch"]:
-            perm = self._swap_perm(valid)                             # (R, B)
-            z_bs = z_b.gather(1, perm.unsqueeze(-1).expand_as(z_b))
-            t_s, lab_s = t.gather(1, perm.unsqueeze(-1).expand_as(t)), labels.gather(1, perm)
-            logit_sc = self.head(params, torch.cat([z_i, z_bs.detach()], -1), 0)
-            logit_sa = self.head(params, torch.cat([z_i.detach(), z_bs], -1), 1)
-            swap_c = self._mean(w * cb_losses(logit_sc, t, self.cw), vf)
-            swap_a = self._mean(lff.gce_loss(cb_losses(logit_sa, t_s, self.cw), logit_sa, lab_s, q), vf)
-            loss = loss + self._hp("lambda_swap").squeeze(1) * (
-                swap_c + self._hp("lambda_swap_b").squeeze(1) * swap_a)
+        batch = Batch(self, params, self.encode(params, self.gather_local(pos)),
+                      self.per_run(self.targets[rows]), self.per_run(valid), self.per_run(pos), epoch)
+        loss = None
+        for m in self.methods:
+            mask = self.masks[m.name]
+            value = m.objective(batch, self.states[m.name], mask)
+            loss = value if loss is None else torch.where(mask, value, loss)
         return loss
-
-    def _swap_perm(self, valid: torch.Tensor) -> torch.Tensor:
-        """Per group, a seeded permutation of the batch's valid positions (padding stays put)."""
-        out = np.tile(np.arange(valid.shape[1]), (self.G, 1))
-        for i, (rng, n) in enumerate(zip(self.swap_rngs, self.n_valid_host)):
-            if n > 0:  # an idle group draws nothing, so its stream matches a run trained alone
-                out[i, :n] = rng.permutation(n)
-        return self._per_run(torch.as_tensor(out, device=self.device))
 
     # -- evaluation -------------------------------------------------------------------------
 
@@ -593,20 +496,49 @@ class _Job:
         n = self._per_run(mask).sum(1).clamp_min(1)
         return total / n, torch.cat(probs, 1)
 
+    @torch.no_grad()
+    def train_outputs(self, params) -> tuple[torch.Tensor, torch.Tensor]:
+        """(R, n_train, 6) probabilities of the reported model and (R, n_train, H) encoder-0
+        outputs on each run's training clips (what a two-phase method's second phase reads)."""
+        pos = torch.as_tensor(np.tile(np.arange(self.n_train_max), (self.G, 1)), device=self.device)
+        probs, hidden = [], []
+        for s in range(0, pos.shape[1], EVAL_CHUNK):
+            z = self.encode(params, self.gather_local(pos[:, s: s + EVAL_CHUNK]))
+            probs.append(torch.softmax(self.methods[0].predict(self, params, z), -1))
+            hidden.append(z[:, 0])
+        return torch.cat(probs, 1), torch.cat(hidden, 1)
 
-def _check_runs(runs: list[Run], n_rows: int) -> None:
+
+def emo_superb_params(job: _Job, params, r: int) -> dict:
+    """Run r's head (family "head") written as EMO-SUPERB's frame-level model: layer weights
+    w = softmax(a), then Linear(D, H) with weight W (D, H) and bias b on every frame's
+    sum_l w_l h_lt, mean over the clip's frames, Linear(H, K) with (W2, b2). On cached frame
+    means it gives the same logits as job.predict: standardisation is a per-(layer, dim) shift
+    and a per-dim scale, folded into W = diag(1/s) W1 and b = b1 - (sum_l w_l mu_l / s) W1."""
+    g = r // job.M
+    w = torch.softmax(params[0][r, 0].detach().double(), -1)              # (L,)
+    isd, mu = job.isd[g, 0].double(), job.mu[g].double()                  # (D,), (L, D)
+    w1, b1 = params[1][r, 0].detach().double(), params[2][r, 0].detach().double()
+    return {"layer_weights": w, "W": isd[:, None] * w1,
+            "b": b1 - ((w[:, None] * mu).sum(0) * isd) @ w1,
+            "W2": params[3][r, 0].detach().double(), "b2": params[4][r, 0].detach().double()}
+
+
+def _check_runs(runs: list[Run], n_rows: int, epochs: int) -> None:
     for r in runs:
-        if r.method not in FAMILY:
+        if r.method not in REGISTRY:
             raise InputError(f"run {r.name} fold {r.fold}: unknown method {r.method!r}; "
-                             f"expected one of {sorted(FAMILY)}")
+                             f"expected one of {sorted(REGISTRY)}")
         where = f"run {r.name} ({r.method}, fold {r.fold})"
         if len(r.train) == 0 or len(r.dev) == 0:
             raise InputError(f"{where}: empty training or dev set")
         for part in (r.train, r.dev, r.test):
             if len(part) and (np.min(part) < 0 or np.max(part) >= n_rows):
                 raise InputError(f"{where}: feature row out of range [0, {n_rows})")
-        if FAMILY[r.method] in ("lff", "disent") and r.labels is None:
+        if r.labels is None and REGISTRY[r.method].family != "head":
             raise InputError(f"{where}: needs a single class label per training clip")
+        if any(not 0 <= e <= epochs for e in r.snapshots):
+            raise InputError(f"{where}: snapshot epochs {r.snapshots} outside 0..{epochs}")
 
 
 def default_workers() -> int:
@@ -627,7 +559,7 @@ def fit(features: np.ndarray, p: np.ndarray, runs: list[Run], cfg: TrainConfig,
     Results do not depend on it. Default: the cores available.
     Raises TrainingDiverged naming method, fold, run and epoch on a NaN or infinite loss.
     """
-    _check_runs(runs, len(features))
+    _check_runs(runs, len(features), cfg.epochs)
     dev = torch.device(cfg.device)
     used = np.unique(np.concatenate([np.concatenate([r.train, r.dev, r.test]) for r in runs]))
     # Only the rows some run reads go to the device, as float32 (the cache is float16).
@@ -670,7 +602,8 @@ def _train_job(job: _Job) -> list[Result]:
     cfg = job.cfg
     B = cfg.batch_size
     opt = BatchedAdam(job.params, cfg.lr)
-    job.swap_rngs = [np.random.default_rng(np.random.SeedSequence([g.lead.seed, 4])) for g in job.groups]
+    wanted = sorted({e for r in job.runs for e in r.snapshots})
+    snaps: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     steps = int(-(-job.n_train.max() // B))
     best = torch.full((job.R,), float("inf"), device=job.device)
     best_params = [p.detach().clone() for p in job.params]
@@ -715,119 +648,48 @@ def _train_job(job: _Job) -> list[Result]:
         best_epoch[better.cpu().numpy()] = epoch
         for bp, p in zip(best_params, job.params):
             bp.copy_(torch.where(better.view((-1,) + (1,) * (p.dim() - 1)), p.detach(), bp))
+        if epoch in wanted:
+            snaps[epoch] = tuple(x.cpu().numpy() for x in job.train_outputs(job.params))
+    if BEST in wanted:
+        snaps[BEST] = tuple(x.cpu().numpy() for x in job.train_outputs(best_params))
     _, probs = job.score(best_params, job.test, job.test_mask)
     probs = probs.cpu().numpy().astype(np.float64)
     results = []
     for i, run in enumerate(job.runs):
+        n = len(run.train)
+        kept = {e: {"probs": snaps[e][0][i, :n].astype(np.float64), "hidden": snaps[e][1][i, :n]}
+                for e in run.snapshots}
         results.append(Result(run=run, test_probs=probs[i, : len(run.test)],
                               train_loss=train_curve[i], dev_loss=dev_curve[i],
-                              best_epoch=int(best_epoch[i])))
+                              best_epoch=int(best_epoch[i]), snapshots=kept))
     return results
 
 
 # ---------------------------------------------------------------------------------------------
-# Methods: from a fold's training set and its groups to a Run (a dict, no name lookup by eval)
+# Methods: looked up in fairser.debias.base.REGISTRY (one module per method under debias/)
 
 
-@dataclass
-class FoldData:
-    """What every method may use for one fold: feature rows and per-training-clip arrays."""
-
-    fold: int
-    train: np.ndarray
-    dev: np.ndarray
-    test: np.ndarray
-    labels: np.ndarray                  # single majority class id per training clip
-    groups: np.ndarray | None = None    # hard group id per training clip, 0..G-1
-    soft: np.ndarray | None = None      # (n_train, G) soft memberships (PGDRO)
-
-
-def run_seed(seed: int, fold: int) -> int:
-    """One seed per fold, shared by every method: same initialisation and shuffle order, so
-    methods differ only in their objective (and DS in its subset)."""
-    return int(np.random.SeedSequence([seed, fold]).generate_state(1)[0])
-
-
-def _base(name, method, f: FoldData, seed: int) -> dict:
-    return dict(name=name, method=method, fold=f.fold, train=f.train, dev=f.dev, test=f.test,
-                seed=run_seed(seed, f.fold), labels=f.labels)
-
-
-def _needs_groups(f: FoldData, method: str) -> np.ndarray:
-    if f.groups is None:
-        raise InputError(f"method {method} needs a groups file (fold {f.fold})")
-    return f.groups
-
-
-def _erm(name, f, seed, hp):
-    return Run(**_base(name, "erm", f, seed))
-
-
-def _rw(name, f, seed, hp):
-    return Run(**_base(name, "rw", f, seed), sample_weight=weights.rw_weights(f.labels, _needs_groups(f, "rw")))
-
-
-def _ds(name, f, seed, hp):
-    rng = np.random.default_rng(np.random.SeedSequence([seed, f.fold, 0x4453]))
-    keep = weights.ds_select(f.labels, _needs_groups(f, "ds"), rng)
-    return Run(**{**_base(name, "ds", f, seed), "train": f.train[keep], "labels": f.labels[keep]})
-
-
-def _gdro(name, f, seed, hp):
-    g = _needs_groups(f, "gdro")
-    return Run(**_base(name, "gdro", f, seed), memberships=dro.hard_memberships(g, g.max() + 1),
-               eta=hp["eta"])
-
-
-def _gadro(name, f, seed, hp):
-    g = _needs_groups(f, "gadro")
-    return Run(**_base(name, "gadro", f, seed), memberships=dro.hard_memberships(g, g.max() + 1),
-               eta=hp["eta"], adjustment=hp["adjustment"])
-
-
-def _pgdro(name, f, seed, hp):
-    if f.soft is None:
-        raise InputError(f"method pgdro needs soft memberships p_0, p_1 (fold {f.fold})")
-    return Run(**_base(name, "pgdro", f, seed), memberships=f.soft, eta=hp["eta"])
-
-
-def _lff(name, f, seed, hp):
-    return Run(**_base(name, "lff", f, seed), hparams=dict(hp))
-
-
-def _disent(name, f, seed, hp):
-    return Run(**_base(name, "disent", f, seed), hparams=dict(hp))
-
-
-METHOD_BUILDERS = {"erm": _erm, "rw": _rw, "ds": _ds, "gdro": _gdro, "gadro": _gadro,
-                   "pgdro": _pgdro, "lff": _lff, "disent": _disent}
-
-
-# The methods.<name> settings each method reads (params.yaml).
-METHOD_PARAMS = {"gdro": ("eta",), "gadro": ("eta", "adjustment"), "pgdro": ("eta",),
-                 "lff": ("gce_q", "ema_alpha"),
-                 "disent": ("gce_q", "ema_alpha", "lambda_dis", "lambda_swap_b", "lambda_swap",
-                            "swap_after_epoch")}
-
-
-def build_run(method: str, name: str, fold: FoldData, *, seed: int, hparams: dict | None = None) -> Run:
-    """The Run of `method` (a key of METHOD_BUILDERS) on one fold; hparams = methods.<method>."""
-    if method not in METHOD_BUILDERS:
-        raise InputError(f"unknown method {method!r}; expected one of {sorted(METHOD_BUILDERS)}")
+def build_run(method: str, name: str, fold: FoldData, *, seed: int, hparams: dict | None = None,
+              seed_index: int = 0, first: Result | None = None) -> Run:
+    """The Run of `method` (a registered method) on one fold with training seed index
+    `seed_index`; hparams = methods.<method>; `first`: a two-phase method's trained phase1 run."""
+    m = base.get(method)
     hparams = hparams or {}
-    for key in METHOD_PARAMS.get(method, ()):
-        value = hparams.get(key)
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not np.isfinite(value):
-            raise ParamsError(f"params.yaml: 'methods.{method}.{key}' is {value!r}; expected a number")
-    return METHOD_BUILDERS[method](name, fold, seed, hparams)
+    base.check_params(m, hparams)
+    return m.build(name, fold, seed, hparams, seed_index, first)
 
 
 # ---------------------------------------------------------------------------------------------
 # Files (docs/DESIGN.md): inputs checked before any training, outputs through atomic_dir
 
 GROUP_METHODS = ("rw", "ds", "gdro", "gadro")
-SETS = {"baselines": ("erm", "random", "lff", "disent"), "gender": GROUP_METHODS,
+# Baselines: no groups given. JTT and GEORGE (issue 13) read the set's ERM runs as their phase 1.
+SETS = {"baselines": ("erm", "random", "lff", "disent", "jtt", "george"), "gender": GROUP_METHODS,
         "pseudo": GROUP_METHODS + ("pgdro",), "kmeans": GROUP_METHODS}
+
+
+# Output columns (agreed interface): predictions.csv is fold, seed, file, <classes>.
+CURVE_COLUMNS = ("fold", "seed", "epoch", "train_loss", "dev_loss", "chosen")
 
 
 def groups_filename(set_name: str, k: int | None = None) -> str | None:
@@ -911,10 +773,56 @@ def load_folds(corpus, features, split, groups_path=None, *, n_groups_soft: int 
     return feats, p, out, tests
 
 
+def fit_methods(features, p, methods: list[str], folds: list[FoldData], cfg: TrainConfig, *,
+                seed: int, hparams: dict, label: str, workers: int | None = None) -> list[Result]:
+    """Every method on every fold, once per seed index s < cfg.seeds (the seeds are more groups
+    of the same batched jobs, not more jobs one after another). Two-phase methods: first every
+    phase-1 run is trained batched with the one-phase runs (a phase-1 run equal to a run of the
+    set, e.g. ERM's, is that run, with snapshots added), then every phase 2 batched.
+    Returns the one-phase and phase-2 results (hparams = the methods: section)."""
+    one, firsts, second = [], {}, []
+    for method in methods:
+        m, hp = base.get(method), hparams.get(method, {})
+        base.check_params(m, hp)
+        for fold in folds:
+            for s in range(cfg.seeds):
+                r1 = m.phase1(fold, seed, hp, s)
+                if r1 is None:
+                    one.append(build_run(method, f"{label}/{method}", fold, seed=seed, hparams=hp,
+                                         seed_index=s))
+                    continue
+                key = (r1.method, r1.fold, s, np.asarray(r1.train).tobytes())
+                if key in firsts:  # JTT and GEORGE of one (fold, seed) read one ERM run
+                    firsts[key].snapshots = tuple(sorted(set(firsts[key].snapshots) | set(r1.snapshots)))
+                else:
+                    firsts[key] = r1
+                second.append((method, hp, fold, s, key))
+    # A phase-1 run that the set trains anyway is that run (same method, fold, seed, rows).
+    shared = {}
+    for r in one:
+        key = (r.method, r.fold, r.seed_index, np.asarray(r.train).tobytes())
+        if key in firsts:
+            r.snapshots = tuple(sorted(set(r.snapshots) | set(firsts[key].snapshots)))
+            shared[key] = r
+    extra = [r for key, r in firsts.items() if key not in shared]
+    results = fit(features, p, one + extra, cfg, workers=workers)
+    first_result = {}
+    for res in results:
+        key = (res.run.method, res.run.fold, res.run.seed_index, np.asarray(res.run.train).tobytes())
+        if key in firsts:
+            first_result[key] = res
+    if not second:
+        return results
+    runs2 = [build_run(method, f"{label}/{method}", fold, seed=seed, hparams=hp, seed_index=s,
+                       first=first_result[key]) for method, hp, fold, s, key in second]
+    return results[: len(one)] + fit(features, p, runs2, cfg, workers=workers)
+
+
 def run_set(set_name: str, *, corpus, features, split, groups_dir, out, params: dict,
             k: int | None = None) -> list[Result]:
-    """The train_* stage: every method of the set on every fold of folds.csv, written to
-    out/<method>/{predictions,curve}.csv (docs/DESIGN.md)."""
+    """The train_* stage: every method of the set on every fold of folds.csv, once per training
+    seed index s < train.seeds, written to out/<method>/predictions.csv (fold, seed, file,
+    <classes>) and curve.csv (CURVE_COLUMNS); docs/DESIGN.md."""
     if set_name not in SETS:
         raise InputError(f"--set {set_name!r}; expected one of {sorted(SETS)}")
     name_file = groups_filename(set_name, k)
@@ -923,44 +831,42 @@ def run_set(set_name: str, *, corpus, features, split, groups_dir, out, params: 
     seed = params["seed"]
     feats, p, folds, tests = load_folds(corpus, features, split, groups_path)
     set_label = set_name if set_name != "kmeans" else f"kmeans_k{k}"
-    runs = []
-    for method in SETS[set_name]:
-        if method == "random":
-            continue
-        hp = params["methods"].get(method, {})
-        for fold in folds.values():
-            runs.append(build_run(method, f"{set_label}/{method}", fold, seed=seed, hparams=hp))
     if feats.shape[1] == 0 or feats.shape[2] == 0:
         raise InputError(f"{features}: empty feature cache shape {feats.shape}")
     for start in range(0, len(feats), 1024):  # cheap next to training; a bad row fails here
         if not np.isfinite(feats[start: start + 1024]).all():
             raise InputError(f"{Path(features) / 'features.npy'}: non-finite values in rows "
                              f"{start}..{min(start + 1024, len(feats)) - 1}")
-    results = fit(feats, p, runs, cfg)
+    trained = [m for m in SETS[set_name] if m != "random"]
+    results = fit_methods(feats, p, trained, list(folds.values()), cfg, seed=seed,
+                          hparams=params["methods"], label=set_label)
+    by_key = {(r.run.method, r.run.fold, r.run.seed_index): r for r in results}
 
     with atomic_dir(out) as tmp:
         for method in SETS[set_name]:
             preds, curves = [], []
             for fold in folds:
-                if method == "random":
-                    probs = random_scores(len(tests[fold]), run_seed(seed, fold))
-                    res = None
-                else:
-                    res = next(r for r in results if r.run.method == method and r.run.fold == fold)
-                    probs = res.test_probs
-                df = pd.DataFrame(probs, columns=list(EMOTIONS))
-                df.insert(0, "file", tests[fold])
-                df.insert(0, "fold", fold)
-                preds.append(df)
-                if res is not None:
-                    e = np.arange(1, cfg.epochs + 1)
-                    curves.append(pd.DataFrame({"fold": fold, "epoch": e, "train_loss": res.train_loss,
-                                                "dev_loss": res.dev_loss,
-                                                "chosen": (e == res.best_epoch).astype(int)}))
+                for s in range(cfg.seeds):
+                    if method == "random":
+                        probs = random_scores(len(tests[fold]), run_seed(seed, fold, s))
+                        res = None
+                    else:
+                        res = by_key[(method, fold, s)]
+                        probs = res.test_probs
+                    df = pd.DataFrame(probs, columns=list(EMOTIONS))
+                    df.insert(0, "file", tests[fold])
+                    df.insert(0, "seed", s)
+                    df.insert(0, "fold", fold)
+                    preds.append(df)
+                    if res is not None:
+                        e = np.arange(1, cfg.epochs + 1)
+                        curves.append(pd.DataFrame({
+                            "fold": fold, "seed": s, "epoch": e, "train_loss": res.train_loss,
+                            "dev_loss": res.dev_loss, "chosen": (e == res.best_epoch).astype(int)}))
             folder = tmp / method
             folder.mkdir()
             pd.concat(preds).to_csv(folder / "predictions.csv", index=False, float_format="%.8g")
             curve = (pd.concat(curves) if curves else
-                     pd.DataFrame(columns=["fold", "epoch", "train_loss", "dev_loss", "chosen"]))
+                     pd.DataFrame(columns=list(CURVE_COLUMNS)))
             curve.to_csv(folder / "curve.csv", index=False, float_format="%.8g")
     return results

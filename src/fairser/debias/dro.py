@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from fairser.debias.base import Method
+
 
 def hard_memberships(groups, n_groups: int) -> np.ndarray:
     """(N, G) one-hot float64 memberships from integer group ids in [0, n_groups)."""
@@ -59,3 +61,26 @@ def update_q(q: torch.Tensor, adjusted_loss: torch.Tensor, eta) -> torch.Tensor:
 def dro_loss(q: torch.Tensor, group_loss: torch.Tensor) -> torch.Tensor:
     """sum_g q_g L_g, the quantity GDRO minimises (q is a constant for the gradient)."""
     return (q.detach() * group_loss).sum(-1)
+
+
+class GroupDRO(Method):
+    """The objective GDRO, GADRO, PGDRO and GEORGE share: per run, q (uniform over the groups
+    the run has) updated from this batch's (adjusted) group losses, then sum_g q_g L_g. Group
+    sizes n_g = sum of memberships over the training set; `adjustment` (C) is 0 unless the
+    method reads it."""
+
+    def init_state(self, engine, mask):
+        sizes = engine.memberships_host.sum(1)                         # (R, G)
+        # Groups a run does not have (fewer than the job's G) get size inf: no adjustment, and
+        # their zero membership keeps L_g = 0; their q starts at 0 and stays there.
+        q = torch.as_tensor(np.where(sizes > 0, 1.0, 0.0), dtype=torch.float32, device=engine.device)
+        return {"q": q / q.sum(1, keepdim=True).clamp_min(1),
+                "sizes": torch.as_tensor(np.where(sizes > 0, sizes, np.inf), dtype=torch.float32,
+                                         device=engine.device)}
+
+    def objective(self, batch, state, mask):
+        gl = group_losses(batch.losses(), batch.per_clip("memberships") * batch.vf.unsqueeze(-1))
+        adj = adjusted_group_loss(gl, state["sizes"], batch.hp("adjustment"))
+        q = update_q(state["q"], adj, batch.hp("eta"))
+        state["q"] = torch.where((mask & batch.valid.any(1)).unsqueeze(1), q, state["q"])
+        return dro_loss(state["q"], gl)

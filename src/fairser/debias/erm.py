@@ -1,0 +1,18 @@
+"""ERM: empirical risk minimisation, the undebiased baseline (SPEC section 4).
+
+Objective: the batch mean of the class-balanced soft-target loss l_i. No groups, no params.
+"""
+
+from __future__ import annotations
+
+from fairser.debias.base import Method, register
+
+
+class ERM(Method):
+    name = "erm"
+
+    def objective(self, batch, state, mask):
+        return batch.mean(batch.losses())
+
+
+register(ERM())
