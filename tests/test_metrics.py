@@ -175,3 +175,16 @@ def test_random_scores_on_real_test_labels_match_the_papers_random_row(shared_da
     assert acc == pytest.approx(0.509, abs=0.01)
     assert dp == pytest.approx(0.015, abs=0.006)
     assert 0.02 < tpr < 0.08
+
+
+def test_dp_gap_with_unequal_groups_takes_the_worst_group_against_the_pooled_rate():
+    # Group A has 1 clip, group B 3. The overall rate pools clips (not the mean of group rates),
+    # and the max over groups picks A, the small group, in both classes.
+    y = np.zeros((4, 6), dtype=np.int8)
+    p = np.zeros((4, 6), dtype=np.int8)
+    p[:, 0] = [1, 1, 0, 0]  # class 0: A 1/1, B 1/3, overall 2/4 -> DP A 1/2, B 1/6
+    p[:, 1] = [0, 1, 1, 1]  # class 1: A 0/1, B 3/3, overall 3/4 -> DP A 3/4, B 1/4
+    g = ["A", "B", "B", "B"]
+    # Classes 2-5: nobody predicted positive -> DP 0 in both groups.
+    expected = np.sqrt(((1 / 2) ** 2 + (3 / 4) ** 2) / 6)
+    assert metrics.dp_gap(y_true=y, y_pred=p, groups=g) == pytest.approx(expected)
