@@ -1,11 +1,13 @@
 """Shared test fixtures: the real metadata folder (when present) and the repository root."""
 
+import os
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
+# FAIRSER_SHARED_DATA points a worktree elsewhere at the same folder.
+SHARED_DATA = Path(os.environ.get("FAIRSER_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
 @pytest.fixture
