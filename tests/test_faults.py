@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,6 +21,7 @@ def _params(tmp_path: Path, **surrogate) -> Path:
     return path
 
 
+@pytest.mark.slow  # a full-size surrogate download, killed once it writes: up to a minute
 def test_a_stage_killed_mid_write_leaves_no_output(tmp_path):
     params = _params(tmp_path, n_actors=91, n_sentences=12, seconds=3.0)
     out = tmp_path / "data" / "corpus"
