@@ -44,6 +44,19 @@ def test_scores_are_refused_where_multi_hot_is_expected():
         metrics.hamming_accuracy(y_true=np.full((2, 6), 0.3), y_pred=np.zeros((2, 6)))
 
 
+@pytest.mark.parametrize("bad", ["y_true", "y_pred"])
+@pytest.mark.parametrize("fn", [metrics.macro_f1, metrics.hamming_accuracy, metrics.group_counts,
+                                metrics.tpr_gap, metrics.dp_gap], ids=lambda f: f.__name__)
+def test_a_misshapen_array_is_named_in_the_error(fn, bad):
+    good = np.zeros((2, 6), dtype=np.int8)
+    kwargs = {"y_true": good, "y_pred": good}
+    if fn not in (metrics.macro_f1, metrics.hamming_accuracy):
+        kwargs["groups"] = ["a", "b"]
+    kwargs[bad] = np.zeros((2, 5), dtype=np.int8)
+    with pytest.raises(ValueError, match=rf"^{bad} must have shape \(N, 6\)"):
+        fn(**kwargs)
+
+
 def _two_group_case():
     """Class 0 is positive for all four clips; the model finds it for both A clips, one B clip."""
     y = np.zeros((4, 6), dtype=np.int8)
