@@ -73,3 +73,12 @@ def test_q_after_two_steps_is_q_times_exp_of_the_adjusted_losses_by_hand(adjustm
         by_hand = by_hand * np.exp(eta * (np.array(step) + adjustment * np.array([1 / 2, 1 / 3, 1 / 5])))
         by_hand = by_hand / by_hand.sum()
     np.testing.assert_allclose(q.numpy(), by_hand, rtol=1e-12)
+
+
+def test_q_update_normalises_each_run_of_a_batch_on_its_own():
+    # Two runs side by side, one with a huge step: the other's q must not underflow to 0.
+    q = torch.full((2, 2), 0.5, dtype=torch.float64)
+    L = torch.tensor([[1e4, 0.0], [1.0, 3.0]], dtype=torch.float64)
+    new = update_q(q, L, 1.0)
+    a, b = math.exp(1.0), math.exp(3.0)
+    np.testing.assert_allclose(new.numpy(), [[1.0, 0.0], [a / (a + b), b / (a + b)]], rtol=1e-12)
