@@ -201,3 +201,20 @@ def test_dp_gap_with_unequal_groups_takes_the_worst_group_against_the_pooled_rat
     # Classes 2-5: nobody predicted positive -> DP 0 in both groups.
     expected = np.sqrt(((1 / 2) ** 2 + (3 / 4) ** 2) / 6)
     assert metrics.dp_gap(y_true=y, y_pred=p, groups=g) == pytest.approx(expected)
+
+
+def test_group_counts_by_hand_leave_out_clips_without_a_group():
+    y, p, _ = _two_group_case()
+    c = metrics.group_counts(y_true=y, y_pred=p, groups=["A", "A", "B", None])
+    assert c["names"] == ["A", "B"]
+    np.testing.assert_array_equal(c["n"], [2, 1])
+    np.testing.assert_array_equal(c["pos"][:, :2], [[2, 1], [1, 1]])
+    np.testing.assert_array_equal(c["tp"][:, :2], [[2, 1], [1, 0]])
+    np.testing.assert_array_equal(c["sel"][:, :2], [[2, 1], [1, 0]])
+    assert c["pos"][:, 2:].sum() == c["sel"][:, 2:].sum() == 0
+
+
+def test_groups_of_another_length_are_refused():
+    y, p, g = _two_group_case()
+    with pytest.raises(ValueError, match="differ in length"):
+        metrics.group_counts(y_true=y, y_pred=p, groups=g[:3])
