@@ -222,3 +222,26 @@ def test_groups_of_another_length_are_refused():
     y, p, g = _two_group_case()
     with pytest.raises(ValueError, match="differ in length"):
         metrics.group_counts(y_true=y, y_pred=p, groups=g[:3])
+
+
+def test_nan_group_is_missing_like_none():
+    y, p, _ = _two_group_case()
+    as_none = metrics.group_counts(y_true=y, y_pred=p, groups=["A", "A", "B", None])
+    as_nan = metrics.group_counts(y_true=y, y_pred=p, groups=["A", "A", "B", float("nan")])
+    assert as_nan["names"] == ["A", "B"]
+    np.testing.assert_array_equal(as_nan["sel"], as_none["sel"])
+
+
+def test_dp_leaves_out_a_group_without_clips():
+    # Counts as the speaker bootstrap passes them: group C exists but has no clip in this fold.
+    sel = np.array([[1, 0, 0, 0, 0, 0], [0, 2, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0]], float)
+    n = np.array([1.0, 2.0, 0.0])
+    # Overall rates: class 0 1/3, class 1 2/3 -> class 0: A |1 - 1/3|, B 1/3; class 1: A 2/3, B 1/3
+    np.testing.assert_allclose(metrics.dp_per_class(sel=sel, n=n), [2 / 3, 2 / 3, 0, 0, 0, 0])
+
+
+def test_dp_needs_two_groups_with_clips_in_each_batch_row():
+    sel = np.zeros((2, 2, 6))
+    n = np.array([[3.0, 0.0], [3.0, 2.0]])  # row 0: one group only -> undefined
+    out = metrics.dp_per_class(sel=sel, n=n)
+    assert np.isnan(out[0]).all() and (out[1] == 0).all()
