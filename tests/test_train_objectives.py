@@ -57,6 +57,11 @@ def test_class_weights_count_multi_label_positives_strictly_above_one_sixth():
     np.testing.assert_allclose(class_weights(p), raw * 6 / raw.sum(), rtol=1e-12)
 
 
+def test_class_weights_of_a_single_clip_are_all_one():
+    # N = 1: beta = 0, every class weighs the same (and no 0 / 0).
+    np.testing.assert_array_equal(class_weights(one_hot_p([2])), np.ones(6))
+
+
 def test_training_loss_carries_the_class_weights_of_its_own_training_set():
     # Two training sets on the same 10 feature rows (duplicated), differing only in their votes:
     # class 0 has 1 clip in A and 5 in B. Same features, seed and fold: the same frozen model, so
