@@ -333,3 +333,22 @@ def test_table_a3_fold_2_row_is_inconsistent_in_the_paper():
     # Each row's emotion counts and gender counts cover the same clips, so their sums must agree.
     gaps = {fold: sum(row[:6]) - sum(row[6:]) for fold, row in TABLE_A3_TRAIN.items()}
     assert gaps == {1: 0, 2: -6, 3: 0, 4: 0, 5: 0}
+
+
+def test_bias_refuses_a_majority_gender_table_lacking_an_emotion():
+    files, split, labels, genders = concat(cell("train", ANGRY, 2, 1))
+    partial = {e: g for e, g in MALE_MAJORITY.items() if e != "happy"}
+    with pytest.raises(ValueError, match="lacks"):
+        bias_split(files=files, split=split, labels=labels, genders=genders,
+                   majority_gender=partial, ratio=20, seed=0, fold=1)
+
+
+def test_bias_seed_wraps_modulo_2_to_the_64():
+    cells = [cell("train", NEUTRAL, 200, 100)]
+    assert set(biased(cells, seed=-1)["file"]) == set(biased(cells, seed=2**64 - 1)["file"])
+    assert set(biased(cells, seed=1)["file"]) != set(biased(cells, seed=129)["file"])
+
+
+def test_majority_label_refuses_a_table_without_six_classes():
+    with pytest.raises(ValueError, match="shape"):
+        majority_label(np.full((2, 5), 0.2))
