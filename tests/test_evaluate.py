@@ -311,3 +311,11 @@ def test_interval_of_all_nan_replicates_is_undefined_without_warnings():
         warnings.simplefilter("error")
         got = evaluate.bootstrap_interval(0.35, np.full(5, np.nan), floor=0.0)
     assert np.isnan([got["ci_low"], got["ci_high"], got["bias"]]).all()
+
+
+def test_gain_is_relative_to_erm_and_positive_when_better():
+    # Scores: (x - ERM) / ERM; gaps: (ERM - x) / ERM, so a smaller gap is a positive gain.
+    assert evaluate.gain(0.6, 0.5, "f1") == pytest.approx(0.2)
+    assert evaluate.gain(0.4, 0.5, "acc") == pytest.approx(-0.2)
+    assert evaluate.gain(0.1, 0.4, "tpr_gap") == pytest.approx(0.75)
+    assert evaluate.gain(0.6, 0.4, "dp_gap") == pytest.approx(-0.5)

@@ -276,3 +276,11 @@ def test_groups_stage_fits_kmeans_on_training_clips_only(tmp_path):
         df = pd.read_csv(tmp_path / name / "groups" / "kmeans_k3.csv")
         groups[name] = df[df["split"] == "train"].reset_index(drop=True)
     pd.testing.assert_frame_equal(groups["a"], groups["b"])
+
+
+def test_kmeans_ids_are_integers_and_no_dev_clip_gives_no_dev_id():
+    train = np.random.default_rng(1).standard_normal((20, 2))
+    labels, dev = idi.kmeans_groups(train, np.zeros((0, 2)), 2)
+    assert labels.dtype.kind == "i" and dev.dtype.kind == "i" and dev.shape == (0,)
+    _, dev = idi.kmeans_groups(train, train[:3], 2)
+    assert dev.dtype.kind == "i" and dev.shape == (3,)
