@@ -56,3 +56,29 @@ def test_pgdro_group_loss_uses_soft_memberships():
 def test_q_update_does_not_overflow_for_large_steps():
     new = update_q(torch.tensor([0.5, 0.5]), torch.tensor([1e4, 0.0]), 1.0)
     assert torch.isfinite(new).all() and new[0].item() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("adjustment", [0.0, 2.0], ids=["gdro", "gadro"])
+def test_q_after_two_steps_is_q_times_exp_of_the_adjusted_losses_by_hand(adjustment):
+    # Two steps from a non-uniform q, groups of unequal size so C / sqrt(n_g) differs by group.
+    eta, n = 0.5, [4.0, 9.0, 25.0]
+    losses = [[1.0, 2.0, 0.5], [0.3, 0.1, 2.0]]
+    q = torch.tensor([0.2, 0.3, 0.5], dtype=torch.float64)
+    for step in losses:
+        q = update_q(q, adjusted_group_loss(torch.tensor(step, dtype=torch.float64),
+                                            torch.tensor(n, dtype=torch.float64), adjustment), eta)
+    # q_g <- q_g exp(eta (L_g + C / sqrt(n_g))), renormalised, twice: C / sqrt(n) = C * (1/2, 1/3, 1/5)
+    by_hand = np.array([0.2, 0.3, 0.5])
+    for step in losses:
+        by_hand = by_hand * np.exp(eta * (np.array(step) + adjustment * np.array([1 / 2, 1 / 3, 1 / 5])))
+        by_hand = by_hand / by_hand.sum()
+    np.testing.assert_allclose(q.numpy(), by_hand, rtol=1e-12)
+
+
+def test_q_update_normalises_each_run_of_a_batch_on_its_own():
+    # Two runs side by side, one with a huge step: the other's q must not underflow to 0.
+    q = torch.full((2, 2), 0.5, dtype=torch.float64)
+    L = torch.tensor([[1e4, 0.0], [1.0, 3.0]], dtype=torch.float64)
+    new = update_q(q, L, 1.0)
+    a, b = math.exp(1.0), math.exp(3.0)
+    np.testing.assert_allclose(new.numpy(), [[1.0, 0.0], [a / (a + b), b / (a + b)]], rtol=1e-12)

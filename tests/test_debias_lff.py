@@ -59,3 +59,17 @@ def test_padded_slots_pointing_at_clip_0_never_overwrite_its_update():
     ema, seen = ema_update(ema, seen, idx, torch.tensor([1.0, 7.0, 9.0, 9.0]), 0.7, mask)
     np.testing.assert_allclose(ema.numpy(), [7.0, 0.0, 1.0])
     np.testing.assert_allclose(seen.numpy(), [1.0, 0.0, 1.0])
+
+
+def test_classwise_max_keeps_the_ema_dtype():
+    ema = torch.tensor([0.1, 0.3, 0.2], dtype=torch.float64)
+    out = classwise_max(ema, torch.tensor([0, 0, 1]), 3)
+    assert out.dtype == torch.float64
+    np.testing.assert_array_equal(out.numpy(), [0.3, 0.2, 0.0])
+
+
+def test_relative_difficulty_is_finite_when_both_losses_vanish():
+    # b = 1e-8, d = 0: W = b / (b + d + eps) = 1/2 with Nam et al.'s eps = 1e-8, not b / 0.
+    w = relative_difficulty(torch.tensor([1e-8]), torch.tensor([0.0]), torch.tensor([1.0]),
+                            torch.tensor([1.0]))
+    assert w.item() == pytest.approx(0.5, rel=1e-5)

@@ -54,3 +54,15 @@ def test_ds_is_seeded():
     a = ds_select(labels, groups, np.random.default_rng(5))
     b = ds_select(labels, groups, np.random.default_rng(5))
     np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("labels, groups", [([0, 1], [0]), ([[0, 1]], [[0, 1]])],
+                         ids=["lengths differ", "not 1-d"])
+def test_labels_and_groups_must_be_equal_1d_arrays(labels, groups):
+    with pytest.raises(ValueError, match=r"must be equal 1-d shapes"):
+        rw_weights(labels, groups)
+
+
+def test_ds_of_an_empty_training_set_is_an_empty_index():
+    keep = ds_select(np.array([], dtype=int), np.array([], dtype=int), np.random.default_rng(0))
+    assert keep.shape == (0,) and keep.dtype == np.int64

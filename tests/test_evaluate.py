@@ -7,6 +7,7 @@ import os
 import runpy
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -545,3 +546,36 @@ def test_a_gap_noise_could_give_gets_an_interval_from_zero():
     assert got["ci_low"] == 0.0 and got["p_no_gap"] > 0.05
     clear = evaluate.bootstrap_interval(0.35, reps, method="basic", floor=0.0, null=noise / 4)
     assert clear["ci_low"] > 0.0 and clear["p_no_gap"] == pytest.approx(1 / 100)
+
+
+def test_per_group_rows_count_clips_and_positives_once():
+    # Speakers 0, 1 (Male) have 2 and 1 clips, speaker 2 (Female) 3; class 0 positive on 4 clips.
+    y = np.zeros((6, 6), dtype=np.int8)
+    y[[0, 2, 3, 5], 0] = 1
+    pred = np.zeros((6, 6), dtype=np.int8)
+    pred[[0, 3], 0] = 1
+    truth = evaluate.Truth(folds=[1], test_files={1: [str(i) for i in range(6)]}, targets={1: y},
+                           speakers={1: np.array([0, 0, 1, 2, 2, 2])},
+                           actors=pd.DataFrame({"actor": range(3), "gender": ["Male", "Male", "Female"],
+                                                "race": [None] * 3, "age": ["Young"] * 3}))
+    run = evaluate.Run("baselines", "erm", Path("x"))
+    _, per_group, _ = evaluate.evaluate_runs(truth, {run: {1: pred}}, n_boot=0, seed=0)
+    rows = per_group[(per_group["attribute"] == "gender") & (per_group["emotion"] == EMOTIONS[0])]
+    got = rows.set_index("group")[["n", "n_pos", "tpr", "selection_rate"]]
+    assert got.loc["Male"].tolist() == [3, 2, 0.5, 1 / 3]
+    assert got.loc["Female"].tolist() == [3, 2, 0.5, 1 / 3]
+
+
+def test_interval_of_all_nan_replicates_is_undefined_without_warnings():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = evaluate.bootstrap_interval(0.35, np.full(5, np.nan), floor=0.0)
+    assert np.isnan([got["ci_low"], got["ci_high"], got["bias"]]).all()
+
+
+def test_gain_is_relative_to_erm_and_positive_when_better():
+    # Scores: (x - ERM) / ERM; gaps: (ERM - x) / ERM, so a smaller gap is a positive gain.
+    assert evaluate.gain(0.6, 0.5, "f1") == pytest.approx(0.2)
+    assert evaluate.gain(0.4, 0.5, "acc") == pytest.approx(-0.2)
+    assert evaluate.gain(0.1, 0.4, "tpr_gap") == pytest.approx(0.75)
+    assert evaluate.gain(0.6, 0.4, "dp_gap") == pytest.approx(-0.5)

@@ -33,6 +33,7 @@ def _params(tmp_path: Path, **surrogate) -> Path:
     return path
 
 
+@pytest.mark.slow  # a full-size surrogate download, killed once it writes: up to a minute
 def test_a_stage_killed_mid_write_leaves_no_output(tmp_path):
     params = _params(tmp_path, n_actors=40, n_sentences=12, seconds=2.0)
     out = tmp_path / "data" / "corpus"
@@ -158,7 +159,7 @@ def test_a_failed_stage_keeps_its_own_checkpoints_and_drops_stale_ones(tmp_path,
     corpus = tmp_path / "corpus"
     _corpus(corpus, {"a.wav": tone(0.3, 150), "b.wav": tone(0.5, 220)})
     stale = _stale(tmp_path / ".features-partial")
-    monkeypatch.setattr(F, "load_upstream", lambda name, device: _Breaks(8000))
+    monkeypatch.setattr(F, "load_upstream", lambda name, device, revision=None: _Breaks(8000))
     with pytest.raises(InputError, match="b.wav"):
         F.run(corpus, tmp_path / "features", upstream="breaks", batch_seconds=0.1, device="cpu",
               progress=False)

@@ -281,3 +281,43 @@ def test_clip_missing_from_speaker_index_is_named(tmp_path):
     index.to_csv(tmp_path / "speaker" / "index.csv", index=False)
     with pytest.raises(InputError, match=f"index.csv: no row for clip {files[1]}"):
         run(tmp_path, [2])
+
+
+def test_kmeans_train_labels_do_not_depend_on_the_dev_clips():
+    # One blob of training clips: where k = 3 cuts it depends on every point the fit sees, so a
+    # fit that also saw the dev clips (a far, larger blob) would cut it elsewhere.
+    rng = np.random.default_rng(0)
+    train = rng.standard_normal((60, 2))
+    alone, _ = idi.kmeans_groups(train, np.zeros((0, 2)), 3)
+    with_near, _ = idi.kmeans_groups(train, rng.standard_normal((5, 2)), 3)
+    with_far, dev = idi.kmeans_groups(train, rng.standard_normal((90, 2)) + [8.0, 0.0], 3)
+    np.testing.assert_array_equal(with_near, alone)
+    np.testing.assert_array_equal(with_far, alone)
+    assert len(dev) == 90 and set(dev) <= set(alone)  # dev clips are assigned, not fitted
+
+
+def test_groups_stage_fits_kmeans_on_training_clips_only(tmp_path):
+    # Moving fold 1's dev clips far away (they are test clips in fold 2) leaves every training
+    # clip's cluster unchanged, in both folds.
+    for name in ("a", "b"):
+        files, _, _ = idi_inputs(tmp_path / name)
+    folds = pd.read_csv(tmp_path / "b" / "split" / "folds.csv")
+    dev1 = set(folds.loc[(folds["fold"] == 1) & (folds["split"] == "dev"), "file"])
+    index = pd.read_csv(tmp_path / "b" / "speaker" / "index.csv")
+    emb = np.load(tmp_path / "b" / "speaker" / "embeddings.npy")
+    emb[index["file"].isin(dev1).to_numpy()] += 50.0
+    np.save(tmp_path / "b" / "speaker" / "embeddings.npy", emb)
+    groups = {}
+    for name in ("a", "b"):
+        run(tmp_path / name, [3])
+        df = pd.read_csv(tmp_path / name / "groups" / "kmeans_k3.csv")
+        groups[name] = df[df["split"] == "train"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(groups["a"], groups["b"])
+
+
+def test_kmeans_ids_are_integers_and_no_dev_clip_gives_no_dev_id():
+    train = np.random.default_rng(1).standard_normal((20, 2))
+    labels, dev = idi.kmeans_groups(train, np.zeros((0, 2)), 2)
+    assert labels.dtype.kind == "i" and dev.dtype.kind == "i" and dev.shape == (0,)
+    _, dev = idi.kmeans_groups(train, train[:3], 2)
+    assert dev.dtype.kind == "i" and dev.shape == (3,)

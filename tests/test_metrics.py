@@ -1,5 +1,7 @@
 """fairser.metrics: hand-computed cases, the undefined-cell rules, and a fairlearn cross-check."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -28,7 +30,9 @@ def test_macro_f1_scores_empty_classes_zero():
     # Class 0: TP 1, FP 1 -> F1 2/3; class 1: TP 1 -> 1; classes 2-5: no positives at all -> 0.
     y = _rows([1, 0, 0, 0, 0, 0], [0, 1, 0, 0, 0, 0])
     p = _rows([1, 0, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0])
-    assert metrics.macro_f1(y_true=y, y_pred=p) == pytest.approx((2 / 3 + 1) / 6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # zero_division=0 is a choice, not sklearn's warning
+        assert metrics.macro_f1(y_true=y, y_pred=p) == pytest.approx((2 / 3 + 1) / 6)
 
 
 def test_metrics_are_keyword_only():
@@ -42,6 +46,22 @@ def test_metrics_are_keyword_only():
 def test_scores_are_refused_where_multi_hot_is_expected():
     with pytest.raises(ValueError, match="binarize"):
         metrics.hamming_accuracy(y_true=np.full((2, 6), 0.3), y_pred=np.zeros((2, 6)))
+
+
+@pytest.mark.parametrize("bad", ["y_true", "y_pred"])
+@pytest.mark.parametrize("fn", [metrics.macro_f1, metrics.hamming_accuracy, metrics.group_counts,
+                                metrics.tpr_gap, metrics.dp_gap], ids=lambda f: f.__name__)
+def test_a_misshapen_array_is_named_in_the_error(fn, bad):
+    good = np.zeros((2, 6), dtype=np.int8)
+    kwargs = {"y_true": good, "y_pred": good}
+    if fn not in (metrics.macro_f1, metrics.hamming_accuracy):
+        kwargs["groups"] = ["a", "b"]
+    kwargs[bad] = np.zeros((2, 5), dtype=np.int8)  # the class count is free, but must agree
+    with pytest.raises(ValueError, match=r"^y_true and y_pred differ in shape: \(2, \d\), \(2, \d\)$"):
+        fn(**kwargs)
+    kwargs[bad] = np.zeros(2, dtype=np.int8)  # not (N, K) at all: that array is named
+    with pytest.raises(ValueError, match=rf"^{bad} must have shape \(N, K\)"):
+        fn(**kwargs)
 
 
 def _two_group_case():
@@ -175,3 +195,56 @@ def test_random_scores_on_real_test_labels_match_the_papers_random_row(shared_da
     assert acc == pytest.approx(0.509, abs=0.01)
     assert dp == pytest.approx(0.015, abs=0.006)
     assert 0.02 < tpr < 0.08
+
+
+def test_dp_gap_with_unequal_groups_takes_the_worst_group_against_the_pooled_rate():
+    # Group A has 1 clip, group B 3. The overall rate pools clips (not the mean of group rates),
+    # and the max over groups picks A, the small group, in both classes.
+    y = np.zeros((4, 6), dtype=np.int8)
+    p = np.zeros((4, 6), dtype=np.int8)
+    p[:, 0] = [1, 1, 0, 0]  # class 0: A 1/1, B 1/3, overall 2/4 -> DP A 1/2, B 1/6
+    p[:, 1] = [0, 1, 1, 1]  # class 1: A 0/1, B 3/3, overall 3/4 -> DP A 3/4, B 1/4
+    g = ["A", "B", "B", "B"]
+    # Classes 2-5: nobody predicted positive -> DP 0 in both groups.
+    expected = np.sqrt(((1 / 2) ** 2 + (3 / 4) ** 2) / 6)
+    assert metrics.dp_gap(y_true=y, y_pred=p, groups=g) == pytest.approx(expected)
+
+
+def test_group_counts_by_hand_leave_out_clips_without_a_group():
+    y, p, _ = _two_group_case()
+    c = metrics.group_counts(y_true=y, y_pred=p, groups=["A", "A", "B", None])
+    assert c["names"] == ["A", "B"]
+    np.testing.assert_array_equal(c["n"], [2, 1])
+    np.testing.assert_array_equal(c["pos"][:, :2], [[2, 1], [1, 1]])
+    np.testing.assert_array_equal(c["tp"][:, :2], [[2, 1], [1, 0]])
+    np.testing.assert_array_equal(c["sel"][:, :2], [[2, 1], [1, 0]])
+    assert c["pos"][:, 2:].sum() == c["sel"][:, 2:].sum() == 0
+
+
+def test_groups_of_another_length_are_refused():
+    y, p, g = _two_group_case()
+    with pytest.raises(ValueError, match="differ in length"):
+        metrics.group_counts(y_true=y, y_pred=p, groups=g[:3])
+
+
+def test_nan_group_is_missing_like_none():
+    y, p, _ = _two_group_case()
+    as_none = metrics.group_counts(y_true=y, y_pred=p, groups=["A", "A", "B", None])
+    as_nan = metrics.group_counts(y_true=y, y_pred=p, groups=["A", "A", "B", float("nan")])
+    assert as_nan["names"] == ["A", "B"]
+    np.testing.assert_array_equal(as_nan["sel"], as_none["sel"])
+
+
+def test_dp_leaves_out_a_group_without_clips():
+    # Counts as the speaker bootstrap passes them: group C exists but has no clip in this fold.
+    sel = np.array([[1, 0, 0, 0, 0, 0], [0, 2, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0]], float)
+    n = np.array([1.0, 2.0, 0.0])
+    # Overall rates: class 0 1/3, class 1 2/3 -> class 0: A |1 - 1/3|, B 1/3; class 1: A 2/3, B 1/3
+    np.testing.assert_allclose(metrics.dp_per_class(sel=sel, n=n), [2 / 3, 2 / 3, 0, 0, 0, 0])
+
+
+def test_dp_needs_two_groups_with_clips_in_each_batch_row():
+    sel = np.zeros((2, 2, 6))
+    n = np.array([[3.0, 0.0], [3.0, 2.0]])  # row 0: one group only -> undefined
+    out = metrics.dp_per_class(sel=sel, n=n)
+    assert np.isnan(out[0]).all() and (out[1] == 0).all()

@@ -406,19 +406,61 @@ def test_majority_gender_on_crema_d_is_the_natural_trend(shared_data):
     assert out == MALE_MAJORITY
 
 
-def test_table_a2_fold_1_dev_and_test_exact_train_within_one(real_counts):
+# Where our train counts differ from the paper's (ours - paper); every other cell is exact.
+# - Folds 1, 2 and 5: one more male disgust clip and one more male neutral clip (so 2 more male
+#   clips). Both are majority-gender cells, which the rule keeps whole, so these counts do not
+#   depend on the random draw; folds 3 and 4 match exactly. The paper most likely lacked one male
+#   clip of each in the training split of those folds (which one is not identifiable from counts).
+# - Fold 2 sad: the paper's 71 is inconsistent with its own row: its emotion counts sum to 1,646,
+#   its gender counts to 1,652 (test_table_a3_fold_2_row_is_inconsistent_in_the_paper); 77, ours,
+#   makes both sums 1,652 (with the two clips above).
+TRAIN_DIFFERENCES = {
+    **{(fold, column): 1 for fold in (1, 2, 5) for column in ("disgust", "neutral")},
+    **{(fold, "Male"): 2 for fold in (1, 2, 5)},
+    (2, "sad"): 6,
+}
+
+
+def test_table_a2_fold_1_dev_and_test_exact_train_exact_but_the_two_pinned_cells(real_counts):
     # A2 counts the strict-majority label by gender (its test column sums to 899 of 1,463 clips).
     for (emotion, gender), (dev, test, train) in TABLE_A2.items():
         value = f"{emotion}/{gender}"
         assert counts_of(real_counts, 1, "dev", "label_gender")[value] == dev, value
         assert counts_of(real_counts, 1, "test", "label_gender")[value] == test, value
-        assert abs(counts_of(real_counts, 1, "train", "label_gender")[value] - train) <= 1, value
+        extra = TRAIN_DIFFERENCES.get((1, emotion), 0) if gender == "Male" else 0
+        assert counts_of(real_counts, 1, "train", "label_gender")[value] - train == extra, value
 
 
 @pytest.mark.parametrize("fold", range(1, N_FOLDS + 1))
-def test_table_a3_train_totals_exact_for_folds_3_4_within_6_elsewhere(real_counts, fold):
+def test_table_a3_train_totals_exact_but_the_pinned_cells(real_counts, fold):
     labels = counts_of(real_counts, fold, "train", "label")
     genders = counts_of(real_counts, fold, "train", "gender")
-    ours = np.array([labels[e] for e in EMOTIONS] + [genders["Male"], genders["Female"]])
-    tolerance = 0 if fold in (3, 4) else 6
-    assert np.abs(ours - np.array(TABLE_A3_TRAIN[fold])).max() <= tolerance
+    columns = list(EMOTIONS) + ["Male", "Female"]
+    ours = [labels[e] for e in EMOTIONS] + [genders["Male"], genders["Female"]]
+    differences = {c: o - t for c, o, t in zip(columns, ours, TABLE_A3_TRAIN[fold])}
+    assert differences == {c: TRAIN_DIFFERENCES.get((fold, c), 0) for c in columns}
+
+
+def test_table_a3_fold_2_row_is_inconsistent_in_the_paper():
+    # Each row's emotion counts and gender counts cover the same clips, so their sums must agree.
+    gaps = {fold: sum(row[:6]) - sum(row[6:]) for fold, row in TABLE_A3_TRAIN.items()}
+    assert gaps == {1: 0, 2: -6, 3: 0, 4: 0, 5: 0}
+
+
+def test_bias_refuses_a_majority_gender_table_lacking_an_emotion():
+    files, split, labels, genders = concat(cell("train", ANGRY, 2, 1))
+    partial = {e: g for e, g in MALE_MAJORITY.items() if e != "happy"}
+    with pytest.raises(ValueError, match="lacks"):
+        bias_split(files=files, split=split, labels=labels, genders=genders,
+                   majority_gender=partial, ratio=20, seed=0, fold=1)
+
+
+def test_bias_seed_wraps_modulo_2_to_the_64():
+    cells = [cell("train", NEUTRAL, 200, 100)]
+    assert set(biased(cells, seed=-1)["file"]) == set(biased(cells, seed=2**64 - 1)["file"])
+    assert set(biased(cells, seed=1)["file"]) != set(biased(cells, seed=129)["file"])
+
+
+def test_majority_label_refuses_a_table_without_six_classes():
+    with pytest.raises(ValueError, match="shape"):
+        majority_label(np.full((2, 5), 0.2))

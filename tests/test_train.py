@@ -113,8 +113,15 @@ def test_batched_adam_matches_torch_adam_and_masks_inactive_runs(fused):
 
 # --- LfF and DisEnt losses on a two-sample batch -----------------------------------------------
 
+# Class weights of the two training clips below, by hand from SPEC section 3 (not the job's own):
+# N = 2, beta = 1/2; class 0 has 2 positives, (1 - beta) / (1 - beta^2) = 2/3; classes 1-5 have
+# none, counted as one, (1 - beta) / (1 - beta) = 1; normalised to sum 6.
+CW_TWO_CLIPS = torch.tensor([2 / 3, 1, 1, 1, 1, 1]) * 6 / (5 + 2 / 3)
+
+
 def two_clip_job(method, hp):
     feats, p, _, _ = toy(n=4, seed=3)
+    p[:2] = one_hot_p([0, 0])  # both training clips are class 0, as their labels say
     run = Run(name=f"t/{method}", method=method, fold=1, train=np.array([0, 1]), dev=np.array([2]),
               test=np.array([3]), seed=0, labels=np.array([0, 0]), hparams=hp)
     cfg = TrainConfig(epochs=1, batch_size=2, hidden=3)
@@ -134,7 +141,7 @@ def test_lff_loss_on_two_clips_by_hand():
     job, pos, valid, z, t = two_clip_job("lff", HP["lff"])
     loss = job.loss(job.params, pos, valid, epoch=1).item()
     lb_logits, ld_logits = job.head(job.params, z[:, 0], 0)[0], job.head(job.params, z[:, 1], 1)[0]
-    l_b, l_d = cb_losses(lb_logits, t[0], job.cw[0]), cb_losses(ld_logits, t[0], job.cw[0])
+    l_b, l_d = cb_losses(lb_logits, t[0], CW_TWO_CLIPS), cb_losses(ld_logits, t[0], CW_TWO_CLIPS)
     # first EMA update = the losses; both clips are class 0, so the class max is over both
     b, d = l_b / l_b.max(), l_d / l_d.max()
     w = b / (b + d + 1e-8)
@@ -151,7 +158,7 @@ def test_disent_loss_on_two_clips_by_hand(epoch):
     job.n_valid_host = np.array([2])
     loss = job.loss(job.params, pos, valid, epoch=epoch).item()
     z_i, z_b = z[0, 0], z[0, 1]
-    cw = job.cw[0]
+    cw = CW_TWO_CLIPS
 
     def head(k, a, b):
         return job.head(job.params, torch.cat([a, b], -1)[None], k)[0]

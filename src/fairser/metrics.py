@@ -53,6 +53,15 @@ def _check_multi_hot(name: str, a) -> np.ndarray:
     return a.astype(np.int8)
 
 
+def _check_pair(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
+    """Both arrays 0/1 multi-hot of one shape (N, K); the message names both shapes."""
+    y_true = _check_multi_hot("y_true", y_true)
+    y_pred = _check_multi_hot("y_pred", y_pred)
+    if y_true.shape != y_pred.shape:  # == would broadcast (N, 1) against (N, K)
+        raise ValueError(f"y_true and y_pred differ in shape: {y_true.shape}, {y_pred.shape}")
+    return y_true, y_pred
+
+
 def macro_f1(*, y_true, y_pred) -> float:
     """Macro F1: the unweighted mean over the K classes of each class's binary F1.
 
@@ -61,17 +70,13 @@ def macro_f1(*, y_true, y_pred) -> float:
     dropping a class. Every real test fold has positives of all six classes, so this only
     matters on tiny data.
     """
-    y_true = _check_multi_hot("y_true", y_true)
-    y_pred = _check_multi_hot("y_pred", y_pred)
+    y_true, y_pred = _check_pair(y_true, y_pred)
     return float(f1_score(y_true, y_pred, average="macro", zero_division=0))
 
 
 def hamming_accuracy(*, y_true, y_pred) -> float:
     """Hamming accuracy: the share of the N x K label decisions that are correct (1 - Hamming loss)."""
-    y_true = _check_multi_hot("y_true", y_true)
-    y_pred = _check_multi_hot("y_pred", y_pred)
-    if y_true.shape != y_pred.shape:  # == would broadcast (N, 1) against (N, K)
-        raise ValueError(f"y_true and y_pred differ in shape: {y_true.shape}, {y_pred.shape}")
+    y_true, y_pred = _check_pair(y_true, y_pred)
     return float((y_true == y_pred).mean())
 
 
@@ -93,8 +98,7 @@ def group_counts(*, y_true, y_pred, groups) -> dict:
     clips with y_k = 1, `tp` (G, K) clips with y_k = 1 and yhat_k = 1, `sel` (G, K) clips with
     yhat_k = 1. Clips with a missing group are not counted.
     """
-    y_true = _check_multi_hot("y_true", y_true)
-    y_pred = _check_multi_hot("y_pred", y_pred)
+    y_true, y_pred = _check_pair(y_true, y_pred)
     codes, names = encode_groups(groups)
     if len(codes) != len(y_true) or len(y_true) != len(y_pred):
         raise ValueError(f"y_true, y_pred and groups differ in length: "
