@@ -1,7 +1,7 @@
 """Features stage: per-layer mean-pooled hidden states of a frozen upstream (docs/DESIGN.md).
 
 python stages/features.py --corpus data/corpus --out data/features [--params params.yaml]
-Reads params: preset, features.upstream, features.batch_seconds; features.device (no effect on values).
+Reads params: preset, features.upstream, features.batch_seconds; features.device, compute (no effect on values).
 """
 
 from fairser import cli, config
@@ -13,9 +13,10 @@ def main() -> None:
     p.add_argument("--corpus", required=True, help="folder with clips.csv, skipped.csv and wav/")
     p.add_argument("--out", required=True, help="output folder (features.npy, index.csv, info.json)")
     args = p.parse_args()
-    f = config.load(args.params)["features"]
+    params = config.load(args.params)
+    f = params["features"]
     run(args.corpus, args.out, upstream=f["upstream"], batch_seconds=f["batch_seconds"],
-        device=f["device"])
+        device=f["device"], compute=params["compute"])
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Pseudo stage: pseudo gender per clip from a pre-trained gender classifier (docs/DESIGN.md).
 
 python stages/pseudo.py --corpus data/corpus --out data/pseudo [--params params.yaml]
-Reads params: preset, idi.pseudo_model, idi.pitch_threshold_hz; speaker.device (no effect on values).
+Reads params: preset, idi.pseudo_model, idi.pitch_threshold_hz; speaker.device, compute (no effect on values).
 """
 
 from fairser import cli, config
@@ -15,7 +15,8 @@ def main() -> None:
     args = p.parse_args()
     params = config.load(args.params)
     run_pseudo(args.corpus, args.out, model=params["idi"]["pseudo_model"],
-               threshold_hz=params["idi"]["pitch_threshold_hz"], device=params["speaker"]["device"])
+               threshold_hz=params["idi"]["pitch_threshold_hz"], device=params["speaker"]["device"],
+               compute=params["compute"])
 
 
 if __name__ == "__main__":

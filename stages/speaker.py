@@ -1,7 +1,7 @@
 """Speaker stage: one speaker embedding per clip for the IDI clustering (docs/DESIGN.md).
 
 python stages/speaker.py --corpus data/corpus --out data/speaker [--params params.yaml]
-Reads params: preset, speaker.model; speaker.device (no effect on values).
+Reads params: preset, speaker.model; speaker.device, compute (no effect on values).
 """
 
 from fairser import cli, config
@@ -13,8 +13,9 @@ def main() -> None:
     p.add_argument("--corpus", required=True, help="folder with clips.csv, skipped.csv and wav/")
     p.add_argument("--out", required=True, help="output folder (embeddings.npy, index.csv, info.json)")
     args = p.parse_args()
-    s = config.load(args.params)["speaker"]
-    run(args.corpus, args.out, model=s["model"], device=s["device"])
+    params = config.load(args.params)
+    s = params["speaker"]
+    run(args.corpus, args.out, model=s["model"], device=s["device"], compute=params["compute"])
 
 
 if __name__ == "__main__":

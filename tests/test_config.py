@@ -100,3 +100,11 @@ def test_load_names_a_missing_file(tmp_path):
 def test_kmeans_ks_are_the_sweep(raw):
     raw["idi"]["k_sweep"] = [32, 2, 16]
     assert config.table1_and_sweep_ks(config.resolve(raw)) == [2, 16, 32]
+
+
+@pytest.mark.parametrize(("key", "value"), [("engine", "dask"), ("threads", 0), ("threads", 1.5),
+                                            ("ray_workers", 0), ("ray_address", "")])
+def test_bad_compute_values_are_one_line_naming_the_key(raw, key, value):
+    raw["compute"][key] = value
+    with pytest.raises(config.ParamsError, match=rf"'compute.{key}'"):
+        config.resolve(raw)

@@ -135,6 +135,12 @@ def validate(params: dict) -> None:
         _check(_is_number(a) and 0 <= a < 1, f"methods.{name}.ema_alpha", a, "a number in [0, 1)")
     b = g("evaluate.bootstrap")
     _check(_is_int(b) and b >= 0, "evaluate.bootstrap", b, "an integer >= 0")
+    _check(g("compute.engine") in ("local", "ray"), "compute.engine", g("compute.engine"), "local or ray")
+    for key in ("compute.threads", "compute.ray_workers"):
+        _check(g(key) is None or (_is_int(g(key)) and g(key) >= 1), key, g(key), "null or an integer >= 1")
+    _check(g("compute.ray_address") is None or (isinstance(g("compute.ray_address"), str)
+                                               and g("compute.ray_address") != ""),
+           "compute.ray_address", g("compute.ray_address"), "null or a Ray address such as ray://head:10001")
 
 
 def load(path: str | Path = "params.yaml") -> dict:

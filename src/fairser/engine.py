@@ -139,9 +139,10 @@ def _batch_fn(kind: str):
     raise ValueError(f"unknown clip task kind {kind!r}; expected one of {KINDS}")
 
 
-def decode_reason(err: BaseException) -> str:
-    """A skip reason without the path (the row already names the clip)."""
+def decode_reason(err: BaseException, path: str) -> str:
+    """A skip reason that is the same on every machine: the clip's folder is cut out."""
     text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    text = text.replace(str(path), Path(path).name)
     return f"undecodable ({type(err).__name__}{': ' + text[:200] if text else ''})"
 
 
@@ -160,7 +161,7 @@ def process_block(kind: str, model, paths: list[str], batch_seconds: float):
             reasons.append(None)
         except Exception as err:  # noqa: BLE001 (any decoder failure is this clip's, not the job's)
             waves.append(None)
-            reasons.append(decode_reason(err))
+            reasons.append(decode_reason(err, path))
     good = [i for i, w in enumerate(waves) if w is not None]
     rows: list = [None] * len(paths)
     if good:
