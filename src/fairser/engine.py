@@ -17,7 +17,7 @@ failed (cluster) job; the stage then reports it in one line naming the clip.
 
 Thread sizing (`thread_count`, `set_threads`): torch's intra- and inter-op pools are sized from
 the CPUs this process may use (`os.sched_getaffinity`), `compute.threads`, or FAIRSER_THREADS
-(which wins), so stages sharing a machine do not each spawn a thread per core.
+(which wins); numpy's BLAS gets one thread (its products here are tiny).
 """
 
 from __future__ import annotations
@@ -65,14 +65,23 @@ def thread_count(setting: int | None = None) -> int:
 
 def set_threads(n: int) -> None:
     """Size torch's intra-op pool to `n` and its inter-op pool to `n` (the latter only before any
-    parallel work has started; torch refuses later, and the intra-op size is what matters here)."""
+    parallel work has started; torch refuses later, and the intra-op size is what matters here),
+    and numpy/scipy's BLAS to one thread.
+
+    Why one for BLAS: the stages' numpy products are tiny (resemblyzer's mel filterbank is a
+    40 x 201 by 201 x T product per clip), and OpenBLAS threads spin-wait for a busy core: at load
+    average 8 on 2 cores, that product took 33 ms per clip with OpenBLAS's default threads and
+    0.2 ms with one (docs/PERFORMANCE.md).
+    """
     import torch
+    from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(n)
     try:
         torch.set_num_interop_threads(n)
     except RuntimeError:  # already used or already set in this process
         pass
+    threadpool_limits(limits=1, user_api="blas")
 
 
 def configure(compute: dict | None) -> int:
