@@ -1,0 +1,56 @@
+"""A DVC remote shared between machines: a second clone restores every stage instead of running it.
+
+The DVC way (docs/SCALING.md): clone A reproduces and pushes its cache and run-cache to a remote
+(a local folder here; S3, SSH or GCS for users); clone B, a separate git clone, pulls them and its
+`dvc repro` runs no stage. Reuses tests/test_pipeline.py's tiny corpus.
+"""
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from test_pipeline import TINY, _ran_stages, _run
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def test_second_clone_pulls_the_run_cache_and_runs_no_stage(tmp_path):
+    a, b, remote = tmp_path / "a", tmp_path / "b", tmp_path / "remote"
+    a.mkdir()
+    for name in ("src", "stages"):
+        shutil.copytree(ROOT / name, a / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "dvc.yaml", a / "dvc.yaml")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for path, value in TINY.items():
+        node = params
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+    (a / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = dict(os.environ, DVC_NO_ANALYTICS="1", FAIRSER_THREADS="1",
+               GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="test@localhost",
+               GIT_COMMITTER_NAME="test", GIT_COMMITTER_EMAIL="test@localhost")
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+
+    _run(["git", "init", "-q"], a, env)
+    _run(["dvc", "init", "-q"], a, env)
+    _run(["dvc", "remote", "add", "-d", "shared", str(remote)], a, env)
+    first = _run(["dvc", "repro"], a, env)
+    assert "speaker" in _ran_stages(first)
+    _run(["dvc", "push", "--run-cache"], a, env)
+    _run(["git", "add", "-A"], a, env)
+    _run(["git", "commit", "-qm", "pipeline and its lock"], a, env)
+
+    _run(["git", "clone", "-q", str(a), str(b)], tmp_path, env)
+    assert not (b / "data").exists()  # nothing but git's files so far
+    _run(["dvc", "pull", "--run-cache"], b, env)
+    again = _run(["dvc", "repro"], b, env)
+    assert _ran_stages(again) == set(), again
+    assert "up to date" in _run(["dvc", "status"], b, env)
+    for out in ("data/features/features.npy", "data/speaker/embeddings.npy", "data/groups/gender.csv"):
+        assert (b / out).read_bytes() == (a / out).read_bytes(), out
