@@ -319,7 +319,14 @@ def ray_address(compute: dict) -> str | None:
 
 def _ray_blocks(task: ClipTask, files, wav_dir, blocks, compute):
     """Yield (names, rows, reasons) per finished Ray batch; order is the cluster's, not ours."""
-    import ray  # only here: the local engine never imports Ray
+    try:
+        import ray  # only here: the local engine never imports Ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        from fairser.config import ParamsError
+
+        raise ParamsError("params.yaml: 'compute.engine' is 'ray' but Ray Data is not installed; "
+                          "pip install 'fairser[ray]'") from None
 
     from fairser.features import wav_path
 
