@@ -26,7 +26,10 @@ def threads_from_params(argv=None) -> int:
 
     only_params = argparse.ArgumentParser(add_help=False)  # --help stays the stage's own
     only_params.add_argument("--params", default="params.yaml")
-    known, _ = only_params.parse_known_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if "-h" in argv or "--help" in argv:  # help needs no params file
+        return engine.configure(None)
+    known, _ = only_params.parse_known_args(argv)
     return engine.configure(config.load(known.params)["compute"])
 
 
