@@ -2,8 +2,8 @@
 
 python stages/features.py --corpus data/corpus --out data/features [--inputs data/inputs/upstream.json]
     [--params params.yaml]
-Reads params: preset, features.upstream, features.revision, features.batch_seconds; features.device
-(no effect on values).
+Reads params: preset, features.upstream, features.revision, features.batch_seconds; features.device,
+compute (no effect on values).
 """
 
 from fairser import cli, config, provenance
@@ -17,10 +17,11 @@ def main() -> None:
     p.add_argument("--inputs", default=None,
                    help="the inputs stage's fingerprint of the upstream (data/inputs/upstream.json)")
     args = p.parse_args()
-    f = config.load(args.params)["features"]
+    params = config.load(args.params)
+    f = params["features"]
     run(args.corpus, args.out, upstream=f["upstream"], batch_seconds=f["batch_seconds"],
         device=f["device"], revision=f["revision"],
-        fingerprint=provenance.read_fingerprint(args.inputs))
+        fingerprint=provenance.read_fingerprint(args.inputs), compute=params["compute"])
 
 
 if __name__ == "__main__":

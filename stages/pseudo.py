@@ -2,8 +2,8 @@
 
 python stages/pseudo.py --corpus data/corpus --out data/pseudo [--inputs data/inputs/pseudo.json]
     [--params params.yaml]
-Reads params: preset, idi.pseudo_model, idi.pseudo_revision, idi.pitch_threshold_hz; speaker.device
-(no effect on values).
+Reads params: preset, idi.pseudo_model, idi.pseudo_revision, idi.pitch_threshold_hz; speaker.device,
+compute (no effect on values).
 """
 
 from fairser import cli, config, provenance
@@ -21,7 +21,7 @@ def main() -> None:
     run_pseudo(args.corpus, args.out, model=params["idi"]["pseudo_model"],
                threshold_hz=params["idi"]["pitch_threshold_hz"], device=params["speaker"]["device"],
                revision=params["idi"]["pseudo_revision"],
-               fingerprint=provenance.read_fingerprint(args.inputs))
+               fingerprint=provenance.read_fingerprint(args.inputs), compute=params["compute"])
 
 
 if __name__ == "__main__":

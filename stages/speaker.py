@@ -2,7 +2,7 @@
 
 python stages/speaker.py --corpus data/corpus --out data/speaker [--inputs data/inputs/speaker.json]
     [--params params.yaml]
-Reads params: preset, speaker.model, speaker.revision; speaker.device (no effect on values).
+Reads params: preset, speaker.model, speaker.revision; speaker.device, compute (no effect on values).
 """
 
 from fairser import cli, config, provenance
@@ -16,9 +16,10 @@ def main() -> None:
     p.add_argument("--inputs", default=None,
                    help="the inputs stage's fingerprint of the speaker model (data/inputs/speaker.json)")
     args = p.parse_args()
-    s = config.load(args.params)["speaker"]
+    params = config.load(args.params)
+    s = params["speaker"]
     run(args.corpus, args.out, model=s["model"], device=s["device"], revision=s["revision"],
-        fingerprint=provenance.read_fingerprint(args.inputs))
+        fingerprint=provenance.read_fingerprint(args.inputs), compute=params["compute"])
 
 
 if __name__ == "__main__":

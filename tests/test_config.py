@@ -262,3 +262,11 @@ def test_the_params_stage_output_is_the_same_for_any_valid_params(tmp_path):
         subprocess.run(cmd, check=True, capture_output=True)
         outputs.append(sorted((p.name, p.read_bytes()) for p in (tmp_path / lr).iterdir()))
     assert outputs[0] == outputs[1] and outputs[0]
+
+
+@pytest.mark.parametrize(("key", "value"), [("engine", "dask"), ("threads", 0), ("threads", 1.5),
+                                            ("ray_workers", 0), ("ray_address", "")])
+def test_bad_compute_values_are_one_line_naming_the_key(raw, key, value):
+    raw["compute"][key] = value
+    with pytest.raises(config.ParamsError, match=rf"'compute.{key}'"):
+        config.resolve(raw)

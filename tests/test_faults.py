@@ -91,7 +91,8 @@ def test_a_silent_clip_that_reaches_the_speaker_stage_is_named(tmp_path):
     with pytest.raises(InputError) as err:
         S.run(corpus, tmp_path / "speaker", model="resemblyzer", device="cpu", progress=False)
     message = str(err.value)
-    assert message.startswith(f"{corpus / 'wav' / '1002_DFA_SAD_XX.wav'}: speaker (resemblyzer)")
+    assert message.startswith(f"{corpus / 'wav' / '1002_DFA_SAD_XX.wav'}: speaker ")
+    assert "not finite" in message  # librosa's own cause, kept after the clip's name
     assert "\n" not in message
     assert not (tmp_path / "speaker").exists()
 

@@ -19,8 +19,6 @@ torch.set_num_threads(1)
 pytestmark = pytest.mark.usefixtures("hub_offline")
 
 
-
-
 # ----------------------------------------------------------------------------- pitch
 
 
@@ -321,3 +319,29 @@ def test_kmeans_ids_are_integers_and_no_dev_clip_gives_no_dev_id():
     assert labels.dtype.kind == "i" and dev.dtype.kind == "i" and dev.shape == (0,)
     _, dev = idi.kmeans_groups(train, train[:3], 2)
     assert dev.dtype.kind == "i" and dev.shape == (3,)
+
+
+@pytest.mark.parametrize("norm", ["layer", "group"])
+def test_batched_hub_classifier_equals_predict_clip_by_clip(tmp_path, norm):
+    from transformers import Wav2Vec2ForSequenceClassification
+
+    name = tiny_gender_model(tmp_path / "g", {0: "female", 1: "male"})
+    if norm == "layer":  # per-frame norm: padded batches with an attention mask are exact
+        model = Wav2Vec2ForSequenceClassification.from_pretrained(name)
+        model.config.feat_extract_norm, model.config.do_stable_layer_norm = "layer", True
+        torch.manual_seed(1)
+        Wav2Vec2ForSequenceClassification(model.config).save_pretrained(name)
+    clf = idi.load_pseudo_model(name, threshold_hz=165.0)
+    waves = [tone(s, f, seed=i) for i, (s, f) in enumerate([(0.3, 110), (0.5, 230), (0.3, 150), (0.41, 190)])]
+    rows, reasons = idi.predict_batch(clf, waves, batch_seconds=4.0)
+    assert reasons == [None] * 4
+    for wave, row in zip(waves, rows):
+        one = clf.predict(wave)
+        np.testing.assert_allclose(row, [one["p_male"], one["p_female"]], rtol=0, atol=1e-6)
+
+
+def test_pitch_rows_follow_the_pseudo_csv_columns():
+    clf = idi.load_pseudo_model("pitch", threshold_hz=165.0)
+    rows, _ = idi.predict_batch(clf, [tone(0.4, 110)])
+    one = clf.predict(tone(0.4, 110))
+    np.testing.assert_array_equal(rows[0], [one["p_male"], one["p_female"], one["f0_hz"]])

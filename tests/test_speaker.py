@@ -53,8 +53,6 @@ pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
 pytestmark = pytest.mark.usefixtures("hub_offline")
 
 
-
-
 def tiny_ecapa(folder):
     """hyperparams.yaml + a randomly initialised embedding_model.ckpt, as on the hub."""
     from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
@@ -198,3 +196,36 @@ def test_an_architecture_part_naming_another_class_is_refused(tmp_path):
                                        "!new:subprocess.Popen"))
     with pytest.raises(InputError, match="embedding_model' must be !new:speechbrain"):
         S.load_embedder(str(tmp_path / "ecapa"))
+
+
+def test_batched_resemblyzer_equals_embed_utterance_clip_by_clip():
+    enc = S.load_embedder("resemblyzer")
+    # 0.3 s (one zero-padded partial), 1.6 s, 3.1 s (several partials), and a near-silent clip
+    # whose VAD keeps nothing (the untrimmed fallback).
+    waves = [tone(0.3, 120, seed=1), tone(1.6, 180, seed=2), tone(3.1, 230, seed=3),
+             (1e-4 * np.random.default_rng(4).standard_normal(8000)).astype(np.float32)]
+    assert len(S.resemblyzer_partials(waves[2])) > 1
+    rows, reasons = S.embed_batch(enc, waves)
+    assert reasons == [None] * 4
+    for wave, row in zip(waves, rows):
+        np.testing.assert_allclose(row, enc.embed(wave), rtol=0, atol=2e-6)
+
+
+def test_batched_speaker_pass_gives_a_clip_that_fails_a_reason_not_a_crash():
+    enc = S.load_embedder("resemblyzer")
+    bad = np.full(8000, np.nan, dtype=np.float32)  # librosa refuses non-finite audio
+    rows, reasons = S.embed_batch(enc, [tone(0.5, 120), bad])
+    assert rows[0] is not None and rows[1] is None
+    assert reasons[0] is None and "speaker preprocessing failed" in reasons[1]
+
+
+def test_speaker_stage_names_an_undecodable_clip_after_embedding_the_others(tmp_path):
+    wav = tmp_path / "wav"
+    wav.mkdir()
+    files = ["1001_DFA_ANG_XX.wav", "1002_DFA_ANG_XX.wav"]
+    sf.write(wav / files[0], tone(0.4, 120), SAMPLE_RATE, subtype="PCM_16")
+    (wav / files[1]).write_bytes(b"RIFF not audio at all")
+    partial = tmp_path / "partial"
+    with pytest.raises(InputError, match=r"1002_DFA_ANG_XX.wav: undecodable"):
+        S.embed_clips(files, wav, S.load_embedder("resemblyzer"), partial_dir=partial, progress=False)
+    assert len(list(partial.glob("chunk_*.npz"))) == 1  # the good clip is checkpointed

@@ -19,12 +19,28 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
+def threads_from_params(argv=None) -> int:
+    """Size torch's thread pools from the stage's params file (`--params`, compute.threads) and
+    FAIRSER_THREADS before the stage does any work (fairser.engine.configure)."""
+    from fairser import config, engine
+
+    only_params = argparse.ArgumentParser(add_help=False)  # --help stays the stage's own
+    only_params.add_argument("--params", default="params.yaml")
+    argv = sys.argv[1:] if argv is None else argv
+    if "-h" in argv or "--help" in argv:  # help needs no params file
+        return engine.configure(None)
+    known, _ = only_params.parse_known_args(argv)
+    return engine.configure(config.load(known.params)["compute"])
+
+
 def run(main) -> None:
-    """Call `main()`; turn expected failures into one line on stderr and exit status 1.
+    """Size torch's threads (threads_from_params), then call `main()`; turn expected failures
+    into one line on stderr and exit status 1.
 
     Set FAIRSER_TRACEBACK=1 to see the full traceback instead.
     """
     try:
+        threads_from_params()
         main()
     except (ParamsError, InputError, FileNotFoundError) as err:
         if os.environ.get("FAIRSER_TRACEBACK"):

@@ -199,9 +199,10 @@ SCHEMA: dict[str, Rule] = {
     "methods.george.n_init": integer(1),
     "evaluate.bootstrap": integer(0),
     # --- execution engines (helper `scale`)
-    "compute.engine": choice("local", "ray").optional(),
-    "compute.threads": or_null(integer(1)).optional(),
-    "compute.ray_address": or_null(text("an address (host:port or ray://...)")).optional(),
+    "compute.engine": choice("local", "ray"),
+    "compute.threads": or_null(integer(1)),
+    "compute.ray_address": or_null(text("a Ray address such as ray://head:10001")),
+    "compute.ray_workers": or_null(integer(1)),
 }
 
 # Sections (a.b for every key a.b.c) and the wildcard sections (a.b for a key a.b.*).

@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
-from tqdm import tqdm
 
 from fairser.cli import InputError
 from fairser.constants import SAMPLE_RATE
@@ -300,43 +299,49 @@ def load_chunks(folder: Path, row_shape: tuple[int, ...] | None = None) -> dict[
     return done
 
 
-def extract(files, wav_dir: str | Path, upstream, *, batch_seconds: float, partial_dir: str | Path,
-            lengths=None, progress: bool = True) -> np.ndarray:
+def pooled_batch(upstream, waves: list[np.ndarray], batch_seconds: float):
+    """fairser.engine's batched pass: pooled features of `waves` through `upstream`, in
+    length-bucketed forward passes that respect its padding rule (length_batches); every clip
+    gets a row (no per-clip failure mode here)."""
+    padded = [max(len(w), upstream.min_samples) for w in waves]
+    rows: list = [None] * len(waves)
+    for batch in length_batches(padded, batch_seconds * SAMPLE_RATE,
+                                allow_padding=upstream.allow_padding):
+        for i, row in zip(batch, upstream.pooled([waves[i] for i in batch])):
+            rows[i] = row
+    return rows, [None] * len(waves)
+
+
+def clip_blocks(lengths, batch_seconds: float) -> list[list[int]]:
+    """The engine's blocks (checkpoint chunks, Ray items): clips bucketed by length within the
+    audio budget, planned without the model so that every engine gets the same blocks."""
+    return length_batches([int(n) for n in lengths], batch_seconds * SAMPLE_RATE)
+
+
+def extract(files, wav_dir: str | Path, upstream=None, *, batch_seconds: float,
+            partial_dir: str | Path, lengths=None, progress: bool = True, task=None,
+            compute: dict | None = None) -> np.ndarray:
     """(N, layers, dim) float32 pooled features in `files` order, resumable through `partial_dir`.
 
-    Every finished batch is saved as one chunk in `partial_dir`; a rerun loads the chunks and
+    Every finished block is saved as one chunk in `partial_dir`; a rerun loads the chunks and
     computes only the clips they lack. The caller removes `partial_dir` once the output is final.
+    `upstream` is a loaded model (local engine); with `task` (a fairser.engine.ClipTask) and
+    `compute` the engine params choose local or Ray. A clip that cannot be decoded is one
+    InputError naming it, after the others are done.
     """
+    from fairser import engine
+
     files = list(files)
     if lengths is None:
         lengths = check_wavs(wav_dir, files)
-    partial_dir = Path(partial_dir)
-    partial_dir.mkdir(parents=True, exist_ok=True)
-    done = load_chunks(partial_dir, (upstream.layers, upstream.dim))
-    todo = [i for i, f in enumerate(files) if f not in done]
-    padded = [max(int(lengths[i]), upstream.min_samples) for i in todo]
-    batches = length_batches(padded, batch_seconds * SAMPLE_RATE, allow_padding=upstream.allow_padding)
-    number = len(list(partial_dir.glob("chunk_*.npz")))
-    total = int(sum(lengths))
-    bar = tqdm(total=total, initial=total - int(sum(lengths[i] for i in todo)), unit="sample",
-               unit_scale=True, desc=f"features ({upstream.name})", disable=not progress)
-    for batch in batches:
-        idx = [todo[j] for j in batch]
-        names = [files[i] for i in idx]
-        try:
-            waves = [read_wav(wav_path(wav_dir, f)) for f in names]
-            feats = upstream.pooled(waves)
-        except Exception as err:
-            shown = wav_path(wav_dir, names[0]) if len(names) == 1 else (
-                f"{wav_path(wav_dir, names[0])} (batch of {len(names)} clips: {', '.join(names[:3])}"
-                f"{', ...' if len(names) > 3 else ''})")
-            raise clip_error(shown, err, f"features ({upstream.name})") from err
-        save_chunk(partial_dir, number, names, feats)
-        number += 1
-        done.update(zip(names, feats))
-        bar.update(int(sum(lengths[i] for i in idx)))
-    bar.close()
-    return np.stack([done[f] for f in files]).astype(np.float32)
+    if task is None:
+        task = engine.ClipTask("features", getattr(upstream, "name", "upstream"), "cpu",
+                               batch_seconds=batch_seconds)
+    result = engine.run_clips(task, files, wav_dir, clip_blocks(lengths, batch_seconds),
+                              compute=compute, model=upstream, partial_dir=partial_dir,
+                              weights=lengths, progress=progress, unit="sample",
+                              desc=f"features ({task.model})")
+    return result.stacked(files, wav_dir).astype(np.float32)
 
 
 def to_float16(feats: np.ndarray, upstream: str) -> np.ndarray:
@@ -397,16 +402,20 @@ def usable_clips(corpus: str | Path) -> list[str]:
 
 def run(corpus: str | Path, out: str | Path, *, upstream: str, batch_seconds: float,
         device: str = "auto", partial_root: str | Path | None = None, progress: bool = True,
-        revision: str | None = None, fingerprint: dict | None = None) -> None:
+        revision: str | None = None, fingerprint: dict | None = None,
+        compute: dict | None = None) -> None:
     """Stage `features`: data/corpus -> data/features/{features.npy, index.csv, info.json}.
 
     Checkpoints go to `partial_root` (default: `.features-partial` beside `out`), keyed by
     upstream and corpus, and are removed once the output has been renamed into place.
     A hub upstream loads the commit of `fingerprint` (the inputs stage's data/inputs/upstream.json)
     or `revision`; info.json's `model` records it, or a local folder's content hash.
+    `compute` (params.yaml's section) picks the engine (fairser.engine); the local one loads
+    the model here, before any clip is read, the Ray one in each actor.
     """
     import pandas as pd
 
+    from fairser import engine
     from fairser.io import atomic_dir
 
     out = Path(out)
@@ -414,12 +423,16 @@ def run(corpus: str | Path, out: str | Path, *, upstream: str, batch_seconds: fl
     wav_dir = Path(corpus) / "wav"
     lengths = check_wavs(wav_dir, files)
     load_rev, model_info = model_for_stage("features.upstream", upstream, revision, fingerprint)
-    model = load_upstream(upstream, resolve_device(device, key="features.device"), load_rev)
+    task = engine.ClipTask("features", upstream, device, batch_seconds=batch_seconds, revision=load_rev)
+    local = (compute or {}).get("engine", "local") == "local"
+    model = (load_upstream(upstream, resolve_device(device, key="features.device"), load_rev)
+             if local else None)
     root = Path(partial_root) if partial_root is not None else out.parent / ".features-partial"
     partial = root / partial_key(upstream, files, lengths, model_info)
     clear_stale_partials(root, keep=partial)
     feats = to_float16(extract(files, wav_dir, model, batch_seconds=batch_seconds,
-                               partial_dir=partial, lengths=lengths, progress=progress), upstream)
+                               partial_dir=partial, lengths=lengths, progress=progress,
+                               task=task, compute=compute), upstream)
     info = {"upstream": upstream, "layers": int(feats.shape[1]), "dim": int(feats.shape[2]),
             "clips": int(feats.shape[0]), "dtype": "float16",
             "pooling": "per-layer mean over each clip's valid frames", "model": model_info}

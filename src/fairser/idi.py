@@ -23,8 +23,7 @@ from tqdm import tqdm
 from fairser.cli import InputError
 from fairser.io import read_csv
 from fairser.constants import GENDERS, RACES, SAMPLE_RATE, age_group
-from fairser.features import (HFUpstream, check_wavs, pad_to, read_wav, resolve_device, usable_clips,
-                              wav_path)
+from fairser.features import (HFUpstream, check_wavs, pad_to, resolve_device, usable_clips)
 from fairser.provenance import load_hf, model_for_stage
 
 PITCH = "pitch"
@@ -154,26 +153,82 @@ def load_pseudo_model(name: str, *, threshold_hz: float, device: torch.device = 
     return PitchClassifier(threshold_hz) if name == PITCH else HFGenderClassifier(name, device, revision)
 
 
+PSEUDO_COLUMNS = ("p_male", "p_female", "f0_hz")  # pseudo.csv after `file`; f0_hz for pitch only
+
+
+@torch.inference_mode()
+def hf_predict_batch(clf: HFGenderClassifier, waves: list[np.ndarray], batch_seconds: float):
+    """HFGenderClassifier.predict for many clips: length-bucketed batches, zero-padded with an
+    attention mask when the model's conv encoder normalises per frame (feat_extract_norm
+    "layer"; its sequence-classification head then pools only valid frames), else batches of
+    equal-length clips only (group norm over time would see the padding; see fairser.features).
+    Rows are [p_male, p_female], equal to predict's to float tolerance (tests/test_idi.py)."""
+    from fairser.features import length_batches
+
+    waves = [pad_to(w, clf.min_samples) for w in waves]
+    padding = getattr(clf.model.config, "feat_extract_norm", None) == "layer"
+    rows: list = [None] * len(waves)
+    for batch in length_batches([len(w) for w in waves], batch_seconds * SAMPLE_RATE,
+                                allow_padding=padding):
+        inputs = clf.extractor([waves[i] for i in batch], sampling_rate=SAMPLE_RATE, padding=True,
+                               return_attention_mask=True, return_tensors="pt")
+        kwargs = {"attention_mask": inputs["attention_mask"].to(clf.device)} if padding else {}
+        logits = clf.model(inputs["input_values"].to(clf.device), **kwargs).logits
+        p = torch.softmax(logits.double(), dim=-1).cpu().numpy()
+        p_male, p_female = p[:, clf.male].sum(1), p[:, clf.female].sum(1)
+        total = p_male + p_female
+        for j, i in enumerate(batch):
+            rows[i] = np.array([p_male[j] / total[j], p_female[j] / total[j]])
+    return rows, [None] * len(waves)
+
+
+def predict_batch(clf, waves: list[np.ndarray], batch_seconds: float = 64.0):
+    """fairser.engine's batched pass: (rows, reasons), rows in PSEUDO_COLUMNS order (the pitch
+    rule is per clip and cheap; a hub classifier is batched, hf_predict_batch)."""
+    if isinstance(clf, HFGenderClassifier):
+        return hf_predict_batch(clf, waves, batch_seconds)
+    rows = []
+    for wave in waves:
+        out = clf.predict(wave)
+        rows.append(np.array([out[c] for c in PSEUDO_COLUMNS if c in out], dtype=np.float64))
+    return rows, [None] * len(waves)
+
+
 def run_pseudo(corpus: str | Path, out: str | Path, *, model: str, threshold_hz: float,
                device: str = "auto", progress: bool = True, revision: str | None = None,
-               fingerprint: dict | None = None) -> None:
+               fingerprint: dict | None = None, compute: dict | None = None,
+               batch_seconds: float = 64.0) -> None:
     """Stage `pseudo`: data/corpus -> data/pseudo/pseudo.csv (file, p_male, p_female[, f0_hz]) and
-    info.json (`model`: the classifier with its revision or content hash, fairser.provenance)."""
+    info.json (`model`: the classifier with its revision or content hash, fairser.provenance).
+
+    `compute` picks the engine (fairser.engine); clips go in length-bucketed blocks of
+    `batch_seconds` of audio.
+    """
     import json
 
+    from fairser import engine
+    from fairser.features import clip_blocks
     from fairser.io import atomic_dir
 
     files = usable_clips(corpus)
     wav_dir = Path(corpus) / "wav"
-    check_wavs(wav_dir, files)
+    lengths = check_wavs(wav_dir, files)
     load_rev, model_info = model_for_stage("idi.pseudo_model", model, revision, fingerprint)
-    clf = load_pseudo_model(model, threshold_hz=threshold_hz,
-                            device=resolve_device(device, key="speaker.device"), revision=load_rev)
-    rows = [{"file": f, **clf.predict(read_wav(wav_path(wav_dir, f)))}
-            for f in tqdm(files, desc=f"pseudo ({clf.name})", unit="clip", disable=not progress)]
+    task = engine.ClipTask("pseudo", model, device, (("threshold_hz", float(threshold_hz)),),
+                           batch_seconds=batch_seconds, revision=load_rev)
+    local = (compute or {}).get("engine", "local") == "local"
+    clf = (load_pseudo_model(model, threshold_hz=threshold_hz,
+                             device=resolve_device(device, key="speaker.device"), revision=load_rev)
+           if local else None)
+    result = engine.run_clips(task, files, wav_dir, clip_blocks(lengths, batch_seconds),
+                              compute=compute, model=clf, progress=progress,
+                              desc=f"pseudo ({model})")
+    values = result.stacked(files, wav_dir)
+    df = pd.DataFrame(values, columns=list(PSEUDO_COLUMNS[:values.shape[1]]))
+    df.insert(0, "file", files)
     with atomic_dir(out) as tmp:
-        pd.DataFrame(rows).to_csv(tmp / "pseudo.csv", index=False, float_format="%.6g")
-        info = {"model": model_info, "clips": len(rows)}
+        df.to_csv(tmp / "pseudo.csv", index=False, float_format="%.6g")
+        info = {"model": model_info, "clips": len(df)}
         (tmp / "info.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
 
 

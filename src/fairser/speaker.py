@@ -3,8 +3,11 @@
 Paper: ECAPA-TDNN (Desplanques et al., 2020) through speechbrain, `speechbrain/spkrec-ecapa-voxceleb`,
 192-d. Offline default: `resemblyzer`, the GE2E LSTM speaker encoder (Wan et al., 2018) whose
 weights ship inside its wheel, 256-d, unit norm; docs/SPEAKER_MODEL.md says why.
-Clips are embedded one at a time: neither model pools exactly under zero-padding (ECAPA's
-reflect-padded convolutions, resemblyzer's fixed 1.6 s windows), and both are fast enough alone.
+Batching (embed_batch): resemblyzer's partial utterances are all 160 frames long, so the partials
+of many clips go through the LSTM in one forward pass with no padding, and each clip's embedding is
+the renormalised mean of its own partials, as in embed_utterance (equal to float tolerance,
+tests/test_speaker.py). ECAPA pools inexactly under zero-padding (reflect-padded convolutions),
+so its clips still run one at a time.
 """
 
 from __future__ import annotations
@@ -16,13 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from tqdm import tqdm
 
-from fairser.cli import InputError
 from fairser.constants import SAMPLE_RATE
-from fairser.features import (check_wavs, clear_stale_partials, clip_error, load_chunks, pad_to,
-                              partial_key, read_wav, resolve_device, save_chunk, usable_clips,
-                              wav_path)
+from fairser.cli import InputError
+from fairser.features import (check_wavs, clear_stale_partials, pad_to, partial_key, resolve_device,
+                              usable_clips)
 from fairser.provenance import model_for_stage, model_load_error
 
 RESEMBLYZER = "resemblyzer"
@@ -48,13 +49,18 @@ class Resemblyzer:
 
     @torch.inference_mode()
     def embed(self, wave: np.ndarray) -> np.ndarray:
-        from resemblyzer import preprocess_wav
-        from resemblyzer.audio import normalize_volume
+        return self.encoder.embed_utterance(resemblyzer_input(wave)).astype(np.float32)
 
-        processed = preprocess_wav(wave, source_sr=SAMPLE_RATE)
-        if len(processed) < RESEMBLYZER_MIN_SAMPLES:
-            processed = normalize_volume(wave, -30, increase_only=True)
-        return self.encoder.embed_utterance(processed).astype(np.float32)
+
+def resemblyzer_input(wave: np.ndarray) -> np.ndarray:
+    """preprocess_wav, or the volume-normalised clip untrimmed when its VAD finds no speech."""
+    from resemblyzer import preprocess_wav
+    from resemblyzer.audio import normalize_volume
+
+    processed = preprocess_wav(wave, source_sr=SAMPLE_RATE)
+    if len(processed) < RESEMBLYZER_MIN_SAMPLES:
+        processed = normalize_volume(wave, -30, increase_only=True)
+    return processed
 
 
 # hyperparams.yaml entries our code builds, and the one class each may name. Nothing else in the
@@ -214,56 +220,95 @@ def load_embedder(name: str, device: torch.device = torch.device("cpu"), revisio
     return SpeechBrainEncoder(name, device, revision)
 
 
-# Clips per checkpoint chunk: a killed run loses at most this many embeddings.
-CHUNK_CLIPS = 256
+# Clips per block: one checkpoint chunk and one batched pass; a killed run loses at most these.
+CHUNK_CLIPS = 64
+# Partial utterances per LSTM forward pass (bounds memory: 160 frames x 1024 gate values each).
+PARTIALS_PER_PASS = 512
 
 
-def embed_clips(files, wav_dir: str | Path, embedder, *, partial_dir: str | Path | None = None,
-                progress: bool = True) -> np.ndarray:
-    """(N, E) float32, one embedding per clip in `files` order; a non-finite one names its clip.
+def resemblyzer_partials(wave: np.ndarray) -> np.ndarray:
+    """(P, 160, 40) mel partials of one clip, exactly as VoiceEncoder.embed_utterance cuts them
+    (its default rate 1.3 and min_coverage 0.75), after resemblyzer_input."""
+    from resemblyzer import VoiceEncoder
+    from resemblyzer.audio import wav_to_mel_spectrogram
 
-    With `partial_dir`, every CHUNK_CLIPS embeddings are checkpointed there and a rerun embeds only
-    the clips no chunk holds (fairser.features' chunks); the caller removes it once the output is
-    final.
-    """
-    files = list(files)
-    done, number = {}, 0
-    if partial_dir is not None:
-        partial_dir = Path(partial_dir)
-        partial_dir.mkdir(parents=True, exist_ok=True)
-        done = load_chunks(partial_dir)
-        number = len(list(partial_dir.glob("chunk_*.npz")))
-    todo = [f for f in files if f not in done]
-    names, rows = [], []
+    x = resemblyzer_input(wave)
+    wav_slices, mel_slices = VoiceEncoder.compute_partial_slices(len(x), rate=1.3, min_coverage=0.75)
+    if wav_slices[-1].stop >= len(x):
+        x = np.pad(x, (0, wav_slices[-1].stop - len(x)), "constant")
+    mel = wav_to_mel_spectrogram(x)
+    return np.array([mel[s] for s in mel_slices])
 
-    def flush():
-        nonlocal number
-        if partial_dir is not None and names:
-            save_chunk(partial_dir, number, names, np.stack(rows))
-            number += 1
-        done.update(zip(names, rows))
-        names.clear()
-        rows.clear()
 
-    for file in tqdm(todo, desc=f"speaker ({embedder.name})", unit="clip", disable=not progress,
-                     total=len(files), initial=len(files) - len(todo)):
+@torch.inference_mode()
+def resemblyzer_batch(encoder, waves: list[np.ndarray]):
+    """embed_utterance for many clips: every clip's partials through the LSTM together, then per
+    clip the mean of its unit-norm partial embeddings, renormalised. Returns (rows, reasons):
+    a clip whose preprocessing fails or whose embedding is not finite gets a reason, no row."""
+    parts, owner, reasons = [], [], [None] * len(waves)
+    for i, wave in enumerate(waves):
         try:
-            e = np.asarray(embedder.embed(read_wav(wav_path(wav_dir, file))), dtype=np.float32)
-        except Exception as err:
-            raise clip_error(wav_path(wav_dir, file), err, f"speaker ({embedder.name})") from err
-        if not np.isfinite(e).all():
-            raise InputError(f"{wav_path(wav_dir, file)}: speaker embedding is not finite (silent clip?)")
-        names.append(file)
-        rows.append(e)
-        if len(names) == CHUNK_CLIPS:
-            flush()
-    flush()
-    return np.stack([done[f] for f in files]).astype(np.float32)
+            p = resemblyzer_partials(wave)
+        except Exception as err:  # noqa: BLE001 (e.g. librosa on non-finite audio: this clip's fault)
+            reasons[i] = f"speaker preprocessing failed ({type(err).__name__}: {str(err)[:200]})"
+            continue
+        parts.append(p)
+        owner.extend([i] * len(p))
+    rows: list = [None] * len(waves)
+    if not parts:
+        return rows, reasons
+    mels = np.concatenate(parts)
+    out = np.concatenate([encoder(torch.from_numpy(mels[j:j + PARTIALS_PER_PASS]).to(encoder.device))
+                          .cpu().numpy() for j in range(0, len(mels), PARTIALS_PER_PASS)])
+    owner = np.asarray(owner)
+    for i in np.unique(owner):
+        raw = np.mean(out[owner == i], axis=0)
+        rows[i] = (raw / np.linalg.norm(raw, 2)).astype(np.float32)
+    return rows, reasons
+
+
+def embed_batch(embedder, waves: list[np.ndarray], batch_seconds: float | None = None):
+    """fairser.engine's batched pass: (rows, reasons) for `waves`. Resemblyzer batches across
+    clips; any other embedder (ECAPA: inexact under padding) embeds them one by one. A
+    non-finite embedding is this clip's reason (silent clip?), not a row."""
+    if isinstance(embedder, Resemblyzer):
+        rows, reasons = resemblyzer_batch(embedder.encoder, waves)
+    else:
+        rows, reasons = [], []
+        for wave in waves:
+            rows.append(np.asarray(embedder.embed(wave), dtype=np.float32))
+            reasons.append(None)
+    for i, row in enumerate(rows):
+        if reasons[i] is None and not np.isfinite(row).all():
+            rows[i], reasons[i] = None, "speaker embedding is not finite (silent clip?)"
+    return rows, reasons
+
+
+def embed_clips(files, wav_dir: str | Path, embedder=None, *, partial_dir: str | Path | None = None,
+                progress: bool = True, task=None, compute: dict | None = None) -> np.ndarray:
+    """(N, E) float32, one embedding per clip in `files` order; a clip that fails names itself.
+
+    Clips go in blocks of CHUNK_CLIPS (fairser.engine; local or Ray from `compute`, with `task`
+    describing the model for Ray, `embedder` a loaded one for local). With `partial_dir`, every
+    block is checkpointed there and a rerun embeds only the clips no chunk holds; the caller
+    removes it once the output is final.
+    """
+    from fairser import engine
+
+    files = list(files)
+    if task is None:
+        task = engine.ClipTask("speaker", getattr(embedder, "name", "embedder"), "cpu")
+    blocks = [list(range(i, min(i + CHUNK_CLIPS, len(files)))) for i in range(0, len(files), CHUNK_CLIPS)]
+    result = engine.run_clips(task, files, wav_dir, blocks, compute=compute, model=embedder,
+                              partial_dir=partial_dir, progress=progress,
+                              desc=f"speaker ({task.model})")
+    return result.stacked(files, wav_dir).astype(np.float32)
 
 
 def run(corpus: str | Path, out: str | Path, *, model: str, device: str = "auto",
         partial_root: str | Path | None = None, progress: bool = True,
-        revision: str | None = None, fingerprint: dict | None = None) -> None:
+        revision: str | None = None, fingerprint: dict | None = None,
+        compute: dict | None = None) -> None:
     """Stage `speaker`: data/corpus -> data/speaker/{embeddings.npy, index.csv, info.json}.
 
     A hub model loads the commit of `fingerprint` (data/inputs/speaker.json) or `revision`;
@@ -271,20 +316,27 @@ def run(corpus: str | Path, out: str | Path, *, model: str, device: str = "auto"
 
     Resumable: checkpoints go to `partial_root` (default: `.speaker-partial` beside `out`), keyed
     by model and corpus, and are removed once the output has been renamed into place.
+    `compute` picks the engine (fairser.engine): the local one loads the model here, Ray's actors
+    each load their own.
     """
     import pandas as pd
 
+    from fairser import engine
     from fairser.io import atomic_dir
 
     files = usable_clips(corpus)
     wav_dir = Path(corpus) / "wav"
     lengths = check_wavs(wav_dir, files)
     load_rev, model_info = model_for_stage("speaker.model", model, revision, fingerprint)
-    embedder = load_embedder(model, resolve_device(device, key="speaker.device"), load_rev)
+    task = engine.ClipTask("speaker", model, device, revision=load_rev)
+    local = (compute or {}).get("engine", "local") == "local"
+    embedder = (load_embedder(model, resolve_device(device, key="speaker.device"), load_rev)
+                if local else None)
     root = Path(partial_root) if partial_root is not None else Path(out).parent / ".speaker-partial"
     partial = root / partial_key(model, files, lengths, model_info)
     clear_stale_partials(root, keep=partial)
-    emb = embed_clips(files, wav_dir, embedder, partial_dir=partial, progress=progress)
+    emb = embed_clips(files, wav_dir, embedder, partial_dir=partial, progress=progress, task=task,
+                      compute=compute)
     with atomic_dir(out) as tmp:
         np.save(tmp / "embeddings.npy", emb)
         pd.DataFrame({"file": files}).to_csv(tmp / "index.csv", index=False)

@@ -1,0 +1,128 @@
+"""Execution engines: thread sizing, per-clip skip reasons, and a default run that never imports Ray.
+
+The Ray engine's equality with the local one is tests/test_engine_ray.py (slow: Ray's startup).
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import torch
+import yaml
+
+from fairser import cli, engine
+from fairser import features as F
+from fairser.cli import InputError
+from fairser.config import ParamsError
+from fairser.constants import SAMPLE_RATE
+from helpers import tone
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def no_env(monkeypatch):
+    monkeypatch.delenv(engine.THREADS_ENV, raising=False)
+
+
+def test_threads_default_to_the_cpus_this_process_may_use(no_env):
+    assert engine.thread_count(None) == len(os.sched_getaffinity(0))
+
+
+def test_compute_threads_sets_the_count_and_the_environment_wins(monkeypatch):
+    monkeypatch.delenv(engine.THREADS_ENV, raising=False)
+    assert engine.thread_count(3) == 3
+    monkeypatch.setenv(engine.THREADS_ENV, "1")
+    assert engine.thread_count(3) == 1
+
+
+@pytest.mark.parametrize("value", ["0", "two", "-1"])
+def test_a_bad_thread_environment_value_is_one_line_naming_it(monkeypatch, value):
+    monkeypatch.setenv(engine.THREADS_ENV, value)
+    with pytest.raises(ParamsError, match=rf"FAIRSER_THREADS={value!r}"):
+        engine.thread_count(None)
+
+
+def test_stage_entry_sizes_torch_threads_from_its_params_file(tmp_path, no_env):
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["compute"]["threads"] = 1
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert cli.threads_from_params(["--out", "x", "--params", str(tmp_path / "p.yaml")]) == 1
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def corpus_with_a_bad_clip(root):
+    """Three tones of different lengths and one file that is not audio."""
+    wav = root / "wav"
+    wav.mkdir(parents=True)
+    files = [f"10{i:02d}_DFA_ANG_XX.wav" for i in range(4)]
+    for i, (f, s) in enumerate(zip(files[:3], (0.3, 0.5, 0.4))):
+        sf.write(wav / f, tone(s, 110 + 60 * i, seed=i), SAMPLE_RATE, subtype="PCM_16")
+    (wav / files[3]).write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunk")
+    return files, wav
+
+
+def test_an_undecodable_clip_is_a_skipped_row_with_its_reason(tmp_path):
+    files, wav = corpus_with_a_bad_clip(tmp_path)
+    task = engine.ClipTask("features", "fbank", "cpu", batch_seconds=1.0)
+    out = engine.run_clips(task, files, wav, [[0, 3], [1, 2]], progress=False)
+    assert sorted(out.rows) == sorted(files[:3])
+    assert list(out.skipped) == [files[3]] and out.skipped[files[3]].startswith("undecodable (")
+    assert str(tmp_path) not in out.skipped[files[3]]  # reasons are the same on every machine
+    with pytest.raises(InputError, match=r"1003_DFA_ANG_XX.wav: undecodable"):
+        out.stacked(files, wav)
+
+
+def test_rows_do_not_depend_on_how_clips_are_blocked(tmp_path):
+    files, wav = corpus_with_a_bad_clip(tmp_path)
+    task = engine.ClipTask("features", "fbank", "cpu", batch_seconds=1.0)
+    a = engine.run_clips(task, files[:3], wav, [[0, 1, 2]], progress=False)
+    b = engine.run_clips(task, files[:3], wav, [[2], [0], [1]], progress=False)
+    for f in files[:3]:
+        np.testing.assert_array_equal(a.rows[f], b.rows[f])
+
+
+def test_unknown_engine_is_refused(tmp_path):
+    files, wav = corpus_with_a_bad_clip(tmp_path)
+    with pytest.raises(ValueError, match="compute.engine"):
+        engine.run_clips(engine.ClipTask("features", "fbank", "cpu"), files[:1], wav, [[0]],
+                         compute={"engine": "dask"}, progress=False)
+
+
+NO_RAY = """
+import sys
+from pathlib import Path
+import pandas as pd
+from fairser import features, idi, speaker
+corpus = Path(sys.argv[1])
+features.run(corpus, corpus.parent / "f", upstream="fbank", batch_seconds=64, device="cpu",
+             compute={"engine": "local", "threads": 1}, progress=False)
+speaker.run(corpus, corpus.parent / "s", model="resemblyzer", device="cpu",
+            compute={"engine": "local", "threads": 1}, progress=False)
+idi.run_pseudo(corpus, corpus.parent / "p", model="pitch", threshold_hz=165.0, device="cpu",
+               compute={"engine": "local", "threads": 1}, progress=False)
+print("ray" in sys.modules, any(m.startswith("ray.") for m in sys.modules))
+"""
+
+
+def test_the_local_engine_never_imports_ray(tmp_path):
+    corpus = tmp_path / "corpus"
+    files, _ = corpus_with_a_bad_clip(corpus)
+    (corpus / "wav" / files[3]).unlink()
+    pd.DataFrame({"file": files[:3]}).to_csv(corpus / "clips.csv", index=False)
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), OMP_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-c", NO_RAY, str(corpus)], env=env, capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "False"]
+    assert (tmp_path / "f" / "features.npy").is_file() and (tmp_path / "p" / "pseudo.csv").is_file()
