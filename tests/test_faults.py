@@ -180,6 +180,7 @@ SMALLEST = {
     ("idi", "k"): 2,
     ("idi", "k_sweep"): [2],
     ("train", "epochs"): 1,
+    ("methods", "jtt", "identification_epochs"): 1,  # at most train.epochs
     ("train", "hidden"): 8,
     ("evaluate", "bootstrap"): 2,
 }

@@ -23,6 +23,7 @@ TINY = {
     ("idi", "k"): 4,
     ("idi", "k_sweep"): [2, 4],
     ("train", "epochs"): 3,
+    ("methods", "jtt", "identification_epochs"): 1,  # at most train.epochs
     ("evaluate", "bootstrap"): 20,
 }
 

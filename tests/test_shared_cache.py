@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from test_pipeline import TINY, _ran_stages, _run
+from helpers import run_ok as _run
+from test_pipeline import TINY, _ran_stages
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -62,23 +63,27 @@ def test_second_clone_pulls_the_cache_and_runs_no_stage(pushed):
     assert not (b / "data" / "features").exists()  # only git's files so far
     _run(["dvc", "pull", "--run-cache"], b, env)
     again = _run(["dvc", "repro"], b, env)
-    assert _ran_stages(again) == set(), again
-    assert "up to date" in _run(["dvc", "status"], b, env)
+    # `inputs` always runs (it fingerprints the external inputs); its unchanged output reruns nothing.
+    assert _ran_stages(again) == {"inputs"}, again
+    status = _run(["dvc", "status"], b, env)
+    assert [line.strip() for line in status.splitlines() if line.strip()] == ["inputs:", "always changed"]
     for out in OUTS:
         assert (b / out).read_bytes() == (a / out).read_bytes(), out
 
 
 def test_clone_without_the_lock_restores_every_cached_stage_from_the_run_cache(pushed):
     """As for a sweep run elsewhere: no dvc.lock of A's run, only its run-cache entries. DVC keeps
-    no run-cache entry for a stage with git-tracked (`cache: false`) outputs, so groups,
-    evaluate and report (seconds each) rerun; every extraction and training stage is restored."""
+    no run-cache entry for a stage with git-tracked (`cache: false`) or persisted outputs, so
+    params, groups, evaluate and report (seconds each) rerun, and inputs always runs; every
+    extraction and training stage is restored."""
     tmp_path, a, env = pushed
     c = tmp_path / "c"
     _run(["git", "clone", "-q", str(a), str(c)], tmp_path, env)
     (c / "dvc.lock").unlink()
     _run(["dvc", "fetch", "--run-cache"], c, env)  # no lock, so nothing to check out yet
     again = _run(["dvc", "repro", "--pull"], c, env)
-    assert _ran_stages(again) == {"groups", "evaluate", "report"}, again
+    # params (its output persists, so it is never run-cached) and inputs (always changed) run too.
+    assert _ran_stages(again) == {"params", "inputs", "groups", "evaluate", "report"}, again
     for stage in ("features", "speaker", "pseudo", "train_gender", "train_kmeans@4"):
         assert f"Stage '{stage}' is cached - skipping run" in again, stage
     for out in OUTS:
