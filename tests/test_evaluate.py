@@ -143,8 +143,11 @@ def test_metrics_json_is_nested_numbers_without_lists(evaluated):
                 "table1.overall.kmeans.tpr_gap_gain", "table1.overall.gender.f1_gain",
                 "table1.lff.p_tpr_gap", "table1.gdro.pseudo.p_tpr_gap", "table1.overall.kmeans.p_tpr_gap",
                 "table2.race.erm.tpr_gap", "table2.age.overall.k32.dp_gap",
-                "table2.race.overall.k16.tpr_gap_gain"):
+                "table2.race.overall.k16.tpr_gap"):
         assert key in leaves, key
+    # Kept out of the DVC metrics (issue 9: at most ~150 keys); reports/ and summary.csv hold them.
+    for key in ("table1.overall.gender.acc_gain", "table2.race.overall.k16.tpr_gap_gain"):
+        assert key not in leaves, key
 
 
 def test_metrics_json_holds_headline_numbers_only(evaluated):
