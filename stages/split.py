@@ -18,7 +18,7 @@ def main() -> None:
     s = params["split"]
     warnings = run(args.corpus, args.out, ratio=s["ratio"], seed=params["seed"],
                    min_clips_per_class=s["min_clips_per_class"],
-                   min_clips_per_gender=s["min_clips_per_gender"], on_degenerate=s["on_degenerate"])
+                   min_clips_per_gender=s["min_clips_per_group"], on_degenerate=s["on_degenerate"])
     for line in warnings:
         print(f"warning: {line} (listed in {args.out}/coverage.json)", file=sys.stderr)
 

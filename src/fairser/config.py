@@ -44,7 +44,7 @@ PRESETS = {
 REVISION_OF = {"features.revision": "features.upstream", "speaker.revision": "speaker.model",
                "idi.pseudo_revision": "idi.pseudo_model"}
 
-CORPORA = ("surrogate", "crema-d")
+CORPORA = ("surrogate", "crema-d", "emo-superb", "manifest")
 METHODS = ("erm", "random", "lff", "disent", "pgdro", "rw", "ds", "gdro", "gadro", "jtt", "george")
 GROUP_METHODS = ("rw", "ds", "gdro", "gadro")  # the four that take IDI groups
 SPLIT_NAMES = ("train", "dev", "test")
@@ -123,6 +123,20 @@ def revision() -> Rule:
                 "a hub revision (commit hash, branch or tag)")
 
 
+def flag() -> Rule:
+    return Rule(lambda x: isinstance(x, bool), "true or false")
+
+
+def _bins(x) -> bool:
+    """corpus.bins.<column>: {edges: increasing numbers, names: one name per bin}."""
+    if not isinstance(x, dict) or set(x) != {"edges", "names"}:
+        return False
+    e, n = x["edges"], x["names"]
+    return (isinstance(e, list) and isinstance(n, list) and len(n) >= 2 and len(e) == len(n) + 1
+            and all(_is_number(v) for v in e) and all(b > a for a, b in zip(e, e[1:]))
+            and all(isinstance(v, str) and v for v in n) and len(set(n)) == len(n))
+
+
 def or_null(rule: Rule) -> Rule:
     return Rule(lambda x: x is None or rule.check(x), f"null or {rule.expected}", rule.required)
 
@@ -145,19 +159,25 @@ SCHEMA: dict[str, Rule] = {
     "corpus.name": choice(*CORPORA),
     "corpus.audio_dir": FOLDER,
     "corpus.metadata_dir": FOLDER,
+    "corpus.labels_dir": FOLDER,
+    "corpus.manifest": or_null(text("a .csv or .jsonl file")),
+    "corpus.speakers": or_null(text("a CSV file of speaker demographics")),
+    "corpus.renormalise": flag(),
+    "corpus.bins.*": Rule(_bins, "{edges: [increasing numbers], names: [one name per bin]}"),
     "corpus.urls.crema_d_raw": URL,
     "corpus.urls.crema_d_lfs": URL,
     "corpus.urls.emo_superb_raw": URL,
     "corpus.surrogate.n_actors": integer(10, why=" (5 folds need two actors of each sex per block)"),
     "corpus.surrogate.n_sentences": integer(1, 12, why=" (CREMA-D's sentences)"),
     "corpus.surrogate.seconds": number(0.5, 10, why=" seconds"),
+    "split.bias": text("an attribute of the corpus (gender, ...) or none"),
     "split.ratio": number(1),
     "split.min_clips_per_class.train": integer(0),
     "split.min_clips_per_class.dev": integer(0),
     "split.min_clips_per_class.test": integer(0),
-    "split.min_clips_per_gender.train": integer(0),
-    "split.min_clips_per_gender.dev": integer(0),
-    "split.min_clips_per_gender.test": integer(0),
+    "split.min_clips_per_group.train": integer(0),
+    "split.min_clips_per_group.dev": integer(0),
+    "split.min_clips_per_group.test": integer(0),
     "split.on_degenerate": choice("error", "warn"),
     "features.upstream": MODEL,
     "features.batch_seconds": number(0, lo_open=True),
@@ -168,6 +188,7 @@ SCHEMA: dict[str, Rule] = {
     "speaker.revision": or_null(revision()),
     "idi.pseudo_model": MODEL,
     "idi.pseudo_revision": or_null(revision()),
+    "idi.truth": or_null(text("an attribute of the corpus")),
     "idi.pitch_threshold_hz": number(0, lo_open=True, why=" (Hz)"),
     "idi.k": integer(2),
     "idi.k_sweep": Rule(_k_list, "a non-empty list of distinct integers >= 2"),

@@ -25,6 +25,7 @@ import soundfile as sf
 from scipy import signal
 from tqdm import tqdm
 
+from fairser import schema as corpus_schema
 from fairser import surrogate
 from fairser.cli import InputError
 from fairser.constants import (EMOTION_CODES, EMOTIONS, GENDERS, N_FOLDS, SAMPLE_RATE,
@@ -107,7 +108,8 @@ def skip_summary(n_clips: int, skipped: list[tuple[str, str]]) -> tuple[dict[str
 
 def _write_tables(out: Path, name: str, notice: str | None, clips: pd.DataFrame,
                   people: pd.DataFrame, skipped: list[tuple[str, str]],
-                  provenance: dict | None = None) -> None:
+                  provenance: dict | None = None, schema: corpus_schema.Schema | None = None) -> None:
+    corpus_schema.save(schema or corpus_schema.crema_d(), out)
     clips.to_csv(out / "clips.csv", index=False)
     people[["actor", "sex", "age", "race"]].to_csv(out / "actors.csv", index=False)
     pd.DataFrame(skipped, columns=["file", "reason"]).to_csv(out / "skipped.csv", index=False)
@@ -131,7 +133,8 @@ def _with_folds(clips: pd.DataFrame, folds: dict) -> pd.DataFrame:
 
 
 def build_surrogate(out: str | Path, *, n_actors: int = 91, n_sentences: int = 12,
-                    seconds: float = 1.6, seed: int = 0, provenance: dict | None = None) -> Path:
+                    seconds: float = 1.6, seed: int = 0, provenance: dict | None = None,
+                    bins: dict | None = None) -> Path:
     """Generate the surrogate corpus (fairser.surrogate) into `out`, atomically. Returns `out`.
 
     A tiny one for tests: build_surrogate(tmp_path / "corpus", n_actors=10, n_sentences=2,
@@ -150,7 +153,8 @@ def build_surrogate(out: str | Path, *, n_actors: int = 91, n_sentences: int = 1
         for file, x in tqdm(zip(clips["file"], audio), total=len(clips), unit="clip",
                             desc="surrogate (generate)"):
             sf.write(tmp / "wav" / file, x, SAMPLE_RATE, subtype="PCM_16")
-        _write_tables(tmp, "surrogate", SURROGATE_NOTICE, clips, people, [], provenance)
+        _write_tables(tmp, "surrogate", SURROGATE_NOTICE, clips, people, [], provenance,
+                      corpus_schema.crema_d(bins))
     return Path(out)
 
 
@@ -324,7 +328,7 @@ def _remote_clip(file: str, urls: dict, cache: Path) -> Path | None:
 def build_crema_d(out: str | Path, *, urls: dict, audio_dir: str | Path | None = None,
                   metadata_dir: str | Path | None = None,
                   cache: str | Path = "data/.download-cache", checksums: dict | None = None,
-                  workers: int = 8, provenance: dict | None = None) -> Path:
+                  workers: int = 8, provenance: dict | None = None, bins: dict | None = None) -> Path:
     """Write the real corpus into `out`, atomically. Returns `out`.
 
     Metadata come from `metadata_dir` (laid out like ../shared/data) or are downloaded from
@@ -385,7 +389,8 @@ def build_crema_d(out: str | Path, *, urls: dict, audio_dir: str | Path | None =
             # clips.csv keeps every labelled clip, skipped or not: the corpus-wide majority gender
             # per emotion (SPEC section 2) counts all 7,442, and the split stage reports the
             # skipped clips per fold. Later stages read audio only for clips not in skipped.csv.
-            _write_tables(tmp, "crema-d", CREMA_D_NOTICE, clips, people, skipped, provenance)
+            _write_tables(tmp, "crema-d", CREMA_D_NOTICE, clips, people, skipped, provenance,
+                          corpus_schema.crema_d(bins))
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
@@ -407,8 +412,10 @@ def build(out: str | Path, params: dict, *, cache: str | Path = "data/.download-
     if name == "surrogate":
         s = corpus["surrogate"]
         return build_surrogate(out, n_actors=s["n_actors"], n_sentences=s["n_sentences"],
-                               seconds=s["seconds"], seed=params["seed"], provenance=provenance)
+                               seconds=s["seconds"], seed=params["seed"], provenance=provenance,
+                               bins=corpus.get("bins"))
     if name == "crema-d":
         return build_crema_d(out, urls=corpus.get("urls") or {}, audio_dir=corpus["audio_dir"],
-                             metadata_dir=corpus["metadata_dir"], cache=cache, provenance=provenance)
+                             metadata_dir=corpus["metadata_dir"], cache=cache, provenance=provenance,
+                             bins=corpus.get("bins"))
     raise InputError(f"params.yaml: corpus.name {name!r} is not one of 'surrogate', 'crema-d'")
