@@ -241,3 +241,33 @@ def clip_groups(clips: pd.DataFrame, actors: pd.DataFrame, schema: Schema,
     for name in schema.attribute_names:
         out[name] = clips["actor"].map(groups[name]).to_numpy(dtype=object)
     return out
+
+
+def bias_attribute(schema: Schema, bias: str) -> str | None:
+    """params split.bias resolved: the attribute to skew, or None for `none`; InputError if absent."""
+    if bias == "none":
+        return None
+    if not schema.has(bias):
+        raise InputError(f"params.yaml: split.bias is {bias!r}, but the corpus has no such attribute "
+                         f"(it has: {', '.join(schema.attribute_names) or 'none'}; or use none)")
+    return bias
+
+
+def truth_attribute(schema: Schema, bias: str, truth: str | None) -> str:
+    """The attribute whose ground truth the `gender` run set and Table 1 use (params idi.truth).
+
+    idi.truth when set; else split.bias when it is not `none`; else gender if the corpus has it;
+    else its first attribute. A corpus without any attribute has no fairness to measure.
+    """
+    if not schema.attributes:
+        raise InputError("schema.json: the corpus has no demographic attribute; fairness metrics "
+                         "need at least one (e.g. a Gender column or corpus.speakers)")
+    if truth is not None:
+        if not schema.has(truth):
+            raise InputError(f"params.yaml: idi.truth is {truth!r}, but the corpus has no such attribute "
+                             f"(it has: {', '.join(schema.attribute_names)})")
+        return truth
+    skewed = bias_attribute(schema, bias)
+    if skewed is not None:
+        return skewed
+    return "gender" if schema.has("gender") else schema.attribute_names[0]
