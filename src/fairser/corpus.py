@@ -28,11 +28,13 @@ from tqdm import tqdm
 from fairser import schema as corpus_schema
 from fairser import surrogate
 from fairser.cli import InputError
-from fairser.constants import (EMOTION_CODES, EMOTIONS, GENDERS, N_FOLDS, SAMPLE_RATE,
-                               SURROGATE_NOTICE)
+from fairser.constants import EMOTION_CODES, SAMPLE_RATE, SURROGATE_NOTICE
 from fairser.download import NotFound, check_url, fetch, parse_lfs_pointer, sha256_file
 from fairser.io import atomic_dir
 
+EMOTIONS = corpus_schema.CREMA_D_CLASSES
+GENDERS = corpus_schema.GENDER_GROUPS
+N_FOLDS = 5  # CREMA-D's and the surrogate's folds (EMO-SUPERB's block folds)
 MIN_SECONDS = 0.1  # shorter clips are skipped by policy
 # Clips with no signal are skipped too: speaker models and pitch trackers normalise by the
 # level and return NaN on them. -80 dBFS peak is about 3 PCM16 steps; a spread (RMS about the
@@ -111,7 +113,8 @@ def _write_tables(out: Path, name: str, notice: str | None, clips: pd.DataFrame,
                   provenance: dict | None = None, schema: corpus_schema.Schema | None = None) -> None:
     corpus_schema.save(schema or corpus_schema.crema_d(), out)
     clips.to_csv(out / "clips.csv", index=False)
-    people[["actor", "sex", "age", "race"]].to_csv(out / "actors.csv", index=False)
+    cols = ["actor", "sex", "age", "race"] if name in ("surrogate", "crema-d") else list(people.columns)
+    people[cols].to_csv(out / "actors.csv", index=False)
     pd.DataFrame(skipped, columns=["file", "reason"]).to_csv(out / "skipped.csv", index=False)
     by_kind, line = skip_summary(len(clips), skipped)
     # `coverage` is the line a report prints under its title; `skipped_by_reason` its numbers.
@@ -397,6 +400,394 @@ def build_crema_d(out: str | Path, *, urls: dict, audio_dir: str | Path | None =
     return Path(out)
 
 
+# --- user corpora: EMO-SUPERB label folders and manifests ------------------------------------------
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
+SPLIT_NAMES = ("train", "dev", "test")
+GENDER_NAMES = {"m": "Male", "male": "Male", "f": "Female", "female": "Female"}
+TOLERANCE = 1e-3  # a label row sums to 1 within this
+
+
+def flat_name(rel: str) -> str:
+    """The flat clips.csv `file` of a clip path relative to the audio folder: its folders joined
+    to the name by "__" ("Session1/a/x.wav" -> "Session1__a__x.wav"); backslashes count as "/"."""
+    return "__".join(p for p in rel.replace("\\", "/").split("/") if p not in ("", "."))
+
+
+def _sort_ids(ids) -> list:
+    """Ids in numeric order when every one is a number, else by name."""
+    ids = list(dict.fromkeys(str(i) for i in ids))
+    try:
+        return sorted(ids, key=lambda i: (float(i), i))
+    except ValueError:
+        return sorted(ids)
+
+
+def _gender(value: str) -> str:
+    text = str(value).strip()
+    return GENDER_NAMES.get(text.lower(), text)
+
+
+def _label_row(values, classes, where: str, renormalise: bool) -> list[float]:
+    """Soft labels of one row checked: numbers in [0, 1] summing to 1 (or rescaled)."""
+    out = []
+    for c, v in zip(classes, values):
+        try:
+            x = float(v)
+        except (TypeError, ValueError):
+            raise InputError(f"{where}: class {c} is {v!r}, not a number") from None
+        if not (0.0 <= x <= 1.0):
+            raise InputError(f"{where}: class {c} is {v!r}, outside [0, 1]")
+        out.append(x)
+    total = sum(out)
+    if abs(total - 1.0) > TOLERANCE:
+        if not renormalise or total <= 0:
+            raise InputError(f"{where}: the class shares sum to {total:g}, not 1"
+                             + ("" if total <= 0 else " (set corpus.renormalise: true to rescale)"))
+        out = [x / total for x in out]
+    return out
+
+
+def _check_folds(splits: list[list[str]], speakers: list[str], where, n_folds: int) -> None:
+    """Speaker-independent folds: every fold has test clips, no speaker is in a fold's test set and
+    its train/dev, and no speaker is in the test sets of two folds. where(i) names row i."""
+    test_fold: dict[str, int] = {}
+    for f in range(n_folds):
+        role: dict[str, tuple[str, int]] = {}
+        n_test = 0
+        for i, (spk, row) in enumerate(zip(speakers, splits)):
+            s = row[f]
+            n_test += s == "test"
+            prev = role.get(spk)
+            if prev is None:
+                role[spk] = (s, i)
+            elif (prev[0] == "test") != (s == "test"):
+                raise InputError(f"{where(i)}: speaker {spk} is in fold {f + 1}'s test set and in its "
+                                 f"{s if s != 'test' else prev[0]} set ({where(prev[1])})")
+            if s == "test":
+                if test_fold.setdefault(spk, f) != f:
+                    raise InputError(f"{where(i)}: speaker {spk} is in the test sets of folds "
+                                     f"{test_fold[spk] + 1} and {f + 1}")
+        if n_test == 0:
+            raise InputError(f"{where(None)}: fold {f + 1} has no test clips")
+
+
+def _speaker_values(rows: list[tuple[str, str, int]], column: str, where) -> dict[str, str]:
+    """speaker -> value of a per-speaker column given (speaker, value, row) per clip; one value each."""
+    seen: dict[str, tuple[str, int]] = {}
+    for spk, value, i in rows:
+        if spk in seen and seen[spk][0] != value:
+            raise InputError(f"{where(i)}: speaker {spk} has {column} {value!r} here and "
+                             f"{seen[spk][0]!r} at {where(seen[spk][1])}")
+        seen.setdefault(spk, (value, i))
+    return {k: v for k, (v, _) in seen.items()}
+
+
+def _attribute(column: str, values: list[str], bins: dict | None) -> corpus_schema.Attribute:
+    """A speaker column as a schema attribute: `gender` (Male, Female, then others sorted), other
+    categorical columns with their values sorted, numeric ones binned by corpus.bins.<column>.
+    Empty cells are excluded (unknown)."""
+    present = sorted({v for v in values if v != ""})
+    excluded = ("",) if "" in values else ()
+    if column == "gender":
+        others = [v for v in present if v not in GENDERS]
+        return corpus_schema.Attribute("gender", "gender", (*GENDERS, *others), excluded=excluded)
+    try:
+        [float(v) for v in present]
+        numeric = bool(present)
+    except ValueError:
+        numeric = False
+    if numeric:
+        spec = (bins or {}).get(column)
+        if not spec:
+            raise InputError(f"params.yaml: corpus.bins.{column} is missing (speaker column {column!r} "
+                             f"is numeric; give edges and names to group it)")
+        return corpus_schema.Attribute(column, column, tuple(spec["names"]), excluded=excluded,
+                                       edges=tuple(spec["edges"]))
+    return corpus_schema.Attribute(column, column, tuple(present), excluded=excluded)
+
+
+def _read_speakers(path: Path, known: set[str]) -> dict[str, dict[str, str]]:
+    """corpus.speakers: speaker (SpkrID or speaker column) -> {column: value} for the other columns."""
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    key = next((c for c in ("SpkrID", "speaker") if c in df.columns), None)
+    if key is None:
+        raise InputError(f"{path}: missing column SpkrID (or speaker)")
+    out: dict[str, dict[str, str]] = {}
+    for i, row in df.iterrows():
+        spk = str(row[key]).strip()
+        if spk in out:
+            raise InputError(f"{path}, line {i + 2}: speaker {spk} is listed twice")
+        out[spk] = {("gender" if c.lower() == "gender" else c): (_gender(v) if c.lower() == "gender"
+                    else str(v).strip()) for c, v in row.items() if c != key}
+    absent = sorted(known - set(out))
+    if absent:
+        raise InputError(f"{path}: no row for speaker {absent[0]} ({len(absent)} speakers missing)")
+    return out
+
+
+def _unlabelled_audio(audio_dir: Path, labelled: set[Path], where: str) -> None:
+    """Error when audio_dir holds audio files the labels do not list (naming one and the count)."""
+    extra = sorted(p for p in audio_dir.rglob("*")
+                   if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file() and p.resolve() not in labelled)
+    if extra:
+        raise InputError(f"{where}: {len(extra)} audio files in corpus.audio_dir are not in the labels "
+                         f"(e.g. {extra[0].relative_to(audio_dir)})")
+
+
+def read_emo_superb(labels_dir: str | Path, *, renormalise: bool = False) -> dict:
+    """An EMO-SUPERB label folder: classes, clips (source, file, speaker, labels, splits), genders.
+
+    labels_consensus_<fold>.csv per fold (fold ids in numeric order when numbers, else by name)
+    with FileName, a column per class of config.json's categorical.emo_type, SpkrID, Gender and
+    Split_Set (names from config.json's data_split_type, default Train/Development/Test). Every
+    fold file lists the same clips with the same labels, speakers and genders.
+    """
+    folder = Path(labels_dir)
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise InputError(f"corpus.labels_dir: {config_path} is missing")
+    try:
+        cfg = json.loads(config_path.read_text())
+        classes = tuple(str(c) for c in cfg["categorical"]["emo_type"])
+    except (ValueError, KeyError, TypeError):
+        raise InputError(f"{config_path}: no categorical.emo_type list of classes") from None
+    names = {"train": "Train", "dev": "Development", "test": "Test"}
+    names.update(cfg.get("data_split_type") or {})
+    split_of = {str(v): k for k, v in names.items() if k in SPLIT_NAMES}
+    files = {m.group(1): p for p in folder.glob("labels_consensus_*.csv")
+             if (m := re.match(r"labels_consensus_(.+)\.csv$", p.name))}
+    if not files:
+        raise InputError(f"corpus.labels_dir: {folder} holds no labels_consensus_<fold>.csv")
+    fold_ids = _sort_ids(files)
+    need = ["FileName", *classes, "SpkrID", "Gender", "Split_Set"]
+    first = None
+    splits: list[list[str]] = []
+    for f, fid in enumerate(fold_ids):
+        path = files[fid]
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+        missing = [c for c in need if c not in df.columns]
+        if missing:
+            raise InputError(f"{path}: missing column {missing[0]}")
+        rows = {}
+        for i, r in enumerate(df.itertuples(index=False)):
+            r = dict(zip(df.columns, r))
+            where = f"{path}, line {i + 2}"
+            name = r["FileName"].strip()
+            if name in rows:
+                raise InputError(f"{where}: duplicate file {name} (also line {rows[name]['line']})")
+            split = split_of.get(r["Split_Set"].strip())
+            if split is None:
+                raise InputError(f"{where}: Split_Set {r['Split_Set']!r} is not one of {sorted(split_of)}")
+            rows[name] = dict(line=i + 2, labels=_label_row([r[c] for c in classes], classes, where,
+                                                          renormalise),
+                              speaker=r["SpkrID"].strip(), gender=_gender(r["Gender"]), split=split)
+        if first is None:
+            first, first_path = rows, path
+            order = list(rows)
+            splits = [[rows[n]["split"]] for n in order]
+            continue
+        for n in order:
+            if n not in rows:
+                raise InputError(f"{path}: no row for {n} ({first_path.name}, line {first[n]['line']})")
+            a, b = first[n], rows[n]
+            if (a["speaker"], a["gender"]) != (b["speaker"], b["gender"]) or not np.allclose(
+                    a["labels"], b["labels"], atol=TOLERANCE):
+                raise InputError(f"{path}, line {b['line']}: {n} differs from {first_path.name}, "
+                                 f"line {a['line']} (labels, SpkrID or Gender)")
+        extra = [n for n in rows if n not in first]
+        if extra:
+            raise InputError(f"{path}, line {rows[extra[0]]['line']}: {extra[0]} is not in {first_path.name}")
+        for k, n in enumerate(order):
+            splits[k].append(rows[n]["split"])
+    where = lambda i: (f"{first_path}" if i is None else f"{first_path}, line {first[order[i]]['line']}")
+    return dict(classes=classes, sources=order, splits=splits, where=where, n_folds=len(fold_ids),
+                speakers=[first[n]["speaker"] for n in order],
+                labels=[first[n]["labels"] for n in order],
+                attributes={"gender": [first[n]["gender"] for n in order]}, path=folder)
+
+
+def _read_records(path: Path) -> tuple[list[str], list[dict]]:
+    if path.suffix.lower() == ".jsonl":
+        records = []
+        for i, line in enumerate(path.read_text().splitlines()):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                raise InputError(f"{path}, line {i + 1}: not a JSON object") from None
+            if not isinstance(rec, dict):
+                raise InputError(f"{path}, line {i + 1}: not a JSON object")
+            records.append((i + 1, rec))
+        columns = list(dict.fromkeys(k for _, r in records for k in r))
+        return columns, records
+    if path.suffix.lower() != ".csv":
+        raise InputError(f"corpus.manifest: {path} is neither .csv nor .jsonl")
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    return list(df.columns), [(i + 2, dict(zip(df.columns, r))) for i, r in
+                              enumerate(df.itertuples(index=False))]
+
+
+def read_manifest(manifest: str | Path, *, renormalise: bool = False) -> dict:
+    """A manifest: one row per clip (path, speaker, label or label_<class>..., split_<n> / split /
+    fold, other columns speaker attributes); see README "Bring your own corpus"."""
+    path = Path(manifest)
+    if not path.is_file():
+        raise InputError(f"corpus.manifest: {path} not found")
+    columns, records = _read_records(path)
+    if not records:
+        raise InputError(f"{path}: no rows")
+    for c in ("path", "speaker"):
+        if c not in columns:
+            raise InputError(f"{path}: missing column {c}")
+    soft = [c for c in columns if c.startswith("label_")]
+    if soft:
+        classes = tuple(c[len("label_"):] for c in soft)
+    elif "label" in columns:
+        names = set()
+        for _, r in records:
+            v = r.get("label")
+            names.update(v if isinstance(v, dict) else [str(v).strip()] if v not in (None, "") else [])
+        classes = tuple(sorted(names))
+    else:
+        raise InputError(f"{path}: missing column label (or label_<class> columns)")
+    split_cols = sorted((c for c in columns if re.fullmatch(r"split_\d+", c)), key=lambda c: int(c[6:]))
+    if split_cols:
+        mode = "split_n"
+    elif "split" in columns:
+        mode, split_cols = "split", ["split"]
+    elif "fold" in columns:
+        mode = "fold"
+    else:
+        raise InputError(f"{path}: missing column split_1 (or split, or fold)")
+    skip = {"path", "speaker", "label", "split", "fold", *soft, *split_cols}
+    attr_cols = [c for c in columns if c not in skip]
+    lines, sources, speakers, labels, splits, folds = [], [], [], [], [], []
+    attrs: dict[str, list[str]] = {("gender" if c.lower() == "gender" else c): [] for c in attr_cols}
+    seen: dict[str, int] = {}
+    for line, r in records:
+        where = f"{path}, line {line}"
+        for c in ["path", "speaker", *split_cols, *(["fold"] if mode == "fold" else [])]:
+            if r.get(c) in (None, ""):
+                raise InputError(f"{where}: missing {c}")
+        src = str(r["path"]).strip()
+        if src in seen:
+            raise InputError(f"{where}: duplicate file {src} (also line {seen[src]})")
+        seen[src] = line
+        if soft:
+            values = [r.get(c, "") for c in soft]
+        else:
+            v = r.get("label")
+            if isinstance(v, dict):
+                values = [v.get(c, 0.0) for c in classes]
+            else:
+                if v in (None, "") or str(v).strip() not in classes:
+                    raise InputError(f"{where}: label {v!r} is not one of the classes {list(classes)}")
+                values = [1.0 if c == str(v).strip() else 0.0 for c in classes]
+        labels.append(_label_row(values, classes, where, renormalise))
+        if mode == "fold":
+            folds.append(str(r["fold"]).strip())
+            splits.append([])
+        else:
+            row = []
+            for c in split_cols:
+                s = str(r[c]).strip().lower()
+                if s not in SPLIT_NAMES:
+                    raise InputError(f"{where}: {c} is {r[c]!r}, not one of train, dev, test")
+                row.append(s)
+            splits.append(row)
+        lines.append(line)
+        sources.append(src)
+        speakers.append(str(r["speaker"]).strip())
+        for c in attr_cols:
+            name = "gender" if c.lower() == "gender" else c
+            v = "" if r.get(c) is None else str(r.get(c)).strip()
+            attrs[name].append(_gender(v) if name == "gender" and v else v)
+    if mode == "fold":
+        ids = _sort_ids(folds)
+        for k, fid in enumerate(folds):
+            f = ids.index(fid)
+            splits[k] = ["test" if g == f else "dev" if g == (f + 1) % len(ids) and len(ids) > 1
+                         else "train" for g in range(len(ids))]
+        n_folds = len(ids)
+    else:
+        n_folds = len(split_cols)
+    where = lambda i: f"{path}" if i is None else f"{path}, line {lines[i]}"
+    return dict(classes=classes, sources=sources, splits=splits, where=where, n_folds=n_folds,
+                speakers=speakers, labels=labels, attributes=attrs, path=path)
+
+
+def build_user(out: str | Path, *, kind: str, source: dict, audio_dir: str | Path | None,
+               notice: str, speakers_csv: str | Path | None = None, bins: dict | None = None,
+               provenance: dict | None = None) -> Path:
+    """Write a user corpus (read_emo_superb / read_manifest output) into `out`, atomically.
+
+    Every check on the labels runs before any audio is read. `file` is flat_name() of the clip's
+    path relative to audio_dir (an absolute path outside it: its name). actors.csv: `actor` =
+    1..n in sorted order of the original speaker id (numeric when all are numbers), `speaker`, and
+    one column per attribute. Clips whose audio is missing or unusable go to skipped.csv.
+    """
+    if audio_dir is None or not Path(audio_dir).is_dir():
+        raise InputError(f"corpus.audio_dir: {audio_dir} is not a folder")
+    audio_dir = Path(audio_dir)
+    where, n = source["where"], len(source["sources"])
+    _check_folds(source["splits"], source["speakers"], where, source["n_folds"])
+    paths, files, seen = [], [], {}
+    for i, src in enumerate(source["sources"]):
+        p = Path(src).expanduser()
+        if p.is_absolute():
+            try:
+                flat = flat_name(p.relative_to(audio_dir.resolve()).as_posix())
+            except ValueError:
+                flat = p.name
+        else:
+            flat, p = flat_name(src), audio_dir / src
+        if flat in seen:
+            raise InputError(f"{where(i)}: file name {flat} clashes with {where(seen[flat])}")
+        seen[flat] = i
+        paths.append(p)
+        files.append(flat)
+    spk = source["speakers"]
+    values = {c: _speaker_values([(s, v, i) for i, (s, v) in enumerate(zip(spk, col))], c, where)
+              for c, col in source["attributes"].items()}
+    ids = _sort_ids(spk)
+    if speakers_csv is not None:
+        extra = _read_speakers(Path(speakers_csv), set(ids))
+        for c in dict.fromkeys(k for d in extra.values() for k in d):
+            if c in values or c in ("actor", "speaker"):
+                raise InputError(f"{speakers_csv}: column {c} is already a column of the labels")
+            values[c] = {s: extra[s].get(c, "") for s in ids}
+    attributes = tuple(_attribute(c, [v[s] for s in ids], bins) for c, v in values.items())
+    schema = corpus_schema.Schema(classes=source["classes"], folds=source["n_folds"],
+                                  attributes=attributes)
+    actor_of = {s: k + 1 for k, s in enumerate(ids)}
+    people = pd.DataFrame({"actor": range(1, len(ids) + 1), "speaker": ids})
+    for c, v in values.items():
+        people[c] = [v[s] for s in ids]
+    clips = pd.DataFrame({"file": files, "actor": [actor_of[s] for s in spk]})
+    clips[list(schema.classes)] = np.array(source["labels"], dtype=float)
+    for f in range(source["n_folds"]):
+        clips[f"split_{f + 1}"] = [row[f] for row in source["splits"]]
+    _unlabelled_audio(audio_dir, {p.resolve() for p in paths}, f"{source['path']}")
+    skipped = []
+    with atomic_dir(out) as tmp:
+        (tmp / "wav").mkdir()
+        for file, p in tqdm(zip(files, paths), total=n, unit="clip", desc=kind, mininterval=2.0):
+            try:
+                x = load_clip(p)
+            except ClipSkipped as why:
+                skipped.append((file, str(why)))
+                continue
+            sf.write(tmp / "wav" / file, np.clip(x, -1, 1), SAMPLE_RATE, subtype="PCM_16")
+        if len(skipped) == n:
+            by_kind, _ = skip_summary(n, skipped)
+            raise InputError(f"corpus.audio_dir: no usable clip among {n} ("
+                             + "; ".join(f"{k}: {c}" for k, c in by_kind.items()) + ")")
+        _write_tables(tmp, kind, notice, clips, people, skipped, provenance, schema)
+    return Path(out)
+
+
 def build(out: str | Path, params: dict, *, cache: str | Path = "data/.download-cache",
           inputs: dict | None = None) -> Path:
     """The download stage: the corpus named by params corpus.name, written to `out`.
@@ -408,6 +799,8 @@ def build(out: str | Path, params: dict, *, cache: str | Path = "data/.download-
     provenance = {"preset": params.get("preset"), "seed": params.get("seed"),
                   "audio_dir": (inputs or {}).get("audio_dir"),
                   "metadata_dir": (inputs or {}).get("metadata_dir")}
+    if corpus["name"] in ("emo-superb", "manifest"):
+        provenance.update({k: (inputs or {}).get(k) for k in ("labels_dir", "manifest", "speakers")})
     name = corpus["name"]
     if name == "surrogate":
         s = corpus["surrogate"]
@@ -418,4 +811,20 @@ def build(out: str | Path, params: dict, *, cache: str | Path = "data/.download-
         return build_crema_d(out, urls=corpus.get("urls") or {}, audio_dir=corpus["audio_dir"],
                              metadata_dir=corpus["metadata_dir"], cache=cache, provenance=provenance,
                              bins=corpus.get("bins"))
-    raise InputError(f"params.yaml: corpus.name {name!r} is not one of 'surrogate', 'crema-d'")
+    common = dict(audio_dir=corpus.get("audio_dir"), speakers_csv=corpus.get("speakers"),
+                  bins=corpus.get("bins"), provenance=provenance)
+    renormalise = bool(corpus.get("renormalise"))
+    if name == "emo-superb":
+        if not corpus.get("labels_dir"):
+            raise InputError("params.yaml: corpus.labels_dir is missing (corpus.name emo-superb)")
+        source = read_emo_superb(corpus["labels_dir"], renormalise=renormalise)
+        return build_user(out, kind="emo-superb", source=source, **common,
+                          notice=f"user corpus, EMO-SUPERB format, {corpus['labels_dir']}")
+    if name == "manifest":
+        if not corpus.get("manifest"):
+            raise InputError("params.yaml: corpus.manifest is missing (corpus.name manifest)")
+        source = read_manifest(corpus["manifest"], renormalise=renormalise)
+        return build_user(out, kind="manifest", source=source, **common,
+                          notice=f"user corpus, manifest, {corpus['manifest']}")
+    raise InputError(f"params.yaml: corpus.name {name!r} is not one of 'surrogate', 'crema-d', "
+                     f"'emo-superb', 'manifest'")

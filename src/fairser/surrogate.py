@@ -26,7 +26,8 @@ import numpy as np
 import pandas as pd
 from scipy import signal
 
-from fairser.constants import EMOTION_CODES, EMOTIONS, SAMPLE_RATE
+from fairser.constants import EMOTION_CODES, SAMPLE_RATE
+from fairser.schema import CREMA_D_CLASSES as EMOTIONS
 
 # CREMA-D's 12 sentences in its own order, with their syllable counts (counted from the sentence
 # texts in the CREMA-D README, e.g. IEO = "It's eleven o'clock").
