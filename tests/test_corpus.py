@@ -11,7 +11,8 @@ import soundfile as sf
 
 from fairser import config, corpus
 from fairser.cli import InputError
-from fairser.constants import EMOTIONS, SAMPLE_RATE, SURROGATE_NOTICE
+from fairser.constants import SAMPLE_RATE, SURROGATE_NOTICE
+from fairser.schema import CREMA_D_CLASSES as EMOTIONS
 from helpers import tone
 
 
@@ -295,3 +296,212 @@ def test_a_corpus_with_no_usable_clip_is_an_error_not_an_empty_output(tmp_path):
         corpus.build_crema_d(tmp_path / "c", urls={}, audio_dir=audio, metadata_dir=meta,
                              checksums=checksums)
     assert not (tmp_path / "c").exists()
+
+
+# --- user corpora: EMO-SUPERB label folders and manifests ------------------------------------------
+
+import corpora  # noqa: E402 (tests/corpora.py)
+
+USER = {"speakers": None, "renormalise": False, "bins": {}}
+
+
+def _emo(tmp_path, rows, classes=("calm", "joy"), folds=2, config=None):
+    """A hand-written EMO-SUPERB folder: rows = (FileName, shares, SpkrID, Gender, [Split_Set per fold])."""
+    labels, audio = tmp_path / "labels", tmp_path / "audio"
+    labels.mkdir(parents=True)
+    audio.mkdir()
+    for f in range(folds):
+        lines = [",".join(["FileName", *classes, "SpkrID", "Gender", "Split_Set"])]
+        lines += [",".join([n, *map(str, p), s, g, sp[f]]) for n, p, s, g, sp in rows]
+        (labels / f"labels_consensus_{f + 1}.csv").write_text("\n".join(lines) + "\n")
+    (labels / "config.json").write_text(json.dumps(config or {"categorical": {"emo_type": list(classes)}}))
+    for n, *_ in rows:
+        (audio / n).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(audio / n, tone(0.5, 150), SAMPLE_RATE, subtype="PCM_16")
+    return dict(USER, name="emo-superb", labels_dir=str(labels), audio_dir=str(audio))
+
+
+TINY = [("s1/a.wav", (0.75, 0.25), "7", "m", ["Test", "Train"]),
+        ("b.wav", (0.5, 0.5), "7", "M", ["Test", "Train"]),
+        ("c.wav", (0.0, 1.0), "10", "female", ["Train", "Test"])]
+
+
+def test_emo_superb_tiny_corpus_hand_computed(tmp_path):
+    params = _emo(tmp_path, TINY)
+    out = corpus.build(tmp_path / "corpus", {"corpus": params, "seed": 0})
+    clips = pd.read_csv(out / "clips.csv")
+    assert list(clips.columns) == ["file", "actor", "calm", "joy", "split_1", "split_2"]
+    assert list(clips["file"]) == ["s1__a.wav", "b.wav", "c.wav"]  # subfolders flattened
+    assert list(clips["actor"]) == [1, 1, 2]  # speakers 7 < 10 numerically
+    assert clips[["calm", "joy"]].to_numpy().tolist() == [[0.75, 0.25], [0.5, 0.5], [0.0, 1.0]]
+    assert list(clips["split_1"]) == ["test", "test", "train"]
+    assert list(clips["split_2"]) == ["train", "train", "test"]
+    actors = pd.read_csv(out / "actors.csv")
+    assert actors.to_dict("list") == {"actor": [1, 2], "speaker": [7, 10], "gender": ["Male", "Female"]}
+    assert json.loads((out / "schema.json").read_text()) == {
+        "classes": ["calm", "joy"], "folds": 2, "speaker": "actor",
+        "attributes": [{"name": "gender", "column": "gender", "groups": ["Male", "Female"]}]}
+    info = json.loads((out / "corpus.json").read_text())
+    assert info["corpus"] == "emo-superb" and "EMO-SUPERB format" in info["notice"]
+    assert sorted(p.name for p in (out / "wav").iterdir()) == ["b.wav", "c.wav", "s1__a.wav"]
+    assert sf.info(out / "wav" / "b.wav").samplerate == SAMPLE_RATE
+
+
+def _manifest(tmp_path, text, suffix="csv", files=("a.wav", "b.wav", "c.wav")):
+    audio = tmp_path / "audio"
+    audio.mkdir(parents=True, exist_ok=True)
+    for n in files:
+        sf.write(audio / n, tone(0.5, 150), SAMPLE_RATE, subtype="PCM_16")
+    path = tmp_path / f"m.{suffix}"
+    path.write_text(text)
+    return dict(USER, name="manifest", manifest=str(path), audio_dir=str(audio))
+
+
+def test_manifest_csv_with_single_labels_and_fold_ids_hand_computed(tmp_path):
+    params = _manifest(tmp_path, "path,speaker,label,fold,gender,dialect\n"
+                                 "a.wav,bob,sad,s1,m,north\nb.wav,amy,happy,s2,F,south\n"
+                                 "c.wav,cat,sad,s3,f,\n")
+    out = corpus.build(tmp_path / "corpus", {"corpus": params, "seed": 0})
+    clips = pd.read_csv(out / "clips.csv")
+    assert list(clips.columns) == ["file", "actor", "happy", "sad", "split_1", "split_2", "split_3"]
+    assert list(clips["actor"]) == [2, 1, 3]  # amy=1, bob=2, cat=3
+    assert clips[["happy", "sad"]].to_numpy().tolist() == [[0, 1], [1, 0], [0, 1]]
+    # fold f tests on fold id f, develops on the next (wrapping), trains on the rest
+    assert clips[["split_1", "split_2", "split_3"]].to_numpy().tolist() == [
+        ["test", "train", "dev"], ["dev", "test", "train"], ["train", "dev", "test"]]
+    actors = pd.read_csv(out / "actors.csv", keep_default_na=False)
+    assert actors.to_dict("list") == {"actor": [1, 2, 3], "speaker": ["amy", "bob", "cat"],
+                                      "gender": ["Female", "Male", "Female"],
+                                      "dialect": ["south", "north", ""]}
+    s = json.loads((out / "schema.json").read_text())
+    assert s["classes"] == ["happy", "sad"] and s["folds"] == 3
+    assert s["attributes"] == [{"name": "gender", "column": "gender", "groups": ["Male", "Female"]},
+                               {"name": "dialect", "column": "dialect", "groups": ["north", "south"],
+                                "excluded": [""]}]
+
+
+def test_manifest_jsonl_soft_object_labels_and_split_columns(tmp_path):
+    rows = [{"path": "a.wav", "speaker": "x", "label": {"joy": 0.5, "calm": 0.5}, "split_1": "test", "split_2": "train"},
+            {"path": "b.wav", "speaker": "y", "label": {"joy": 2, "calm": 2}, "split_1": "train", "split_2": "test"},
+            {"path": "c.wav", "speaker": "y", "label": "calm", "split_1": "dev", "split_2": "test"}]
+    params = _manifest(tmp_path, "".join(json.dumps(r) + "\n" for r in rows), "jsonl")
+    with pytest.raises(InputError, match=r"m\.jsonl, line 2: .*outside \[0, 1\]"):
+        corpus.build(tmp_path / "corpus", {"corpus": params, "seed": 0})
+    rows[1]["label"] = {"joy": 0.2, "calm": 0.2}
+    params = _manifest(tmp_path, "".join(json.dumps(r) + "\n" for r in rows), "jsonl")
+    with pytest.raises(InputError, match=r"m\.jsonl, line 2: the class shares sum to 0.4"):
+        corpus.build(tmp_path / "corpus", {"corpus": params, "seed": 0})
+    out = corpus.build(tmp_path / "corpus", {"corpus": dict(params, renormalise=True), "seed": 0})
+    clips = pd.read_csv(out / "clips.csv")
+    assert list(clips.columns) == ["file", "actor", "calm", "joy", "split_1", "split_2"]
+    assert clips[["calm", "joy"]].to_numpy().tolist() == [[0.5, 0.5], [0.5, 0.5], [1.0, 0.0]]
+    assert json.loads((out / "schema.json").read_text())["attributes"] == []
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda r: [(n, p, s, g, sp) for n, p, s, g, sp in r if n != "c.wav"] + [("c.wav", (0.0, 1.0), "10", "F", ["Train", "Train"])],
+     r"labels_consensus_1\.csv: fold 2 has no test clips"),
+    (lambda r: r + [("d.wav", (0.5, 0.5), "10", "F", ["Test", "Test"])],
+     r"labels_consensus_1\.csv, line 5: speaker 10 is in fold 1's test set and in its train set"),
+    (lambda r: r + [("b.wav", (0.5, 0.5), "7", "M", ["Test", "Train"])],
+     r"labels_consensus_1\.csv, line 5: duplicate file b\.wav \(also line 3\)"),
+    (lambda r: r + [("d.wav", (1.5, -0.5), "10", "F", ["Train", "Test"])],
+     r"labels_consensus_1\.csv, line 5: class calm is '1\.5', outside \[0, 1\]"),
+    (lambda r: r + [("d.wav", ("x", 0.5), "10", "F", ["Train", "Test"])],
+     r"labels_consensus_1\.csv, line 5: class calm is 'x', not a number"),
+    (lambda r: r + [("d.wav", (0.6, 0.6), "10", "F", ["Train", "Test"])],
+     r"labels_consensus_1\.csv, line 5: the class shares sum to 1\.2, not 1"),
+    (lambda r: r + [("d.wav", (0.5, 0.5), "10", "M", ["Train", "Test"])],
+     r"labels_consensus_1\.csv, line 5: speaker 10 has gender 'Male' here and 'Female'"),
+    (lambda r: r + [("d.wav", (0.5, 0.5), "11", "M", ["Test", "Test"])],
+     r"labels_consensus_1\.csv, line 5: speaker 11 is in the test sets of folds 1 and 2"),
+])
+def test_emo_superb_bad_input_is_one_line_naming_file_and_row(tmp_path, edit, message):
+    params = _emo(tmp_path, edit(list(TINY)))
+    with pytest.raises(InputError, match=message) as err:
+        corpus.build(tmp_path / "corpus", {"corpus": params, "seed": 0})
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "corpus").exists()
+
+
+def test_emo_superb_bad_folders(tmp_path):
+    params = _emo(tmp_path, TINY)
+    sf.write(tmp_path / "audio" / "extra.wav", tone(0.5, 150), SAMPLE_RATE)
+    with pytest.raises(InputError, match=r"labels: 1 audio files in corpus.audio_dir are not in the labels \(e\.g\. extra\.wav\)"):
+        corpus.build(tmp_path / "corpus", {"corpus": params, "seed": 0})
+    (tmp_path / "audio" / "extra.wav").unlink()
+    (tmp_path / "audio" / "b.wav").unlink()  # missing audio: skipped, not an error
+    out = corpus.build(tmp_path / "corpus", {"corpus": params, "seed": 0})
+    assert pd.read_csv(out / "skipped.csv").to_dict("list") == {"file": ["b.wav"], "reason": ["missing"]}
+    f2 = tmp_path / "labels" / "labels_consensus_2.csv"
+    f2.write_text(f2.read_text().replace("0.75,0.25", "0.7,0.3"))
+    with pytest.raises(InputError, match=r"labels_consensus_2\.csv, line 2: s1/a\.wav differs from labels_consensus_1\.csv"):
+        corpus.build(tmp_path / "c2", {"corpus": params, "seed": 0})
+    f2.write_text(f2.read_text().replace("FileName,", "Name,"))
+    with pytest.raises(InputError, match=r"labels_consensus_2\.csv: missing column FileName"):
+        corpus.build(tmp_path / "c2", {"corpus": params, "seed": 0})
+
+
+def test_emo_superb_speakers_table_adds_categorical_and_binned_attributes(tmp_path):
+    params = _emo(tmp_path, TINY)
+    (tmp_path / "spk.csv").write_text("SpkrID,age,accent\n7,30,\n10,61,irish\n")
+    params["speakers"] = str(tmp_path / "spk.csv")
+    with pytest.raises(InputError, match=r"corpus\.bins\.age"):
+        corpus.build(tmp_path / "corpus", {"corpus": params, "seed": 0})
+    params["bins"] = {"age": {"edges": [0, 50, 100], "names": ["young", "old"]}}
+    (tmp_path / "spk.csv").write_text("SpkrID,age,accent\n7,30,scots\n10,61,irish\n")
+    out = corpus.build(tmp_path / "corpus", {"corpus": params, "seed": 0})
+    s = json.loads((out / "schema.json").read_text())
+    assert [a["name"] for a in s["attributes"]] == ["gender", "age", "accent"]
+    assert s["attributes"][1]["edges"] == [0, 50, 100] and s["attributes"][2]["groups"] == ["irish", "scots"]
+    assert list(pd.read_csv(out / "actors.csv")["accent"]) == ["scots", "irish"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("speaker,label,split\nx,a,test\n", r"m\.csv: missing column path"),
+    ("path,speaker,split\na.wav,x,test\n", r"m\.csv: missing column label"),
+    ("path,speaker,label\na.wav,x,a\n", r"m\.csv: missing column split_1"),
+    ("path,speaker,label_a,label_b,split\na.wav,x,0.5,0.5,test\na.wav,y,0.5,0.5,test\n",
+     r"m\.csv, line 3: duplicate file a\.wav \(also line 2\)"),
+    ("path,speaker,label_a,label_b,split\na.wav,x,0.5,0.5,test\nb.wav,y,0.5,0.5,exam\n",
+     r"m\.csv, line 3: split is 'exam'"),
+    ("path,speaker,label_a,label_b,split_1,split_2\na.wav,x,1,0,test,train\nb.wav,y,0,1,train,test\n"
+     "c.wav,x,0,1,train,train\n", r"m\.csv, line 4: speaker x is in fold 1's test set and in its train set"),
+])
+def test_manifest_bad_input_is_one_line_naming_file_and_row(tmp_path, text, message):
+    params = _manifest(tmp_path, text)
+    with pytest.raises(InputError, match=message):
+        corpus.build(tmp_path / "corpus", {"corpus": params, "seed": 0})
+
+
+def test_generated_corpora_import_alike_in_both_formats(tmp_path):
+    kw = dict(n_speakers=5, n_folds=5, clips_per_speaker=2, seconds=(1.0, 1.5))
+    e = corpora.emo_superb(tmp_path / "e", **kw)
+    m = corpora.manifest(tmp_path / "m", fmt="jsonl", **kw)
+    a = corpus.build(tmp_path / "a", {"corpus": dict(USER, name="emo-superb", labels_dir=str(e["labels_dir"]),
+                                                     audio_dir=str(e["audio_dir"])), "seed": 0})
+    b = corpus.build(tmp_path / "b", {"corpus": dict(USER, name="manifest", manifest=str(m["manifest"]),
+                                                     audio_dir=str(m["audio_dir"])), "seed": 0})
+    for name in ("clips.csv", "actors.csv", "schema.json", "skipped.csv"):
+        assert (a / name).read_text() == (b / name).read_text(), name
+    clips = pd.read_csv(a / "clips.csv")
+    assert clips[list(corpora.CLASSES)].sum(axis=1).to_numpy() == pytest.approx(np.ones(len(clips)))
+    for f in range(1, 6):
+        assert (clips[f"split_{f}"] == "test").sum() == 2
+
+
+def test_generic_importer_reads_real_emo_superb_crema_d_like_read_labels(shared_data):
+    labels_dir = shared_data / "emo-superb/CREMA-D/Primary"
+    source = corpus.read_emo_superb(labels_dir)
+    ref = corpus.read_labels([shared_data / corpus.LABELS.format(f) for f in range(1, 6)])
+    assert source["classes"] == tuple(EMOTIONS) and source["n_folds"] == 5
+    got = pd.DataFrame(source["labels"], columns=list(EMOTIONS), index=source["sources"])
+    got[[f"split_{f}" for f in range(1, 6)]] = source["splits"]
+    got["actor"] = [int(s) for s in source["speakers"]]
+    got = got.loc[list(ref["file"])]
+    assert np.allclose(got[list(EMOTIONS)], ref[list(EMOTIONS)])
+    for f in range(1, 6):
+        assert list(got[f"split_{f}"]) == list(ref[f"split_{f}"])
+    assert list(got["actor"]) == list(ref["actor"])
+    assert set(source["attributes"]["gender"]) == {"Male", "Female"}
+    corpus._check_folds(source["splits"], source["speakers"], source["where"], 5)

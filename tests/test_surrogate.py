@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 
 from fairser import surrogate
-from fairser.constants import EMOTIONS, SAMPLE_RATE
+from fairser.constants import SAMPLE_RATE
+from fairser.schema import CREMA_D_CLASSES as EMOTIONS
 
 
 def test_actors_have_crema_d_marginals_at_91():

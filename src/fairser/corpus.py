@@ -708,8 +708,9 @@ def read_manifest(manifest: str | Path, *, renormalise: bool = False) -> dict:
         ids = _sort_ids(folds)
         for k, fid in enumerate(folds):
             f = ids.index(fid)
-            splits[k] = ["test" if g == f else "dev" if g == (f + 1) % len(ids) and len(ids) > 1
-                         else "train" for g in range(len(ids))]
+            # fold g tests on fold id g and develops on the next one (wrapping), like block_folds
+            splits[k] = ["test" if g == f else "dev" if f == (g + 1) % len(ids) else "train"
+                         for g in range(len(ids))]
         n_folds = len(ids)
     else:
         n_folds = len(split_cols)
