@@ -1,4 +1,4 @@
-"""Stage download: the corpus (surrogate or CREMA-D) into --out, per docs/DESIGN.md.
+"""Stage download: the corpus (surrogate, CREMA-D, EMO-SUPERB labels or a manifest) into --out, per docs/DESIGN.md.
 
     python stages/download.py --out data/corpus [--inputs data/inputs/corpus.json] [--params params.yaml]
         [--cache data/.download-cache]
@@ -14,7 +14,7 @@ def main() -> None:
     p = cli.parser(__doc__.splitlines()[0])
     p.add_argument("--out", required=True, type=Path, help="output folder (data/corpus)")
     p.add_argument("--inputs", default=None, type=Path,
-                   help="the inputs stage's fingerprint of the corpus folders (data/inputs/corpus.json)")
+                   help="the inputs stage's fingerprint of the corpus files and folders (data/inputs/corpus.json)")
     p.add_argument("--cache", default=Path("data/.download-cache"), type=Path,
                    help="where downloads and their .part files live between runs (crema-d only)")
     args = p.parse_args()

@@ -3,7 +3,7 @@
 python stages/inputs.py --out data/inputs [--params params.yaml]
 Writes corpus.json, upstream.json, speaker.json, pseudo.json; always runs (dvc.yaml
 always_changed), and unchanged inputs give byte-identical files, so nothing downstream reruns.
-Reads params: preset, corpus (name, audio_dir, metadata_dir), features.upstream/revision,
+Reads params: preset, corpus (name, audio_dir, metadata_dir, labels_dir, manifest, speakers), features.upstream/revision,
 speaker.model/revision, idi.pseudo_model/pseudo_revision.
 """
 
@@ -18,7 +18,8 @@ def main() -> None:
     args = p.parse_args()
     docs = provenance.write_inputs(args.out, config.load(args.params))
     audio = docs["corpus"]["audio_dir"]
-    shown = f", audio_dir {audio['files']} wav ({audio['bytes'] / 1e6:.0f} MB)" if audio else ""
+    kind = "audio" if docs["corpus"]["corpus"] in ("emo-superb", "manifest") else "wav"
+    shown = f", audio_dir {audio['files']} {kind} ({audio['bytes'] / 1e6:.0f} MB)" if audio else ""
     models = "; ".join(provenance.describe_model(docs[n]) for n in ("upstream", "speaker", "pseudo"))
     print(f"inputs: {docs['corpus']['corpus']}{shown}; {models} -> {args.out}")
 

@@ -81,6 +81,33 @@ def test_adding_or_replacing_a_wav_changes_the_corpus_fingerprint(tmp_path):
     assert added["audio_dir"]["files"] == 3 and added["audio_dir"]["sha256"] != replaced["audio_dir"]["sha256"]
 
 
+def test_user_corpora_fingerprint_labels_manifest_speakers_and_nested_audio(tmp_path):
+    import corpora
+
+    e = corpora.emo_superb(tmp_path / "e", n_speakers=5, clips_per_speaker=1, seconds=(1.0, 1.2))
+    (e["audio_dir"] / "sub").mkdir()
+    sf.write(e["audio_dir"] / "sub" / "x.wav", tone(0.2, 150), SAMPLE_RATE, subtype="PCM_16")
+    spk = tmp_path / "spk.csv"
+    spk.write_text("SpkrID,accent\nspk01,a\n")
+    spec = {"name": "emo-superb", "audio_dir": str(e["audio_dir"]), "metadata_dir": None,
+            "labels_dir": str(e["labels_dir"]), "manifest": str(tmp_path / "ignored.csv"),
+            "speakers": str(spk)}
+    first = P.fingerprint_corpus(spec)
+    assert first["audio_dir"]["files"] == 6 and first["labels_dir"]["files"] == 6  # 5 folds + config
+    assert first["manifest"] is None and first["speakers"]["files"] == 1
+    (e["labels_dir"] / "labels_consensus_1.csv").write_text("edited\n")
+    spk.write_text("SpkrID,accent\nspk01,b\n")
+    second = P.fingerprint_corpus(spec)
+    assert second["labels_dir"]["sha256"] != first["labels_dir"]["sha256"]
+    assert second["speakers"]["sha256"] != first["speakers"]["sha256"]
+    m = corpora.manifest(tmp_path / "m", n_speakers=5, clips_per_speaker=1, seconds=(1.0, 1.2))
+    got = P.fingerprint_corpus({"name": "manifest", "audio_dir": str(m["audio_dir"]), "metadata_dir": None,
+                                "labels_dir": None, "manifest": str(m["manifest"]), "speakers": None})
+    assert got["manifest"]["files"] == 1 and got["labels_dir"] is None and got["audio_dir"]["files"] == 5
+    with pytest.raises(InputError, match="corpus.manifest"):
+        P.fingerprint_corpus({"name": "manifest", "audio_dir": None, "manifest": str(tmp_path / "no.csv")})
+
+
 def test_surrogate_corpus_ignores_audio_dir(tmp_path):
     assert P.fingerprint_corpus({"name": "surrogate", "audio_dir": str(tmp_path / "none"),
                                  "metadata_dir": None})["audio_dir"] is None

@@ -255,6 +255,8 @@ def fingerprint_corpus(corpus: dict) -> dict:
     """corpus.name and the content of corpus.audio_dir (its top-level *.wav) and corpus.metadata_dir
     (the files of fairser.corpus.METADATA): the files the download stage reads."""
     out = {"corpus": corpus["name"]}
+    if corpus["name"] in ("emo-superb", "manifest"):
+        return {**out, **_fingerprint_user_corpus(corpus)}
     for key in ("audio_dir", "metadata_dir"):
         folder = corpus.get(key)
         if folder is None or corpus["name"] == "surrogate":
@@ -270,6 +272,45 @@ def fingerprint_corpus(corpus: dict) -> dict:
 
             names = sorted(n for n in METADATA if (root / n).is_file())
         out[key] = {"path": folder, **digest_files(root, names)}
+    return out
+
+
+def _fingerprint_user_corpus(corpus: dict) -> dict:
+    """emo-superb / manifest: every audio file under corpus.audio_dir (subfolders too), the
+    labels_consensus_*.csv and config.json of corpus.labels_dir (emo-superb), and the files
+    corpus.manifest and corpus.speakers; absent ones (their absence is the download stage's error
+    to give) are None."""
+    from fairser.corpus import AUDIO_SUFFIXES
+
+    out = {"metadata_dir": None}
+    folder = corpus.get("audio_dir")
+    if folder is None:
+        out["audio_dir"] = None
+    else:
+        root = Path(folder).expanduser()
+        if not root.is_dir():
+            raise InputError(f"corpus.audio_dir '{folder}': folder not found")
+        names = [n for n in folder_files(root) if Path(n).suffix.lower() in AUDIO_SUFFIXES]
+        out["audio_dir"] = {"path": folder, **digest_files(root, names)}
+    labels = corpus.get("labels_dir") if corpus["name"] == "emo-superb" else None
+    if labels is None:
+        out["labels_dir"] = None
+    else:
+        root = Path(labels).expanduser()
+        if not root.is_dir():
+            raise InputError(f"corpus.labels_dir '{labels}': folder not found")
+        names = sorted(p.name for p in root.iterdir() if p.is_file() and (
+            p.name == "config.json" or (p.name.startswith("labels_consensus_") and p.suffix == ".csv")))
+        out["labels_dir"] = {"path": labels, **digest_files(root, names)}
+    for key in ("manifest", "speakers"):
+        name = corpus.get(key) if key == "speakers" or corpus["name"] == "manifest" else None
+        if name is None:
+            out[key] = None
+            continue
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise InputError(f"corpus.{key} '{name}': file not found")
+        out[key] = {"path": name, **digest_files(path.parent, [path.name])}
     return out
 
 
