@@ -1,9 +1,12 @@
-"""The download stage's corpus: the generated surrogate or the real CREMA-D, in one file layout.
+"""The download stage's corpus: the generated surrogate, the real CREMA-D, or a user corpus in
+EMO-SUPERB's label format or a manifest (README "Bring your own corpus"), in one file layout.
 
 Output folder (docs/DESIGN.md): wav/<file>.wav (16 kHz mono PCM16) for every usable clip,
 clips.csv (file, actor, sentence, emotion, level, the vote distribution in EMOTIONS order,
 split_1..split_5) for every labelled clip, usable or not, actors.csv (actor, sex, age, race),
-skipped.csv (file, reason: the clips of clips.csv without a wav) and corpus.json.
+skipped.csv (file, reason: the clips of clips.csv without a wav), corpus.json and schema.json.
+User corpora: clips.csv (file, actor, their classes, split_1..split_F), actors.csv (actor,
+speaker, their attributes).
 
 CREMA-D comes from its public repository (audio through Git LFS, see fairser.download) or from
 local folders; labels and folds from EMO-SUPERB's labels_consensus_{1..5}.csv (SPEC section 1).
@@ -663,6 +666,9 @@ def read_manifest(manifest: str | Path, *, renormalise: bool = False) -> dict:
         raise InputError(f"{path}: missing column split_1 (or split, or fold)")
     skip = {"path", "speaker", "label", "split", "fold", *soft, *split_cols}
     attr_cols = [c for c in columns if c not in skip]
+    clash = [c for c in attr_cols if c in ("actor", "file") or re.fullmatch(r"split_.*|label_?.*", c)]
+    if clash:
+        raise InputError(f"{path}: column {clash[0]!r} is reserved (see README \"Bring your own corpus\")")
     lines, sources, speakers, labels, splits, folds = [], [], [], [], [], []
     attrs: dict[str, list[str]] = {("gender" if c.lower() == "gender" else c): [] for c in attr_cols}
     seen: dict[str, int] = {}
