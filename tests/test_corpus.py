@@ -505,3 +505,15 @@ def test_generic_importer_reads_real_emo_superb_crema_d_like_read_labels(shared_
     assert list(got["actor"]) == list(ref["actor"])
     assert set(source["attributes"]["gender"]) == {"Male", "Female"}
     corpus._check_folds(source["splits"], source["speakers"], source["where"], 5)
+
+
+def test_user_corpus_flat_name_clash_and_no_audio_at_all(tmp_path):
+    params = _manifest(tmp_path, "path,speaker,label,split\na/b.wav,x,joy,test\na__b.wav,y,calm,train\n",
+                       files=())
+    with pytest.raises(InputError, match=r"m\.csv, line 3: file name a__b\.wav clashes with .*m\.csv, line 2"):
+        corpus.build(tmp_path / "corpus", {"corpus": params, "seed": 0})
+    params = _manifest(tmp_path, "path,speaker,label,split\nb.wav,x,joy,test\nc.wav,y,calm,train\n",
+                       files=())
+    with pytest.raises(InputError, match=r"corpus\.audio_dir: no usable clip among 2 \(missing: 2\)"):
+        corpus.build(tmp_path / "corpus", {"corpus": params, "seed": 0})
+    assert not (tmp_path / "corpus").exists()
