@@ -400,7 +400,7 @@ def test_manifest_jsonl_soft_object_labels_and_split_columns(tmp_path):
 
 @pytest.mark.parametrize("edit, message", [
     (lambda r: [(n, p, s, g, sp) for n, p, s, g, sp in r if n != "c.wav"] + [("c.wav", (0.0, 1.0), "10", "F", ["Train", "Train"])],
-     r"labels_consensus_1\.csv: fold 2 has no test clips"),
+     r"labels_consensus_2\.csv: fold 2 has no test clips"),
     (lambda r: r + [("d.wav", (0.5, 0.5), "10", "F", ["Test", "Test"])],
      r"labels_consensus_1\.csv, line 5: speaker 10 is in fold 1's test set and in its train set"),
     (lambda r: r + [("b.wav", (0.5, 0.5), "7", "M", ["Test", "Train"])],
@@ -414,7 +414,7 @@ def test_manifest_jsonl_soft_object_labels_and_split_columns(tmp_path):
     (lambda r: r + [("d.wav", (0.5, 0.5), "10", "M", ["Train", "Test"])],
      r"labels_consensus_1\.csv, line 5: speaker 10 has gender 'Male' here and 'Female'"),
     (lambda r: r + [("d.wav", (0.5, 0.5), "11", "M", ["Test", "Test"])],
-     r"labels_consensus_1\.csv, line 5: speaker 11 is in the test sets of folds 1 and 2"),
+     r"labels_consensus_2\.csv, line 5: speaker 11 is in the test sets of folds 1 and 2"),
 ])
 def test_emo_superb_bad_input_is_one_line_naming_file_and_row(tmp_path, edit, message):
     params = _emo(tmp_path, edit(list(TINY)))

@@ -453,7 +453,8 @@ def _label_row(values, classes, where: str, renormalise: bool) -> list[float]:
 
 def _check_folds(splits: list[list[str]], speakers: list[str], where, n_folds: int) -> None:
     """Speaker-independent folds: every fold has test clips, no speaker is in a fold's test set and
-    its train/dev, and no speaker is in the test sets of two folds. where(i) names row i."""
+    its train/dev, and no speaker is in the test sets of two folds. where(i, f) names row i (of
+    fold f's file, for formats with a file per fold); where(None, f) the file."""
     test_fold: dict[str, int] = {}
     for f in range(n_folds):
         role: dict[str, tuple[str, int]] = {}
@@ -465,14 +466,14 @@ def _check_folds(splits: list[list[str]], speakers: list[str], where, n_folds: i
             if prev is None:
                 role[spk] = (s, i)
             elif (prev[0] == "test") != (s == "test"):
-                raise InputError(f"{where(i)}: speaker {spk} is in fold {f + 1}'s test set and in its "
-                                 f"{s if s != 'test' else prev[0]} set ({where(prev[1])})")
+                raise InputError(f"{where(i, f)}: speaker {spk} is in fold {f + 1}'s test set and in its "
+                                 f"{s if s != 'test' else prev[0]} set ({where(prev[1], f)})")
             if s == "test":
                 if test_fold.setdefault(spk, f) != f:
-                    raise InputError(f"{where(i)}: speaker {spk} is in the test sets of folds "
+                    raise InputError(f"{where(i, f)}: speaker {spk} is in the test sets of folds "
                                      f"{test_fold[spk] + 1} and {f + 1}")
         if n_test == 0:
-            raise InputError(f"{where(None)}: fold {f + 1} has no test clips")
+            raise InputError(f"{where(None, f)}: fold {f + 1} has no test clips")
 
 
 def _speaker_values(rows: list[tuple[str, str, int]], column: str, where) -> dict[str, str]:
@@ -566,6 +567,7 @@ def read_emo_superb(labels_dir: str | Path, *, renormalise: bool = False) -> dic
     need = ["FileName", *classes, "SpkrID", "Gender", "Split_Set"]
     first = None
     splits: list[list[str]] = []
+    fold_files, fold_lines = [], []
     for f, fid in enumerate(fold_ids):
         path = files[fid]
         df = pd.read_csv(path, dtype=str, keep_default_na=False)
@@ -585,6 +587,8 @@ def read_emo_superb(labels_dir: str | Path, *, renormalise: bool = False) -> dic
             rows[name] = dict(line=i + 2, labels=_label_row([r[c] for c in classes], classes, where,
                                                           renormalise),
                               speaker=r["SpkrID"].strip(), gender=_gender(r["Gender"]), split=split)
+        fold_files.append(path)
+        fold_lines.append({n: rows[n]["line"] for n in rows})
         if first is None:
             first, first_path = rows, path
             order = list(rows)
@@ -603,7 +607,9 @@ def read_emo_superb(labels_dir: str | Path, *, renormalise: bool = False) -> dic
             raise InputError(f"{path}, line {rows[extra[0]]['line']}: {extra[0]} is not in {first_path.name}")
         for k, n in enumerate(order):
             splits[k].append(rows[n]["split"])
-    where = lambda i: (f"{first_path}" if i is None else f"{first_path}, line {first[order[i]]['line']}")
+    def where(i, f=0):
+        return f"{fold_files[f]}" if i is None else f"{fold_files[f]}, line {fold_lines[f][order[i]]}"
+
     return dict(classes=classes, sources=order, splits=splits, where=where, n_folds=len(fold_ids),
                 speakers=[first[n]["speaker"] for n in order],
                 labels=[first[n]["labels"] for n in order],
@@ -720,7 +726,9 @@ def read_manifest(manifest: str | Path, *, renormalise: bool = False) -> dict:
         n_folds = len(ids)
     else:
         n_folds = len(split_cols)
-    where = lambda i: f"{path}" if i is None else f"{path}, line {lines[i]}"
+    def where(i, f=0):
+        return f"{path}" if i is None else f"{path}, line {lines[i]}"
+
     return dict(classes=classes, sources=sources, splits=splits, where=where, n_folds=n_folds,
                 speakers=speakers, labels=labels, attributes=attrs, path=path)
 
