@@ -12,8 +12,10 @@ import pytest
 from fairlearn.metrics import MetricFrame, selection_rate
 from sklearn.metrics import f1_score, recall_score
 
+from fairser import schema as fairser_schema
 from fairser import audit, cli, evaluate, metrics
-from fairser.constants import EMOTIONS, SURROGATE_NOTICE
+from fairser.constants import SURROGATE_NOTICE
+from fairser.schema import CREMA_D_CLASSES as EMOTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ["calm", "joy", "anger"]  # not the corpus's six: the class set comes from the columns
@@ -83,6 +85,7 @@ def write_pipeline_run(root: Path, *, seeds: int = 2) -> dict:
     clips.to_csv(corpus / "clips.csv", index=False)
     ACTORS.to_csv(corpus / "actors.csv", index=False)
     (corpus / "corpus.json").write_text(json.dumps({"corpus": "surrogate", "notice": SURROGATE_NOTICE}))
+    fairser_schema.save(fairser_schema.crema_d(), corpus)
     # Folds 1 and 3: the bootstrap streams are seeded by the fold number, so it must carry over.
     fold_of = {a: 1 if i % 2 == 0 else 3 for i, a in enumerate(ACTORS["actor"])}
     folds = pd.DataFrame([{"fold": f, "file": file, "split": "test" if fold_of[a] == f else "train"}

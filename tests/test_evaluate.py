@@ -17,9 +17,12 @@ import yaml
 from scipy import stats
 
 from fairser import evaluate, metrics
-from fairser.constants import EMOTIONS, SURROGATE_NOTICE
+from fairser import schema as fairser_schema
+from fairser.constants import SURROGATE_NOTICE
+from fairser.schema import CREMA_D_CLASSES as EMOTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
+ATTRS = ("gender", "race", "age")  # CREMA-D's, schema order
 # 8 actors; fold 1 tests actors 1-4, fold 2 tests 5-8; 3 clips each. Actor 1004 has Unknown race.
 ACTORS = pd.DataFrame({
     "actor": [1001, 1002, 1003, 1004, 1005, 1006, 1007, 1008],
@@ -54,6 +57,7 @@ def make_tree(root: Path, *, n_boot: int = 50, k: int = 16) -> dict:
     clips.to_csv(corpus / "clips.csv", index=False)
     ACTORS.to_csv(corpus / "actors.csv", index=False)
     (corpus / "corpus.json").write_text(json.dumps({"corpus": "surrogate", "notice": SURROGATE_NOTICE}))
+    fairser_schema.save(fairser_schema.crema_d(), corpus)
     rows = []
     for fold, test_actors in ((1, ACTORS["actor"][:4]), (2, ACTORS["actor"][4:])):
         for f, a in zip(clips["file"], clips["actor"]):
@@ -168,8 +172,8 @@ def test_per_fold_values_are_the_metric_functions_on_that_folds_test_clips(evalu
     test = tree["test"][tree["test"]["fold"] == 2]
     clips = tree["clips"].set_index("file").loc[test["file"]]
     pred = pd.read_csv(root / "data/runs/gender/rw/predictions.csv").query("fold == 2").set_index("file")
-    y = metrics.binarize(clips[list(EMOTIONS)].to_numpy())
-    p = metrics.binarize(pred.loc[test["file"], list(EMOTIONS)].to_numpy())
+    y = metrics.binarize(clips[list(EMOTIONS)].to_numpy(), 1 / 6)
+    p = metrics.binarize(pred.loc[test["file"], list(EMOTIONS)].to_numpy(), 1 / 6)
     race = clips["actor"].map(dict(zip(ACTORS["actor"], ACTORS["race"]))).replace("Unknown", None)
     got = per_fold.query("set == 'gender' and method == 'rw' and fold == 2").set_index(
         ["attribute", "metric"])["value"]
@@ -244,7 +248,7 @@ def test_resample_weights_keep_group_sizes_and_skip_absent_speakers():
 def test_bootstrap_replicate_equals_gap_on_the_resampled_clips():
     # One replicate, checked by materialising the resample: each speaker's clips repeated w times.
     rng = np.random.default_rng(3)
-    truth = evaluate.Truth(folds=[1], test_files={1: [str(i) for i in range(30)]},
+    truth = evaluate.Truth(classes=EMOTIONS, attributes=ATTRS, folds=[1], test_files={1: [str(i) for i in range(30)]},
                            targets={1: (rng.random((30, 6)) < 0.4).astype(np.int8)},
                            speakers={1: np.repeat(np.arange(6), 5)},
                            actors=pd.DataFrame({"actor": range(6), "gender": ["Male", "Female"] * 3,
@@ -267,7 +271,7 @@ def test_group_replicates_are_the_gaps_resampled_group_rates_averaged_over_seeds
     # Female has 2 speakers (< MIN_STRATUM): its replicates come from pooled residuals. The
     # per-group replicates must be the rates of the very group counts behind the gap replicates.
     rng = np.random.default_rng(4)
-    truth = evaluate.Truth(folds=[2], test_files={2: [str(i) for i in range(35)]},
+    truth = evaluate.Truth(classes=EMOTIONS, attributes=ATTRS, folds=[2], test_files={2: [str(i) for i in range(35)]},
                            targets={2: (rng.random((35, 6)) < 0.4).astype(np.int8)},
                            speakers={2: np.repeat(np.arange(7), 5)},
                            actors=pd.DataFrame({"actor": range(7), "gender": ["Male"] * 5 + ["Female"] * 2,
@@ -294,7 +298,7 @@ def test_group_replicates_are_the_gaps_resampled_group_rates_averaged_over_seeds
 
 
 def test_group_replicates_are_off_by_default():
-    truth = evaluate.Truth(folds=[1], test_files={1: ["a", "b"]}, targets={1: np.eye(2, 6, dtype=np.int8)},
+    truth = evaluate.Truth(classes=EMOTIONS, attributes=ATTRS, folds=[1], test_files={1: ["a", "b"]}, targets={1: np.eye(2, 6, dtype=np.int8)},
                            speakers={1: np.array([0, 1])},
                            actors=pd.DataFrame({"actor": [0, 1], "gender": ["Male", "Female"],
                                                 "race": [None] * 2, "age": ["Young"] * 2}))
@@ -512,7 +516,7 @@ def test_table1_kmeans_rows_follow_idi_k(evaluated):
     summary = pd.read_csv(root / "data/eval/summary.csv")
     look = evaluate.Lookup(summary)
     for k in (16, 32):
-        rw = evaluate.headline(summary, k=k)["table1"]["rw"]["kmeans"]
+        rw = evaluate.headline(summary, k=k, truth="gender", others=("race", "age"))["table1"]["rw"]["kmeans"]
         assert rw["tpr_gap"] == pytest.approx(look.mean(f"kmeans_k{k}", "rw", "gender", "tpr_gap"), abs=1e-4)
 
 
@@ -558,7 +562,7 @@ def test_per_group_rows_count_clips_and_positives_once():
     y[[0, 2, 3, 5], 0] = 1
     pred = np.zeros((6, 6), dtype=np.int8)
     pred[[0, 3], 0] = 1
-    truth = evaluate.Truth(folds=[1], test_files={1: [str(i) for i in range(6)]}, targets={1: y},
+    truth = evaluate.Truth(classes=EMOTIONS, attributes=ATTRS, folds=[1], test_files={1: [str(i) for i in range(6)]}, targets={1: y},
                            speakers={1: np.array([0, 0, 1, 2, 2, 2])},
                            actors=pd.DataFrame({"actor": range(3), "gender": ["Male", "Male", "Female"],
                                                 "race": [None] * 3, "age": ["Young"] * 3}))

@@ -112,9 +112,9 @@ def test_table1_leaves_out_rows_of_absent_runs():
         {"set": "baselines", "method": "erm", "attribute": a, "metric": m, "mean": 0.5, "std": 0.1,
          "n_folds": 2, "ci_low": np.nan, "ci_high": np.nan}
         for a, m in (("all", "f1"), ("all", "acc"), ("gender", "tpr_gap"), ("gender", "dp_gap"))])
-    t1 = report.table1(summary, k=16)
+    t1 = report.table1(summary, k=16, attribute="gender")
     assert t1["method"].tolist() == ["ERM"]
-    md = report.table1_markdown(t1, k=16, n_folds=2, notice=None)
+    md = report.table1_markdown(t1, k=16, n_folds=2, notice=None, attribute="gender")
     assert "| ERM | none | 0.500 ± 0.100 |" in md
     assert json.dumps(t1.to_dict())  # plain values
 
@@ -221,14 +221,14 @@ def _one_row_summary(**extra):
 
 def test_zero_width_interval_is_marked_and_explained():
     summary = _one_row_summary(ci_low=0.3, ci_high=0.3, ci_note="zero-width", min_speakers=4)
-    md = report.table1_markdown(report.table1(summary, k=16), k=16, n_folds=2, notice=None)
+    md = report.table1_markdown(report.table1(summary, k=16, attribute="gender"), k=16, n_folds=2, notice=None, attribute="gender")
     assert "0.300 ± 0.100 [0.300, 0.300]‡" in md
     assert "‡ zero-width interval" in md and "§" not in md and "†" not in md
 
 
 def test_no_footnote_without_a_marked_cell():
     summary = _one_row_summary(ci_low=0.2, ci_high=0.4, ci_note="", min_speakers=4)
-    md = report.table1_markdown(report.table1(summary, k=16), k=16, n_folds=2, notice=None)
+    md = report.table1_markdown(report.table1(summary, k=16, attribute="gender"), k=16, n_folds=2, notice=None, attribute="gender")
     assert "[0.200, 0.400] |" in md and "‡" not in md and "†" not in md
 
 
