@@ -6,9 +6,10 @@ import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
 import pytest
-from test_evaluate import EVAL_ARGS, ROOT, make_tree, run_stage
+from test_evaluate import CALM4, EVAL_ARGS, ROOT, make_generic_tree, make_tree, run_stage
 
 from fairser import config, report
+from fairser import schema as fairser_schema
 from fairser.constants import SURROGATE_NOTICE
 
 REPORT_ARGS = ("--eval", "data/eval", "--corpus", "data/corpus", "--speaker", "data/speaker",
@@ -244,3 +245,65 @@ def test_no_interval_excludes_its_estimate(reported, table):
         assert (rows[name] <= rows[f"{name}_ci_high"] + 1e-12).all()
         checked += len(rows)
     assert checked > 20
+
+
+# --- corpora that are not CREMA-D (issue 11) -----------------------------------------------------
+
+def _report_tree(root, **kwargs):
+    make_generic_tree(root, **kwargs)
+    for script, args in (("evaluate.py", EVAL_ARGS), ("report.py", REPORT_ARGS)):
+        res = run_stage(root, script, *args)
+        assert res.returncode == 0, res.stderr
+    return root
+
+
+@pytest.fixture(scope="module")
+def gender_only(tmp_path_factory):
+    return _report_tree(tmp_path_factory.mktemp("gender_only"))
+
+
+def test_a_gender_only_corpus_has_table1_and_figures_and_a_one_line_table2(gender_only):
+    reports, plots = gender_only / "reports", gender_only / "plots"
+    assert sorted(p.name for p in reports.iterdir()) == ["table1.csv", "table1.md", "table1_vs_paper.md",
+                                                          "table2.md"]
+    table2 = (reports / "table2.md").read_text()
+    assert len(table2.splitlines()) == 1 and "No Table 2" in table2 and "(gender)" in table2
+    assert "gender fairness" in (reports / "table1.md").read_text().splitlines()[0]
+    vs_paper = (reports / "table1_vs_paper.md").read_text()
+    assert len(vs_paper.splitlines()) == 1 and "calm, joy, anger, grief" in vs_paper
+    t1 = pd.read_csv(reports / "table1.csv")
+    assert ("ERM", "none") in set(zip(t1["method"], t1["supervision"]))
+    summary = pd.read_csv(gender_only / "data/eval/summary.csv")
+    erm = summary.set_index(["set", "method", "attribute", "metric"]).loc[
+        ("baselines", "erm", "gender", "tpr_gap"), "mean"]
+    assert t1.set_index("method").loc["ERM", "tpr_gap"] == pytest.approx(erm)
+    for name in ("fig2_k_bars.png", "fig3_k_mean.png", "fig4_tsne.png"):
+        assert mpimg.imread(plots / name).shape[0] > 300
+    assert {"tpr_gap", "f1"} <= set(pd.read_csv(plots / "tradeoff.csv").columns)
+    assert list(pd.read_csv(plots / "k_sweep.csv")["k"]) == [16]
+
+
+def test_a_three_group_attribute_is_table1s_when_the_corpus_has_no_gender(tmp_path):
+    accent = fairser_schema.Schema(classes=CALM4, folds=3, attributes=(
+        fairser_schema.Attribute("accent", "accent", ("north", "south", "east")),))
+    actors = pd.DataFrame({"actor": range(1, 10), "accent": ["north", "south", "east"] * 3})
+    root = _report_tree(tmp_path, schema=accent, actors=actors)
+    assert "accent fairness" in (root / "reports/table1.md").read_text().splitlines()[0]
+    assert "(accent)" in (root / "reports/table2.md").read_text()
+    per_group = pd.read_csv(root / "data/eval/per_group.csv")
+    assert set(per_group["group"]) == {"north", "south", "east"}
+    assert mpimg.imread(root / "plots/fig4_tsne.png").shape[0] > 300
+
+
+def test_table2_of_one_other_attribute_names_it():
+    rows = [{"set": "baselines", "method": "erm", "attribute": a, "metric": m, "mean": 0.2, "std": 0.1,
+             "n_folds": 3, "n_seeds": 1, "n_values": 3, "ci_low": np.nan, "ci_high": np.nan,
+             "bias": np.nan, "ci_method": "", "ci_note": "", "min_speakers": 4, "p_no_gap": np.nan,
+             "p_vs_erm": np.nan, "n_pairs": 0}
+            for a, m in (("all", "f1"), ("all", "acc"), ("dialect", "tpr_gap"), ("dialect", "dp_gap"))]
+    t2 = report.table2(pd.DataFrame(rows), ["dialect"])
+    assert {"dialect_tpr_gap", "dialect_dp_gap"} <= set(t2.columns)
+    dialect = fairser_schema.Attribute("dialect", "region", ("x", "y", "z", "w"), excluded=("?",))
+    md = report.table2_markdown(t2, n_folds=3, notice=None, attributes=[dialect])
+    assert md.splitlines()[0] == "# Table 2: unsupervised IDI (k-means) on dialect (G = 4)"
+    assert "Dialect TPR gap ↓" in md and "region is '?'" in md
