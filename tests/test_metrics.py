@@ -248,3 +248,11 @@ def test_dp_needs_two_groups_with_clips_in_each_batch_row():
     n = np.array([[3.0, 0.0], [3.0, 2.0]])  # row 0: one group only -> undefined
     out = metrics.dp_per_class(sel=sel, n=n)
     assert np.isnan(out[0]).all() and (out[1] == 0).all()
+
+
+def test_binarize_takes_the_threshold_it_is_given():
+    # 1/K for K = 4 classes: 0.25 itself is not above it.
+    got = metrics.binarize([[0.26, 0.24, 0.25, 0.25]], 1 / 4)
+    assert got.tolist() == [[1, 0, 0, 0]]
+    with pytest.raises(TypeError):
+        metrics.binarize([[0.5, 0.5]])  # no hidden six-class default
