@@ -44,7 +44,7 @@ def with_notes(markdown: str, notes: list[str]) -> str:
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--eval", required=True, help="folder with summary.csv and per_fold.csv")
-    p.add_argument("--corpus", required=True, help="folder with corpus.json, clips.csv, actors.csv")
+    p.add_argument("--corpus", required=True, help="folder with corpus.json, schema.json, clips.csv, actors.csv")
     p.add_argument("--speaker", required=True, help="folder with embeddings.npy and index.csv")
     p.add_argument("--groups", required=True, help="folder with kmeans_k16.csv")
     p.add_argument("--features-info", default=None,

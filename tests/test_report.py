@@ -307,3 +307,26 @@ def test_table2_of_one_other_attribute_names_it():
     md = report.table2_markdown(t2, n_folds=3, notice=None, attributes=[dialect])
     assert md.splitlines()[0] == "# Table 2: unsupervised IDI (k-means) on dialect (G = 4)"
     assert "Dialect TPR gap ↓" in md and "region is '?'" in md
+
+
+def test_idi_truth_race_moves_race_to_table1_and_gender_to_table2(tmp_path):
+    import yaml
+
+    make_tree(tmp_path, n_boot=0)
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["idi"]["truth"] = "race"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    for script, args in (("evaluate.py", EVAL_ARGS), ("report.py", REPORT_ARGS)):
+        res = run_stage(tmp_path, script, *args)
+        assert res.returncode == 0, res.stderr
+    headline = json.loads((tmp_path / "metrics/summary.json").read_text())
+    assert set(headline["table2"]) == {"gender", "age"}
+    summary = pd.read_csv(tmp_path / "data/eval/summary.csv").set_index(["set", "method", "attribute", "metric"])
+    assert headline["table1"]["erm"]["tpr_gap"] == pytest.approx(
+        summary.loc[("baselines", "erm", "race", "tpr_gap"), "mean"], abs=1e-4)
+    reports = tmp_path / "reports"
+    assert "race fairness" in (reports / "table1.md").read_text().splitlines()[0]
+    assert "on gender and age (G = 2, 3)" in (reports / "table2.md").read_text().splitlines()[0]
+    assert {"gender_tpr_gap", "age_dp_gap"} <= set(pd.read_csv(reports / "table2.csv").columns)
+    assert len((reports / "table1_vs_paper.md").read_text().splitlines()) == 1
+    assert mpimg.imread(tmp_path / "plots/fig4_tsne.png").shape[0] > 300  # race markers, Unknown as x
