@@ -4,7 +4,11 @@ python stages/report.py --eval data/eval --corpus data/corpus --speaker data/spe
     --groups data/groups [--features-info data/features/info.json --pseudo-info data/pseudo/info.json] \
     --reports reports --plots plots
 Params: idi.k (Table 1's k-means rows; Fig. 4's K when data/groups has no kmeans_k16.csv); preset,
-seed and train.seeds (named in every title with the corpus coverage and the models).
+seed and train.seeds (named in every title with the corpus coverage and the models); split.bias
+and idi.truth (Table 1's and the figures' attribute, `schema.truth_attribute`; Table 2's rows are
+the corpus's other attributes, data/corpus/schema.json; with none, table2.md says so in one line
+and there is no table2.csv). table1_vs_paper.md compares with the paper only for a corpus of
+CREMA-D's classes with gender as Table 1's attribute; otherwise it says so in one line.
 """
 
 import json
@@ -13,7 +17,8 @@ from pathlib import Path
 import pandas as pd
 
 from fairser import config, provenance, report
-from fairser.evaluate import SUMMARY_COLUMNS
+from fairser import schema as corpus_schema
+from fairser.evaluate import SUMMARY_COLUMNS, table2_attributes
 from fairser.cli import InputError, parser, run
 from fairser.io import atomic_dir
 
@@ -39,7 +44,7 @@ def with_notes(markdown: str, notes: list[str]) -> str:
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--eval", required=True, help="folder with summary.csv and per_fold.csv")
-    p.add_argument("--corpus", required=True, help="folder with corpus.json, clips.csv, actors.csv")
+    p.add_argument("--corpus", required=True, help="folder with corpus.json, schema.json, clips.csv, actors.csv")
     p.add_argument("--speaker", required=True, help="folder with embeddings.npy and index.csv")
     p.add_argument("--groups", required=True, help="folder with kmeans_k16.csv")
     p.add_argument("--features-info", default=None,
@@ -52,6 +57,10 @@ def main() -> None:
     args = p.parse_args()
     params = config.load(args.params)
     k = params["idi"]["k"]
+    schema = corpus_schema.load(args.corpus)
+    attribute = corpus_schema.truth_attribute(schema, params["split"]["bias"], params["idi"]["truth"])
+    others = [schema.attribute(a) for a in table2_attributes(schema, attribute)]
+    like_paper = schema.classes == corpus_schema.CREMA_D_CLASSES and attribute == "gender"
 
     eval_dir, corpus_dir = Path(args.eval), Path(args.corpus)
     for path in (eval_dir / "summary.csv", eval_dir / "per_fold.csv", eval_dir / "test_speakers.csv",
@@ -83,34 +92,45 @@ def main() -> None:
     # Fig. 4 uses the paper's K = 16 when those clusters exist, else Table 1's k (idi.k).
     fig4_k = report.FIG4_K if (Path(args.groups) / f"kmeans_k{report.FIG4_K}.csv").is_file() else k
     # Fig. 4's inputs are checked before any drawing.
-    emb, clusters, is_female, fold = report.load_fig4_data(
-        corpus_dir=corpus_dir, speaker_dir=args.speaker, groups_dir=args.groups, k=fig4_k)
+    emb, clusters, groups, fold = report.load_fig4_data(
+        corpus_dir=corpus_dir, speaker_dir=args.speaker, groups_dir=args.groups, schema=schema,
+        attribute=attribute, k=fig4_k)
 
-    t1 = report.table1(summary, k=k)
-    t2 = report.table2(summary)
+    t1 = report.table1(summary, k=k, attribute=attribute)
+    t2 = report.table2(summary, [a.name for a in others]) if others else None
     figures = {
-        "fig2_k_bars.png": report.fig2_bars(summary, notice=fig_notice),
-        "fig3_k_mean.png": report.fig3_sweep(summary, notice=fig_notice),
-        "fig4_tsne.png": report.fig4_tsne(report.tsne_2d(emb), clusters, is_female, k=fig4_k,
-                                          fold=fold, notice=fig_notice),
+        "fig2_k_bars.png": report.fig2_bars(summary, notice=fig_notice, attribute=attribute),
+        "fig3_k_mean.png": report.fig3_sweep(summary, notice=fig_notice, attribute=attribute),
+        "fig4_tsne.png": report.fig4_tsne(report.tsne_2d(emb), clusters, groups,
+                                          group_names=schema.attribute(attribute).groups,
+                                          attribute=attribute, k=fig4_k, fold=fold, notice=fig_notice),
     }
     with atomic_dir(args.reports) as tmp:
         (tmp / "table1.md").write_text(with_notes(report.table1_markdown(
-            t1, k=k, n_folds=n_folds, n_seeds=n_seeds, notice=notice, speakers=speakers), notes))
-        (tmp / "table1_vs_paper.md").write_text(with_notes(report.table1_vs_paper_markdown(
-            t1, k=k, notice=notice,
-            differences=provenance.paper_differences(corpus_info=corpus_info, models=models)), notes))
-        (tmp / "table2.md").write_text(with_notes(report.table2_markdown(
-            t2, n_folds=n_folds, n_seeds=n_seeds, notice=notice, speakers=speakers), notes))
+            t1, k=k, n_folds=n_folds, n_seeds=n_seeds, notice=notice, attribute=attribute,
+            speakers=speakers), notes))
+        if like_paper:
+            (tmp / "table1_vs_paper.md").write_text(with_notes(report.table1_vs_paper_markdown(
+                t1, k=k, notice=notice,
+                differences=provenance.paper_differences(corpus_info=corpus_info, models=models)), notes))
+        else:
+            (tmp / "table1_vs_paper.md").write_text(report.not_paper_markdown(schema, attribute, notice))
+        if t2 is not None:
+            (tmp / "table2.md").write_text(with_notes(report.table2_markdown(
+                t2, n_folds=n_folds, n_seeds=n_seeds, notice=notice, attributes=others,
+                speakers=speakers), notes))
+        else:
+            (tmp / "table2.md").write_text(report.no_table2_markdown(attribute, notice))
         # A CSV has no title: the notice rides along in a column.
         t1.assign(notice=notice or "").to_csv(tmp / "table1.csv", index=False)
-        t2.assign(notice=notice or "").to_csv(tmp / "table2.csv", index=False)
+        if t2 is not None:
+            t2.assign(notice=notice or "").to_csv(tmp / "table2.csv", index=False)
     with atomic_dir(args.plots) as tmp:
         for name, png in figures.items():
             (tmp / name).write_bytes(png)
-        report.tradeoff_frame(summary).to_csv(tmp / "tradeoff.csv", index=False)
-        report.sweep_frame(summary).query("method == 'mean'").drop(columns="method").to_csv(
-            tmp / "k_sweep.csv", index=False)
+        report.tradeoff_frame(summary, attribute=attribute).to_csv(tmp / "tradeoff.csv", index=False)
+        report.sweep_frame(summary, attribute=attribute).query("method == 'mean'").drop(
+            columns="method").to_csv(tmp / "k_sweep.csv", index=False)
     print(f"report: tables -> {args.reports}, figures -> {args.plots}")
 
 

@@ -12,8 +12,10 @@ import pytest
 from fairlearn.metrics import MetricFrame, selection_rate
 from sklearn.metrics import f1_score, recall_score
 
+from fairser import schema as fairser_schema
 from fairser import audit, cli, evaluate, metrics
-from fairser.constants import EMOTIONS, SURROGATE_NOTICE
+from fairser.constants import SURROGATE_NOTICE
+from fairser.schema import CREMA_D_CLASSES as EMOTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ["calm", "joy", "anger"]  # not the corpus's six: the class set comes from the columns
@@ -83,6 +85,7 @@ def write_pipeline_run(root: Path, *, seeds: int = 2) -> dict:
     clips.to_csv(corpus / "clips.csv", index=False)
     ACTORS.to_csv(corpus / "actors.csv", index=False)
     (corpus / "corpus.json").write_text(json.dumps({"corpus": "surrogate", "notice": SURROGATE_NOTICE}))
+    fairser_schema.save(fairser_schema.crema_d(), corpus)
     # Folds 1 and 3: the bootstrap streams are seeded by the fold number, so it must carry over.
     fold_of = {a: 1 if i % 2 == 0 else 3 for i, a in enumerate(ACTORS["actor"])}
     folds = pd.DataFrame([{"fold": f, "file": file, "split": "test" if fold_of[a] == f else "train"}
@@ -393,3 +396,54 @@ def test_the_installed_fairser_command_is_cli_main():
     target = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]["fairser"]
     module, func = target.split(":")
     assert getattr(importlib.import_module(module), func) is cli.main
+
+
+# --- any corpus (issue 11): attributes from a schema --------------------------------------------------
+
+def test_audit_of_a_four_class_gender_only_corpus_reproduces_the_pipelines_cells(tmp_path):
+    from test_evaluate import make_generic_tree
+
+    make_generic_tree(tmp_path, n_boot=0)
+    corpus, split = tmp_path / "data/corpus", tmp_path / "data/split"
+    truth = evaluate.load_truth(corpus, split)
+    run = next(r for r in evaluate.find_runs(tmp_path / "data/runs") if r.name == "baselines/erm")
+    per_fold, _, reps = evaluate.evaluate_runs(truth, {run: evaluate.read_predictions(run, truth)},
+                                               n_boot=30, seed=2)
+    summary = evaluate.summarize(per_fold, reps).set_index(["attribute", "metric"])
+    inputs = audit.load(predictions=run.path, labels=corpus, speakers=corpus)
+    assert inputs.attributes == ["gender"] and inputs.threshold == 0.25
+    got = audit.audit(inputs, n_boot=30, seed=2).summary.set_index(["attribute", "metric"])
+    for key in (("all", "f1"), ("all", "acc"), ("gender", "tpr_gap"), ("gender", "dp_gap")):
+        assert got.loc[key, "mean"] == summary.loc[key, "mean"], key
+    assert got.loc[("gender", "tpr_gap"), "ci_low"] == summary.loc[("gender", "tpr_gap"), "ci_low"]
+
+
+def test_a_speakers_table_with_a_schema_bins_and_excludes_as_the_pipeline(tmp_path):
+    paths = write_plain(tmp_path)
+    spk = pd.read_csv(paths["speakers"], dtype=str, keep_default_na=False)
+    years = {"young": "25", "old": "60", "Unknown": "40"}
+    spk["years"] = spk["age"].map(years)
+    spk["region"] = np.where(spk["gender"] == "F", "north", "?")
+    spk.to_csv(paths["speakers"], index=False)
+    schema = fairser_schema.Schema(classes=tuple(CLASSES), folds=1, attributes=(
+        fairser_schema.Attribute("age", "years", ("Young", "Middle", "Elderly"), edges=(20, 36, 50, 76)),
+        fairser_schema.Attribute("region", "region", ("north", "south"), excluded=("?",))))
+    got = audit.load_speakers(paths["speakers"], None, schema=schema)
+    assert got.attributes == ["age", "region"]
+    by_speaker = got.groups.set_index("speaker")
+    for s, age in zip(SPEAKERS["speaker"], SPEAKERS["age"]):
+        assert by_speaker.loc[s, "age"] == {"young": "Young", "old": "Elderly", "Unknown": "Middle"}[age]
+    assert by_speaker["region"].isna().sum() == (SPEAKERS["gender"] == "M").sum()
+    # The schema's file may be given by path, too; a value outside every bin names its line.
+    fairser_schema.save(schema, tmp_path)
+    spk.loc[spk["speaker"] == spk["speaker"][7], "years"] = "90"  # every clip of one speaker
+    spk.to_csv(paths["speakers"], index=False)
+    with pytest.raises(cli.InputError, match=r"speakers.csv, line \d+, column years: '90' is outside every group"):
+        audit.load_speakers(paths["speakers"], None, schema=tmp_path / "schema.json")
+
+
+def test_a_corpus_folder_without_schema_json_is_named(tmp_path):
+    tree = write_pipeline_run(tmp_path)
+    (tree["corpus"] / "schema.json").unlink()
+    with pytest.raises(cli.InputError, match=r"schema.json: not found"):
+        audit.load(predictions=tree["predictions"], labels=tree["corpus"], speakers=tree["corpus"])

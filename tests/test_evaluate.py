@@ -17,9 +17,12 @@ import yaml
 from scipy import stats
 
 from fairser import evaluate, metrics
-from fairser.constants import EMOTIONS, SURROGATE_NOTICE
+from fairser import schema as fairser_schema
+from fairser.constants import SURROGATE_NOTICE
+from fairser.schema import CREMA_D_CLASSES as EMOTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
+ATTRS = ("gender", "race", "age")  # CREMA-D's, schema order
 # 8 actors; fold 1 tests actors 1-4, fold 2 tests 5-8; 3 clips each. Actor 1004 has Unknown race.
 ACTORS = pd.DataFrame({
     "actor": [1001, 1002, 1003, 1004, 1005, 1006, 1007, 1008],
@@ -54,6 +57,7 @@ def make_tree(root: Path, *, n_boot: int = 50, k: int = 16) -> dict:
     clips.to_csv(corpus / "clips.csv", index=False)
     ACTORS.to_csv(corpus / "actors.csv", index=False)
     (corpus / "corpus.json").write_text(json.dumps({"corpus": "surrogate", "notice": SURROGATE_NOTICE}))
+    fairser_schema.save(fairser_schema.crema_d(), corpus)
     rows = []
     for fold, test_actors in ((1, ACTORS["actor"][:4]), (2, ACTORS["actor"][4:])):
         for f, a in zip(clips["file"], clips["actor"]):
@@ -168,8 +172,8 @@ def test_per_fold_values_are_the_metric_functions_on_that_folds_test_clips(evalu
     test = tree["test"][tree["test"]["fold"] == 2]
     clips = tree["clips"].set_index("file").loc[test["file"]]
     pred = pd.read_csv(root / "data/runs/gender/rw/predictions.csv").query("fold == 2").set_index("file")
-    y = metrics.binarize(clips[list(EMOTIONS)].to_numpy())
-    p = metrics.binarize(pred.loc[test["file"], list(EMOTIONS)].to_numpy())
+    y = metrics.binarize(clips[list(EMOTIONS)].to_numpy(), 1 / 6)
+    p = metrics.binarize(pred.loc[test["file"], list(EMOTIONS)].to_numpy(), 1 / 6)
     race = clips["actor"].map(dict(zip(ACTORS["actor"], ACTORS["race"]))).replace("Unknown", None)
     got = per_fold.query("set == 'gender' and method == 'rw' and fold == 2").set_index(
         ["attribute", "metric"])["value"]
@@ -244,7 +248,7 @@ def test_resample_weights_keep_group_sizes_and_skip_absent_speakers():
 def test_bootstrap_replicate_equals_gap_on_the_resampled_clips():
     # One replicate, checked by materialising the resample: each speaker's clips repeated w times.
     rng = np.random.default_rng(3)
-    truth = evaluate.Truth(folds=[1], test_files={1: [str(i) for i in range(30)]},
+    truth = evaluate.Truth(classes=EMOTIONS, attributes=ATTRS, folds=[1], test_files={1: [str(i) for i in range(30)]},
                            targets={1: (rng.random((30, 6)) < 0.4).astype(np.int8)},
                            speakers={1: np.repeat(np.arange(6), 5)},
                            actors=pd.DataFrame({"actor": range(6), "gender": ["Male", "Female"] * 3,
@@ -267,7 +271,7 @@ def test_group_replicates_are_the_gaps_resampled_group_rates_averaged_over_seeds
     # Female has 2 speakers (< MIN_STRATUM): its replicates come from pooled residuals. The
     # per-group replicates must be the rates of the very group counts behind the gap replicates.
     rng = np.random.default_rng(4)
-    truth = evaluate.Truth(folds=[2], test_files={2: [str(i) for i in range(35)]},
+    truth = evaluate.Truth(classes=EMOTIONS, attributes=ATTRS, folds=[2], test_files={2: [str(i) for i in range(35)]},
                            targets={2: (rng.random((35, 6)) < 0.4).astype(np.int8)},
                            speakers={2: np.repeat(np.arange(7), 5)},
                            actors=pd.DataFrame({"actor": range(7), "gender": ["Male"] * 5 + ["Female"] * 2,
@@ -294,7 +298,7 @@ def test_group_replicates_are_the_gaps_resampled_group_rates_averaged_over_seeds
 
 
 def test_group_replicates_are_off_by_default():
-    truth = evaluate.Truth(folds=[1], test_files={1: ["a", "b"]}, targets={1: np.eye(2, 6, dtype=np.int8)},
+    truth = evaluate.Truth(classes=EMOTIONS, attributes=ATTRS, folds=[1], test_files={1: ["a", "b"]}, targets={1: np.eye(2, 6, dtype=np.int8)},
                            speakers={1: np.array([0, 1])},
                            actors=pd.DataFrame({"actor": [0, 1], "gender": ["Male", "Female"],
                                                 "race": [None] * 2, "age": ["Young"] * 2}))
@@ -512,7 +516,7 @@ def test_table1_kmeans_rows_follow_idi_k(evaluated):
     summary = pd.read_csv(root / "data/eval/summary.csv")
     look = evaluate.Lookup(summary)
     for k in (16, 32):
-        rw = evaluate.headline(summary, k=k)["table1"]["rw"]["kmeans"]
+        rw = evaluate.headline(summary, k=k, truth="gender", others=("race", "age"))["table1"]["rw"]["kmeans"]
         assert rw["tpr_gap"] == pytest.approx(look.mean(f"kmeans_k{k}", "rw", "gender", "tpr_gap"), abs=1e-4)
 
 
@@ -558,7 +562,7 @@ def test_per_group_rows_count_clips_and_positives_once():
     y[[0, 2, 3, 5], 0] = 1
     pred = np.zeros((6, 6), dtype=np.int8)
     pred[[0, 3], 0] = 1
-    truth = evaluate.Truth(folds=[1], test_files={1: [str(i) for i in range(6)]}, targets={1: y},
+    truth = evaluate.Truth(classes=EMOTIONS, attributes=ATTRS, folds=[1], test_files={1: [str(i) for i in range(6)]}, targets={1: y},
                            speakers={1: np.array([0, 0, 1, 2, 2, 2])},
                            actors=pd.DataFrame({"actor": range(3), "gender": ["Male", "Male", "Female"],
                                                 "race": [None] * 3, "age": ["Young"] * 3}))
@@ -583,3 +587,156 @@ def test_gain_is_relative_to_erm_and_positive_when_better():
     assert evaluate.gain(0.4, 0.5, "acc") == pytest.approx(-0.2)
     assert evaluate.gain(0.1, 0.4, "tpr_gap") == pytest.approx(0.75)
     assert evaluate.gain(0.6, 0.4, "dp_gap") == pytest.approx(-0.5)
+
+
+# --- a corpus that is not CREMA-D: 4 classes, 3 folds, gender only (issue 11) -----------------------
+
+CALM4 = ("calm", "joy", "anger", "grief")
+GENDER_ONLY = fairser_schema.Schema(classes=CALM4, folds=3, attributes=(
+    fairser_schema.Attribute("gender", "gender", fairser_schema.GENDER_GROUPS),))
+SETS4 = {"baselines": ("erm", "random"), "gender": ("ds", "rw", "gdro", "gadro"),
+         "pseudo": ("ds", "rw", "gdro", "gadro"), "kmeans_k16": ("ds", "rw", "gdro", "gadro")}
+
+
+def make_generic_tree(root: Path, schema=GENDER_ONLY, actors: pd.DataFrame | None = None, *,
+                      n_boot: int = 20, bias: str = "none") -> dict:
+    """corpus (schema.json, clips.csv, actors.csv), split, runs, speaker, groups and params.yaml of a
+    tiny non-CREMA corpus: 9 speakers, 3 folds (fold f tests speakers 3(f-1)+1..3f), 2 clips each.
+
+    Clip 0 has votes (0.3, 0.3, 0.2, 0.2): classes 0, 1 at 1/4 (all four at 1/6). Every run's
+    prediction of clip 0 is (0.26, 0.24, 0.25, 0.25): class 0 only at 1/4 (all four at 1/6)."""
+    rng = np.random.default_rng(5)
+    if actors is None:
+        actors = pd.DataFrame({"actor": range(1, 10), "speaker": [f"s{i}" for i in range(1, 10)],
+                               "gender": ["Male", "Female", "Male"] * 3})
+    corpus, split, runs = root / "data/corpus", root / "data/split", root / "data/runs"
+    for d in (corpus, split, runs):
+        d.mkdir(parents=True)
+    k = len(schema.classes)
+    clips = pd.DataFrame([{"file": f"s{a}_{i}.wav", "actor": a,
+                           **dict(zip(schema.classes, rng.dirichlet(np.ones(k))))}
+                          for a in actors["actor"] for i in range(2)])
+    clips.loc[0, list(schema.classes)] = [0.3, 0.3, 0.2, 0.2][:k]
+    for f in range(1, schema.folds + 1):
+        clips[f"split_{f}"] = ["test" if (a - 1) // 3 + 1 == f else "train" for a in clips["actor"]]
+    clips.to_csv(corpus / "clips.csv", index=False)
+    actors.to_csv(corpus / "actors.csv", index=False)
+    (corpus / "corpus.json").write_text(json.dumps({"corpus": "emo-superb", "notice": None}))
+    fairser_schema.save(schema, corpus)
+    folds = pd.DataFrame([{"fold": f, "file": file, "split": s, "label": ""}
+                          for f in range(1, schema.folds + 1)
+                          for file, s in zip(clips["file"], clips[f"split_{f}"])])
+    folds.to_csv(split / "folds.csv", index=False)
+    test = folds[folds["split"] == "test"]
+    for run_set, methods in SETS4.items():
+        for method in methods:
+            z = np.exp(3 * rng.random((len(test), k)))
+            p = z / z.sum(axis=1, keepdims=True)
+            p[test["file"].to_numpy() == clips["file"][0]] = [0.26, 0.24, 0.25, 0.25][:k]
+            pred = pd.DataFrame(p, columns=list(schema.classes))
+            pred.insert(0, "file", test["file"].to_numpy())
+            pred.insert(0, "fold", test["fold"].to_numpy())
+            (runs / run_set / method).mkdir(parents=True)
+            pred.to_csv(runs / run_set / method / "predictions.csv", index=False)
+    speaker, groups = root / "data/speaker", root / "data/groups"
+    speaker.mkdir(parents=True)
+    groups.mkdir(parents=True)
+    np.save(speaker / "embeddings.npy", rng.normal(size=(len(clips), 8)).astype(np.float32))
+    clips[["file"]].to_csv(speaker / "index.csv", index=False)
+    train = folds[folds["split"] == "train"].copy()
+    train["group"] = rng.integers(0, 16, len(train))
+    train[["fold", "file", "split", "group"]].to_csv(groups / "kmeans_k16.csv", index=False)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["evaluate"]["bootstrap"] = n_boot
+    params["split"]["bias"] = bias
+    params["idi"]["k_sweep"] = [16]
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    return {"clips": clips, "folds": folds, "test": test}
+
+
+@pytest.fixture(scope="module")
+def generic(tmp_path_factory):
+    root = tmp_path_factory.mktemp("generic")
+    tree = make_generic_tree(root)
+    res = run_stage(root, "evaluate.py", *EVAL_ARGS)
+    assert res.returncode == 0, res.stderr
+    return root, tree
+
+
+def test_targets_and_predictions_of_a_four_class_corpus_are_cut_at_one_quarter(generic):
+    root, tree = generic
+    truth = evaluate.load_truth(root / "data/corpus", root / "data/split")
+    assert truth.classes == CALM4 and truth.attributes == ("gender",) and truth.threshold == 0.25
+    first = tree["clips"]["file"][0]
+    row = truth.test_files[1].index(first)
+    assert truth.targets[1][row].tolist() == [1, 1, 0, 0]
+    run = next(r for r in evaluate.find_runs(root / "data/runs") if r.name == "baselines/erm")
+    assert evaluate.read_predictions(run, truth)[(1, 0)][row].tolist() == [1, 0, 0, 0]
+
+
+def test_a_gender_only_corpus_has_table1_keys_and_no_table2(generic):
+    root, _ = generic
+    headline = json.loads((root / "metrics/summary.json").read_text())
+    assert headline["table2"] == {}
+    leaves = dict(_leaves(headline))
+    for key in ("table1.erm.f1", "table1.erm.tpr_gap", "table1.rw.gender.dp_gap",
+                "table1.overall.kmeans.tpr_gap_gain", "table1.gdro.pseudo.p_tpr_gap"):
+        assert key in leaves, key
+    assert len(leaves) < 150
+    per_fold = pd.read_csv(root / "data/eval/per_fold.csv")
+    assert set(per_fold["attribute"]) == {"all", "gender"}
+    assert sorted(per_fold["fold"].unique()) == [1, 2, 3]
+    # Table 1's ERM cell: the mean over the 3 folds of the gap of that fold's test clips.
+    truth = evaluate.load_truth(root / "data/corpus", root / "data/split")
+    run = next(r for r in evaluate.find_runs(root / "data/runs") if r.name == "baselines/erm")
+    preds = evaluate.read_predictions(run, truth)
+    gaps = [metrics.tpr_gap(y_true=truth.targets[f], y_pred=preds[(f, 0)],
+                            groups=truth.actors["gender"].to_numpy(object)[truth.speakers[f]])
+            for f in truth.folds]
+    assert leaves["table1.erm.tpr_gap"] == pytest.approx(np.mean(gaps), abs=1e-4)
+
+
+def test_three_group_gaps_over_four_classes_by_hand():
+    # Speakers 0, 0, 1, 1, 2 of groups a, a, b, b, c. calm: TPR a 1/2, b 2/2, c 0/1 -> gap 1;
+    # joy: a 1/2, b 1/1, c undefined -> 0.5; anger, grief: no positives (left out).
+    # TPR gap = sqrt((1 + 0.25) / 2). DP: calm rates 1/2, 1, 0 vs 3/5 -> 0.6; joy 1/2, 1/2, 0 vs
+    # 2/5 -> 0.4; anger, grief 0 -> DP gap = sqrt((0.36 + 0.16) / 4).
+    y = np.array([[1, 1, 0, 0], [1, 1, 0, 0], [1, 1, 0, 0], [1, 0, 0, 0], [1, 0, 0, 0]], np.int8)
+    p = np.array([[1, 1, 0, 0], [0, 0, 0, 0], [1, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0]], np.int8)
+    truth = evaluate.Truth(folds=[1], test_files={1: [str(i) for i in range(5)]}, targets={1: y},
+                           speakers={1: np.array([0, 0, 1, 1, 2])},
+                           actors=pd.DataFrame({"actor": [0, 1, 2], "accent": ["a", "b", "c"]}),
+                           classes=CALM4, attributes=("accent",), threshold=0.25)
+    run = evaluate.Run("baselines", "erm", Path("x"))
+    per_fold, per_group, _ = evaluate.evaluate_runs(truth, {run: {1: p}}, n_boot=0, seed=0)
+    got = per_fold.set_index(["attribute", "metric"])["value"]
+    assert got[("accent", "tpr_gap")] == pytest.approx(np.sqrt(0.625))
+    assert got[("accent", "dp_gap")] == pytest.approx(np.sqrt(0.13))
+    assert set(per_group["emotion"]) == set(CALM4) and set(per_group["group"]) == {"a", "b", "c"}
+
+
+def test_headline_names_the_truth_attribute_and_table2_the_others():
+    rows = []
+    for attribute in ("accent", "gender", "age"):
+        for metric in ("tpr_gap", "dp_gap"):
+            rows += [{"set": "baselines", "method": "erm", "fold": 1, "seed": 0, "attribute": attribute,
+                      "metric": metric, "value": v} for v in (0.1,)]
+    rows += [{"set": "baselines", "method": "erm", "fold": 1, "seed": 0, "attribute": "all",
+              "metric": m, "value": 0.5} for m in ("f1", "acc")]
+    summary = evaluate.summarize(pd.DataFrame(rows), None)
+    h = evaluate.headline(summary, k=16, truth="accent", others=["gender", "age"])
+    assert set(h["table1"]["erm"]) == {"f1", "acc", "tpr_gap", "dp_gap"}
+    assert set(h["table2"]) == {"gender", "age"} and set(h["table2"]["age"]["erm"]) == {"tpr_gap", "dp_gap"}
+    schema = fairser_schema.Schema(classes=CALM4, folds=3, attributes=tuple(
+        fairser_schema.Attribute(n, n, ("x", "y")) for n in ("gender", "accent", "age")))
+    assert evaluate.table2_attributes(schema, "accent") == ["gender", "age"]
+
+
+def test_headline_stays_under_150_keys_with_many_attributes(evaluated):
+    root, _ = evaluated
+    summary = pd.read_csv(root / "data/eval/summary.csv")
+    many = pd.concat([summary] + [summary[summary["attribute"] == "race"].assign(attribute=f"a{i}")
+                                  for i in range(10)])
+    h = evaluate.headline(many, k=16, truth="gender", others=["race", "age"] + [f"a{i}" for i in range(10)])
+    assert len(dict(_leaves(h))) < 150
+    assert list(h["table2"])[:2] == ["race", "age"]  # in schema order, while there is room

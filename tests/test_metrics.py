@@ -8,7 +8,7 @@ import pytest
 
 from fairser import metrics
 from fairser.train import random_scores
-from fairser.constants import EMOTIONS
+from fairser.schema import CREMA_D_CLASSES as EMOTIONS
 
 
 def _rows(*rows):
@@ -16,7 +16,7 @@ def _rows(*rows):
 
 
 def test_binarize_is_strict_at_one_sixth():
-    got = metrics.binarize([[1 / 6, 0.166667, 0.5, 0.0, 0.1666, 0.2]])
+    got = metrics.binarize([[1 / 6, 0.166667, 0.5, 0.0, 0.1666, 0.2]], 1 / 6)
     assert got.tolist() == [[0, 1, 1, 0, 0, 1]]
 
 
@@ -183,8 +183,8 @@ def test_random_scores_on_real_test_labels_match_the_papers_random_row(shared_da
         df = pd.read_csv(shared_data / "emo-superb" / "CREMA-D" / "Primary"
                          / f"labels_consensus_{fold}.csv")
         df = df[df["Split_Set"] == "Test"]
-        y = metrics.binarize(df[list(EMOTIONS)].to_numpy())
-        p = metrics.binarize(random_scores(len(df), seed=fold))
+        y = metrics.binarize(df[list(EMOTIONS)].to_numpy(), 1 / 6)
+        p = metrics.binarize(random_scores(len(df), seed=fold), 1 / 6)
         g = df["Gender"].to_numpy()
         rows.append([metrics.macro_f1(y_true=y, y_pred=p), metrics.hamming_accuracy(y_true=y, y_pred=p),
                      metrics.tpr_gap(y_true=y, y_pred=p, groups=g),
@@ -248,3 +248,11 @@ def test_dp_needs_two_groups_with_clips_in_each_batch_row():
     n = np.array([[3.0, 0.0], [3.0, 2.0]])  # row 0: one group only -> undefined
     out = metrics.dp_per_class(sel=sel, n=n)
     assert np.isnan(out[0]).all() and (out[1] == 0).all()
+
+
+def test_binarize_takes_the_threshold_it_is_given():
+    # 1/K for K = 4 classes: 0.25 itself is not above it.
+    got = metrics.binarize([[0.26, 0.24, 0.25, 0.25]], 1 / 4)
+    assert got.tolist() == [[1, 0, 0, 0]]
+    with pytest.raises(TypeError):
+        metrics.binarize([[0.5, 0.5]])  # no hidden six-class default

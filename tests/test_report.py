@@ -6,9 +6,10 @@ import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
 import pytest
-from test_evaluate import EVAL_ARGS, ROOT, make_tree, run_stage
+from test_evaluate import CALM4, EVAL_ARGS, ROOT, make_generic_tree, make_tree, run_stage
 
 from fairser import config, report
+from fairser import schema as fairser_schema
 from fairser.constants import SURROGATE_NOTICE
 
 REPORT_ARGS = ("--eval", "data/eval", "--corpus", "data/corpus", "--speaker", "data/speaker",
@@ -112,9 +113,9 @@ def test_table1_leaves_out_rows_of_absent_runs():
         {"set": "baselines", "method": "erm", "attribute": a, "metric": m, "mean": 0.5, "std": 0.1,
          "n_folds": 2, "ci_low": np.nan, "ci_high": np.nan}
         for a, m in (("all", "f1"), ("all", "acc"), ("gender", "tpr_gap"), ("gender", "dp_gap"))])
-    t1 = report.table1(summary, k=16)
+    t1 = report.table1(summary, k=16, attribute="gender")
     assert t1["method"].tolist() == ["ERM"]
-    md = report.table1_markdown(t1, k=16, n_folds=2, notice=None)
+    md = report.table1_markdown(t1, k=16, n_folds=2, notice=None, attribute="gender")
     assert "| ERM | none | 0.500 ± 0.100 |" in md
     assert json.dumps(t1.to_dict())  # plain values
 
@@ -221,14 +222,14 @@ def _one_row_summary(**extra):
 
 def test_zero_width_interval_is_marked_and_explained():
     summary = _one_row_summary(ci_low=0.3, ci_high=0.3, ci_note="zero-width", min_speakers=4)
-    md = report.table1_markdown(report.table1(summary, k=16), k=16, n_folds=2, notice=None)
+    md = report.table1_markdown(report.table1(summary, k=16, attribute="gender"), k=16, n_folds=2, notice=None, attribute="gender")
     assert "0.300 ± 0.100 [0.300, 0.300]‡" in md
     assert "‡ zero-width interval" in md and "§" not in md and "†" not in md
 
 
 def test_no_footnote_without_a_marked_cell():
     summary = _one_row_summary(ci_low=0.2, ci_high=0.4, ci_note="", min_speakers=4)
-    md = report.table1_markdown(report.table1(summary, k=16), k=16, n_folds=2, notice=None)
+    md = report.table1_markdown(report.table1(summary, k=16, attribute="gender"), k=16, n_folds=2, notice=None, attribute="gender")
     assert "[0.200, 0.400] |" in md and "‡" not in md and "†" not in md
 
 
@@ -244,3 +245,88 @@ def test_no_interval_excludes_its_estimate(reported, table):
         assert (rows[name] <= rows[f"{name}_ci_high"] + 1e-12).all()
         checked += len(rows)
     assert checked > 20
+
+
+# --- corpora that are not CREMA-D (issue 11) -----------------------------------------------------
+
+def _report_tree(root, **kwargs):
+    make_generic_tree(root, **kwargs)
+    for script, args in (("evaluate.py", EVAL_ARGS), ("report.py", REPORT_ARGS)):
+        res = run_stage(root, script, *args)
+        assert res.returncode == 0, res.stderr
+    return root
+
+
+@pytest.fixture(scope="module")
+def gender_only(tmp_path_factory):
+    return _report_tree(tmp_path_factory.mktemp("gender_only"))
+
+
+def test_a_gender_only_corpus_has_table1_and_figures_and_a_one_line_table2(gender_only):
+    reports, plots = gender_only / "reports", gender_only / "plots"
+    assert sorted(p.name for p in reports.iterdir()) == ["table1.csv", "table1.md", "table1_vs_paper.md",
+                                                          "table2.md"]
+    table2 = (reports / "table2.md").read_text()
+    assert len(table2.splitlines()) == 1 and "No Table 2" in table2 and "(gender)" in table2
+    assert "gender fairness" in (reports / "table1.md").read_text().splitlines()[0]
+    vs_paper = (reports / "table1_vs_paper.md").read_text()
+    assert len(vs_paper.splitlines()) == 1 and "calm, joy, anger, grief" in vs_paper
+    t1 = pd.read_csv(reports / "table1.csv")
+    assert ("ERM", "none") in set(zip(t1["method"], t1["supervision"]))
+    summary = pd.read_csv(gender_only / "data/eval/summary.csv")
+    erm = summary.set_index(["set", "method", "attribute", "metric"]).loc[
+        ("baselines", "erm", "gender", "tpr_gap"), "mean"]
+    assert t1.set_index("method").loc["ERM", "tpr_gap"] == pytest.approx(erm)
+    for name in ("fig2_k_bars.png", "fig3_k_mean.png", "fig4_tsne.png"):
+        assert mpimg.imread(plots / name).shape[0] > 300
+    assert {"tpr_gap", "f1"} <= set(pd.read_csv(plots / "tradeoff.csv").columns)
+    assert list(pd.read_csv(plots / "k_sweep.csv")["k"]) == [16]
+
+
+def test_a_three_group_attribute_is_table1s_when_the_corpus_has_no_gender(tmp_path):
+    accent = fairser_schema.Schema(classes=CALM4, folds=3, attributes=(
+        fairser_schema.Attribute("accent", "accent", ("north", "south", "east")),))
+    actors = pd.DataFrame({"actor": range(1, 10), "accent": ["north", "south", "east"] * 3})
+    root = _report_tree(tmp_path, schema=accent, actors=actors)
+    assert "accent fairness" in (root / "reports/table1.md").read_text().splitlines()[0]
+    assert "(accent)" in (root / "reports/table2.md").read_text()
+    per_group = pd.read_csv(root / "data/eval/per_group.csv")
+    assert set(per_group["group"]) == {"north", "south", "east"}
+    assert mpimg.imread(root / "plots/fig4_tsne.png").shape[0] > 300
+
+
+def test_table2_of_one_other_attribute_names_it():
+    rows = [{"set": "baselines", "method": "erm", "attribute": a, "metric": m, "mean": 0.2, "std": 0.1,
+             "n_folds": 3, "n_seeds": 1, "n_values": 3, "ci_low": np.nan, "ci_high": np.nan,
+             "bias": np.nan, "ci_method": "", "ci_note": "", "min_speakers": 4, "p_no_gap": np.nan,
+             "p_vs_erm": np.nan, "n_pairs": 0}
+            for a, m in (("all", "f1"), ("all", "acc"), ("dialect", "tpr_gap"), ("dialect", "dp_gap"))]
+    t2 = report.table2(pd.DataFrame(rows), ["dialect"])
+    assert {"dialect_tpr_gap", "dialect_dp_gap"} <= set(t2.columns)
+    dialect = fairser_schema.Attribute("dialect", "region", ("x", "y", "z", "w"), excluded=("?",))
+    md = report.table2_markdown(t2, n_folds=3, notice=None, attributes=[dialect])
+    assert md.splitlines()[0] == "# Table 2: unsupervised IDI (k-means) on dialect (G = 4)"
+    assert "Dialect TPR gap ↓" in md and "region is '?'" in md
+
+
+def test_idi_truth_race_moves_race_to_table1_and_gender_to_table2(tmp_path):
+    import yaml
+
+    make_tree(tmp_path, n_boot=0)
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["idi"]["truth"] = "race"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    for script, args in (("evaluate.py", EVAL_ARGS), ("report.py", REPORT_ARGS)):
+        res = run_stage(tmp_path, script, *args)
+        assert res.returncode == 0, res.stderr
+    headline = json.loads((tmp_path / "metrics/summary.json").read_text())
+    assert set(headline["table2"]) == {"gender", "age"}
+    summary = pd.read_csv(tmp_path / "data/eval/summary.csv").set_index(["set", "method", "attribute", "metric"])
+    assert headline["table1"]["erm"]["tpr_gap"] == pytest.approx(
+        summary.loc[("baselines", "erm", "race", "tpr_gap"), "mean"], abs=1e-4)
+    reports = tmp_path / "reports"
+    assert "race fairness" in (reports / "table1.md").read_text().splitlines()[0]
+    assert "on gender and age (G = 2, 3)" in (reports / "table2.md").read_text().splitlines()[0]
+    assert {"gender_tpr_gap", "age_dp_gap"} <= set(pd.read_csv(reports / "table2.csv").columns)
+    assert len((reports / "table1_vs_paper.md").read_text().splitlines()) == 1
+    assert mpimg.imread(tmp_path / "plots/fig4_tsne.png").shape[0] > 300  # race markers, Unknown as x

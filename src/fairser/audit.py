@@ -41,6 +41,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from fairser import evaluate, metrics  # noqa: E402
+from fairser import schema as corpus_schema  # noqa: E402
 from fairser.cli import InputError  # noqa: E402
 from fairser.io import atomic_dir, read_csv  # noqa: E402
 
@@ -230,26 +231,51 @@ def _needed(available: list[str], attributes: list[str] | None, also, path) -> t
     return audited, list(dict.fromkeys([*audited, *also]))
 
 
-def load_speakers(path: str | Path, attributes: list[str] | None, also=()) -> Speakers:
+def _as_schema(schema) -> corpus_schema.Schema | None:
+    """A Schema, a schema.json path or a folder holding one (None: none)."""
+    if schema is None or isinstance(schema, corpus_schema.Schema):
+        return schema
+    schema = Path(schema)
+    return corpus_schema.load(schema.parent if schema.is_file() else schema)
+
+
+def _table_groups(df: pd.DataFrame, a: corpus_schema.Attribute, values: list, lines, path) -> list:
+    """Group names of a speakers-table column by a schema attribute (bins, excluded -> None)."""
+    out = []
+    for v, line in zip(values, lines):
+        try:
+            out.append(a.group_of(v))
+        except ValueError as err:
+            raise InputError(f"{_where(path, int(line), a.column)}: {err}") from None
+    return out
+
+
+def load_speakers(path: str | Path, attributes: list[str] | None, also=(), schema=None) -> Speakers:
     """Each clip's speaker and each speaker's groups.
 
     A table: a clip id column, a speaker column (speaker or actor) and demographic columns (all
     of them are attributes unless `attributes` names some); every clip of a speaker must give the
-    same groups. A fairser corpus folder: clips.csv (file, actor) and actors.csv (sex, age, race),
-    read as the pipeline reads them (`evaluate.actor_groups`: gender, race, age bands).
-    A group value "Unknown" means missing: that speaker is left out of that attribute. `also`:
-    columns read and checked besides the audited ones (the parts of intersections).
+    same groups. A group value "Unknown" means missing: that speaker is left out of that attribute.
+    With a `schema` (a corpus schema, or the path of a schema.json or its folder), the attributes
+    are the schema's whose column the table has, named and grouped as the pipeline does (numeric
+    columns binned by its edges, its `excluded` values missing).
+    A fairser corpus folder: clips.csv (file, actor) and actors.csv, read by the corpus's
+    schema.json (`schema` or the folder's own) as the pipeline reads them (`evaluate.actor_groups`;
+    CREMA-D: gender, race, age bands). `also`: columns read and checked besides the audited ones
+    (the parts of intersections).
     """
     path = Path(path)
+    schema = _as_schema(schema)
     if _is_corpus(path):
         clips_path, actors_path = path / "clips.csv", path / "actors.csv"
         clips = _read_table(clips_path)
         for c in ("file", "actor"):
             if c not in clips.columns:
                 raise InputError(f"{clips_path}: missing column {c}")
-        actors = read_csv(actors_path, evaluate.ACTOR_COLUMNS, keep_default_na=False, na_values=[""],
-                          dtype={"actor": str, "sex": str, "race": str})
-        groups = evaluate.actor_groups(actors, actors_path).rename(columns={"actor": "speaker"})
+        schema = corpus_schema.load(path) if schema is None else schema
+        actors = read_csv(actors_path, evaluate.actor_columns(schema), keep_default_na=False,
+                          na_values=[""], dtype=str)
+        groups = evaluate.actor_groups(actors, schema, actors_path).rename(columns={"actor": "speaker"})
         index = {a: i for i, a in enumerate(groups["speaker"])}
         lost = ~clips["actor"].isin(index)
         if lost.any():
@@ -257,9 +283,9 @@ def load_speakers(path: str | Path, attributes: list[str] | None, also=()) -> Sp
             raise InputError(f"{_where(clips_path, i + 2, 'actor')}: actor {clips['actor'].iloc[i]!r} "
                              f"has no row in {actors_path}")
         _duplicates(clips, ["file"], clips_path)
-        audited, needed = _needed(list(evaluate.ATTRIBUTES), attributes, also, path)
+        audited, needed = _needed(list(schema.attribute_names), attributes, also, path)
         lines = np.arange(len(groups)) + 2
-        source = {a: (actors_path, lines, "sex" if a == "gender" else a) for a in needed}
+        source = {a: (actors_path, lines, schema.attribute(a).column) for a in needed}
         clip_speaker = dict(zip(clips["file"], clips["actor"].map(index)))
     else:
         df = _read_table(path)
@@ -268,7 +294,9 @@ def load_speakers(path: str | Path, attributes: list[str] | None, also=()) -> Sp
         if spk_col is None:
             raise InputError(f"{path}: no speaker column (one of {', '.join(SPEAKER_COLUMNS)})")
         _duplicates(df, [id_col], path)
-        audited, needed = _needed([c for c in df.columns if c not in (id_col, spk_col)], attributes,
+        by_name = {} if schema is None else {a.name: a for a in schema.attributes if a.column in df.columns}
+        columns = [c for c in df.columns if c not in (id_col, spk_col)]
+        audited, needed = _needed(list(by_name) if schema is not None else columns, attributes,
                                   also, path)
         speakers = list(dict.fromkeys(df[spk_col]))  # order of first appearance
         index = {s: i for i, s in enumerate(speakers)}
@@ -277,18 +305,21 @@ def load_speakers(path: str | Path, attributes: list[str] | None, also=()) -> Sp
         lines = np.array([int(np.flatnonzero(df[spk_col].to_numpy() == s)[0]) + 2 for s in speakers])
         source = {}
         for a in needed:
-            empty = df[a].str.strip() == ""
-            if empty.any():
+            c = by_name[a].column if a in by_name else a
+            empty = df[c].str.strip() == ""
+            if empty.any() and not (a in by_name and "" in by_name[a].excluded):
                 i = int(np.flatnonzero(empty)[0])
-                raise InputError(f"{_where(path, i + 2, a)}: speaker {df[spk_col].iloc[i]!r} has no {a}")
-            clash = df[a].to_numpy() != df[spk_col].map(first[a]).to_numpy()
+                raise InputError(f"{_where(path, i + 2, c)}: speaker {df[spk_col].iloc[i]!r} has no {c}")
+            clash = df[c].to_numpy() != df[spk_col].map(first[c]).to_numpy()
             if clash.any():
                 i = int(np.flatnonzero(clash)[0])
-                raise InputError(f"{_where(path, i + 2, a)}: speaker {df[spk_col].iloc[i]!r} is "
-                                 f"{df[a].iloc[i]!r} here but {first[a][df[spk_col].iloc[i]]!r} on an "
+                raise InputError(f"{_where(path, i + 2, c)}: speaker {df[spk_col].iloc[i]!r} is "
+                                 f"{df[c].iloc[i]!r} here but {first[c][df[spk_col].iloc[i]]!r} on an "
                                  "earlier line")
-            groups[a] = [None if v == UNKNOWN else v for v in first[a].loc[speakers]]
-            source[a] = (path, lines, a)
+            values = list(first[c].loc[speakers])
+            groups[a] = (_table_groups(df, by_name[a], values, lines, path) if a in by_name
+                         else [None if v == UNKNOWN else v for v in values])
+            source[a] = (path, lines, c)
         clip_speaker = dict(zip(df[id_col], df[spk_col].map(index)))
     return Speakers(clip_speaker, groups[["speaker", *needed]].reset_index(drop=True), audited,
                     {a: source[a] for a in needed})
@@ -350,15 +381,17 @@ class Inputs:
 
 
 def load(*, predictions, labels, speakers, attributes: str | None = None,
-         intersect: list[str] = (), threshold: str | None = None) -> Inputs:
-    """Read and check every input; InputError (one line: file, line, column) on the first fault."""
+         intersect: list[str] = (), threshold: str | None = None, schema=None) -> Inputs:
+    """Read and check every input; InputError (one line: file, line, column) on the first fault.
+
+    `schema`: see `load_speakers` (a corpus folder brings its own schema.json)."""
     pred = load_predictions(predictions)
     k = len(pred.classes)
     cut = parse_threshold(threshold, k)
     wanted = parse_list(attributes, "--attributes")
     crossings = [parse_list(t, "--intersect") for t in intersect]
     truth_scores, notice = load_labels(labels, pred.classes)
-    spk = load_speakers(speakers, wanted, also=[a for parts in crossings for a in parts])
+    spk = load_speakers(speakers, wanted, also=[a for parts in crossings for a in parts], schema=schema)
     attrs = spk.attributes + add_intersections(spk, crossings)
     y_true, y_pred, speaker_of = {}, {}, {}
     for fold, files in pred.files.items():

@@ -35,12 +35,11 @@ from scipy import stats
 from tqdm import tqdm
 
 from fairser import metrics
+from fairser import schema as corpus_schema
 from fairser.cli import InputError
 from fairser.config import GROUP_METHODS, METHODS
-from fairser.constants import EMOTIONS, GENDERS, RACES, age_group
 from fairser.io import ONLY_EMPTY_IS_NA, read_csv
 
-ATTRIBUTES = ("gender", "race", "age")
 SCORE_METRICS = ("f1", "acc")
 GAP_METRICS = ("tpr_gap", "dp_gap")
 ALL_ATTRIBUTE = "all"  # the `attribute` of F1 and ACC rows, which have none
@@ -54,17 +53,25 @@ CI_METHOD = "widened"  # chosen by benchmarks/coverage.py (docs/STATISTICS.md)
 # (`replicate_group_counts`): one speaker redrawn as itself shows no spread at all.
 MIN_STRATUM = 3
 ZERO_WIDTH = 1e-9  # an interval narrower than this is reported as zero-width
+MAX_HEADLINE_KEYS = 149  # metrics/summary.json stays under 150 numbers whatever the corpus
 
 
 @dataclass
 class Truth:
-    """What the test splits say: targets, speakers and speaker groups, per fold."""
+    """What the test splits say: targets, speakers and speaker groups, per fold.
+
+    `classes` and `attributes` come from the corpus schema (`load_truth`); a Truth built by hand
+    (the audit, tests) may leave them empty and pass them to `evaluate_runs`.
+    """
 
     folds: list[int]
     test_files: dict[int, list[str]]  # fold -> test files, in a fixed order
-    targets: dict[int, np.ndarray]  # fold -> (n, K) 0/1, K = len(EMOTIONS) here
+    targets: dict[int, np.ndarray]  # fold -> (n, K) 0/1, K = len(classes)
     speakers: dict[int, np.ndarray]  # fold -> (n,) speaker index into actors
-    actors: pd.DataFrame  # index 0..S-1: actor, gender, race (None = Unknown), age
+    actors: pd.DataFrame  # index 0..S-1: actor, then one column per attribute (group; None = excluded)
+    classes: tuple[str, ...] = ()  # the K class columns, in schema order
+    attributes: tuple[str, ...] = ()  # the attribute columns of `actors`, in schema order
+    threshold: float | None = None  # 1/K: a class is present iff its share exceeds it
 
 
 def kmeans_set(k: int) -> str:
@@ -77,66 +84,49 @@ def set_k(run_set: str) -> int | None:
     return int(m.group(2)) if m and m.group(2) else None
 
 
-ACTOR_COLUMNS = ["actor", "sex", "age", "race"]
+def actor_columns(schema: corpus_schema.Schema) -> list[str]:
+    """The columns of actors.csv the schema reads: actor and each attribute's column."""
+    return ["actor", *dict.fromkeys(a.column for a in schema.attributes)]
 
 
-def actor_groups(actors: pd.DataFrame, actors_path: str | Path) -> pd.DataFrame:
-    """actors.csv -> index 0..S-1: actor, gender, race (None = Unknown), age group (SPEC section 1).
+def actor_groups(actors: pd.DataFrame, schema: corpus_schema.Schema, actors_path: str | Path) -> pd.DataFrame:
+    """actors.csv -> index 0..S-1: actor and one column per schema attribute holding its group
+    (None where the value is one of the attribute's `excluded`, e.g. CREMA-D's race "Unknown":
+    a missing group, left out of that attribute's metrics only; SPEC section 1).
 
-    A bad cell is one InputError naming the file, its line (header = line 1) and column.
+    A bad cell is one InputError naming the file, its line (header = line 1) and column
+    (`schema.speaker_groups`).
     """
     actors = actors.reset_index(drop=True)
     if actors["actor"].duplicated().any():
         line = int(np.flatnonzero(actors["actor"].duplicated())[0]) + 2
         raise InputError(f"{actors_path}, line {line}, column actor: actor "
                          f"{actors['actor'][line - 2]} appears twice")
-
-    def bad(column: str, i: int, allowed) -> InputError:
-        value = actors[column][i]
-        why = "is empty" if pd.isna(value) else f"{value!r} is not one of {allowed}"
-        return InputError(f"{actors_path}, line {i + 2}, column {column}: actor {actors['actor'][i]} "
-                          f"{column} {why}")
-
-    for column, allowed in (("sex", GENDERS), ("race", RACES + ("Unknown",))):
-        wrong = ~actors[column].isin(allowed)
-        if wrong.any():
-            raise bad(column, int(np.flatnonzero(wrong)[0]), allowed)
-    ages = []
-    for i, a in enumerate(actors["age"]):
-        try:
-            years = int(a)
-        except (ValueError, TypeError):
-            raise InputError(f"{actors_path}, line {i + 2}, column age: actor {actors['actor'][i]} age "
-                             f"{'is empty' if pd.isna(a) else repr(a) + ' is not a whole number'}") from None
-        try:
-            ages.append(age_group(years))
-        except ValueError as err:
-            raise InputError(f"{actors_path}, line {i + 2}, column age: {err}") from None
-    return pd.DataFrame({
-        "actor": actors["actor"],
-        "gender": actors["sex"],
-        # "Unknown" race is a missing group: left out of race metrics only (SPEC section 1).
-        "race": [None if r == "Unknown" else r for r in actors["race"]],
-        "age": ages,
-    })
+    return corpus_schema.speaker_groups(actors, schema, actors_path)
 
 
-def load_truth(corpus_dir: str | Path, split_dir: str | Path) -> Truth:
-    """Read clips.csv, actors.csv and folds.csv; targets are vote shares > 1/6 (SPEC section 1)."""
+def load_truth(corpus_dir: str | Path, split_dir: str | Path,
+               schema: corpus_schema.Schema | None = None) -> Truth:
+    """Read clips.csv, actors.csv and folds.csv; targets are vote shares > 1/K (SPEC section 1).
+
+    `schema`: the corpus's (default: `schema.load(corpus_dir)`, data/corpus/schema.json).
+    """
     corpus_dir, split_dir = Path(corpus_dir), Path(split_dir)
+    schema = corpus_schema.load(corpus_dir) if schema is None else schema
+    classes = list(schema.classes)
     clips_path, actors_path = corpus_dir / "clips.csv", corpus_dir / "actors.csv"
     folds_path = split_dir / "folds.csv"
-    clips = read_csv(clips_path, ["file", "actor", *EMOTIONS], **ONLY_EMPTY_IS_NA)
-    actors = read_csv(actors_path, ACTOR_COLUMNS, **ONLY_EMPTY_IS_NA)
+    clips = read_csv(clips_path, ["file", "actor", *classes], **ONLY_EMPTY_IS_NA)
+    actors = read_csv(actors_path, actor_columns(schema), **ONLY_EMPTY_IS_NA)
     folds = read_csv(folds_path, ["fold", "file", "split"], **ONLY_EMPTY_IS_NA)
 
     if clips["file"].duplicated().any():
         raise InputError(f"{clips_path}: file {clips['file'][clips['file'].duplicated()].iloc[0]} "
                          "appears twice")
-    votes = clips[list(EMOTIONS)]
+    votes = clips[classes]
     if votes.isna().any().any() or not np.isfinite(votes.to_numpy(float)).all():
         raise InputError(f"{clips_path}: empty or non-numeric vote shares")
-    groups = actor_groups(actors, actors_path)
+    groups = actor_groups(actors, schema, actors_path)
     actor_index = {a: i for i, a in enumerate(groups["actor"])}
 
     clips = clips.set_index("file")
@@ -149,7 +139,8 @@ def load_truth(corpus_dir: str | Path, split_dir: str | Path) -> Truth:
     if unknown.any():
         raise InputError(f"{folds_path}: test clip {test['file'][unknown].iloc[0]} is not in {clips_path}")
     truth = Truth(folds=sorted(int(f) for f in test["fold"].unique()), test_files={}, targets={},
-                  speakers={}, actors=groups)
+                  speakers={}, actors=groups, classes=tuple(classes),
+                  attributes=schema.attribute_names, threshold=schema.threshold)
     for fold in truth.folds:
         files = sorted(test.loc[test["fold"] == fold, "file"])
         rows = clips.loc[files]
@@ -157,7 +148,7 @@ def load_truth(corpus_dir: str | Path, split_dir: str | Path) -> Truth:
         if lost.any():
             raise InputError(f"{actors_path}: no row for actor {rows['actor'][lost].iloc[0]}")
         truth.test_files[fold] = files
-        truth.targets[fold] = metrics.binarize(rows[list(EMOTIONS)].to_numpy(float))
+        truth.targets[fold] = metrics.binarize(rows[classes].to_numpy(float), truth.threshold)
         truth.speakers[fold] = rows["actor"].map(actor_index).to_numpy()
     return truth
 
@@ -196,19 +187,20 @@ def find_runs(runs_dir: str | Path) -> list[Run]:
 
 
 def read_predictions(run: Run, truth: Truth) -> dict[tuple[int, int], np.ndarray]:
-    """(fold, seed) -> (n, 6) 0/1 predictions in `truth.test_files[fold]` order, after checking the file.
+    """(fold, seed) -> (n, K) 0/1 predictions in `truth.test_files[fold]` order, after checking the file.
 
-    Columns fold, seed, file, <classes>; a file without `seed` holds seed 0 only. Every seed must
+    Columns fold, seed, file, <truth.classes>; a probability is positive above truth.threshold (1/K); a file without `seed` holds seed 0 only. Every seed must
     cover every test fold, and the files of each (fold, seed) must be exactly that fold's test
     split (folds.csv, split == test).
     """
     where = f"run {run.name} ({run.path})"
-    df = read_csv(run.path, ["fold", "file", *EMOTIONS], **ONLY_EMPTY_IS_NA)
+    classes = list(truth.classes)
+    df = read_csv(run.path, ["fold", "file", *classes], **ONLY_EMPTY_IS_NA)
     if "seed" not in df.columns:
         df["seed"] = 0
     elif df["seed"].isna().any() or not pd.api.types.is_integer_dtype(df["seed"]) or (df["seed"] < 0).any():
         raise InputError(f"{where}: column seed must hold integers >= 0")
-    probs = df[list(EMOTIONS)]
+    probs = df[classes]
     if probs.isna().any().any():
         raise InputError(f"{where}: empty probabilities")
     p = probs.to_numpy(float)
@@ -234,7 +226,7 @@ def read_predictions(run: Run, truth: Truth) -> dict[tuple[int, int], np.ndarray
                 raise InputError(f"{where}: fold {fold} seed {seed} predictions do not match the "
                                  f"fold's test split ({len(lacking)} test clips missing, {len(extra)} "
                                  f"clips not in it, e.g. {(lacking + extra)[0]})")
-            out[(fold, seed)] = metrics.binarize(part.loc[want, list(EMOTIONS)].to_numpy(float))
+            out[(fold, seed)] = metrics.binarize(part.loc[want, classes].to_numpy(float), truth.threshold)
     return out
 
 
@@ -489,7 +481,7 @@ def _jackknife_of_mean(points: dict, loo: dict) -> np.ndarray:
 
 
 def evaluate_runs(truth: Truth, predictions: dict, *, n_boot: int, seed: int,
-                  attributes=ATTRIBUTES, classes=EMOTIONS,
+                  attributes=None, classes=None,
                   group_replicates: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, Replicates]:
     """Per-(fold, seed) metrics (long), per-group rates (long) and resampled fold-and-seed means.
 
@@ -498,13 +490,18 @@ def evaluate_runs(truth: Truth, predictions: dict, *, n_boot: int, seed: int,
     per_fold has columns set, method, fold, seed, attribute, metric, value. Each fold's resamples
     (`resample_plan`, seeded by (seed, fold, attribute) only) serve every run and every training
     seed, so differences between runs are paired. `attributes`: columns of `truth.actors`
-    (their order numbers the resample streams); `classes`: the names of the K target columns.
+    (their order numbers the resample streams; default truth.attributes, schema order);
+    `classes`: the names of the K target columns (default truth.classes).
     With `group_replicates`, `replicates.groups` also holds each group's resampled TPR and
     selection rate (`Replicates`), from the same `replicate_group_counts` as the gaps.
     """
     # A run given as {fold: predictions} (one seed) is read as seed 0.
     predictions = {run: {(k if isinstance(k, tuple) else (k, 0)): p for k, p in preds.items()}
                    for run, preds in predictions.items()}
+    attributes = tuple(truth.attributes if attributes is None else attributes)
+    classes = tuple(truth.classes if classes is None else classes)
+    if not attributes or not classes:
+        raise ValueError("evaluate_runs: no attributes or classes (give them, or a Truth from load_truth)")
     n_speakers = len(truth.actors)
     members = {a: group_matrix(truth.actors[a].to_numpy(object)) for a in attributes}
     fold_rows, group_rows = [], []
@@ -594,7 +591,7 @@ def speakers_per_group(truth: Truth) -> pd.DataFrame:
     rows = []
     for fold in truth.folds:
         present = np.unique(truth.speakers[fold])
-        for attribute in ATTRIBUTES:
+        for attribute in truth.attributes:
             values = truth.actors[attribute].to_numpy(object)[present]
             _, names = metrics.encode_groups(truth.actors[attribute].to_numpy(object))
             for name in names:
@@ -846,40 +843,56 @@ def sweep_ks(summary: pd.DataFrame) -> list[int]:
     return sorted({set_k(s) for s in summary["set"].unique() if set_k(s) is not None})
 
 
-def _attr(metric: str) -> str:
-    return ALL_ATTRIBUTE if metric.split("_gain")[0] in SCORE_METRICS else "gender"
+def _attr(metric: str, truth: str) -> str:
+    """The summary.csv `attribute` of a Table 1 metric: `all` for F1 and ACC, else `truth`."""
+    return ALL_ATTRIBUTE if metric.split("_gain")[0] in SCORE_METRICS else truth
 
 
 def _round(value) -> float | None:
     return None if value is None or not np.isfinite(value) else round(float(value), 4) + 0.0  # no "-0.0"
 
 
-def _block(look: Lookup, run_set: str, method: str, names, attribute=None, *, p_of=()) -> dict:
-    """{metric: mean} for `names`, plus {p_<metric>: p_vs_erm} for the metrics in `p_of`."""
+def _block(look: Lookup, run_set: str, method: str, names, attribute, *, p_of=()) -> dict:
+    """{metric: mean} for `names`, plus {p_<metric>: p_vs_erm} for the metrics in `p_of`.
+
+    Gaps are of `attribute`; F1 and ACC (and their gains) of all clips."""
     out = {}
     for metric in names:
-        row = look.row(run_set, method, attribute or _attr(metric), metric)
+        row = look.row(run_set, method, _attr(metric, attribute), metric)
         if row is not None:
             out[metric] = _round(row["mean"])
     for metric in p_of:
-        row = look.row(run_set, method, attribute or _attr(metric), metric)
+        row = look.row(run_set, method, _attr(metric, attribute), metric)
         if row is not None and "p_vs_erm" in row.index:
             out[f"p_{metric}"] = _round(row["p_vs_erm"])
     return out
 
 
-def headline(summary: pd.DataFrame, *, k: int) -> dict:
+def table2_attributes(schema: corpus_schema.Schema, truth: str) -> list[str]:
+    """Table 2's attributes: every attribute of the corpus but Table 1's (`truth`), schema order."""
+    return [a for a in schema.attribute_names if a != truth]
+
+
+def _count(d) -> int:
+    return sum(_count(v) for v in d.values()) if isinstance(d, dict) else 1
+
+
+def headline(summary: pd.DataFrame, *, k: int, truth: str, others) -> dict:
     """The DVC metrics: headline numbers only, as nested dicts of plain numbers (DVC drops lists).
 
     table1.<erm|random|lff|disent|jtt|george|pgdro>.<f1|acc|tpr_gap|dp_gap>;
     table1.<ds|rw|gdro|gadro>.<gender|pseudo|kmeans>.<metric> (kmeans = the kmeans_k<k> runs);
     table1.overall.<level>.<metric, f1_gain, tpr_gap_gain, dp_gap_gain>; every Table 1 row but ERM's and Random's
-    also has p_tpr_gap, the Wilcoxon p of its gender TPR gap against ERM's over (fold, seed) pairs
-    (`paired_test`). table2.<race|age>.erm.<tpr_gap|dp_gap> and
-    table2.<race|age>.overall.k<16|32>.<tpr_gap|dp_gap>. Means are over folds x seeds; gaps in
-    table1 are gender gaps. Undefined values are null; runs that do not exist have no keys.
-    Per-method Table 2 cells, intervals, spreads and the K sweep stay in data/eval/summary.csv
-    (and reports/, plots/), so `dvc metrics show` stays short.
+    also has p_tpr_gap, the Wilcoxon p of its TPR gap against ERM's over (fold, seed) pairs
+    (`paired_test`). table2.<attribute>.erm.<tpr_gap|dp_gap> and
+    table2.<attribute>.overall.k<16|32>.<tpr_gap|dp_gap> for each of `others` (Table 2's
+    attributes, `table2_attributes`; CREMA-D: race, age). Means are over folds x seeds; gaps in
+    table1 are gaps of `truth` (Table 1's attribute, `schema.truth_attribute`; the paper: gender;
+    the level keeps the run set's name `gender` whatever it is). Undefined values are null;
+    runs that do not exist have no keys. Table 2 sections are added in `others` order while the
+    total stays within MAX_HEADLINE_KEYS (a corpus with many attributes: the rest are in
+    summary.csv). Per-method Table 2 cells, intervals, spreads and the K sweep stay in
+    data/eval/summary.csv (and reports/, plots/), so `dvc metrics show` stays short.
     """
     look = Lookup(summary)
     t1_metrics = SCORE_METRICS + GAP_METRICS
@@ -888,7 +901,7 @@ def headline(summary: pd.DataFrame, *, k: int) -> dict:
     for method, run_set in (("erm", "baselines"), ("random", "baselines"), ("lff", "baselines"),
                             ("disent", "baselines"), ("jtt", "baselines"), ("george", "baselines"),
                             ("pgdro", "pseudo")):
-        block = _block(look, run_set, method, t1_metrics,
+        block = _block(look, run_set, method, t1_metrics, truth,
                        p_of=() if method in ("erm", "random") else ("tpr_gap",))
         if block:
             table1[method] = block
@@ -896,14 +909,16 @@ def headline(summary: pd.DataFrame, *, k: int) -> dict:
         # Overall gains: F1 and the two gaps (the paper's headline); ACC's gain is one division away.
         names = (t1_metrics + ("f1_gain", "tpr_gap_gain", "dp_gap_gain") if method == "overall"
                  else t1_metrics)
-        per_level = {lvl: _block(look, s, method, names, p_of=("tpr_gap",)) for lvl, s in levels.items()}
+        per_level = {lvl: _block(look, s, method, names, truth, p_of=("tpr_gap",))
+                     for lvl, s in levels.items()}
         per_level = {lvl: b for lvl, b in per_level.items() if b}
         if per_level:
             table1[method] = per_level
 
     ks = [kk for kk in TABLE2_KS if kmeans_set(kk) in look.sets()]
     table2: dict = {}
-    for attribute in ("race", "age"):
+    room = MAX_HEADLINE_KEYS - _count(table1)
+    for attribute in others:
         section = {"erm": _block(look, "baselines", "erm", GAP_METRICS, attribute)}
         # Gaps only: their gains vs ERM are in reports/table2.md and data/eval/summary.csv.
         per_k = {f"k{kk}": _block(look, kmeans_set(kk), "overall", GAP_METRICS, attribute) for kk in ks}
@@ -911,6 +926,7 @@ def headline(summary: pd.DataFrame, *, k: int) -> dict:
         if per_k:
             section["overall"] = per_k
         section = {key: b for key, b in section.items() if b}
-        if section:
+        if section and _count(section) <= room:
             table2[attribute] = section
+            room -= _count(section)
     return {"table1": table1, "table2": table2}

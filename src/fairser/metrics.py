@@ -1,12 +1,12 @@
 """SER and fairness metrics (../shared/SPEC.md section 5; paper section 4.3).
 
-Every function takes (N, K) arrays (the pipeline: K = 6 in `constants.EMOTIONS` order; `fairser
-audit`: the classes of the audited predictions) and keyword-only arguments, so `y_true`, `y_pred`
-and `groups` cannot be swapped by position.
+Every function takes (N, K) arrays (the pipeline: the K classes of the corpus schema, in its
+order, data/corpus/schema.json; `fairser audit`: the classes of the audited predictions) and
+keyword-only arguments, so `y_true`, `y_pred` and `groups` cannot be swapped by position.
 
-- Targets: y_k = 1 iff the vote share p_k > 1/6 (strict).
-- Predictions: yhat_k = 1 iff the softmax probability > 1/6 (strict), `binarize`.
-- F1: macro F1 over the 6 classes of the multi-hot targets; ACC: Hamming accuracy.
+- Targets: y_k = 1 iff the vote share p_k > 1/K (strict; CREMA-D: 1/6).
+- Predictions: yhat_k = 1 iff the softmax probability > 1/K (strict), `binarize`.
+- F1: macro F1 over the K classes of the multi-hot targets; ACC: Hamming accuracy.
 - TPR gap (equal opportunity): TPR_{g,k} = P(yhat_k = 1 | y_k = 1, G = g);
   gap_k = max_g TPR_{g,k} - min_g TPR_{g,k}; TPR_gap = sqrt(mean_k gap_k^2).
 - DP gap (demographic parity): DP(g, k) = |P(yhat_k = 1 | G = g) - P(yhat_k = 1)|;
@@ -31,14 +31,13 @@ import warnings
 import numpy as np
 from sklearn.metrics import f1_score
 
-from fairser.constants import POSITIVE_THRESHOLD
 
-
-def binarize(scores, threshold: float = POSITIVE_THRESHOLD) -> np.ndarray:
+def binarize(scores, threshold: float) -> np.ndarray:
     """Multi-hot 0/1 array: 1 where the score (a probability or a vote share) exceeds `threshold`.
 
-    The default strict threshold 1/6 turns vote distributions into targets and softmax outputs
-    into predictions (SPEC section 1 and 5; EMO-SUPERB's 1/|Y|).
+    The pipeline's strict threshold is 1/K for K classes (`Schema.threshold`; CREMA-D 1/6): it
+    turns vote distributions into targets and softmax outputs into predictions (SPEC sections 1
+    and 5; EMO-SUPERB's 1/|Y|). No default, so no caller can fall back to six classes unseen.
     """
     scores = np.asarray(scores, dtype=float)
     return (scores > threshold).astype(np.int8)

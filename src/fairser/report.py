@@ -1,5 +1,9 @@
 """Tables 1-2 and Figs. 2-4 of the paper from data/eval/summary.csv (../shared/SPEC.md section 6).
 
+Table 1's fairness columns and the figures are of one attribute (`schema.truth_attribute`; the
+paper: gender); Table 2's rows are every other attribute of the corpus schema (CREMA-D: race,
+age), and a corpus with one attribute has no Table 2.
+
 Tables hold mean +- s.d. over folds x training seeds and, for gaps and gains, the 95% speaker-
 bootstrap interval of fairser.evaluate (named by its method, footnoted where a cell needs it),
 and Table 1 the paired Wilcoxon p against ERM (docs/STATISTICS.md). Figures are drawn with
@@ -42,8 +46,8 @@ def titled(title: str, notice: str | None) -> str:
     return f"{title} [{notice}]" if notice else title
 
 
-def _attr(metric: str) -> str:
-    return ALL_ATTRIBUTE if metric in SCORE_METRICS else "gender"
+def _attr(metric: str, attribute: str) -> str:
+    return ALL_ATTRIBUTE if metric in SCORE_METRICS else attribute
 
 
 def _cells(look: Lookup, run_set: str, method: str, metric: str, attribute: str, prefix: str) -> dict:
@@ -67,8 +71,8 @@ def _levels(k: int) -> list[tuple[str, str]]:
     return [("gender", "ground truth"), ("pseudo", "pseudo"), (kmeans_set(k), f"k-means K={k}")]
 
 
-def table1(summary: pd.DataFrame, *, k: int) -> pd.DataFrame:
-    """Table 1 (gender), the paper's rows: ERM, Random, LfF, DisEnt, PGDRO; DS, RW, GDRO, GADRO at
+def table1(summary: pd.DataFrame, *, k: int, attribute: str) -> pd.DataFrame:
+    """Table 1 (gaps of `attribute`; the paper: gender), the paper's rows: ERM, Random, LfF, DisEnt, PGDRO; DS, RW, GDRO, GADRO at
     ground truth, pseudo and k-means (K = k); Overall and Gain per supervision level.
 
     Columns: kind (run, overall, gain), method, supervision, then per metric (f1, acc, tpr_gap,
@@ -81,7 +85,7 @@ def table1(summary: pd.DataFrame, *, k: int) -> pd.DataFrame:
     def add(kind, method, run_set, supervision, suffix=""):
         cells = {}
         for metric in TABLE1_METRICS:
-            cells.update(_cells(look, run_set, method, metric + suffix, _attr(metric), metric))
+            cells.update(_cells(look, run_set, method, metric + suffix, _attr(metric, attribute), metric))
         if not all(np.isnan(cells[m]) for m in TABLE1_METRICS):
             rows.append({"kind": kind, "method": "Gain" if suffix else NAMES[method],
                          "supervision": supervision, **cells})
@@ -193,15 +197,23 @@ def table1_vs_paper_markdown(df: pd.DataFrame, *, k: int, notice: str | None,
             "with both.\n\n" + setup + "\n" + "\n".join(lines) + "\n")
 
 
-def table2(summary: pd.DataFrame) -> pd.DataFrame:
-    """Table 2: race and age gaps (G = 3 each) of the k-means runs at K = 16 and 32, with ERM,
-    Overall (mean of the four methods) and Gain rows. Columns: kind, method, k, f1, acc,
-    race_tpr_gap, race_dp_gap, age_tpr_gap, age_dp_gap (each with _std, _ci_low, _ci_high).
+def not_paper_markdown(schema, attribute: str, notice: str | None) -> str:
+    """table1_vs_paper.md of a corpus unlike the paper's: one line saying why there is no comparison."""
+    return titled(f"No comparison with the paper's Table 1: it is CREMA-D's six classes with gender "
+                  f"gaps; this corpus has {len(schema.classes)} classes ({', '.join(schema.classes)}) "
+                  f"and Table 1 reports {attribute}.", notice) + "\n"
+
+
+def table2(summary: pd.DataFrame, attributes) -> pd.DataFrame:
+    """Table 2: the gaps of `attributes` (every attribute but Table 1's; CREMA-D: race and age,
+    G = 3 each) of the k-means runs at K = 16 and 32, with ERM, Overall (mean of the four
+    methods) and Gain rows. Columns: kind, method, k, f1, acc, then <attribute>_tpr_gap,
+    <attribute>_dp_gap per attribute (each with _std, _ci_low, _ci_high).
     """
     look = Lookup(summary)
     ks = [k for k in TABLE2_KS if kmeans_set(k) in look.sets()]
     cols = [("f1", ALL_ATTRIBUTE, "f1"), ("acc", ALL_ATTRIBUTE, "acc")] + [
-        (m, a, f"{a}_{m}") for a in ("race", "age") for m in GAP_METRICS]
+        (m, a, f"{a}_{m}") for a in attributes for m in GAP_METRICS]
     rows = []
 
     def add(kind, method, run_set, k, suffix=""):
@@ -317,8 +329,8 @@ def _interval_text() -> str:
 
 
 def table1_markdown(df: pd.DataFrame, *, k: int, n_folds: int, n_seeds: int = 1,
-                    notice: str | None, speakers: pd.DataFrame | None = None) -> str:
-    title = titled(f"Table 1: SER performance and gender fairness (k-means rows: K = {k})", notice)
+                    notice: str | None, attribute: str, speakers: pd.DataFrame | None = None) -> str:
+    title = titled(f"Table 1: SER performance and {attribute} fairness (k-means rows: K = {k})", notice)
     return (f"# {title}\n\n{_spread_text(n_folds, n_seeds)}; {_interval_text()}. Gain: relative to "
             "ERM, (x − ERM)/ERM for F1 and ACC, (ERM − x)/ERM for gaps, so positive is better. "
             "Overall: mean of DS, RW, GDRO, GADRO. p vs ERM: two-sided Wilcoxon signed-rank test "
@@ -327,7 +339,7 @@ def table1_markdown(df: pd.DataFrame, *, k: int, n_folds: int, n_seeds: int = 1,
             + markdown_table(df, [("method", "Method"), ("supervision", "Super.")],
                              [(m, METRIC_NAMES[m]) for m in TABLE1_METRICS], total=n_folds * n_seeds,
                              p_columns=[("p vs ERM (TPR gap / F1)", ("tpr_gap_p", "f1_p"))])
-            + _footnotes(df, list(TABLE1_METRICS), few_speakers_text(speakers, "gender")))
+            + _footnotes(df, list(TABLE1_METRICS), few_speakers_text(speakers, attribute)))
 
 
 def few_speakers_text(speakers: pd.DataFrame | None, attribute: str) -> str:
@@ -344,26 +356,56 @@ def few_speakers_text(speakers: pd.DataFrame | None, attribute: str) -> str:
     return f" ({attribute}: " + "; ".join(bits) + ")"
 
 
+def _and(names) -> str:
+    names = list(names)
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _excluded_text(attributes) -> str:
+    """What each attribute with excluded values leaves out (CREMA-D: race's one Unknown actor)."""
+    bits = []
+    for a in attributes:
+        if a.excluded == ("Unknown",):
+            bits.append(f" {a.name.capitalize()} leaves out the actor of unknown {a.name}.")
+        elif a.excluded:
+            bits.append(f" {a.name.capitalize()} leaves out the speakers whose {a.column} is "
+                        f"{' or '.join(repr(v) for v in a.excluded)}.")
+    return "".join(bits)
+
+
+def no_table2_markdown(truth: str, notice: str | None) -> str:
+    """reports/table2.md of a corpus whose only attribute is Table 1's: one line saying so."""
+    return titled(f"No Table 2: the corpus has one demographic attribute ({truth}), which Table 1 "
+                  "reports; Table 2 covers the others (so there is no table2.csv).", notice) + "\n"
+
+
 def table2_markdown(df: pd.DataFrame, *, n_folds: int, n_seeds: int = 1, notice: str | None,
-                    speakers: pd.DataFrame | None = None) -> str:
-    title = titled("Table 2: unsupervised IDI (k-means) on race and age (G = 3 each)", notice)
-    values = [("f1", "F1 ↑"), ("acc", "ACC ↑"), ("race_tpr_gap", "Race TPR gap ↓"),
-              ("race_dp_gap", "Race DP gap ↓"), ("age_tpr_gap", "Age TPR gap ↓"),
-              ("age_dp_gap", "Age DP gap ↓")]
+                    attributes, speakers: pd.DataFrame | None = None) -> str:
+    """`attributes`: Table 2's, as schema.Attribute (their groups and excluded values)."""
+    attributes = list(attributes)
+    sizes = [len(a.groups) for a in attributes]
+    g = (f"G = {sizes[0]}" + (" each" if len(sizes) > 1 else "") if len(set(sizes)) == 1
+         else "G = " + ", ".join(map(str, sizes)))
+    title = titled(f"Table 2: unsupervised IDI (k-means) on {_and(a.name for a in attributes)} ({g})",
+                   notice)
+    values = [("f1", "F1 ↑"), ("acc", "ACC ↑")]
+    for a in attributes:
+        values += [(f"{a.name}_tpr_gap", f"{a.name.capitalize()} TPR gap ↓"),
+                   (f"{a.name}_dp_gap", f"{a.name.capitalize()} DP gap ↓")]
     missing = "" if df["k"].notna().any() else (
         f"No k-means runs at K = {' or '.join(map(str, TABLE2_KS))} (idi.k_sweep): ERM only.\n\n")
-    few = few_speakers_text(speakers, "race") + few_speakers_text(speakers, "age")
+    few = "".join(few_speakers_text(speakers, a.name) for a in attributes)
     speaker_line = (f"Test groups with fewer than {MIN_STRATUM} speakers in a fold:{few}; a gap over "
                     "such a group rests on one or two voices.\n\n") if few else ""
-    return (f"# {title}\n\n{_spread_text(n_folds, n_seeds)}; {_interval_text()}. Race leaves out "
-            "the actor of unknown race. Gain: Overall relative to ERM, positive is better.\n\n"
+    return (f"# {title}\n\n{_spread_text(n_folds, n_seeds)}; {_interval_text()}."
+            f"{_excluded_text(attributes)} Gain: Overall relative to ERM, positive is better.\n\n"
             + speaker_line + missing
             + markdown_table(df, [("method", "Model"), ("k", "K")], values, total=n_folds * n_seeds)
             + _footnotes(df, [v for v, _ in values], few))
 
 
-def sweep_frame(summary: pd.DataFrame) -> pd.DataFrame:
-    """Per K of the sweep and per method (and `mean` = Overall): f1, acc, tpr_gap, dp_gap (gender)
+def sweep_frame(summary: pd.DataFrame, *, attribute: str) -> pd.DataFrame:
+    """Per K of the sweep and per method (and `mean` = Overall): f1, acc, tpr_gap, dp_gap (of `attribute`)
     with their s.d. over folds x seeds. The data of Figs. 2-3 and plots/k_sweep.csv."""
     look = Lookup(summary)
     rows = []
@@ -371,15 +413,16 @@ def sweep_frame(summary: pd.DataFrame) -> pd.DataFrame:
         for method in PAPER_ORDER + ("overall",):
             row = {"k": k, "method": "mean" if method == "overall" else method}
             for metric in TABLE1_METRICS:
-                r = look.row(kmeans_set(k), method, _attr(metric), metric)
+                r = look.row(kmeans_set(k), method, _attr(metric, attribute), metric)
                 row[metric] = np.nan if r is None else r["mean"]
                 row[f"{metric}_std"] = np.nan if r is None else r["std"]
             rows.append(row)
     return pd.DataFrame(rows)
 
 
-def tradeoff_frame(summary: pd.DataFrame) -> pd.DataFrame:
-    """One row per run: set, method, supervision, f1, acc, tpr_gap, dp_gap (gender): plots/tradeoff.csv."""
+def tradeoff_frame(summary: pd.DataFrame, *, attribute: str) -> pd.DataFrame:
+    """One row per run: set, method, supervision, f1, acc, tpr_gap, dp_gap (of `attribute`):
+    plots/tradeoff.csv."""
     look = Lookup(summary)
     runs = summary[summary["method"] != "overall"][["set", "method"]].drop_duplicates()
     rows = []
@@ -389,13 +432,13 @@ def tradeoff_frame(summary: pd.DataFrame) -> pd.DataFrame:
                            "kmeans_k", "k-means K="))
         row = {"set": run_set, "method": NAMES[method], "supervision": supervision}
         for metric in TABLE1_METRICS:
-            row[metric] = look.mean(run_set, method, _attr(metric), metric)
+            row[metric] = look.mean(run_set, method, _attr(metric, attribute), metric)
         rows.append(row)
     return pd.DataFrame(rows).sort_values(["set", "method"]).reset_index(drop=True)
 
 
-def _erm(summary: pd.DataFrame, metric: str) -> float | None:
-    return Lookup(summary).mean("baselines", "erm", _attr(metric), metric)
+def _erm(summary: pd.DataFrame, metric: str, attribute: str) -> float | None:
+    return Lookup(summary).mean("baselines", "erm", _attr(metric, attribute), metric)
 
 
 def _png(fig) -> bytes:
@@ -405,23 +448,23 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def fig2_bars(summary: pd.DataFrame, *, notice: str | None) -> bytes:
-    """Fig. 2: gender TPR gap (left) and Hamming accuracy (right) of DS, RW, GDRO, GADRO with
+def fig2_bars(summary: pd.DataFrame, *, notice: str | None, attribute: str) -> bytes:
+    """Fig. 2: TPR gap of `attribute` (left) and Hamming accuracy (right) of DS, RW, GDRO, GADRO with
     k-means groups, one bar per K; error bars are the s.d. over folds x seeds; dashed line = ERM."""
-    sweep = sweep_frame(summary)
+    sweep = sweep_frame(summary, attribute=attribute)
     sweep = sweep[sweep["method"] != "mean"]
     ks = sorted(sweep["k"].unique())
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     width = 0.8 / max(len(ks), 1)
     colors = plt.get_cmap("viridis")(np.linspace(0.1, 0.9, max(len(ks), 1)))
-    panels = ((axes[0], "tpr_gap", "TPR gap (gender) ↓"), (axes[1], "acc", "Hamming accuracy ↑"))
+    panels = ((axes[0], "tpr_gap", f"TPR gap ({attribute}) ↓"), (axes[1], "acc", "Hamming accuracy ↑"))
     for ax, metric, label in panels:
         x = np.arange(len(PAPER_ORDER))
         for i, k in enumerate(ks):
             part = sweep[sweep["k"] == k].set_index("method").reindex(PAPER_ORDER)
             ax.bar(x + (i - (len(ks) - 1) / 2) * width, part[metric], width, yerr=part[f"{metric}_std"],
                    color=colors[i], label=f"K={k}", capsize=2, error_kw={"elinewidth": 0.8})
-        erm = _erm(summary, metric)
+        erm = _erm(summary, metric, attribute)
         if erm is not None:
             ax.axhline(erm, color="black", linestyle="--", linewidth=1, label="ERM")
         ax.set_xticks(x, [NAMES[m] for m in PAPER_ORDER], fontsize=11)
@@ -437,16 +480,16 @@ def fig2_bars(summary: pd.DataFrame, *, notice: str | None) -> bytes:
     return _png(fig)
 
 
-def fig3_sweep(summary: pd.DataFrame, *, notice: str | None) -> bytes:
-    """Fig. 3: mean of DS, RW, GDRO, GADRO vs K: Hamming accuracy and gender TPR gap; dashed = ERM."""
-    sweep = sweep_frame(summary)
+def fig3_sweep(summary: pd.DataFrame, *, notice: str | None, attribute: str) -> bytes:
+    """Fig. 3: mean of DS, RW, GDRO, GADRO vs K: Hamming accuracy and TPR gap of `attribute`; dashed = ERM."""
+    sweep = sweep_frame(summary, attribute=attribute)
     mean = sweep[sweep["method"] == "mean"].sort_values("k")
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, metric, label, color in ((axes[0], "acc", "Hamming accuracy ↑", "tab:blue"),
-                                     (axes[1], "tpr_gap", "TPR gap (gender) ↓", "tab:red")):
+                                     (axes[1], "tpr_gap", f"TPR gap ({attribute}) ↓", "tab:red")):
         ax.errorbar(mean["k"], mean[metric], yerr=mean[f"{metric}_std"], marker="o", color=color,
                     capsize=3, label="mean of 4 methods")
-        erm = _erm(summary, metric)
+        erm = _erm(summary, metric, attribute)
         if erm is not None:
             ax.axhline(erm, color="black", linestyle="--", linewidth=1, label="ERM")
         ax.set_xscale("log", base=2)
@@ -475,34 +518,46 @@ def tsne_2d(embeddings: np.ndarray) -> np.ndarray:
         return tsne.fit_transform(np.asarray(embeddings, dtype=np.float64))
 
 
-def fig4_tsne(points: np.ndarray, clusters: np.ndarray, is_female: np.ndarray, *, k: int, fold: int,
-              notice: str | None) -> bytes:
-    """Fig. 4: t-SNE of speaker embeddings; colour = k-means cluster, marker = gender
-    (circle male, triangle female)."""
+MARKERS = ("o", "^", "s", "D", "v", "P", "*", "X", "<", ">")  # one per group; Male o, Female ^
+MISSING_MARKER = "x"  # a speaker whose group is excluded (None)
+
+
+def fig4_tsne(points: np.ndarray, clusters: np.ndarray, groups: np.ndarray, *, group_names,
+              attribute: str, k: int, fold: int, notice: str | None) -> bytes:
+    """Fig. 4: t-SNE of speaker embeddings; colour = k-means cluster, marker = group of
+    `attribute` (`groups`: (n,) group name per point, None = excluded; `group_names` in schema
+    order; gender: circle male, triangle female)."""
     fig, ax = plt.subplots(figsize=(7, 6))
     cmap = plt.get_cmap("tab20" if k <= 20 else "gist_ncar")
     colors = cmap(np.asarray(clusters) % 20 / 20 if k <= 20 else np.asarray(clusters) / max(k - 1, 1))
-    for female, marker in ((False, "o"), (True, "^")):
-        sel = is_female == female
+    groups = np.asarray(groups, dtype=object)
+    shown = [(name, MARKERS[i % len(MARKERS)], groups == name) for i, name in enumerate(group_names)]
+    missing = np.array([g is None for g in groups], dtype=bool)
+    if missing.any():
+        shown.append((f"{attribute} excluded", MISSING_MARKER, missing))
+    for _, marker, sel in shown:
         ax.scatter(points[sel, 0], points[sel, 1], c=colors[sel], marker=marker, s=14, alpha=0.8,
                    linewidths=0.2, edgecolors="black")
-    handles = [Line2D([], [], marker="o", linestyle="", color="grey", label="Male"),
-               Line2D([], [], marker="^", linestyle="", color="grey", label="Female")]
+    handles = [Line2D([], [], marker=marker, linestyle="", color="grey", label=name)
+               for name, marker, _ in shown]
     ax.legend(handles=handles, fontsize=10, loc="best")
     ax.set_xlabel("t-SNE 1", fontsize=11)
     ax.set_ylabel("t-SNE 2", fontsize=11)
     ax.set_title(titled(f"Fig. 4: fold-{fold} training clips, speaker embeddings\n"
-                        f"colour = k-means cluster (K={k}), marker = gender", notice), fontsize=10)
+                        f"colour = k-means cluster (K={k}), marker = {attribute}", notice), fontsize=10)
     fig.tight_layout()
     return _png(fig)
 
 
-def load_fig4_data(*, corpus_dir, speaker_dir, groups_dir, k: int = FIG4_K, fold: int = FIG4_FOLD):
-    """Embeddings, cluster ids and is_female of the training rows of one fold of kmeans_k<k>.csv.
+def load_fig4_data(*, corpus_dir, speaker_dir, groups_dir, schema, attribute: str, k: int = FIG4_K,
+                   fold: int = FIG4_FOLD):
+    """Embeddings, cluster ids and `attribute` groups of the training rows of one fold of kmeans_k<k>.csv.
 
     Uses fold `fold` (the paper's fold 5) when present, else the highest fold in the file (tiny
-    test projects). Returns (embeddings (n, E), clusters (n,), is_female (n,), fold used).
+    test projects). `schema`: the corpus's (actors.csv is read by `schema.speaker_groups`).
+    Returns (embeddings (n, E), clusters (n,), groups (n,) group names (None = excluded), fold used).
     """
+    from fairser import schema as corpus_schema
     from pathlib import Path
 
     from fairser.cli import InputError
@@ -530,9 +585,19 @@ def load_fig4_data(*, corpus_dir, speaker_dir, groups_dir, k: int = FIG4_K, fold
     if lacking.any():
         raise InputError(f"{index_path}: no speaker embedding for {train['file'][lacking].iloc[0]}")
     clips = pd.read_csv(corpus_dir / "clips.csv", usecols=["file", "actor"]).set_index("file")["actor"]
-    actors = pd.read_csv(corpus_dir / "actors.csv", usecols=["actor", "sex"]).set_index("actor")["sex"]
-    sex = train["file"].map(clips).map(actors)
-    if sex.isna().any():
-        raise InputError(f"{corpus_dir}: no actor or sex for clip {train['file'][sex.isna()].iloc[0]}")
+    column = schema.attribute(attribute).column
+    actors_path = corpus_dir / "actors.csv"
+    actors = pd.read_csv(actors_path, keep_default_na=False, na_values=[""])
+    for c in ("actor", column):
+        if c not in actors.columns:
+            raise InputError(f"{actors_path}: no column {c!r} (Fig. 4 needs it)")
+    one = corpus_schema.Schema(classes=schema.classes, folds=schema.folds,
+                               attributes=(schema.attribute(attribute),))
+    of_actor = corpus_schema.speaker_groups(actors, one, actors_path).set_index("actor")[attribute]
+    actor = train["file"].map(clips)
+    if actor.isna().any() or not actor.isin(of_actor.index).all():
+        lost = actor.isna() | ~actor.isin(of_actor.index)
+        raise InputError(f"{corpus_dir}: no actor or {column} for clip {train['file'][lost].iloc[0]}")
+    groups = actor.map(of_actor).to_numpy(dtype=object)
     emb = np.asarray(embeddings[row_of.loc[train["file"]].to_numpy()], dtype=np.float64)
-    return emb, train["group"].to_numpy(int), (sex == "Female").to_numpy(), fold
+    return emb, train["group"].to_numpy(int), groups, fold
