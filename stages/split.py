@@ -1,4 +1,4 @@
-"""Split stage: the 1:20 gender-biased train/dev sets per fold, and their counts (docs/DESIGN.md).
+"""Split stage: the biased (paper: 1:20 by gender) train/dev sets per fold, and their counts (docs/DESIGN.md).
 
 python stages/split.py --corpus data/corpus --out data/split [--params params.yaml]
 """
@@ -16,9 +16,9 @@ def main() -> None:
     args = p.parse_args()
     params = config.load(args.params)
     s = params["split"]
-    warnings = run(args.corpus, args.out, ratio=s["ratio"], seed=params["seed"],
-                   min_clips_per_class=s["min_clips_per_class"],
-                   min_clips_per_gender=s["min_clips_per_group"], on_degenerate=s["on_degenerate"])
+    warnings = run(args.corpus, args.out, ratio=s["ratio"], seed=params["seed"], bias=s["bias"],
+                   truth=params["idi"]["truth"], min_clips_per_class=s["min_clips_per_class"],
+                   min_clips_per_group=s["min_clips_per_group"], on_degenerate=s["on_degenerate"])
     for line in warnings:
         print(f"warning: {line} (listed in {args.out}/coverage.json)", file=sys.stderr)
 

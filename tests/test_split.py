@@ -15,20 +15,29 @@ from fairser import config
 
 from fairser.cli import InputError
 from fairser.config import ParamsError
-from fairser.constants import EMOTIONS, N_FOLDS
+from fairser import schema as corpus_schema
+from fairser.schema import CREMA_D_CLASSES as EMOTIONS
 from fairser.split import (
     bias_split,
     count_table,
     coverage_error,
     degenerate_cells,
     fold_table,
-    majority_gender_by_emotion,
+    majority_group_by_class,
     majority_label,
     multi_hot,
     read_corpus,
     run,
     vote_share,
 )
+
+N_FOLDS = 5
+CREMA = corpus_schema.crema_d()
+GENDERS = ("Male", "Female")
+
+
+def majority_gender_by_emotion(*, labels, genders):
+    return majority_group_by_class(labels=labels, groups=genders, classes=EMOTIONS, group_names=GENDERS)
 
 ANGRY, SAD, NEUTRAL = EMOTIONS.index("angry"), EMOTIONS.index("sad"), EMOTIONS.index("neutral")
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,7 +62,7 @@ def test_vote_share_inverts_the_smoothing():
 
 def test_multi_hot_is_strictly_above_one_sixth_and_0_166667_counts():
     p = np.array([[1 / 6, 0.166667, 0.166666, 0.5, 0.0, 0.0]])
-    assert multi_hot(p).tolist() == [[False, True, False, True, False, False]]
+    assert multi_hot(p, 1 / 6).tolist() == [[False, True, False, True, False, False]]
 
 
 def test_majority_label_needs_more_than_half_of_the_votes():
@@ -90,8 +99,8 @@ def concat(*cells):
 
 def biased(cells, *, ratio=20, seed=0, fold=1):
     files, split, labels, genders = concat(*cells)
-    keep = bias_split(files=files, split=split, labels=labels, genders=genders,
-                      majority_gender=MALE_MAJORITY, ratio=ratio, seed=seed, fold=fold)
+    keep = bias_split(files=files, split=split, labels=labels, groups=genders, majority=MALE_MAJORITY,
+                      classes=EMOTIONS, group_names=GENDERS, ratio=ratio, seed=seed, fold=fold)
     return pd.DataFrame({"file": files, "split": split, "label": labels, "gender": genders})[keep]
 
 
@@ -116,8 +125,9 @@ def test_bias_draw_is_seeded_and_independent_of_row_order():
     assert first == set(biased(cells, seed=3)["file"])
     files, split, labels, genders = concat(*cells)
     rev = slice(None, None, -1)
-    keep = bias_split(files=files[rev], split=split[rev], labels=labels[rev], genders=genders[rev],
-                      majority_gender=MALE_MAJORITY, ratio=20, seed=3, fold=1)
+    keep = bias_split(files=files[rev], split=split[rev], labels=labels[rev], groups=genders[rev],
+                      majority=MALE_MAJORITY, classes=EMOTIONS, group_names=GENDERS, ratio=20,
+                      seed=3, fold=1)
     assert set(np.asarray(files[rev])[keep]) == first
     # 10 of 100 minority clips: another seed or fold draws another subset (C(100, 10) choices).
     assert set(biased(cells, seed=4)["file"]) != first
@@ -165,9 +175,9 @@ def counts_of(counts, fold, split, variable):
 def test_skipped_clips_leave_every_split_and_are_counted():
     clips, actors = tiny_corpus()
     skipped = pd.DataFrame({"file": ["1_00", "9_99"], "reason": ["empty", "corrupt"]})
-    folds = fold_table(clips, actors, skipped, ratio=1, seed=0)
+    folds = fold_table(clips, actors, skipped, CREMA, bias='gender', ratio=1, seed=0)
     assert "1_00" not in set(folds["file"])
-    counts = count_table(folds, clips, actors, skipped)
+    counts = count_table(folds, clips, actors, skipped, CREMA, focus='gender')
     # Fold 1: actor 1 is in test; its skipped clip counts there, the unlisted one under 'unlisted'.
     assert counts_of(counts, 1, "test", "skipped") == {"total": 1, "corrupt": 0, "empty": 1}
     assert counts_of(counts, 1, "train", "skipped")["total"] == 0
@@ -177,8 +187,8 @@ def test_skipped_clips_leave_every_split_and_are_counted():
 
 def test_counts_follow_the_tables_definitions():
     clips, actors = tiny_corpus()
-    folds = fold_table(clips, actors, pd.DataFrame(columns=["file", "reason"]), ratio=20, seed=0)
-    counts = count_table(folds, clips, actors, pd.DataFrame(columns=["file", "reason"]))
+    folds = fold_table(clips, actors, pd.DataFrame(columns=["file", "reason"]), CREMA, bias='gender', ratio=20, seed=0)
+    counts = count_table(folds, clips, actors, pd.DataFrame(columns=["file", "reason"]), CREMA, focus='gender')
     # Fold 1 test is actor 1 (male, young, Caucasian): all 10 clips, 9 with a majority.
     assert counts_of(counts, 1, "test", "label") == {"angry": 6, "sad": 3, "disgust": 0, "fear": 0,
                                                      "neutral": 0, "happy": 0}
@@ -196,8 +206,8 @@ def test_counts_follow_the_tables_definitions():
 def test_an_empty_split_gives_zero_rows_not_missing_ones():
     clips, actors = tiny_corpus()
     clips["split_1"] = clips["split_1"].replace("dev", "train")
-    folds = fold_table(clips, actors, pd.DataFrame(columns=["file", "reason"]), ratio=20, seed=0)
-    counts = count_table(folds, clips, actors, pd.DataFrame(columns=["file", "reason"]))
+    folds = fold_table(clips, actors, pd.DataFrame(columns=["file", "reason"]), CREMA, bias='gender', ratio=20, seed=0)
+    counts = count_table(folds, clips, actors, pd.DataFrame(columns=["file", "reason"]), CREMA, focus='gender')
     assert not ((folds["fold"] == 1) & (folds["split"] == "dev")).any()
     assert set(counts_of(counts, 1, "dev", "label").values()) == {0}
     assert counts_of(counts, 1, "dev", "skipped") == {"total": 0}
@@ -205,6 +215,7 @@ def test_an_empty_split_gives_zero_rows_not_missing_ones():
 
 def write_corpus(folder, clips, actors, skipped=None):
     folder.mkdir(parents=True, exist_ok=True)
+    corpus_schema.save(CREMA, folder)
     clips.to_csv(folder / "clips.csv", index=False)
     actors.to_csv(folder / "actors.csv", index=False)
     (skipped if skipped is not None else pd.DataFrame(columns=["file", "reason"])).to_csv(
@@ -231,7 +242,7 @@ def params_file(tmp_path, **split) -> Path:
     tiny corpus has two classes and, after biasing, one gender in train)."""
     params = config.read_yaml(ROOT / "params.yaml")
     zero = {s: 0 for s in ("train", "dev", "test")}
-    params["split"].update({"min_clips_per_class": zero, "min_clips_per_gender": zero, **split})
+    params["split"].update({"min_clips_per_class": zero, "min_clips_per_group": zero, **split})
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     return path
@@ -264,32 +275,32 @@ NONE_SKIPPED = pd.DataFrame(columns=["file", "reason"])
 
 def tiny_counts(ratio=20, skipped=NONE_SKIPPED):
     clips, actors = tiny_corpus()
-    folds = fold_table(clips, actors, skipped, ratio=ratio, seed=0)
-    return count_table(folds, clips, actors, skipped)
+    folds = fold_table(clips, actors, skipped, CREMA, bias='gender', ratio=ratio, seed=0)
+    return count_table(folds, clips, actors, skipped, CREMA, focus='gender')
 
 
 def test_a_class_below_its_minimum_names_fold_split_class_and_count():
     # Fold 1 train: actors 3 (male) and 4 (female), 6 angry and 3 sad each; both majorities are
     # Male (ties), so 6 male angry and 3 male sad clips stay, and floor(n / 20) = 0 female ones.
     counts = tiny_counts()
-    assert coverage_error(counts, min_per_class={"train": 6}, min_per_gender={}) == (
+    assert coverage_error(counts, min_per_class={"train": 6}, min_per_group={}, focus='gender', group_names=GENDERS) == (
         "split: fold 1 train has 3 clips of class 'sad', below split.min_clips_per_class.train = 6")
-    assert coverage_error(counts, min_per_class={"train": 1}, min_per_gender={}) == (
+    assert coverage_error(counts, min_per_class={"train": 1}, min_per_group={}, focus='gender', group_names=GENDERS) == (
         "split: fold 1 train has 0 clips of class 'disgust', below split.min_clips_per_class.train = 1")
     angry = counts[(counts["variable"] != "label") | (counts["value"] == "angry")]
-    assert coverage_error(angry, min_per_class={"train": 7}, min_per_gender={}) == (
+    assert coverage_error(angry, min_per_class={"train": 7}, min_per_group={}, focus='gender', group_names=GENDERS) == (
         "split: fold 1 train has 6 clips of class 'angry', below split.min_clips_per_class.train = 7")
 
 
 def test_a_gender_below_its_minimum_is_named():
-    assert coverage_error(tiny_counts(), min_per_class={}, min_per_gender={"train": 1}) == (
-        "split: fold 1 train has 0 clips of gender 'Female', below split.min_clips_per_gender.train = 1")
+    assert coverage_error(tiny_counts(), min_per_class={}, min_per_group={"train": 1}, focus='gender', group_names=GENDERS) == (
+        "split: fold 1 train has 0 clips of gender 'Female', below split.min_clips_per_group.train = 1")
 
 
 def test_coverage_at_the_minimum_passes_and_names_the_skipped_clips_when_it_fails():
     counts = tiny_counts()
-    assert coverage_error(counts, min_per_class={"test": 0}, min_per_gender={"train": 0}) is None
-    line = coverage_error(counts, min_per_class={}, min_per_gender={"train": 1}, skipped=7381,
+    assert coverage_error(counts, min_per_class={"test": 0}, min_per_group={"train": 0}, focus='gender', group_names=GENDERS) is None
+    line = coverage_error(counts, min_per_class={}, min_per_group={"train": 1}, focus='gender', group_names=GENDERS, skipped=7381,
                           labelled=7442)
     assert line.endswith("; 7381 of 7442 labelled clips were skipped at download "
                          "(data/corpus/skipped.csv)")
@@ -297,8 +308,8 @@ def test_coverage_at_the_minimum_passes_and_names_the_skipped_clips_when_it_fail
 
 def test_a_train_class_with_no_minority_gender_clip_is_degenerate():
     clips, actors = tiny_corpus()
-    folds = fold_table(clips, actors, NONE_SKIPPED, ratio=20, seed=0)
-    cells = degenerate_cells(folds, clips, actors, NONE_SKIPPED)
+    folds = fold_table(clips, actors, NONE_SKIPPED, CREMA, bias='gender', ratio=20, seed=0)
+    cells = degenerate_cells(folds, clips, actors, NONE_SKIPPED, CREMA, bias='gender')
     assert cells[0] == {"fold": 1, "class": "angry", "majority": "Male", "minority": "Female",
                         "majority_kept": 6, "minority_available": 6, "minority_kept": 0}
     assert {(c["fold"], c["class"]) for c in cells} == {(f, e) for f in range(1, 6) for e in ("angry", "sad")}
@@ -306,8 +317,8 @@ def test_a_train_class_with_no_minority_gender_clip_is_degenerate():
 
 def test_ratio_one_leaves_no_degenerate_cell():
     clips, actors = tiny_corpus()
-    folds = fold_table(clips, actors, NONE_SKIPPED, ratio=1, seed=0)
-    assert degenerate_cells(folds, clips, actors, NONE_SKIPPED) == []
+    folds = fold_table(clips, actors, NONE_SKIPPED, CREMA, bias='gender', ratio=1, seed=0)
+    assert degenerate_cells(folds, clips, actors, NONE_SKIPPED, CREMA, bias='gender') == []
 
 
 def _split_stage(tmp_path, **split):
@@ -321,11 +332,16 @@ def test_degenerate_biasing_is_a_loud_warning_by_default_and_listed_for_the_repo
     write_corpus(tmp_path / "corpus", clips, actors)
     res = _split_stage(tmp_path, on_degenerate="warn")
     assert res.returncode == 0
-    warning = [line for line in res.stderr.splitlines() if line.startswith("warning: ")]
-    assert len(warning) == 1
+    lines = [line for line in res.stderr.splitlines() if line.startswith("warning: ")]
+    # Four classes of six have no clip at all in the tiny corpus: one line each, then the cells.
+    assert [line.split(": class ")[1].split("'")[1] for line in lines[:4]] == [
+        "disgust", "fear", "neutral", "happy"]
+    warning = [line for line in lines if "split.ratio" in line]
+    assert len(lines) == 5 and len(warning) == 1
     assert "split.ratio 20 leaves 10 train (fold, class) cells with no minority-gender clip" in warning[0]
     coverage = json.loads((tmp_path / "split" / "coverage.json").read_text())
-    assert len(coverage["degenerate"]) == 10 and coverage["warnings"] == [warning[0][9:].split(" (listed in")[0]]
+    assert len(coverage["degenerate"]) == 10
+    assert coverage["warnings"] == [line[9:].split(" (listed in")[0] for line in lines]
 
 
 def test_degenerate_biasing_can_be_an_error_that_keeps_the_previous_output(tmp_path):
@@ -374,8 +390,8 @@ def real_corpus(shared_data):
 def real_counts(shared_data):
     clips, actors = real_corpus(shared_data)
     none = pd.DataFrame(columns=["file", "reason"])
-    folds = fold_table(clips, actors, none, ratio=20, seed=0)
-    return count_table(folds, clips, actors, none)
+    folds = fold_table(clips, actors, none, CREMA, bias='gender', ratio=20, seed=0)
+    return count_table(folds, clips, actors, none, CREMA, focus='gender')
 
 
 # Table A2 (fold 1, 1:20): emotion, gender -> (development, test, train), typed from the paper.
@@ -451,8 +467,8 @@ def test_bias_refuses_a_majority_gender_table_lacking_an_emotion():
     files, split, labels, genders = concat(cell("train", ANGRY, 2, 1))
     partial = {e: g for e, g in MALE_MAJORITY.items() if e != "happy"}
     with pytest.raises(ValueError, match="lacks"):
-        bias_split(files=files, split=split, labels=labels, genders=genders,
-                   majority_gender=partial, ratio=20, seed=0, fold=1)
+        bias_split(files=files, split=split, labels=labels, groups=genders, majority=partial,
+                   classes=EMOTIONS, group_names=GENDERS, ratio=20, seed=0, fold=1)
 
 
 def test_bias_seed_wraps_modulo_2_to_the_64():
@@ -461,6 +477,159 @@ def test_bias_seed_wraps_modulo_2_to_the_64():
     assert set(biased(cells, seed=1)["file"]) != set(biased(cells, seed=129)["file"])
 
 
-def test_majority_label_refuses_a_table_without_six_classes():
+def test_majority_label_refuses_a_table_of_another_class_count():
     with pytest.raises(ValueError, match="shape"):
         majority_label(np.full((2, 5), 0.2))
+    with pytest.raises(ValueError, match="shape"):
+        majority_label(np.full((2, 6), 0.2), n_classes=4, smoothing=(0, 1))
+
+
+# --- any corpus (issue 11): classes, folds and the bias attribute from schema.json -----------------
+
+CALM, JOY, ANGER, GRIEF = range(4)
+OTHER = corpus_schema.Schema(
+    classes=("calm", "joy", "anger", "grief"), folds=3,
+    attributes=(corpus_schema.Attribute("gender", "gender", ("Male", "Female")),))
+ACCENT = corpus_schema.Schema(
+    classes=("calm", "joy", "anger", "grief"), folds=3,
+    attributes=(corpus_schema.Attribute("accent", "accent", ("north", "south", "west"),
+                                        excluded=("unknown",)),))
+
+
+def other_corpus(accent=False):
+    """Three speakers per fold block (9 in all), plain shares (no smoothing): speaker s tests in
+    fold s % 3 + 1, develops in the next. Speakers 1-3 male, the rest female; accents cycle."""
+    actors = pd.DataFrame({"actor": range(1, 10), "speaker": [f"S{i}" for i in range(1, 10)],
+                           "gender": ["Male"] * 3 + ["Female"] * 6,
+                           "accent": ["north", "south", "west", "north", "north", "north",
+                                      "north", "south", "unknown"]})
+    rows = []
+    for a in range(1, 10):
+        for i in range(12):
+            p = np.full(4, 0.0)
+            if i < 10:
+                p[i % 2 if a <= 3 else 2 + i % 2] = 1.0  # men calm/joy, women anger/grief
+            else:
+                p[:] = 0.25  # no strict majority
+            rows.append({"file": f"s{a}_{i:02d}.wav", "actor": a, **dict(zip(OTHER.classes, p))})
+    clips = pd.DataFrame(rows)
+    for f in range(1, 4):
+        role = {0: "test", 1: "dev"}
+        clips[f"split_{f}"] = clips["actor"].map(lambda a: role.get((a - f) % 3, "train"))
+    return clips, actors
+
+
+def test_a_four_class_three_fold_corpus_biased_by_gender():
+    clips, actors = other_corpus()
+    folds = fold_table(clips, actors, NONE_SKIPPED, OTHER, bias="gender", ratio=5, seed=0)
+    assert sorted(folds["fold"].unique()) == [1, 2, 3]
+    assert set(folds["label"]) <= {"calm", "joy", "anger", "grief", ""}
+    # Plain shares: p = 1 is a majority, four 0.25s are not; no clip of the other gender exists
+    # for any class, so biasing keeps every labelled train/dev clip and every test clip.
+    per_fold = folds.groupby(["fold", "split"]).size().to_dict()
+    assert per_fold[(1, "test")] == 3 * 12 and per_fold[(1, "train")] == 3 * 10
+    counts = count_table(folds, clips, actors, NONE_SKIPPED, OTHER, focus="gender")
+    assert set(counts["variable"]) == {"label", "emotion", "label_gender", "emotion_gender",
+                                       "gender", "skipped"}
+    # Multi-label at 1/4 (strict): the 0.25 rows are positive for no class.
+    assert counts_of(counts, 1, "test", "emotion") == {"calm": 5, "joy": 5, "anger": 10, "grief": 10}
+
+
+def test_bias_none_keeps_every_clip_with_a_majority_in_train_and_dev():
+    clips, actors = other_corpus()
+    clips.loc[clips["actor"] == 4, OTHER.classes] = [[1.0, 0, 0, 0]] * 12  # a female calm speaker
+    skewed = fold_table(clips, actors, NONE_SKIPPED, OTHER, bias="gender", ratio=20, seed=0)
+    asis = fold_table(clips, actors, NONE_SKIPPED, OTHER, bias=None, ratio=20, seed=0)
+    labelled = clips[clips[list(OTHER.classes)].max(axis=1) > 0.5]
+    for fold in (1, 2, 3):
+        for s in ("train", "dev"):
+            want = set(labelled.loc[labelled[f"split_{fold}"] == s, "file"])
+            assert set(asis.loc[(asis["fold"] == fold) & (asis["split"] == s), "file"]) == want
+        assert set(asis.loc[(asis["fold"] == fold) & (asis["split"] == "test"), "file"]) == set(
+            clips.loc[clips[f"split_{fold}"] == "test", "file"])
+    assert len(skewed) < len(asis)  # the female calm clips are thinned 1:20 when skewed
+
+
+def test_a_three_group_attribute_keeps_floor_n_over_ratio_of_each_minority_group():
+    files, split, labels, groups = [], [], [], []
+    for g, n in (("north", 40), ("south", 13), ("west", 7)):
+        files += [f"{g}{i:02d}" for i in range(n)]
+        groups += [g] * n
+    split, labels = ["train"] * len(files), [JOY] * len(files)
+    files += ["x1", "x2"]
+    groups += [None, None]  # an excluded value: out of train and dev when skewed
+    split += ["train", "test"]
+    labels += [JOY, JOY]
+    keep = bias_split(files=files, split=split, labels=labels, groups=groups,
+                      majority={c: "north" for c in OTHER.classes}, classes=OTHER.classes,
+                      group_names=("north", "south", "west"), ratio=10, seed=0)
+    kept = pd.Series(np.array(groups, dtype=object)[keep]).value_counts(dropna=False).to_dict()
+    assert kept["north"] == 40 and kept["south"] == 4 and kept["west"] == 4  # floor(40 / 10)
+    assert keep[-2] == False and keep[-1] == True  # noqa: E712 (numpy bools)
+
+
+def test_an_excluded_value_of_the_bias_attribute_leaves_train_and_is_counted():
+    clips, actors = other_corpus()
+    folds = fold_table(clips, actors, NONE_SKIPPED, ACCENT, bias="accent", ratio=1, seed=0)
+    train_files = set(folds.loc[folds["split"] != "test", "file"])
+    assert not any(f.startswith("s9_") for f in train_files)  # speaker 9's accent is unknown
+    counts = count_table(folds, clips, actors, NONE_SKIPPED, ACCENT, focus="accent")
+    assert list(counts_of(counts, 1, "test", "accent")) == ["north", "south", "west", "unknown"]
+
+
+def test_a_class_the_rule_cannot_apply_to_gets_one_line(tmp_path):
+    clips, actors = other_corpus()
+    clips[list(OTHER.classes)] = clips[list(OTHER.classes)].where(clips["grief"] < 1, 0.25)  # no grief
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    corpus_schema.save(OTHER, folder)
+    clips.to_csv(folder / "clips.csv", index=False)
+    actors.to_csv(folder / "actors.csv", index=False)
+    NONE_SKIPPED.to_csv(folder / "skipped.csv", index=False)
+    warnings = run(folder, tmp_path / "split", ratio=20, seed=0, bias="gender",
+                   min_clips_per_class={}, min_clips_per_group={})
+    assert warnings[0] == ("split.bias gender: every strict-majority clip of class 'calm' is Male, "
+                           "so there is no minority group to keep for it")
+    assert any("class 'grief' has no clip with a strict majority" in w for w in warnings)
+    assert run(folder, tmp_path / "split_none", ratio=20, seed=0, bias="none",
+               min_clips_per_class={}, min_clips_per_group={}) == []
+    with pytest.raises(InputError, match="split.bias is 'race', but the corpus has no such attribute"):
+        run(folder, tmp_path / "x", ratio=20, seed=0, bias="race")
+
+
+def test_read_corpus_checks_attributes_against_the_schema_naming_the_line(tmp_path):
+    clips, actors = other_corpus()
+    actors.loc[4, "gender"] = "F"
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    corpus_schema.save(OTHER, folder)
+    clips.to_csv(folder / "clips.csv", index=False)
+    actors.to_csv(folder / "actors.csv", index=False)
+    NONE_SKIPPED.to_csv(folder / "skipped.csv", index=False)
+    with pytest.raises(InputError, match=r"actors\.csv, line 6, column gender: actor 5 gender 'F' is not one"):
+        read_corpus(folder)
+
+
+# sha256 of folds.csv and counts.csv for CREMA-D (real labels, every clip usable, ratio 20,
+# seed 0), written by the split code before issue 11's schema refactor: the refactor (and any
+# later change) must not move a single clip.
+CREMA_D_FOLDS_SHA256 = "a55d015e7a79a5670162bd190819ee02709f92a675f6a18b706cbeae520bc8c1"
+CREMA_D_COUNTS_SHA256 = "4a6ddc165697a4312afdfcdf34d6244f1c06bf019a41b8286e79754805341586"
+
+
+def test_the_crema_d_split_is_byte_identical_to_before_the_schema(shared_data, tmp_path):
+    import hashlib
+
+    from fairser import corpus
+    clips = corpus.read_labels([shared_data / "emo-superb" / "CREMA-D" / "Primary" /
+                                f"labels_consensus_{f}.csv" for f in range(1, 6)])
+    people = corpus.read_demographics(shared_data / "crema-d" / "VideoDemographics.csv", clips["actor"])
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    corpus._write_tables(folder, "crema-d", corpus.CREMA_D_NOTICE, clips, people, [])
+    assert run(folder, tmp_path / "split", ratio=20, seed=0, bias="gender",
+               min_clips_per_class={"train": 1, "dev": 0, "test": 1},
+               min_clips_per_group={"train": 1, "dev": 1, "test": 1}) == []
+    digest = {f: hashlib.sha256((tmp_path / "split" / f).read_bytes()).hexdigest()
+              for f in ("folds.csv", "counts.csv")}
+    assert digest == {"folds.csv": CREMA_D_FOLDS_SHA256, "counts.csv": CREMA_D_COUNTS_SHA256}

@@ -96,10 +96,17 @@ class Schema:
     folds: int
     attributes: tuple[Attribute, ...] = field(default_factory=tuple)
     speaker: str = "actor"
+    # Label smoothing of the stored distribution, p = floor + scale * (vote share): EMO-SUPERB's
+    # CREMA-D labels are p = 0.01 + 0.94 c/N (SPEC section 1), and the strict-majority rule reads
+    # the vote share back. (0, 1): p is the vote share itself (imported corpora).
+    smoothing: tuple[float, float] = (0.0, 1.0)
 
     def __post_init__(self):
         object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
         object.__setattr__(self, "attributes", tuple(self.attributes))
+        object.__setattr__(self, "smoothing", tuple(float(x) for x in self.smoothing))
+        if len(self.smoothing) != 2 or not self.smoothing[1] > 0:
+            raise InputError(f"schema: smoothing {list(self.smoothing)} must be [floor, scale > 0]")
         if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):
             raise InputError(f"schema: classes {list(self.classes)} must be at least two distinct names")
         clash = [c for c in self.classes if c in RESERVED or c.startswith("split_")]
@@ -136,7 +143,7 @@ class Schema:
 
     def to_dict(self) -> dict:
         out = {"classes": list(self.classes), "folds": self.folds, "speaker": self.speaker,
-               "attributes": []}
+               "smoothing": list(self.smoothing), "attributes": []}
         for a in self.attributes:
             d = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(a).items()}
             if not d["excluded"]:
@@ -149,6 +156,7 @@ class Schema:
     @classmethod
     def from_dict(cls, d: dict) -> "Schema":
         return cls(classes=tuple(d["classes"]), folds=int(d["folds"]), speaker=d.get("speaker", "actor"),
+                   smoothing=tuple(d.get("smoothing", (0.0, 1.0))),
                    attributes=tuple(Attribute(name=a["name"], column=a["column"], groups=tuple(a["groups"]),
                                               excluded=tuple(a.get("excluded", ())),
                                               edges=a.get("edges")) for a in d.get("attributes", ())))
@@ -194,7 +202,7 @@ def crema_d(bins: dict | None = None) -> Schema:
     Young 20-35, Middle 36-49, Elderly 50-75 (whole years).
     """
     age = (bins or {}).get("age") or {"edges": [20, 36, 50, 76], "names": ["Young", "Middle", "Elderly"]}
-    return Schema(classes=CREMA_D_CLASSES, folds=5, attributes=(
+    return Schema(classes=CREMA_D_CLASSES, folds=5, smoothing=(0.01, 0.94), attributes=(
         Attribute("gender", "sex", GENDER_GROUPS),
         Attribute("race", "race", CREMA_D_RACES, excluded=("Unknown",)),
         bins_attribute("age", "age", age),

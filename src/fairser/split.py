@@ -1,13 +1,15 @@
-"""The 1:20 gender-biased train and dev sets, and the counts behind Tables A2 and A3.
+"""The biased train and dev sets (paper: 1:20 by gender), and the counts behind Tables A2 and A3.
 
-Definitions (../shared/SPEC.md sections 1 and 2):
-- multi-label target: y_k = 1 iff p_k > 1/6 (strict);
+Definitions (../shared/SPEC.md sections 1 and 2), for a corpus of K classes (schema.json):
+- multi-label target: y_k = 1 iff p_k > 1/K (strict);
 - single label: the class with a strict majority of votes, c_k / N > 0.5, where the vote share is
-  recovered from the smoothed distribution p_k = 0.01 + 0.94 c_k / N;
-- majority gender of an emotion: the gender with more strict-majority clips of it over the corpus;
-- per fold, per emotion, in train and in dev: keep every majority-gender clip and
-  floor(n_majority / ratio) minority-gender clips drawn with a seeded RNG; clips without a strict
-  majority leave train and dev; test is untouched.
+  recovered from the stored distribution by the schema's smoothing (CREMA-D: p_k = 0.01 + 0.94 c_k / N);
+- majority group of a class: the group of the bias attribute (params split.bias) with most
+  strict-majority clips of it over the corpus;
+- per fold, per class, in train and in dev: keep every majority-group clip and, of each other
+  group, floor(n_majority / ratio) clips drawn with a seeded RNG; clips without a strict
+  majority leave train and dev; test is untouched. split.bias `none` keeps every train and dev
+  clip with a strict majority.
 
 Tables A2 and A3 count the *single* label in their emotion columns (fold 1 test: 899 of 1,463
 clips have a strict majority, and the six emotion counts sum to 899), so counts.csv gives both
@@ -25,20 +27,17 @@ import pandas as pd
 
 from fairser.cli import InputError
 from fairser.config import ParamsError
-from fairser.constants import (
-    AGE_GROUPS, EMOTIONS, GENDERS, N_FOLDS, RACES, SPLITS, age_group,
-)
-from fairser.metrics import binarize
 from fairser.io import atomic_dir, read_csv
+from fairser.metrics import binarize
+from fairser.schema import SPLITS, Schema, bias_attribute, speaker_groups, truth_attribute
+from fairser.schema import load as load_schema
 
 # p is stored rounded (6 decimals in EMO-SUPERB), so c/N recovered from it is off by up to about
 # 1e-6; a tie at exactly one half (e.g. 5 of 10 votes) must not count as a majority. 1e-3 is far
 # above the rounding error and below the gap to the next share above 1/2 for fewer than 500 votes.
 _SHARE_TOLERANCE = 1e-3
+CREMA_D_SMOOTHING = (0.01, 0.94)
 
-SPLIT_COLUMNS = tuple(f"split_{i}" for i in range(1, N_FOLDS + 1))
-CLIPS_COLUMNS = ("file", "actor", *EMOTIONS, *SPLIT_COLUMNS)
-ACTORS_COLUMNS = ("actor", "sex", "age", "race")
 SKIPPED_COLUMNS = ("file", "reason")
 # Split name in counts.csv for skipped clips that clips.csv does not list (their fold is unknown).
 UNLISTED = "unlisted"
@@ -46,51 +45,52 @@ UNLISTED = "unlisted"
 
 # --- labels -------------------------------------------------------------------------------------
 
-def multi_hot(p) -> np.ndarray:
-    """(N, 6) bool multi-label target: y_k = p_k > 1/6, strict (SPEC section 1).
+def multi_hot(p, threshold: float) -> np.ndarray:
+    """(N, K) bool multi-label target: y_k = p_k > threshold (1/K), strict (SPEC section 1).
 
-    The ten entries stored as 0.166667 lie just above 1/6 and count positive, as in EMO-SUPERB.
-    The rule is the one that binarises predictions (fairser.metrics.binarize).
+    CREMA-D's ten entries stored as 0.166667 lie just above 1/6 and count positive, as in
+    EMO-SUPERB. The rule is the one that binarises predictions (fairser.metrics.binarize).
     """
-    return binarize(p).astype(bool)
+    return binarize(p, threshold).astype(bool)
 
 
-def vote_share(p) -> np.ndarray:
-    """(N, 6) vote shares c_k / N recovered from p_k = 0.01 + 0.94 c_k / N (SPEC section 1)."""
-    return (np.asarray(p, dtype=float) - 0.01) / 0.94
+def vote_share(p, smoothing: tuple[float, float] = CREMA_D_SMOOTHING) -> np.ndarray:
+    """(N, K) vote shares c_k / N recovered from p_k = floor + scale c_k / N (SPEC section 1)."""
+    floor, scale = smoothing
+    return (np.asarray(p, dtype=float) - floor) / scale
 
 
-def majority_label(p) -> np.ndarray:
+def majority_label(p, *, n_classes: int = 6, smoothing: tuple[float, float] = CREMA_D_SMOOTHING) -> np.ndarray:
     """(N,) int class index with a strict majority of votes (c_k / N > 0.5), -1 where none.
 
     SPEC section 2, step 1. At most one class can hold more than half of the votes.
     """
-    share = vote_share(p)
-    if share.ndim != 2 or share.shape[1] != len(EMOTIONS):
-        raise ValueError(f"p must have shape (N, {len(EMOTIONS)}), got {share.shape}")
+    share = vote_share(p, smoothing)
+    if share.ndim != 2 or share.shape[1] != n_classes:
+        raise ValueError(f"p must have shape (N, {n_classes}), got {share.shape}")
     has = share > 0.5 + _SHARE_TOLERANCE
     return np.where(has.any(axis=1), has.argmax(axis=1), -1)
 
 
-def label_names(labels) -> np.ndarray:
+def label_names(labels, classes) -> np.ndarray:
     """Class names for label indices, '' for -1 (folds.csv's `label` column)."""
-    names = np.array([*EMOTIONS, ""], dtype=object)
+    names = np.array([*classes, ""], dtype=object)
     return names[np.asarray(labels, dtype=int)]  # -1 picks the trailing ''
 
 
-def majority_gender_by_emotion(*, labels, genders) -> dict[str, str]:
-    """Emotion name -> the gender with more strict-majority clips of it (SPEC section 2, step 2).
+def majority_group_by_class(*, labels, groups, classes, group_names) -> dict[str, str]:
+    """Class name -> the group with most strict-majority clips of it (SPEC section 2, step 2).
 
-    `labels` are majority_label() indices and `genders` the clips' GENDERS names, over the whole
-    corpus (every fold sees the same corpus-wide trend). A tie, including an emotion with no
-    clips at all, goes to GENDERS[0]: the rule needs one answer, and a tie has no natural one.
+    `labels` are majority_label() indices and `groups` the clips' group names, over the whole
+    corpus (every fold sees the same corpus-wide trend). A tie, including a class with no clips at
+    all, goes to the first of `group_names`: the rule needs one answer, and a tie has no natural one.
     """
     labels = np.asarray(labels)
-    genders = np.asarray(genders, dtype=object)
+    groups = np.asarray(groups, dtype=object)
     out = {}
-    for k, emotion in enumerate(EMOTIONS):
-        n = [int(np.sum((labels == k) & (genders == g))) for g in GENDERS]
-        out[emotion] = GENDERS[int(np.argmax(n))]  # argmax takes the first on a tie
+    for k, name in enumerate(classes):
+        n = [int(np.sum((labels == k) & (groups == g))) for g in group_names]
+        out[name] = group_names[int(np.argmax(n))]  # argmax takes the first on a tie
     return out
 
 
@@ -101,84 +101,120 @@ def _check_ratio(ratio) -> None:
         raise ParamsError(f"split.ratio is {ratio!r}; expected a number >= 1")
 
 
-def bias_split(*, files, split, labels, genders, majority_gender: dict[str, str], ratio: float,
-               seed: int, fold: int = 1) -> np.ndarray:
+def bias_split(*, files, split, labels, groups, majority: dict[str, str] | None, classes,
+               group_names=(), ratio: float, seed: int, fold: int = 1) -> np.ndarray:
     """(N,) bool: the clips of one fold kept in the biased data (SPEC section 2, steps 3-4).
 
-    Per emotion, in train and in dev: every clip whose strict-majority label is that emotion and
-    whose gender is its majority gender is kept, and floor(n_majority / ratio) of the others
-    (minority gender) are drawn without replacement; all of them if there are fewer. Clips with
-    no strict majority (label -1) are dropped from train and dev. Every test clip is kept.
+    Per class, in train and in dev: every clip whose strict-majority label is that class and
+    whose group is its majority group is kept, and of each other group of `group_names`,
+    floor(n_majority / ratio) clips are drawn without replacement (all of them if fewer). Clips
+    whose group is None (the bias attribute's value is excluded, e.g. race "Unknown") leave train
+    and dev: the skew is defined over known groups only. Clips with no strict majority (label -1)
+    are dropped from train and dev. Every test clip is kept. `majority` None (split.bias none):
+    every train and dev clip with a strict majority is kept.
 
-    Each (fold, split, emotion) cell draws from its own RNG seeded by (seed, fold, split, emotion)
-    over candidates sorted by file name, so the draw depends neither on row order nor on the
-    other cells. Ratio 1 keeps as many minority clips as majority ones (all, when fewer).
+    Each (fold, split, class) cell draws from its own RNG seeded by (seed, fold, split, class),
+    plus the group's index when there are more than two groups, over candidates sorted by file
+    name, so the draw depends neither on row order nor on the other cells. Ratio 1 keeps as many
+    clips of each minority group as of the majority (all, when fewer).
     """
     _check_ratio(ratio)
     files = np.asarray(files, dtype=object)
     split = np.asarray(split, dtype=object)
     labels = np.asarray(labels, dtype=int)
-    genders = np.asarray(genders, dtype=object)
-    if not (len(files) == len(split) == len(labels) == len(genders)):
-        raise ValueError("files, split, labels and genders must have the same length")
-    missing = set(EMOTIONS) - set(majority_gender)
-    if missing:
-        raise ValueError(f"majority_gender lacks {sorted(missing)}")
-
+    groups = np.asarray(groups, dtype=object)
+    if not (len(files) == len(split) == len(labels) == len(groups)):
+        raise ValueError("files, split, labels and groups must have the same length")
     keep = split == "test"
+    if majority is None:
+        return keep | ((split != "test") & (labels >= 0))
+    missing = set(classes) - set(majority)
+    if missing:
+        raise ValueError(f"the majority-group table lacks {sorted(missing)}")
     for s_index, s in enumerate(SPLITS):
         if s == "test":
             continue
-        for k, emotion in enumerate(EMOTIONS):
+        for k, name in enumerate(classes):
             cell = (split == s) & (labels == k)
-            major = cell & (genders == majority_gender[emotion])
+            major = cell & (groups == majority[name])
             keep |= major
-            minor = np.flatnonzero(cell & ~major)
-            n_draw = min(int(np.floor(major.sum() / ratio)), len(minor))
-            if n_draw == 0:
-                continue
-            minor = minor[np.argsort(files[minor], kind="stable")]
-            # SeedSequence wants non-negative entropy; the modulus maps any int64 seed one-to-one.
-            rng = np.random.default_rng([seed % 2**64, fold, s_index, k])
-            keep[rng.choice(minor, size=n_draw, replace=False)] = True
+            others = [g for g in group_names if g != majority[name]]
+            for j, g in enumerate(group_names):
+                if g == majority[name]:
+                    continue
+                minor = np.flatnonzero(cell & (groups == g))
+                n_draw = min(int(np.floor(major.sum() / ratio)), len(minor))
+                if n_draw == 0:
+                    continue
+                minor = minor[np.argsort(files[minor], kind="stable")]
+                # SeedSequence wants non-negative entropy; the modulus maps any int64 seed one-to-one.
+                entropy = [seed % 2**64, fold, s_index, k] + ([j] if len(others) > 1 else [])
+                rng = np.random.default_rng(entropy)
+                keep[rng.choice(minor, size=n_draw, replace=False)] = True
     return keep
 
 
 # --- tables -------------------------------------------------------------------------------------
 
-def clip_attributes(clips: pd.DataFrame, actors: pd.DataFrame) -> pd.DataFrame:
-    """Per clip of `clips` (same order): file, gender, race, age group, label index (SPEC 1-2)."""
-    by_actor = actors.set_index("actor")
+def clip_attributes(clips: pd.DataFrame, actors: pd.DataFrame, schema: Schema) -> pd.DataFrame:
+    """Per clip of `clips` (same order): file, label index (SPEC 1-2), and per attribute its value:
+    the group name, or for an excluded categorical value the value itself (counts.csv lists it)."""
+    groups = speaker_groups(actors, schema).set_index("actor")
+    raw = actors.set_index("actor")
     out = pd.DataFrame({"file": clips["file"].to_numpy()})
-    out["gender"] = clips["actor"].map(by_actor["sex"]).to_numpy()
-    out["race"] = clips["actor"].map(by_actor["race"]).to_numpy()
-    out["age"] = clips["actor"].map(by_actor["age"].map(age_group)).to_numpy()
-    out["label"] = majority_label(clips[list(EMOTIONS)].to_numpy())
+    for a in schema.attributes:
+        value = groups[a.name]
+        if a.edges is None:
+            value = value.where(value.notna(), raw[a.column].astype(str))
+        out[a.name] = clips["actor"].map(value).to_numpy(dtype=object)
+    out["label"] = majority_label(clips[list(schema.classes)].to_numpy(), n_classes=len(schema.classes),
+                                  smoothing=schema.smoothing)
     return out
 
 
-def fold_table(clips: pd.DataFrame, actors: pd.DataFrame, skipped: pd.DataFrame, *, ratio: float,
-               seed: int) -> pd.DataFrame:
+def _bias_groups(attrs: pd.DataFrame, schema: Schema, bias: str | None) -> np.ndarray:
+    """The clips' bias-attribute group names, None where the value is excluded."""
+    if bias is None:
+        return np.full(len(attrs), None, dtype=object)
+    names = set(schema.attribute(bias).groups)
+    return np.array([v if v in names else None for v in attrs[bias]], dtype=object)
+
+
+def majority_table(clips: pd.DataFrame, actors: pd.DataFrame, schema: Schema,
+                   bias: str | None) -> dict[str, str] | None:
+    """Class -> majority group of `bias` over every clip of clips.csv; None when bias is None."""
+    if bias is None:
+        return None
+    attrs = clip_attributes(clips, actors, schema)
+    return majority_group_by_class(labels=attrs["label"], groups=_bias_groups(attrs, schema, bias),
+                                   classes=schema.classes, group_names=schema.attribute(bias).groups)
+
+
+def fold_table(clips: pd.DataFrame, actors: pd.DataFrame, skipped: pd.DataFrame, schema: Schema, *,
+               bias: str | None, ratio: float, seed: int) -> pd.DataFrame:
     """folds.csv: `fold, file, split, label` for the biased train/dev sets and every test clip.
 
-    Clips in `skipped` leave every split. The majority gender per emotion comes from every clip
+    Clips in `skipped` leave every split. The majority group per class comes from every clip
     in `clips`, skipped or not: it is a property of the labels, not of the audio we could use.
     `label` is the strict-majority class name, '' where there is none (test only).
     """
     _check_ratio(ratio)
-    attrs = clip_attributes(clips, actors)
-    majority = majority_gender_by_emotion(labels=attrs["label"], genders=attrs["gender"])
+    attrs = clip_attributes(clips, actors, schema)
+    groups_all = _bias_groups(attrs, schema, bias)
+    majority = majority_table(clips, actors, schema, bias)
+    group_names = schema.attribute(bias).groups if bias is not None else ()
     usable = ~clips["file"].isin(set(skipped["file"])).to_numpy()
     files = attrs["file"].to_numpy()[usable]
     labels = attrs["label"].to_numpy()[usable]
-    genders = attrs["gender"].to_numpy()[usable]
+    groups = groups_all[usable]
     parts = []
-    for fold in range(1, N_FOLDS + 1):
+    for fold in range(1, schema.folds + 1):
         split = clips[f"split_{fold}"].to_numpy()[usable]
-        keep = bias_split(files=files, split=split, labels=labels, genders=genders,
-                          majority_gender=majority, ratio=ratio, seed=seed, fold=fold)
+        keep = bias_split(files=files, split=split, labels=labels, groups=groups, majority=majority,
+                          classes=schema.classes, group_names=group_names, ratio=ratio, seed=seed,
+                          fold=fold)
         parts.append(pd.DataFrame({"fold": fold, "file": files[keep], "split": split[keep],
-                                   "label": label_names(labels[keep])}))
+                                   "label": label_names(labels[keep], schema.classes)}))
     out = pd.concat(parts, ignore_index=True)
     order = out["split"].map({s: i for i, s in enumerate(SPLITS)})
     out = out.assign(_o=order).sort_values(["fold", "_o", "file"], kind="stable")
@@ -186,55 +222,57 @@ def fold_table(clips: pd.DataFrame, actors: pd.DataFrame, skipped: pd.DataFrame,
 
 
 def count_table(folds: pd.DataFrame, clips: pd.DataFrame, actors: pd.DataFrame,
-                skipped: pd.DataFrame) -> pd.DataFrame:
+                skipped: pd.DataFrame, schema: Schema, *, focus: str | None) -> pd.DataFrame:
     """counts.csv: `fold, split, variable, value, n` for every fold and split of `folds`.
 
     Variables (Tables A2, A3): `label` (strict-majority class: the tables' emotion columns),
-    `emotion` (multi-label p > 1/6, a clip counts once per positive class), `label_gender` and
-    `emotion_gender` (value 'angry/Female'), `gender`, `race`, `age` (group), and `skipped`
-    (value 'total' and one per reason: clips of that split left out by the skip policy; skipped
-    clips that clips.csv does not list go under split 'unlisted'). Every category appears, with
-    n = 0 where empty, so a fold with an empty split still has its rows.
+    `emotion` (multi-label p > 1/K, a clip counts once per positive class), `label_<focus>` and
+    `emotion_<focus>` (value 'angry/Female') for the focus attribute (the bias attribute, else
+    the ground-truth one; CREMA-D: gender), one variable per attribute (its groups, then any
+    excluded value present, e.g. race 'Unknown'), and `skipped` (value 'total' and one per reason:
+    clips of that split left out by the skip policy; skipped clips that clips.csv does not list go
+    under split 'unlisted'). Every category appears, with n = 0 where empty, so a fold with an
+    empty split still has its rows.
     """
-    attrs = clip_attributes(clips, actors).set_index("file")
-    multi = pd.DataFrame(multi_hot(clips[list(EMOTIONS)].to_numpy()), columns=list(EMOTIONS),
+    classes = list(schema.classes)
+    attrs = clip_attributes(clips, actors, schema).set_index("file")
+    multi = pd.DataFrame(multi_hot(clips[classes].to_numpy(), schema.threshold), columns=classes,
                          index=attrs.index)
-    races = list(RACES) + sorted(set(actors["race"]) - set(RACES))
-    categories = {
-        "label": list(EMOTIONS),
-        "emotion": list(EMOTIONS),
-        "label_gender": [f"{e}/{g}" for e in EMOTIONS for g in GENDERS],
-        "emotion_gender": [f"{e}/{g}" for e in EMOTIONS for g in GENDERS],
-        "gender": list(GENDERS),
-        "race": races,
-        "age": list(AGE_GROUPS),
-    }
+    categories = {"label": classes, "emotion": classes}
+    focus_groups = list(schema.attribute(focus).groups) if focus is not None else []
+    if focus is not None:
+        categories[f"label_{focus}"] = [f"{e}/{g}" for e in classes for g in focus_groups]
+        categories[f"emotion_{focus}"] = [f"{e}/{g}" for e in classes for g in focus_groups]
+    for a in schema.attributes:
+        extra = (sorted(set(actors[a.column].astype(str)) - set(a.groups)) if a.edges is None
+                 else [])
+        categories[a.name] = list(a.groups) + extra
     rows = []
-    for fold in range(1, N_FOLDS + 1):
+    for fold in range(1, schema.folds + 1):
         for s in SPLITS:
             files = folds.loc[(folds["fold"] == fold) & (folds["split"] == s), "file"]
             a = attrs.loc[files]
             m = multi.loc[files]
             lab = a["label"].to_numpy()
             n = {}
-            for k, e in enumerate(EMOTIONS):
+            for k, e in enumerate(classes):
                 n[("label", e)] = int(np.sum(lab == k))
                 n[("emotion", e)] = int(m[e].sum())
-                for g in GENDERS:
-                    is_g = (a["gender"] == g).to_numpy()
-                    n[("label_gender", f"{e}/{g}")] = int(np.sum((lab == k) & is_g))
-                    n[("emotion_gender", f"{e}/{g}")] = int(np.sum(m[e].to_numpy() & is_g))
-            for var, col in (("gender", "gender"), ("race", "race"), ("age", "age")):
-                vc = a[col].value_counts()
-                for v in categories[var]:
-                    n[(var, v)] = int(vc.get(v, 0))
+                for g in focus_groups:
+                    is_g = (a[focus] == g).to_numpy()
+                    n[(f"label_{focus}", f"{e}/{g}")] = int(np.sum((lab == k) & is_g))
+                    n[(f"emotion_{focus}", f"{e}/{g}")] = int(np.sum(m[e].to_numpy() & is_g))
+            for attr in schema.attribute_names:
+                vc = a[attr].value_counts()
+                for v in categories[attr]:
+                    n[(attr, v)] = int(vc.get(v, 0))
             for var, values in categories.items():
                 rows += [(fold, s, var, v, n[(var, v)]) for v in values]
-    rows += _skipped_rows(clips, skipped)
+    rows += _skipped_rows(clips, skipped, schema.folds)
     return pd.DataFrame(rows, columns=["fold", "split", "variable", "value", "n"])
 
 
-def _skipped_rows(clips: pd.DataFrame, skipped: pd.DataFrame) -> list[tuple]:
+def _skipped_rows(clips: pd.DataFrame, skipped: pd.DataFrame, n_folds: int) -> list[tuple]:
     """counts.csv rows for skipped clips: per fold and split, 'total' and one per reason."""
     split_of = clips.set_index("file")
     listed = skipped["file"].isin(split_of.index).to_numpy()
@@ -242,7 +280,7 @@ def _skipped_rows(clips: pd.DataFrame, skipped: pd.DataFrame) -> list[tuple]:
     why = skipped["reason"].to_numpy()
     splits = list(SPLITS) + ([UNLISTED] if not listed.all() else [])
     rows = []
-    for fold in range(1, N_FOLDS + 1):
+    for fold in range(1, n_folds + 1):
         where = np.full(len(skipped), UNLISTED, dtype=object)
         where[listed] = split_of.loc[skipped["file"][listed], f"split_{fold}"].to_numpy()
         for s in splits:
@@ -254,24 +292,29 @@ def _skipped_rows(clips: pd.DataFrame, skipped: pd.DataFrame) -> list[tuple]:
 
 # --- coverage rules (issue 10) -------------------------------------------------------------------
 
-def coverage_error(counts: pd.DataFrame, *, min_per_class: dict, min_per_gender: dict,
-                   skipped: int = 0, labelled: int = 0) -> str | None:
-    """The first (fold, split, class or gender) below its minimum, as one line; None if all pass.
+def coverage_error(counts: pd.DataFrame, *, min_per_class: dict, min_per_group: dict,
+                   focus: str | None, group_names=(), skipped: int = 0,
+                   labelled: int = 0) -> str | None:
+    """The first (fold, split, class or group) below its minimum, as one line; None if all pass.
 
-    Classes are counted by strict-majority label (counts.csv `label`), genders over every clip of
-    the split (`gender`); `min_per_class` / `min_per_gender` map split -> minimum (params
-    split.min_clips_per_class / split.min_clips_per_gender).
+    Classes are counted by strict-majority label (counts.csv `label`), groups of the focus
+    attribute over every clip of the split; `min_per_class` / `min_per_group` map split ->
+    minimum (params split.min_clips_per_class / split.min_clips_per_group).
     """
     note = (f"; {skipped} of {labelled} labelled clips were skipped at download (data/corpus/skipped.csv)"
             if skipped else "")
-    for fold in range(1, N_FOLDS + 1):
+    checks = [("label", min_per_class, "class", "min_clips_per_class", None)]
+    if focus is not None:
+        checks.append((focus, min_per_group, focus, "min_clips_per_group", set(group_names)))
+    for fold in sorted(set(counts["fold"])):
         for s in SPLITS:
             cell = counts[(counts["fold"] == fold) & (counts["split"] == s)]
-            for variable, minimum, what, key in (
-                    ("label", min_per_class.get(s, 0), "class", "min_clips_per_class"),
-                    ("gender", min_per_gender.get(s, 0), "gender", "min_clips_per_gender")):
+            for variable, minima, what, key, only in checks:
+                minimum = minima.get(s, 0)
                 rows = cell[cell["variable"] == variable]
                 for value, n in zip(rows["value"], rows["n"]):
+                    if only is not None and value not in only:
+                        continue  # an excluded value (e.g. race 'Unknown') has no minimum
                     if n < minimum:
                         return (f"split: fold {fold} {s} has {n} clip{'' if n == 1 else 's'} of {what} "
                                 f"'{value}', below split.{key}.{s} = {minimum}{note}")
@@ -279,42 +322,47 @@ def coverage_error(counts: pd.DataFrame, *, min_per_class: dict, min_per_gender:
 
 
 def degenerate_cells(folds: pd.DataFrame, clips: pd.DataFrame, actors: pd.DataFrame,
-                     skipped: pd.DataFrame) -> list[dict]:
-    """Train (fold, class) cells whose biased data keep no minority-gender clip.
+                     skipped: pd.DataFrame, schema: Schema, *, bias: str | None) -> list[dict]:
+    """Train (fold, class) cells whose biased data keep no clip of a minority group.
 
-    There a group method (RW, DS, GDRO, GADRO with gender) sees one group only and trains as ERM
-    does on that class. Each cell: fold, class, majority and minority gender, clips of the
-    majority kept, and minority clips available before and kept after the biasing draw.
+    There a group method (RW, DS, GDRO, GADRO with the bias attribute) misses that group on the
+    class. Each cell: fold, class, majority and minority group, clips of the majority kept, and
+    minority clips available before and kept after the biasing draw. None when bias is None.
     """
-    attrs = clip_attributes(clips, actors)
-    majority = majority_gender_by_emotion(labels=attrs["label"], genders=attrs["gender"])
+    if bias is None:
+        return []
+    attrs = clip_attributes(clips, actors, schema)
+    attrs["_g"] = _bias_groups(attrs, schema, bias)
+    majority = majority_table(clips, actors, schema, bias)
     usable = attrs[~attrs["file"].isin(set(skipped["file"]))].set_index("file")
     split_of = clips.set_index("file")
     out = []
-    for fold in range(1, N_FOLDS + 1):
+    for fold in range(1, schema.folds + 1):
         pool = usable[(split_of.loc[usable.index, f"split_{fold}"] == "train").to_numpy()]
         kept = usable.loc[folds.loc[(folds["fold"] == fold) & (folds["split"] == "train"), "file"]]
-        for k, emotion in enumerate(EMOTIONS):
-            major = majority[emotion]
-            minor = next(g for g in GENDERS if g != major)
-            n_major = int(((kept["label"] == k) & (kept["gender"] == major)).sum())
-            n_kept = int(((kept["label"] == k) & (kept["gender"] == minor)).sum())
-            if n_major > 0 and n_kept == 0:
-                n_available = int(((pool["label"] == k) & (pool["gender"] == minor)).sum())
-                out.append({"fold": fold, "class": emotion, "majority": major, "minority": minor,
-                            "majority_kept": n_major, "minority_available": n_available,
-                            "minority_kept": 0})
+        for k, name in enumerate(schema.classes):
+            major = majority[name]
+            n_major = int(((kept["label"] == k) & (kept["_g"] == major)).sum())
+            for minor in schema.attribute(bias).groups:
+                if minor == major:
+                    continue
+                n_kept = int(((kept["label"] == k) & (kept["_g"] == minor)).sum())
+                if n_major > 0 and n_kept == 0:
+                    n_available = int(((pool["label"] == k) & (pool["_g"] == minor)).sum())
+                    out.append({"fold": fold, "class": name, "majority": major, "minority": minor,
+                                "majority_kept": n_major, "minority_available": n_available,
+                                "minority_kept": 0})
     return out
 
 
-def degenerate_message(cells: list[dict], ratio: float) -> str:
+def degenerate_message(cells: list[dict], ratio: float, bias: str = "gender") -> str:
     """One line naming the degenerate cells (the first five, then how many more)."""
     shown = ", ".join(f"fold {c['fold']} {c['class']} ({c['majority_kept']} {c['majority']}, "
                       f"0 of {c['minority_available']} {c['minority']})" for c in cells[:5])
     more = f" and {len(cells) - 5} more" if len(cells) > 5 else ""
     return (f"split.ratio {ratio:g} leaves {len(cells)} train (fold, class) cell"
-            f"{'' if len(cells) == 1 else 's'} with no minority-gender clip, where RW, DS, GDRO and "
-            f"GADRO with gender equal ERM: {shown}{more}")
+            f"{'' if len(cells) == 1 else 's'} with no minority-{bias} clip, where RW, DS, GDRO and "
+            f"GADRO with {bias} equal ERM: {shown}{more}")
 
 
 # --- files --------------------------------------------------------------------------------------
@@ -329,27 +377,33 @@ def _to_number(df: pd.DataFrame, path: Path, column: str, kind=float) -> pd.Seri
     return values.astype(kind)
 
 
-def read_corpus(folder: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def read_corpus(folder: str | Path, schema: Schema | None = None
+                ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Read and check clips.csv, actors.csv and skipped.csv (docs/DESIGN.md) from `folder`.
 
-    Returns (clips, actors, skipped) with p as floats, actor ids and ages as ints. Raises
-    InputError naming the file, column and first bad row, before any work is done.
+    Columns follow the schema (default: the folder's schema.json): clips.csv `file, actor`, one
+    column per class and `split_1..split_F`; actors.csv `actor` and each attribute's column.
+    Returns (clips, actors, skipped) with p as floats and actor ids as ints. Raises InputError
+    naming the file, column and first bad row, before any work is done.
     """
     folder = Path(folder)
+    schema = schema if schema is not None else load_schema(folder)
     clips_path, actors_path, skipped_path = (
         folder / name for name in ("clips.csv", "actors.csv", "skipped.csv"))
-    clips = read_csv(clips_path, CLIPS_COLUMNS, keep_default_na=False, dtype=str)
-    actors = read_csv(actors_path, ACTORS_COLUMNS, keep_default_na=False, dtype=str)
+    clips = read_csv(clips_path, ("file", "actor", *schema.classes, *schema.split_columns),
+                     keep_default_na=False, dtype=str)
+    actors = read_csv(actors_path, ("actor", *dict.fromkeys(a.column for a in schema.attributes)),
+                      keep_default_na=False, dtype=str)
     skipped = read_csv(skipped_path, SKIPPED_COLUMNS, keep_default_na=False, dtype=str)
 
     dup = clips["file"].duplicated()
     if dup.any():
         raise InputError(f"{clips_path}: file {clips['file'][dup].iloc[0]!r} is listed twice")
-    for e in EMOTIONS:
+    for e in schema.classes:
         clips[e] = _to_number(clips, clips_path, e)
         if not clips[e].between(0, 1).all():
             raise InputError(f"{clips_path}: column '{e}' has values outside [0, 1]")
-    for c in SPLIT_COLUMNS:
+    for c in schema.split_columns:
         bad = ~clips[c].isin(SPLITS)
         if bad.any():
             raise InputError(f"{clips_path}: column '{c}' has {clips[c][bad].iloc[0]!r}; "
@@ -357,19 +411,10 @@ def read_corpus(folder: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.Data
     clips["actor"] = _to_number(clips, clips_path, "actor", int)
 
     actors["actor"] = _to_number(actors, actors_path, "actor", int)
-    actors["age"] = _to_number(actors, actors_path, "age", int)
     dup = actors["actor"].duplicated()
     if dup.any():
         raise InputError(f"{actors_path}: actor {actors['actor'][dup].iloc[0]} is listed twice")
-    bad = ~actors["sex"].isin(GENDERS)
-    if bad.any():
-        raise InputError(f"{actors_path}: column 'sex' has {actors['sex'][bad].iloc[0]!r}; "
-                         f"expected one of {', '.join(GENDERS)}")
-    for age in actors["age"]:
-        try:
-            age_group(int(age))
-        except ValueError as err:
-            raise InputError(f"{actors_path}: column 'age': {err}") from None
+    speaker_groups(actors, schema, actors_path)  # every value in a group: one line naming the row
     unknown = ~clips["actor"].isin(actors["actor"])
     if unknown.any():
         raise InputError(f"{clips_path}: actor {clips['actor'][unknown].iloc[0]} "
@@ -377,37 +422,65 @@ def read_corpus(folder: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.Data
     return clips, actors, skipped
 
 
-def run(corpus: str | Path, out: str | Path, *, ratio: float, seed: int,
-        min_clips_per_class: dict | None = None, min_clips_per_gender: dict | None = None,
-        on_degenerate: str = "warn") -> list[str]:
+def rule_notes(clips: pd.DataFrame, actors: pd.DataFrame, schema: Schema,
+               bias: str | None) -> list[str]:
+    """One line per class where the biasing rule cannot apply (a warning, not an error): no clip
+    of the class has a strict majority anywhere in the corpus, or all of them are of one group."""
+    if bias is None:
+        return []
+    attrs = clip_attributes(clips, actors, schema)
+    groups = _bias_groups(attrs, schema, bias)
+    notes = []
+    for k, name in enumerate(schema.classes):
+        present = sorted({g for g in groups[attrs["label"].to_numpy() == k] if g is not None})
+        if not (attrs["label"] == k).any():
+            notes.append(f"split.bias {bias}: class '{name}' has no clip with a strict majority of "
+                         "votes in the corpus, so it has no single label to skew (it stays in the "
+                         "multi-label test targets)")
+        elif len(present) < 2:
+            notes.append(f"split.bias {bias}: every strict-majority clip of class '{name}' is "
+                         f"{present[0] if present else 'of no known group'}, so there is no minority "
+                         "group to keep for it")
+    return notes
+
+
+def run(corpus: str | Path, out: str | Path, *, ratio: float, seed: int, bias: str = "gender",
+        truth: str | None = None, min_clips_per_class: dict | None = None,
+        min_clips_per_group: dict | None = None, on_degenerate: str = "warn") -> list[str]:
     """The split stage: data/corpus -> data/split/{folds,counts}.csv and coverage.json, atomically.
 
-    Before anything is written, the coverage rules (coverage_error) raise InputError, and so do
-    degenerate train cells (degenerate_cells) when `on_degenerate` is 'error'. Returns the
-    warnings (also in coverage.json under `warnings`, for the reports).
+    `bias`: params split.bias (an attribute of schema.json, or none); `truth`: params idi.truth
+    (the focus attribute of the coverage minimums when bias is none). Before anything is written,
+    the coverage rules (coverage_error) raise InputError, and so do degenerate train cells
+    (degenerate_cells) when `on_degenerate` is 'error'. Returns the warnings (also in
+    coverage.json under `warnings`, for the reports).
     """
     _check_ratio(ratio)
     if on_degenerate not in ("error", "warn"):
         raise ParamsError(f"split.on_degenerate is {on_degenerate!r}; expected error or warn")
-    clips, actors, skipped = read_corpus(corpus)
-    folds = fold_table(clips, actors, skipped, ratio=ratio, seed=seed)
-    counts = count_table(folds, clips, actors, skipped)
+    schema = load_schema(corpus)
+    skew = bias_attribute(schema, bias)
+    focus = truth_attribute(schema, bias, truth)
+    clips, actors, skipped = read_corpus(corpus, schema)
+    folds = fold_table(clips, actors, skipped, schema, bias=skew, ratio=ratio, seed=seed)
+    counts = count_table(folds, clips, actors, skipped, schema, focus=focus)
     n_skipped = int(skipped["file"].isin(set(clips["file"])).sum())
     problem = coverage_error(counts, min_per_class=min_clips_per_class or {},
-                             min_per_gender=min_clips_per_gender or {}, skipped=n_skipped,
+                             min_per_group=min_clips_per_group or {}, focus=focus,
+                             group_names=schema.attribute(focus).groups, skipped=n_skipped,
                              labelled=len(clips))
     if problem:
         raise InputError(problem)
-    cells = degenerate_cells(folds, clips, actors, skipped)
-    warnings = []
+    warnings = rule_notes(clips, actors, schema, skew)
+    cells = degenerate_cells(folds, clips, actors, skipped, schema, bias=skew)
     if cells:
-        message = degenerate_message(cells, ratio)
+        message = degenerate_message(cells, ratio, skew)
         if on_degenerate == "error":
             raise InputError(f"{message}; lower split.ratio, or set split.on_degenerate: warn")
         warnings.append(message)
-    coverage = {"labelled": len(clips), "skipped": n_skipped, "ratio": ratio,
-                "min_clips_per_class": min_clips_per_class or {},
-                "min_clips_per_gender": min_clips_per_gender or {},
+    coverage = {"labelled": len(clips), "skipped": n_skipped, "ratio": ratio, "bias": bias,
+                "focus": focus, "min_clips_per_class": min_clips_per_class or {},
+                "min_clips_per_group": min_clips_per_group or {},
                 "on_degenerate": on_degenerate, "degenerate": cells, "warnings": warnings}
     with atomic_dir(out) as tmp:
         folds.to_csv(tmp / "folds.csv", index=False)
