@@ -125,9 +125,13 @@ def test_a_jsonl_manifest_is_read_like_the_csv_one(repo, corpora_dir):
     path, env = repo
     made = manifest(corpora_dir / "jsonl", fmt="jsonl")
     _reset(path, env)
-    # Up to the split only: the rest of the pipeline is the CSV test's.
+    # Up to the corpus folder only: the rest of the pipeline is the CSV test's.
     _exp_run(path, env, {"corpus.name": "manifest", "corpus.manifest": made["manifest"],
-                         "corpus.audio_dir": made["audio_dir"], "split.bias": "none"}, "split")
+                         "corpus.audio_dir": made["audio_dir"], "split.bias": "none"}, "download")
     schema = json.loads((path / "data" / "corpus" / "schema.json").read_text())
-    assert tuple(schema["classes"]) == CLASSES
-    assert (path / "data" / "split" / "folds.csv").is_file()
+    assert tuple(schema["classes"]) == CLASSES and schema["folds"] == 5
+    assert [a["name"] for a in schema["attributes"]] == ["gender"]
+    clips = pd.read_csv(path / "data" / "corpus" / "clips.csv")
+    assert set(CLASSES) <= set(clips.columns)
+    assert clips[list(CLASSES)].sum(axis=1).to_numpy() == pytest.approx(1.0, abs=1e-6)
+    assert clips["actor"].nunique() == 10
