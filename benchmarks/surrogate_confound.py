@@ -27,7 +27,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from fairser import metrics, surrogate
-from fairser.constants import EMOTIONS, SAMPLE_RATE
+from fairser.constants import SAMPLE_RATE
+from fairser.schema import CREMA_D_CLASSES
 from fairser.corpus import block_folds
 from fairser.debias.weights import rw_weights
 from fairser.idi import median_f0
@@ -91,7 +92,7 @@ def main() -> None:
     print(f"165 Hz median-F0 rule: gender accuracy {np.mean((f0s < 165) == male):.3f}; "
           f"median F0 male {np.nanmedian(f0s[male]):.0f} Hz, female {np.nanmedian(f0s[~male]):.0f} Hz")
 
-    p = clips[list(EMOTIONS)].to_numpy()
+    p = clips[list(CREMA_D_CLASSES)].to_numpy()
     split = clips["actor"].map({a: s[0] for a, s in block_folds(people["actor"]).items()}).to_numpy()
     train, test = split == "train", split == "test"
     labels = majority_label(p)

@@ -29,11 +29,11 @@ def run_ok(args, cwd, env) -> str:
     return result.stdout + result.stderr
 
 
-def dvc_repo(repo: Path, overrides: dict) -> tuple[Path, dict, str]:
+def dvc_repo(repo: Path, overrides: dict, *, repro: bool = True) -> tuple[Path, dict, str]:
     """A git repository at `repo` holding the project's pipeline with params.yaml changed by
-    `overrides` ({(section, ..., key): value}), reproduced once and committed.
+    `overrides` ({(section, ..., key): value}), reproduced once (unless `repro` is false) and committed.
 
-    Returns (repo, the environment to run git and dvc in, the output of the first `dvc repro`).
+    Returns (repo, the environment to run git and dvc in, the output of the first `dvc repro`, or "").
     """
     for name in ("src", "stages"):
         shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
@@ -55,7 +55,7 @@ def dvc_repo(repo: Path, overrides: dict) -> tuple[Path, dict, str]:
     run_ok(["git", "init", "-q"], repo, env)
     run_ok(["dvc", "init", "-q"], repo, env)
     run_ok(["dvc", "config", "core.analytics", "false"], repo, env)
-    first = run_ok(["dvc", "repro"], repo, env)
+    first = run_ok(["dvc", "repro"], repo, env) if repro else ""
     run_ok(["git", "add", "-A"], repo, env)
     run_ok(["git", "commit", "-qm", "baseline"], repo, env)
     return repo, env, first
