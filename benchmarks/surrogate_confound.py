@@ -32,7 +32,8 @@ from fairser.schema import CREMA_D_CLASSES
 from fairser.corpus import block_folds
 from fairser.debias.weights import rw_weights
 from fairser.idi import median_f0
-from fairser.split import bias_split, majority_gender_by_emotion, majority_label
+from fairser.schema import GENDER_GROUPS
+from fairser.split import bias_split, majority_group_by_class, majority_label
 from fairser.train import class_weights
 
 torch.set_num_threads(1)
@@ -55,7 +56,7 @@ def probe(x, p, extra_weight=None):
 
 
 def scores(prob, p, male):
-    y, yhat = metrics.binarize(p), metrics.binarize(prob)
+    y, yhat = metrics.binarize(p, 1 / p.shape[1]), metrics.binarize(prob, 1 / p.shape[1])
     return (metrics.macro_f1(y_true=y, y_pred=yhat),
             metrics.tpr_gap(y_true=y, y_pred=yhat, groups=np.where(male, "Male", "Female")))
 
@@ -97,8 +98,11 @@ def main() -> None:
     train, test = split == "train", split == "test"
     labels = majority_label(p)
     genders = np.where(male, "Male", "Female")
-    biased = bias_split(files=clips["file"].to_numpy(), split=split, labels=labels, genders=genders,
-                        majority_gender=majority_gender_by_emotion(labels=labels, genders=genders),
+    biased = bias_split(files=clips["file"].to_numpy(), split=split, labels=labels, groups=genders,
+                        majority=majority_group_by_class(labels=labels, groups=genders,
+                                                         classes=CREMA_D_CLASSES,
+                                                         group_names=GENDER_GROUPS),
+                        classes=CREMA_D_CLASSES, group_names=GENDER_GROUPS,
                         ratio=args.ratio, seed=args.seed) & train
     rw = rw_weights(labels[biased], male[biased].astype(int))  # RW with true gender
     print(f"train clips {train.sum()}, biased subset {biased.sum()}")

@@ -12,7 +12,8 @@ import soundfile as sf
 
 from fairser import corpus, download
 from fairser.cli import InputError
-from fairser.constants import EMOTIONS, SAMPLE_RATE
+from fairser.constants import SAMPLE_RATE
+from fairser.schema import CREMA_D_CLASSES as EMOTIONS
 
 
 class Server(http.server.ThreadingHTTPServer):
