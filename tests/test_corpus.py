@@ -339,7 +339,7 @@ def test_emo_superb_tiny_corpus_hand_computed(tmp_path):
     actors = pd.read_csv(out / "actors.csv")
     assert actors.to_dict("list") == {"actor": [1, 2], "speaker": [7, 10], "gender": ["Male", "Female"]}
     assert json.loads((out / "schema.json").read_text()) == {
-        "classes": ["calm", "joy"], "folds": 2, "speaker": "actor",
+        "classes": ["calm", "joy"], "folds": 2, "speaker": "actor", "smoothing": [0.0, 1.0],
         "attributes": [{"name": "gender", "column": "gender", "groups": ["Male", "Female"]}]}
     info = json.loads((out / "corpus.json").read_text())
     assert info["corpus"] == "emo-superb" and "EMO-SUPERB format" in info["notice"]
