@@ -10,6 +10,7 @@ import torch
 
 from fairser import idi
 from fairser.cli import InputError
+from fairser import schema as corpus_schema
 from fairser.constants import SAMPLE_RATE
 from helpers import tone
 
@@ -160,9 +161,10 @@ def idi_inputs(root, *, n_actors=8, per_actor=6):
     return files, sex, actor_of
 
 
-def run(root, ks):
+def run(root, ks, schema=None, truth="gender"):
     idi.run_groups(root / "corpus", root / "split", root / "speaker", root / "pseudo", root / "groups",
-                   root / "metrics" / "idi.json", ks=ks, progress=False)
+                   root / "metrics" / "idi.json", ks=ks, schema=schema or corpus_schema.crema_d(),
+                   truth=truth, progress=False)
     return json.loads((root / "metrics" / "idi.json").read_text())
 
 
