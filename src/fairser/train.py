@@ -237,7 +237,8 @@ def _init_params(runs: list[Run], arch: base.Arch, layers: int, dim: int, hidden
     """Per-run parameters from the run's own seed, so a run starts the same in any batch.
 
     Layer logits start at 0 (uniform layer weights, as s3prl's weighted-sum upstream).
-    Returns [layer_logits (R, E, L), w1 (R, E, D, H), b1 (R, E, H), w2 (R, heads, in, K), b2 (R, heads, K)] for K = n_classes.
+    Returns [layer_logits (R, E, L), w1 (R, E, D, H), b1 (R, E, H), w2 (R, heads, in, K),
+    b2 (R, heads, K)], K = n_classes (the corpus's classes).
     """
     a, w1, b1, w2, b2 = [], [], [], [], []
     for run in runs:
