@@ -14,7 +14,7 @@ from fairser.idi import run_groups
 
 def main() -> None:
     p = cli.parser(__doc__.splitlines()[0])
-    p.add_argument("--corpus", required=True, help="folder with clips.csv and actors.csv")
+    p.add_argument("--corpus", required=True, help="folder with clips.csv, actors.csv and schema.json")
     p.add_argument("--split", required=True, help="folder with folds.csv")
     p.add_argument("--speaker", required=True, help="folder with embeddings.npy and index.csv")
     p.add_argument("--pseudo", required=True, help="folder with pseudo.csv")
