@@ -17,7 +17,8 @@ def main() -> None:
     p = cli.parser(__doc__.splitlines()[0])
     p.add_argument("--set", required=True, choices=sorted(SETS), help="run set")
     p.add_argument("--k", type=int, default=None, help="k-means k (with --set kmeans)")
-    p.add_argument("--corpus", required=True, help="folder with clips.csv (vote distributions) and schema.json")
+    p.add_argument("--corpus", required=True,
+                   help="folder with clips.csv (vote distributions) and schema.json")
     p.add_argument("--features", required=True, help="folder with features.npy and index.csv")
     p.add_argument("--split", required=True, help="folder with folds.csv")
     p.add_argument("--groups", required=True, help="folder with gender.csv, pseudo.csv, kmeans_k<K>.csv")
