@@ -3,7 +3,8 @@
 python stages/train.py --set <baselines|gender|pseudo|kmeans> [--k K] --corpus data/corpus \
     --features data/features --split data/split --groups data/groups --out data/runs/<set-name>
 Reads params: seed, train (epochs, batch_size, lr, hidden, target, device, seeds) and methods.<name> of
-the set's methods (gdro, gadro, pgdro, lff, disent, jtt, george).
+the set's methods (gdro, gadro, pgdro, lff, disent, jtt, george). The classes (the head's K outputs,
+the predictions.csv columns, folds.csv labels) and the threshold 1/K come from data/corpus/schema.json.
 """
 
 import torch
@@ -16,7 +17,8 @@ def main() -> None:
     p = cli.parser(__doc__.splitlines()[0])
     p.add_argument("--set", required=True, choices=sorted(SETS), help="run set")
     p.add_argument("--k", type=int, default=None, help="k-means k (with --set kmeans)")
-    p.add_argument("--corpus", required=True, help="folder with clips.csv (vote distributions)")
+    p.add_argument("--corpus", required=True,
+                   help="folder with clips.csv (vote distributions) and schema.json")
     p.add_argument("--features", required=True, help="folder with features.npy and index.csv")
     p.add_argument("--split", required=True, help="folder with folds.csv")
     p.add_argument("--groups", required=True, help="folder with gender.csv, pseudo.csv, kmeans_k<K>.csv")

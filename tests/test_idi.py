@@ -10,6 +10,7 @@ import torch
 
 from fairser import idi
 from fairser.cli import InputError
+from fairser import schema as corpus_schema
 from fairser.constants import SAMPLE_RATE
 from helpers import tone
 
@@ -160,9 +161,10 @@ def idi_inputs(root, *, n_actors=8, per_actor=6):
     return files, sex, actor_of
 
 
-def run(root, ks):
+def run(root, ks, schema=None, truth="gender"):
     idi.run_groups(root / "corpus", root / "split", root / "speaker", root / "pseudo", root / "groups",
-                   root / "metrics" / "idi.json", ks=ks, progress=False)
+                   root / "metrics" / "idi.json", ks=ks, schema=schema or corpus_schema.crema_d(),
+                   truth=truth, progress=False)
     return json.loads((root / "metrics" / "idi.json").read_text())
 
 
@@ -345,3 +347,66 @@ def test_pitch_rows_follow_the_pseudo_csv_columns():
     rows, _ = idi.predict_batch(clf, [tone(0.4, 110)])
     one = clf.predict(tone(0.4, 110))
     np.testing.assert_array_equal(rows[0], [one["p_male"], one["p_female"], one["f0_hz"]])
+
+
+# ----------------------------------------------------------------------------- any corpus schema
+
+DIALECTS = ["north", "south", "west", "unknown"]  # actor i has DIALECTS[i % 4]; unknown is missing
+
+
+def dialect_corpus(root):
+    """idi_inputs' corpus plus a `dialect` column, and a non-CREMA schema with only that attribute."""
+    files, sex, actor_of = idi_inputs(root)
+    actors = pd.read_csv(root / "corpus" / "actors.csv")
+    actors["dialect"] = [DIALECTS[i % 4] for i in range(len(actors))]
+    actors.to_csv(root / "corpus" / "actors.csv", index=False)
+    schema = corpus_schema.Schema(classes=("calm", "joy", "anger", "grief"), folds=2, attributes=(
+        corpus_schema.Attribute("dialect", "dialect", ("north", "south", "west"), excluded=("unknown",)),))
+    corpus_schema.save(schema, root / "corpus")
+    dialect = dict(zip(actors["actor"], actors["dialect"]))
+    return files, dialect, schema
+
+
+def test_truth_groups_of_a_three_group_attribute_give_a_missing_value_its_own_id(tmp_path):
+    files, dialect, schema = dialect_corpus(tmp_path)
+    report = run(tmp_path, [2], schema=schema, truth="dialect")
+    gender = pd.read_csv(tmp_path / "groups" / "gender.csv")
+    want = {"north": 0, "south": 1, "west": 2, "unknown": 3}  # 3 = len(groups): the missing value
+    assert gender["group"].tolist() == [want[dialect[int(f[:4])]] for f in gender["file"]]
+    assert set(gender["group"]) == {0, 1, 2, 3}
+    # Cluster quality against dialect only, over the clips whose dialect is known.
+    quality = pd.read_csv(tmp_path / "groups" / "quality.csv")
+    assert quality["attribute"].unique().tolist() == ["dialect"]
+    folds = pd.read_csv(tmp_path / "split" / "folds.csv")
+    for fold in (1, 2):
+        train = folds[(folds["fold"] == fold) & (folds["split"] == "train")]
+        known = [dialect[int(f[:4])] for f in train["file"] if dialect[int(f[:4])] != "unknown"]
+        share = max(known.count(d) for d in ("north", "south", "west")) / len(known)
+        assert quality.query("fold == @fold")["majority_share"].item() == pytest.approx(share)
+    assert set(report) == {"majority_share", "kmeans"}
+    assert set(report["kmeans"]["k2"]) == {"dialect"}
+
+
+def test_pseudo_accuracy_is_absent_without_a_gender_attribute(tmp_path, capsys):
+    _, _, schema = dialect_corpus(tmp_path)
+    report = run(tmp_path, [2], schema=schema, truth="dialect")
+    assert "pseudo_accuracy" not in report
+    assert not (tmp_path / "groups" / "pseudo_accuracy.csv").exists()
+    assert (tmp_path / "groups" / "pseudo.csv").exists()  # the pseudo run set still has its groups
+    assert "no gender attribute" in capsys.readouterr().out
+
+
+def test_gender_only_schema_reports_pseudo_accuracy_and_gender_quality_only(tmp_path):
+    idi_inputs(tmp_path)
+    schema = corpus_schema.Schema(classes=("calm", "joy", "anger", "grief"), folds=2, attributes=(
+        corpus_schema.Attribute("gender", "sex", ("Male", "Female")),))
+    report = run(tmp_path, [2], schema=schema, truth="gender")
+    assert set(report) == {"pseudo_accuracy", "majority_share", "kmeans"}
+    assert set(report["majority_share"]) == {"gender"}
+    assert report["kmeans"]["k2"]["gender"]["purity"] == 1.0
+    assert (tmp_path / "groups" / "pseudo_accuracy.csv").exists()
+
+
+def test_group_ids_index_the_attributes_groups_and_missing_is_one_past_them():
+    a = corpus_schema.Attribute("dialect", "dialect", ("north", "south", "west"), excluded=("unknown",))
+    assert idi.group_ids(["west", None, "north", float("nan"), "south"], a).tolist() == [2, 3, 0, 3, 1]

@@ -13,7 +13,8 @@ import torch
 
 from fairser import config
 from fairser.cli import InputError
-from fairser.constants import EMOTIONS, POSITIVE_THRESHOLD
+from fairser import schema as corpus_schema
+from fairser.schema import CREMA_D_CLASSES as EMOTIONS
 from fairser.train import (BatchedAdam, FoldData, Run, TrainConfig, TrainingDiverged, _Job,
                            emo_superb_params,
                            build_run, cb_losses, class_weights, fit, plan_jobs, random_scores,
@@ -26,6 +27,7 @@ HP = {"gdro": {"eta": 0.01}, "gadro": {"eta": 0.01, "adjustment": 4.0}, "pgdro":
       "lff": {"gce_q": 0.7, "ema_alpha": 0.7},
       "disent": {"gce_q": 0.7, "ema_alpha": 0.7, "lambda_dis": 1.0, "lambda_swap_b": 0.5,
                  "lambda_swap": 2.0, "swap_after_epoch": 1}}
+POSITIVE_THRESHOLD = 1.0 / len(EMOTIONS)  # CREMA-D's 1/K
 TINY = TrainConfig(epochs=3, batch_size=8, lr=1e-2, hidden=4)
 
 
@@ -81,12 +83,12 @@ def test_hard_target_is_the_normalised_multi_hot_vector():
 
 
 def test_random_scores_are_seeded_probabilities_positive_about_half_the_time():
-    a, b = random_scores(4000, 7), random_scores(4000, 7)
+    a, b = random_scores(4000, 7, 6), random_scores(4000, 7, 6)
     np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(a.sum(axis=1), 1.0)
     # P(e^u_k / sum_j e^u_j > 1/6) for u ~ U(0, 1) i.i.d. is about 0.47.
     assert abs((a > POSITIVE_THRESHOLD).mean() - 0.47) < 0.02
-    assert not np.array_equal(a, random_scores(4000, 8))
+    assert not np.array_equal(a, random_scores(4000, 8, 6))
 
 
 # --- optimiser ---------------------------------------------------------------------------------
@@ -126,7 +128,7 @@ def two_clip_job(method, hp):
               test=np.array([3]), seed=0, labels=np.array([0, 0]), hparams=hp)
     cfg = TrainConfig(epochs=1, batch_size=2, hidden=3)
     p_t = torch.as_tensor(p)
-    job = _Job(plan_jobs([run], 2)[0], torch.as_tensor(feats), p_t, p_t.float(), cfg)
+    job = _Job(plan_jobs([run], 2)[0], torch.as_tensor(feats), p_t, p_t.float(), cfg, POSITIVE_THRESHOLD)
     pos, valid = torch.tensor([[0, 1]]), torch.tensor([[True, True]])
     z = job.encode(job.params, job.gather_local(pos)).detach()
     t = p_t.float()[:2][None]
@@ -346,6 +348,7 @@ def write_inputs(root, n=60, with_soft=True, drop_group=None):
     clips = pd.DataFrame(p, columns=list(EMOTIONS))
     clips.insert(0, "file", files)
     clips.to_csv(root / "corpus" / "clips.csv", index=False)
+    corpus_schema.save(corpus_schema.crema_d(), root / "corpus")
     np.save(root / "features" / "features.npy", feats.astype(np.float16))
     pd.DataFrame({"file": files}).to_csv(root / "features" / "index.csv", index=False)
     rows = []
@@ -513,7 +516,7 @@ def test_cached_head_equals_frame_level_emo_superb_head_on_a_13_layer_upstream()
               test=np.arange(8), seed=0, labels=np.arange(6) % 6)
     p_t = torch.as_tensor(p)
     job = _Job(plan_jobs([run], 4)[0], torch.as_tensor(cache), p_t, p_t.float(),
-               TrainConfig(hidden=5))
+               TrainConfig(hidden=5), POSITIVE_THRESHOLD)
     gen = torch.Generator().manual_seed(1)
     with torch.no_grad():  # arbitrary trained-looking parameters, layer weights far from uniform
         for x in job.params:

@@ -1,12 +1,13 @@
 """Implicit Demography Inference (IDI): group labels without demographic annotation (paper 3.1).
 
-Two ways to infer groups, next to ground-truth gender:
+Two ways to infer groups, next to the ground-truth groups of one attribute (idi.truth):
 - pseudo-labelling: a pre-trained gender classifier gives each clip p(male), p(female) (paper: a
   hub model, 94.4% accurate on CREMA-D); offline, a transparent pitch rule (`pitch`);
 - unsupervised clustering: MiniBatchKMeans over speaker embeddings, fit per fold on that fold's
   biased training clips, k in idi.k_sweep (paper Table A1 settings, KMEANS_SETTINGS).
-Cluster quality is reported against gender, race and age group as purity beside its
-majority-share baseline (what one cluster would score), NMI and the adjusted Rand index.
+Cluster quality is reported against every attribute of the corpus schema (CREMA-D: gender, race,
+age group) as purity beside its majority-share baseline (what one cluster would score), NMI and
+the adjusted Rand index.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from tqdm import tqdm
 
 from fairser.cli import InputError
 from fairser.io import read_csv
-from fairser.constants import GENDERS, RACES, SAMPLE_RATE, age_group
+from fairser import schema as corpus_schema
+from fairser.constants import SAMPLE_RATE
 from fairser.features import (HFUpstream, check_wavs, pad_to, resolve_device, usable_clips)
 from fairser.provenance import load_hf, model_for_stage
 
@@ -271,23 +273,22 @@ def kmeans_groups(train_emb: np.ndarray, dev_emb: np.ndarray, k: int) -> tuple[n
     return km.labels_.astype(int), dev.astype(int)
 
 
-def _attributes(corpus: Path) -> pd.DataFrame:
-    """file -> gender id (0 = Male, 1 = Female), race, age group, from clips.csv + actors.csv."""
+def _attributes(corpus: Path, schema: corpus_schema.Schema) -> pd.DataFrame:
+    """file -> group name (None when missing) per schema attribute, from clips.csv + actors.csv."""
     clips = read_csv(corpus / "clips.csv", ("file", "actor"), dtype={"file": str})
-    actors = read_csv(corpus / "actors.csv", ("actor", "sex", "age", "race"))
-    bad = sorted(set(actors["sex"]) - set(GENDERS))
-    if bad:
-        raise InputError(f"{corpus / 'actors.csv'}: sex values {bad} are not in {list(GENDERS)}")
-    df = clips[["file", "actor"]].merge(actors, on="actor", how="left")
-    if df["sex"].isna().any():
-        actor = df.loc[df["sex"].isna(), "actor"].iloc[0]
-        raise InputError(f"{corpus / 'actors.csv'}: actor {actor} of clips.csv is missing")
-    df["gender"] = df["sex"].map(GENDERS.index).astype(int)
-    try:
-        df["age_group"] = [age_group(int(a)) for a in df["age"]]
-    except ValueError as err:
-        raise InputError(f"{corpus / 'actors.csv'}: {err}") from None
-    return df.set_index("file")
+    actors = read_csv(corpus / "actors.csv", ("actor", *(a.column for a in schema.attributes)))
+    return corpus_schema.clip_groups(clips, actors, schema, corpus / "actors.csv").set_index("file")
+
+
+def _names(values) -> np.ndarray:
+    """Group names as an object array, None where missing (pandas may hold a None as NaN)."""
+    return np.array([None if pd.isna(v) else v for v in values], dtype=object)
+
+
+def group_ids(names, attribute: corpus_schema.Attribute) -> np.ndarray:
+    """Group names -> ids: the index in attribute.groups; None (missing) -> len(groups)."""
+    index = {g: i for i, g in enumerate(attribute.groups)}
+    return np.array([len(attribute.groups) if v is None else index[v] for v in _names(names)], dtype=int)
 
 
 def _rows_for(table: pd.DataFrame, files, what: Path) -> np.ndarray:
@@ -302,20 +303,31 @@ def _mean(values) -> float:
 
 
 def run_groups(corpus: str | Path, split: str | Path, speaker: str | Path, pseudo: str | Path,
-               out: str | Path, metrics: str | Path, *, ks: list[int], progress: bool = True) -> None:
+               out: str | Path, metrics: str | Path, *, ks: list[int], schema: corpus_schema.Schema,
+               truth: str, progress: bool = True) -> None:
     """Stage `groups`: per fold, group ids for the train and dev rows of folds.csv.
 
     Writes gender.csv, pseudo.csv (with p_0, p_1) and kmeans_k<K>.csv (columns fold, file, split,
     group) into `out` with the per-fold detail (quality.csv: k, fold, attribute, purity,
-    majority_share, nmi, adjusted_rand of the training clips' clusters; pseudo_accuracy.csv: fold
-    ("all" = every clip of the corpus), accuracy), and the means over folds into `metrics`:
-    pseudo_accuracy.mean, majority_share.<attribute>, kmeans.k<K>.<attribute>.purity. Headline
-    numbers only, so `dvc metrics show` stays short (issue 9).
+    majority_share, nmi, adjusted_rand of the training clips' clusters, one row per attribute of
+    `schema`; pseudo_accuracy.csv: fold ("all" = every clip of the corpus), accuracy), and the
+    means over folds into `metrics`: pseudo_accuracy.mean, majority_share.<attribute>,
+    kmeans.k<K>.<attribute>.purity. Headline numbers only, so `dvc metrics show` stays short
+    (issue 9).
+
+    gender.csv (the name is kept whatever the attribute) holds the ground-truth groups of
+    `truth` (schema.truth_attribute): group id = the index of the clip's group in that
+    attribute's `groups` (gender: 0 = Male, 1 = Female). A clip whose value is missing (an
+    excluded value such as race "Unknown", None from schema.clip_groups) gets one extra group
+    id, len(groups): group methods see it as a group of its own instead of dropping it.
+    Pseudo accuracy compares the pseudo-gender classifier with the `gender` attribute, so it
+    (pseudo_accuracy.csv and its metrics key) exists only when the schema has `gender`; clips of
+    a missing gender are left out of it. Cluster quality skips clips whose value is missing.
     """
     from fairser.io import atomic_dir, write_json
 
     corpus, split, speaker, pseudo = map(Path, (corpus, split, speaker, pseudo))
-    attrs = _attributes(corpus)
+    attrs = _attributes(corpus, schema)
     folds = read_csv(split / "folds.csv", ("fold", "file", "split"), dtype={"file": str})
     rows = folds[folds["split"].isin(["train", "dev"])][["fold", "file", "split"]].reset_index(drop=True)
     if rows.empty:
@@ -339,24 +351,31 @@ def run_groups(corpus: str | Path, split: str | Path, speaker: str | Path, pseud
             if k > n:
                 raise InputError(f"idi.k_sweep / idi.k: k={k} exceeds the {n} training clips of fold {fold}")
 
-    gender = a["gender"].to_numpy()
-    tables = {"gender": rows.assign(group=gender)}
+    tables = {"gender": rows.assign(group=group_ids(a[truth].to_numpy(), schema.attribute(truth)))}
     p0 = p["p_male"].to_numpy(dtype=float)
     p1 = p["p_female"].to_numpy(dtype=float)
     tables["pseudo"] = rows.assign(group=(p1 > p0).astype(int), p_0=p0, p_1=p1)
 
-    acc = {fold: float(((p1 > p0).astype(int)[m] == gender[m]).mean())
-           for fold, m in ((f, (rows["fold"] == f).to_numpy()) for f in sorted(rows["fold"].unique()))}
-    all_files = [f for f in pseudo_df.index if f in attrs.index]
-    pa = pseudo_df.loc[all_files]
-    all_acc = float(((pa["p_female"] > pa["p_male"]).astype(int).to_numpy()
-                     == attrs.loc[all_files, "gender"]).mean())
-    pseudo_rows = [{"fold": str(f), "accuracy": round(v, 6)} for f, v in acc.items()]
-    pseudo_rows.append({"fold": "all", "accuracy": round(all_acc, 6)})
-    report = {"pseudo_accuracy": {"mean": _mean(acc.values())}}
+    report = {}
+    pseudo_rows = None
+    if schema.has("gender"):
+        g_attr = schema.attribute("gender")
+        gender = group_ids(a["gender"].to_numpy(), g_attr)
+        known = gender < len(g_attr.groups)
+        acc = {fold: float(((p1 > p0).astype(int)[m] == gender[m]).mean())
+               for fold, m in ((f, (rows["fold"] == f).to_numpy() & known)
+                               for f in sorted(rows["fold"].unique()))}
+        all_files = [f for f in pseudo_df.index if f in attrs.index and pd.notna(attrs.at[f, "gender"])]
+        pa = pseudo_df.loc[all_files]
+        all_gender = group_ids(attrs.loc[all_files, "gender"].to_numpy(), g_attr)
+        all_acc = float(((pa["p_female"] > pa["p_male"]).astype(int).to_numpy() == all_gender).mean())
+        pseudo_rows = [{"fold": str(f), "accuracy": round(v, 6)} for f, v in acc.items()]
+        pseudo_rows.append({"fold": "all", "accuracy": round(all_acc, 6)})
+        report["pseudo_accuracy"] = {"mean": _mean(acc.values())}
+    else:
+        print("groups: the corpus has no gender attribute; pseudo-gender accuracy is not reported")
 
-    targets = {"gender": a["sex"].to_numpy(), "race": a["race"].to_numpy(),
-               "age": a["age_group"].to_numpy()}
+    targets = {name: _names(a[name]) for name in schema.attribute_names}
     jobs = [(k, fold) for k in ks for fold in sorted(rows["fold"].unique())]
     groups = {k: np.full(len(rows), -1) for k in ks}
     quality = []
@@ -368,7 +387,7 @@ def run_groups(corpus: str | Path, split: str | Path, speaker: str | Path, pseud
         dev = np.flatnonzero(in_fold & (rows["split"] == "dev").to_numpy())
         groups[k][train], groups[k][dev] = kmeans_groups(emb[e_idx[train]], emb[e_idx[dev]], k)
         for t, values in targets.items():
-            keep = train if t != "race" else train[np.isin(values[train], RACES)]  # no "Unknown"
+            keep = train[np.array([v is not None for v in values[train]], dtype=bool)]  # no missing
             if len(keep) == 0:
                 continue
             c, lab = groups[k][keep], values[keep]
@@ -393,5 +412,6 @@ def run_groups(corpus: str | Path, split: str | Path, speaker: str | Path, pseud
         for name, table in tables.items():
             table.to_csv(tmp / f"{name}.csv", index=False, float_format="%.6g")
         quality.to_csv(tmp / "quality.csv", index=False, float_format="%.6g")
-        pd.DataFrame(pseudo_rows).to_csv(tmp / "pseudo_accuracy.csv", index=False)
+        if pseudo_rows is not None:
+            pd.DataFrame(pseudo_rows).to_csv(tmp / "pseudo_accuracy.csv", index=False)
     write_json(metrics, report)

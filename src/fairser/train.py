@@ -5,7 +5,8 @@ up in fairser.debias.base.REGISTRY: each declares its params, groups, run builde
 objective; this module only batches, optimises, keeps the best epoch and writes the files.
 
 Model (SPEC section 3, EMO-SUPERB's head): softmax weights over the upstream's layers ->
-Linear(D, hidden) -> mean over frames (already done by the feature cache) -> Linear(hidden, 6).
+Linear(D, hidden) -> mean over frames (already done by the feature cache) -> Linear(hidden, K)
+(K = the corpus's classes, data/corpus/schema.json; 6 on CREMA-D).
 Inputs are standardised in a way the model class absorbs (see _Job; emo_superb_params).
 Loss: class-balanced soft-target cross-entropy (Cui et al. 2019 "Class-balanced loss based on
 effective number of samples"), weights recomputed on each run's training set (for DS, its
@@ -34,9 +35,9 @@ import pandas as pd
 import torch
 
 from fairser.cli import InputError
-from fairser.constants import EMOTIONS, POSITIVE_THRESHOLD
+from fairser import schema as corpus_schema
 from fairser.debias import base
-from fairser.debias.base import (BEST, N_CLASSES, REGISTRY, Batch, FoldData, Run, cb_losses,  # noqa: F401
+from fairser.debias.base import (BEST, REGISTRY, Batch, FoldData, Run, cb_losses,  # noqa: F401
                                  run_seed)
 from fairser.features import resolve_device
 from fairser.io import ONLY_EMPTY_IS_NA, atomic_dir, read_csv
@@ -75,11 +76,11 @@ class Result:
     """What a run leaves: test probabilities at the kept epoch and its learning curve."""
 
     run: Run
-    test_probs: np.ndarray   # (n_test, 6) softmax probabilities, rows as run.test
+    test_probs: np.ndarray   # (n_test, K) softmax probabilities, rows as run.test
     train_loss: np.ndarray   # (epochs,) mean of the minimised loss over the epoch's steps
     dev_loss: np.ndarray     # (epochs,) plain class-balanced loss on the dev set
     best_epoch: int          # 1-based epoch kept (lowest dev loss, first on ties)
-    # {epoch: {"probs": (n_train, 6), "hidden": (n_train, H)}} for each epoch of run.snapshots
+    # {epoch: {"probs": (n_train, K), "hidden": (n_train, H)}} for each epoch of run.snapshots
     # (BEST = the kept epoch): the training clips scored by the model at that epoch, "hidden"
     # being encoder 0's output Linear(D, H) (the penultimate layer).
     snapshots: dict = field(default_factory=dict)
@@ -89,49 +90,51 @@ class Result:
 # Targets and loss
 
 
-def training_targets(p: np.ndarray, kind: str) -> np.ndarray:
+def training_targets(p: np.ndarray, kind: str, threshold: float | None = None) -> np.ndarray:
     """The distribution each clip is trained towards.
 
     soft: the vote distribution p itself (SPEC section 3).
-    hard: the multi-hot target y_k = [p_k > 1/6], normalised to sum 1; a clip with no class above
-    1/6 (a uniform vote) keeps the uniform distribution.
+    hard: the multi-hot target y_k = [p_k > threshold] (1/K; 1/6 on CREMA-D), normalised to sum
+    1; a clip with no class above the threshold (a uniform vote) keeps the uniform distribution.
     """
     p = np.asarray(p, dtype=np.float64)
     if kind == "soft":
         return p.copy()
     if kind != "hard":
         raise ValueError(f"target kind {kind!r}; expected soft or hard")
-    y = (p > POSITIVE_THRESHOLD).astype(np.float64)
+    y = (p > (1.0 / p.shape[1] if threshold is None else threshold)).astype(np.float64)
     n = y.sum(1, keepdims=True)
     return np.where(n > 0, y / np.maximum(n, 1), 1.0 / p.shape[1])
 
 
-def class_weights(p_train: np.ndarray) -> np.ndarray:
+def class_weights(p_train: np.ndarray, threshold: float | None = None) -> np.ndarray:
     """Class-balanced weights w_c (Cui et al. 2019; SPEC section 3), summing to the class count.
 
-    n_c = training clips with p_c > 1/6, beta = (N - 1) / N, w_c proportional to
+    n_c = training clips with p_c > threshold (1/K), beta = (N - 1) / N, w_c proportional to
     (1 - beta) / (1 - beta^n_c). A class with no positive clip would get an infinite weight; it
     is counted as one clip (the largest finite weight) so training stays finite.
     """
     p_train = np.asarray(p_train, dtype=np.float64)
     n = len(p_train)
-    n_c = np.maximum((p_train > POSITIVE_THRESHOLD).sum(0), 1)
+    if threshold is None:  # 1/K of p's K columns
+        threshold = 1.0 / p_train.shape[1]
+    n_c = np.maximum((p_train > threshold).sum(0), 1)
     beta = (n - 1) / n
     w = (1 - beta) / (1 - beta ** n_c) if beta > 0 else np.ones(p_train.shape[1])
     return w * p_train.shape[1] / w.sum()
 
 
-def random_scores(n: int, seed: int) -> np.ndarray:
+def random_scores(n: int, seed: int, n_classes: int) -> np.ndarray:
     """The Random baseline: softmax of i.i.d. U(0, 1) logits per clip, seeded.
 
-    Binarised at 1/6 like any model's probabilities (each class is positive about 47% of the
+    Binarised at 1/K like any model's probabilities (each class is positive about 47% of the
     time). Of the simple choices checked on the real EMO-SUPERB test folds (uniform scores
     normalised, Dirichlet(1), softmax of N(0, 1) logits), this is the one that reproduces the
     paper's Random row on F1, ACC and DP gap (0.360 / 0.509 / 0.015; tests/test_metrics.py).
     Rows sum to 1, like every other run's predictions.
     """
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x52414E44]))
-    z = np.exp(rng.random((n, N_CLASSES)))
+    z = np.exp(rng.random((n, n_classes)))
     return z / z.sum(axis=1, keepdims=True)
 
 
@@ -229,16 +232,18 @@ def _linear(gen: torch.Generator, fan_in: int, fan_out: int) -> tuple[torch.Tens
     return w.float(), b.float()
 
 
-def _init_params(runs: list[Run], arch: base.Arch, layers: int, dim: int, hidden: int) -> list[torch.Tensor]:
+def _init_params(runs: list[Run], arch: base.Arch, layers: int, dim: int, hidden: int,
+                 n_classes: int) -> list[torch.Tensor]:
     """Per-run parameters from the run's own seed, so a run starts the same in any batch.
 
     Layer logits start at 0 (uniform layer weights, as s3prl's weighted-sum upstream).
-    Returns [layer_logits (R, E, L), w1 (R, E, D, H), b1 (R, E, H), w2 (R, K, in, 6), b2 (R, K, 6)].
+    Returns [layer_logits (R, E, L), w1 (R, E, D, H), b1 (R, E, H), w2 (R, heads, in, K),
+    b2 (R, heads, K)], K = n_classes (the corpus's classes).
     """
     a, w1, b1, w2, b2 = [], [], [], [], []
     for run in runs:
         enc = [_linear(_generator(run.seed, 1, e), dim, hidden) for e in range(arch.encoders)]
-        head = [_linear(_generator(run.seed, 2, k), arch.head_in_factor * hidden, N_CLASSES)
+        head = [_linear(_generator(run.seed, 2, k), arch.head_in_factor * hidden, n_classes)
                 for k in range(arch.heads)]
         a.append(torch.zeros(arch.encoders, layers))
         w1.append(torch.stack([w for w, _ in enc]))
@@ -319,8 +324,9 @@ class _Job:
     """Tensors of one job: G groups x M runs each, R = G * M runs, in group-major order."""
 
     def __init__(self, groups: list[_Group], feats: torch.Tensor, p: torch.Tensor,
-                 targets: torch.Tensor, cfg: TrainConfig):
+                 targets: torch.Tensor, cfg: TrainConfig, threshold: float):
         self.groups = groups
+        self.K = p.shape[1]  # classes (the head's output size)
         self.runs = [r for g in groups for r in g.runs]
         self.cfg = cfg
         # The job's methods, in first-appearance order; one family, so one architecture.
@@ -378,9 +384,9 @@ class _Job:
         self.dev_local = t(_pad([len(g.lead.train) + np.arange(len(g.lead.dev)) for g in groups])[0],
                            torch.long)
 
-        cw = [class_weights(p[torch.as_tensor(g.lead.train, device=dev)].cpu().numpy())
+        cw = [class_weights(p[torch.as_tensor(g.lead.train, device=dev)].cpu().numpy(), threshold)
               for g in groups]
-        self.cw = t(np.repeat(np.stack(cw), self.M, 0), torch.float32)  # (R, 6)
+        self.cw = t(np.repeat(np.stack(cw), self.M, 0), torch.float32)  # (R, K)
 
         # Per-run, per-training-clip arrays (padded to the job's largest training set).
         nmax = train.shape[1]
@@ -399,14 +405,14 @@ class _Job:
         self.memberships_host = memb
         self.n_train_max = nmax
         self._hp: dict[str, torch.Tensor] = {}
-        labels = np.full((self.G, nmax), N_CLASSES)  # N_CLASSES marks padding
+        labels = np.full((self.G, nmax), self.K)  # K marks padding
         for i, g in enumerate(groups):
             if g.lead.labels is not None:
                 labels[i, : len(g.lead.labels)] = g.lead.labels
         self.labels = t(labels, torch.long)
 
         self.params = [x.to(dev).requires_grad_() for x in
-                       _init_params(self.runs, self.arch, self.L, self.D, cfg.hidden)]
+                       _init_params(self.runs, self.arch, self.L, self.D, cfg.hidden, self.K)]
         self.rngs = [np.random.default_rng(np.random.SeedSequence([g.lead.seed, 3])) for g in groups]
         # Each method's runs (R,) and its state across steps (e.g. group DRO's q, LfF's EMAs).
         self.masks = {m.name: t([r.method == m.name for r in self.runs]) for m in self.methods}
@@ -441,7 +447,7 @@ class _Job:
         return z.reshape(self.R, E, B, -1)
 
     def head(self, params, z: torch.Tensor, k: int) -> torch.Tensor:
-        """(R, B, in) -> (R, B, 6) logits of head k."""
+        """(R, B, in) -> (R, B, K) logits of head k."""
         w2, b2 = params[3][:, k], params[4][:, k]
         return torch.baddbmm(b2.unsqueeze(1), z, w2)
 
@@ -483,7 +489,7 @@ class _Job:
     @torch.no_grad()
     def score(self, params, rows: torch.Tensor, mask: torch.Tensor,
               local: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(R,) mean plain class-balanced loss and (R, n, 6) probabilities on padded rows
+        """(R,) mean plain class-balanced loss and (R, n, K) probabilities on padded rows
         (`local`: the same clips' positions in the standardised group store, when there)."""
         total = torch.zeros(self.R, device=self.device)
         probs = []
@@ -498,7 +504,7 @@ class _Job:
 
     @torch.no_grad()
     def train_outputs(self, params) -> tuple[torch.Tensor, torch.Tensor]:
-        """(R, n_train, 6) probabilities of the reported model and (R, n_train, H) encoder-0
+        """(R, n_train, K) probabilities of the reported model and (R, n_train, H) encoder-0
         outputs on each run's training clips (what a two-phase method's second phase reads)."""
         pos = torch.as_tensor(np.tile(np.arange(self.n_train_max), (self.G, 1)), device=self.device)
         probs, hidden = [], []
@@ -547,12 +553,13 @@ def default_workers() -> int:
 
 
 def fit(features: np.ndarray, p: np.ndarray, runs: list[Run], cfg: TrainConfig,
-        workers: int | None = None) -> list[Result]:
+        workers: int | None = None, threshold: float | None = None) -> list[Result]:
     """Train every run; return results in the order of `runs`.
 
     features: (N, L, D) cache (any float dtype; rows are indexed by the runs);
-    p: (N, 6) vote distributions (targets come from it per cfg.target; class weights count
-    p_c > 1/6 on each run's training set).
+    p: (N, K) vote distributions over the corpus's K classes (the head has K outputs; targets
+    come from p per cfg.target; class weights count p_c > threshold on each run's training set).
+    threshold: the positive threshold, schema.Schema.threshold; None = 1.0 / K.
     workers: jobs trained at once on CPU, one Python thread each (torch releases the GIL in
     its kernels). With torch.set_num_threads(1) this uses the cores without intra-op threads,
     whose spin-waits cost more than they give on products this small on a shared machine.
@@ -560,6 +567,8 @@ def fit(features: np.ndarray, p: np.ndarray, runs: list[Run], cfg: TrainConfig,
     Raises TrainingDiverged naming method, fold, run and epoch on a NaN or infinite loss.
     """
     _check_runs(runs, len(features), cfg.epochs)
+    if threshold is None:
+        threshold = 1.0 / np.shape(p)[1]
     dev = torch.device(cfg.device)
     used = np.unique(np.concatenate([np.concatenate([r.train, r.dev, r.test]) for r in runs]))
     # Only the rows some run reads go to the device, as float32 (the cache is float16).
@@ -567,7 +576,7 @@ def fit(features: np.ndarray, p: np.ndarray, runs: list[Run], cfg: TrainConfig,
     remap[used] = np.arange(len(used))
     feats = torch.as_tensor(np.asarray(features[used], dtype=np.float32), device=dev)
     p_used = torch.as_tensor(np.asarray(p, dtype=np.float64)[used], device=dev)
-    targets = torch.as_tensor(training_targets(np.asarray(p)[used], cfg.target),
+    targets = torch.as_tensor(training_targets(np.asarray(p)[used], cfg.target, threshold),
                               dtype=torch.float32, device=dev)
 
     def local(r: Run) -> Run:
@@ -577,7 +586,7 @@ def fit(features: np.ndarray, p: np.ndarray, runs: list[Run], cfg: TrainConfig,
     local_runs = [local(r) for r in runs]
 
     def train(job_groups):
-        job = _Job(job_groups, feats, p_used, targets, cfg)
+        job = _Job(job_groups, feats, p_used, targets, cfg, threshold)
         return list(zip(job.runs, _train_job(job)))
 
     jobs = plan_jobs(local_runs, cfg.batch_size)
@@ -701,14 +710,17 @@ def groups_filename(set_name: str, k: int | None = None) -> str | None:
     return {"baselines": None, "gender": "gender.csv", "pseudo": "pseudo.csv"}[set_name]
 
 
-def load_folds(corpus, features, split, groups_path=None, *, n_groups_soft: int = 2):
-    """Read and check the inputs of a training stage; return (features memmap, p (N, 6),
-    {fold: FoldData}, {fold: test files}).
+def load_folds(corpus, features, split, groups_path=None, *, classes, threshold: float,
+               n_groups_soft: int = 2):
+    """Read and check the inputs of a training stage; return (features memmap, p (N, K),
+    {fold: FoldData}, {fold: test files}). `classes`: the schema's K class names (clips.csv
+    columns, folds.csv `label` values); `threshold`: its 1/K, carried in FoldData.
 
     p and every row index refer to the feature cache's rows (index.csv order).
     """
     corpus, features, split = Path(corpus), Path(features), Path(split)
-    clips = read_csv(corpus / "clips.csv", ["file", *EMOTIONS], **ONLY_EMPTY_IS_NA)
+    classes = list(classes)
+    clips = read_csv(corpus / "clips.csv", ["file", *classes], **ONLY_EMPTY_IS_NA)
     index = read_csv(features / "index.csv", ["file"], **ONLY_EMPTY_IS_NA)
     folds = read_csv(split / "folds.csv", ["fold", "file", "split", "label"], **ONLY_EMPTY_IS_NA)
     npy = features / "features.npy"
@@ -723,7 +735,7 @@ def load_folds(corpus, features, split, groups_path=None, *, n_groups_soft: int 
     if lost:
         raise InputError(f"{features / 'index.csv'}: {len(lost)} clips of folds.csv have no "
                          f"features, e.g. {lost[0]}")
-    clip_p = clips.set_index("file")[list(EMOTIONS)]
+    clip_p = clips.set_index("file")[classes]
     lost = sorted(set(index["file"]) - set(clip_p.index))
     if lost:
         raise InputError(f"{corpus / 'clips.csv'}: {len(lost)} feature rows have no vote "
@@ -745,13 +757,13 @@ def load_folds(corpus, features, split, groups_path=None, *, n_groups_soft: int 
         tr, dv, te = (df[df["split"] == s] for s in ("train", "dev", "test"))
         if len(tr) == 0 or len(dv) == 0 or len(te) == 0:
             raise InputError(f"{split / 'folds.csv'}: fold {fold} lacks train, dev or test rows")
-        if tr["label"].isna().any() or not tr["label"].isin(EMOTIONS).all():
+        if tr["label"].isna().any() or not tr["label"].isin(classes).all():
             raise InputError(f"{split / 'folds.csv'}: fold {fold} has training clips without a "
-                             f"single class label in {list(EMOTIONS)}")
+                             f"single class label in {classes}")
         f = FoldData(fold=fold, train=np.array([row[x] for x in tr["file"]]),
                      dev=np.array([row[x] for x in dv["file"]]),
                      test=np.array([row[x] for x in te["file"]]),
-                     labels=np.array([EMOTIONS.index(x) for x in tr["label"]]))
+                     labels=np.array([classes.index(x) for x in tr["label"]]), threshold=threshold)
         if groups is not None:
             keys = list(zip([fold] * len(tr), tr["file"]))
             missing = [k for k in keys if k not in groups.index]
@@ -774,7 +786,8 @@ def load_folds(corpus, features, split, groups_path=None, *, n_groups_soft: int 
 
 
 def fit_methods(features, p, methods: list[str], folds: list[FoldData], cfg: TrainConfig, *,
-                seed: int, hparams: dict, label: str, workers: int | None = None) -> list[Result]:
+                seed: int, hparams: dict, label: str, workers: int | None = None,
+                threshold: float | None = None) -> list[Result]:
     """Every method on every fold, once per seed index s < cfg.seeds (the seeds are more groups
     of the same batched jobs, not more jobs one after another). Two-phase methods: first every
     phase-1 run is trained batched with the one-phase runs (a phase-1 run equal to a run of the
@@ -805,7 +818,7 @@ def fit_methods(features, p, methods: list[str], folds: list[FoldData], cfg: Tra
             r.snapshots = tuple(sorted(set(r.snapshots) | set(firsts[key].snapshots)))
             shared[key] = r
     extra = [r for key, r in firsts.items() if key not in shared]
-    results = fit(features, p, one + extra, cfg, workers=workers)
+    results = fit(features, p, one + extra, cfg, workers=workers, threshold=threshold)
     first_result = {}
     for res in results:
         key = (res.run.method, res.run.fold, res.run.seed_index, np.asarray(res.run.train).tobytes())
@@ -815,21 +828,24 @@ def fit_methods(features, p, methods: list[str], folds: list[FoldData], cfg: Tra
         return results
     runs2 = [build_run(method, f"{label}/{method}", fold, seed=seed, hparams=hp, seed_index=s,
                        first=first_result[key]) for method, hp, fold, s, key in second]
-    return results[: len(one)] + fit(features, p, runs2, cfg, workers=workers)
+    return results[: len(one)] + fit(features, p, runs2, cfg, workers=workers, threshold=threshold)
 
 
 def run_set(set_name: str, *, corpus, features, split, groups_dir, out, params: dict,
             k: int | None = None) -> list[Result]:
     """The train_* stage: every method of the set on every fold of folds.csv, once per training
     seed index s < train.seeds, written to out/<method>/predictions.csv (fold, seed, file,
-    <classes>) and curve.csv (CURVE_COLUMNS); docs/DESIGN.md."""
+    <classes>, the schema's classes of data/corpus/schema.json) and curve.csv (CURVE_COLUMNS);
+    docs/DESIGN.md."""
     if set_name not in SETS:
         raise InputError(f"--set {set_name!r}; expected one of {sorted(SETS)}")
     name_file = groups_filename(set_name, k)
     groups_path = None if name_file is None else Path(groups_dir) / name_file
     cfg = TrainConfig.from_params(params)
     seed = params["seed"]
-    feats, p, folds, tests = load_folds(corpus, features, split, groups_path)
+    schema = corpus_schema.load(corpus)
+    feats, p, folds, tests = load_folds(corpus, features, split, groups_path, classes=schema.classes,
+                                        threshold=schema.threshold)
     set_label = set_name if set_name != "kmeans" else f"kmeans_k{k}"
     if feats.shape[1] == 0 or feats.shape[2] == 0:
         raise InputError(f"{features}: empty feature cache shape {feats.shape}")
@@ -839,7 +855,7 @@ def run_set(set_name: str, *, corpus, features, split, groups_dir, out, params: 
                              f"{start}..{min(start + 1024, len(feats)) - 1}")
     trained = [m for m in SETS[set_name] if m != "random"]
     results = fit_methods(feats, p, trained, list(folds.values()), cfg, seed=seed,
-                          hparams=params["methods"], label=set_label)
+                          hparams=params["methods"], label=set_label, threshold=schema.threshold)
     by_key = {(r.run.method, r.run.fold, r.run.seed_index): r for r in results}
 
     with atomic_dir(out) as tmp:
@@ -848,12 +864,12 @@ def run_set(set_name: str, *, corpus, features, split, groups_dir, out, params: 
             for fold in folds:
                 for s in range(cfg.seeds):
                     if method == "random":
-                        probs = random_scores(len(tests[fold]), run_seed(seed, fold, s))
+                        probs = random_scores(len(tests[fold]), run_seed(seed, fold, s), len(schema.classes))
                         res = None
                     else:
                         res = by_key[(method, fold, s)]
                         probs = res.test_probs
-                    df = pd.DataFrame(probs, columns=list(EMOTIONS))
+                    df = pd.DataFrame(probs, columns=list(schema.classes))
                     df.insert(0, "file", tests[fold])
                     df.insert(0, "seed", s)
                     df.insert(0, "fold", fold)

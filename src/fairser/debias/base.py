@@ -18,12 +18,9 @@ import torch
 
 from fairser.cli import InputError
 from fairser.config import ParamsError
-from fairser.constants import EMOTIONS
 
 if TYPE_CHECKING:  # only for annotations: the engine is never imported by a method
     from fairser.train import Result
-
-N_CLASSES = len(EMOTIONS)
 
 # Snapshot epoch 0: the kept epoch (lowest dev loss), recorded after training.
 BEST = 0
@@ -66,6 +63,9 @@ class FoldData:
     labels: np.ndarray                  # single majority class id per training clip
     groups: np.ndarray | None = None    # hard group id per training clip, 0..G-1
     soft: np.ndarray | None = None      # (n_train, G) soft memberships (PGDRO)
+    # The positive threshold 1/K of the corpus's K classes (schema.Schema.threshold); None =
+    # 1/K of the probabilities a method reads (JTT's error set).
+    threshold: float | None = None
 
 
 def cb_losses(logits: torch.Tensor, targets: torch.Tensor, class_w: torch.Tensor) -> torch.Tensor:
@@ -102,7 +102,7 @@ class Arch:
 
 class Batch:
     """One training step of one job, as a method's objective sees it. Tensors are per run
-    (R = every run of the job, in job order): z (R, E, B, H) encoder outputs, targets (R, B, 6),
+    (R = every run of the job, in job order): z (R, E, B, H) encoder outputs, targets (R, B, K),
     valid (R, B) real (not padded) slots, pos (R, B) positions in the run's training set."""
 
     def __init__(self, engine, params, z, targets, valid, pos, epoch):
@@ -112,7 +112,7 @@ class Batch:
         self._losses = None
 
     def head(self, inputs: torch.Tensor, k: int) -> torch.Tensor:
-        """(R, B, in) -> (R, B, 6) logits of head k."""
+        """(R, B, in) -> (R, B, K) logits of head k."""
         return self.engine.head(self.params, inputs, k)
 
     def cb(self, logits: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
@@ -139,7 +139,7 @@ class Batch:
 
     def labels(self) -> torch.Tensor:
         """(R, B) single majority class of each slot (padding clamped to the last class)."""
-        return self.engine.per_run(self.engine.labels).gather(1, self.pos).clamp_max(N_CLASSES - 1)
+        return self.engine.per_run(self.engine.labels).gather(1, self.pos).clamp_max(self.engine.K - 1)
 
     def hp(self, key: str) -> torch.Tensor:
         """(R, 1) setting `key` of each run (0 for runs of a method without it)."""
@@ -185,7 +185,7 @@ class Method:
         raise NotImplementedError
 
     def predict(self, engine, params, z: torch.Tensor) -> torch.Tensor:
-        """(R, B, 6) logits of the model the method reports, from encoder outputs z."""
+        """(R, B, K) logits of the model the method reports, from encoder outputs z."""
         return engine.head(params, z[:, 0], 0)
 
 

@@ -7,8 +7,8 @@ by lambda_up = `lambda_up`.
 
 Our adaptations, each stated:
 - Multi-label error rule: a clip is an error when phase 1 does not predict its single
-  strict-majority class (folds.csv `label`), i.e. gives that class probability <= 1/6, the
-  threshold at which every model's probabilities are binarised (SPEC section 5). JTT assumes one
+  strict-majority class (folds.csv `label`), i.e. gives that class probability <= 1/K (1/6 on
+  CREMA-D), the threshold at which every model's probabilities are binarised (SPEC section 5). JTT assumes one
   class per clip, like LfF.
 - Phase 1 is our ERM run of the same fold and seed (same initialisation and shuffle order), read
   after epoch T: ERM trained for T epochs, as the paper's identification model, without training
@@ -27,14 +27,16 @@ import numpy as np
 
 from fairser.cli import InputError
 from fairser.config import ParamsError
-from fairser.constants import POSITIVE_THRESHOLD
 from fairser.debias.base import Method, Run, base_run, get, register
 
 
-def error_set(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """(n,) bool: the clip's class `labels` is not predicted, probs[i, labels_i] <= 1/6."""
+def error_set(probs: np.ndarray, labels: np.ndarray, threshold: float | None = None) -> np.ndarray:
+    """(n,) bool: the clip's class `labels` is not predicted, probs[i, labels_i] <= threshold
+    (the corpus's 1/K; None = 1/K of the K columns of `probs`)."""
     probs, labels = np.asarray(probs), np.asarray(labels)
-    return probs[np.arange(len(labels)), labels] <= POSITIVE_THRESHOLD
+    if threshold is None:
+        threshold = 1.0 / probs.shape[1]
+    return probs[np.arange(len(labels)), labels] <= threshold
 
 
 def upweights(errors: np.ndarray, lambda_up: float) -> np.ndarray:
@@ -63,7 +65,7 @@ class JTT(Method):
     def build(self, name, fold, seed, hparams, seed_index, first=None):
         if first is None:
             raise InputError(f"method jtt needs its phase-1 ERM run (fold {fold.fold})")
-        errors = error_set(first.snapshots[self._epochs(hparams)]["probs"], fold.labels)
+        errors = error_set(first.snapshots[self._epochs(hparams)]["probs"], fold.labels, fold.threshold)
         return Run(**base_run(name, self.name, fold, seed, seed_index),
                    sample_weight=upweights(errors, hparams["lambda_up"]), hparams=dict(hparams))
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from fairser.debias.base import N_CLASSES, Arch, Method, register
+from fairser.debias.base import Arch, Method, register
 
 
 def gce_loss(losses: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, q) -> torch.Tensor:
@@ -87,7 +87,7 @@ def difficulty(state: dict, batch, loss_b: torch.Tensor, loss_d: torch.Tensor,
     m = batch.valid.unsqueeze(1).expand(-1, 2, -1)
     state["ema"], state["seen"] = ema_update(state["ema"], state["seen"], idx, vals, alpha, m)
     all_labels = batch.engine.per_run(batch.engine.labels).unsqueeze(1).expand(-1, 2, -1)
-    cmax = classwise_max(state["ema"], all_labels, N_CLASSES)         # (R, 2, 6)
+    cmax = classwise_max(state["ema"], all_labels, batch.engine.K)    # (R, 2, K)
     e = state["ema"].gather(2, idx)
     lab = labels.unsqueeze(1).expand(-1, 2, -1)
     mx = cmax.gather(2, lab)
