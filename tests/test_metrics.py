@@ -184,7 +184,7 @@ def test_random_scores_on_real_test_labels_match_the_papers_random_row(shared_da
                          / f"labels_consensus_{fold}.csv")
         df = df[df["Split_Set"] == "Test"]
         y = metrics.binarize(df[list(EMOTIONS)].to_numpy(), 1 / 6)
-        p = metrics.binarize(random_scores(len(df), seed=fold), 1 / 6)
+        p = metrics.binarize(random_scores(len(df), seed=fold, n_classes=6), 1 / 6)
         g = df["Gender"].to_numpy()
         rows.append([metrics.macro_f1(y_true=y, y_pred=p), metrics.hamming_accuracy(y_true=y, y_pred=p),
                      metrics.tpr_gap(y_true=y, y_pred=p, groups=g),
