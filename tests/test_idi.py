@@ -410,3 +410,13 @@ def test_gender_only_schema_reports_pseudo_accuracy_and_gender_quality_only(tmp_
 def test_group_ids_index_the_attributes_groups_and_missing_is_one_past_them():
     a = corpus_schema.Attribute("dialect", "dialect", ("north", "south", "west"), excluded=("unknown",))
     assert idi.group_ids(["west", None, "north", float("nan"), "south"], a).tolist() == [2, 3, 0, 3, 1]
+
+
+def test_a_value_outside_the_attributes_groups_is_a_one_line_error_naming_the_row(tmp_path):
+    _, _, schema = dialect_corpus(tmp_path)
+    actors = pd.read_csv(tmp_path / "corpus" / "actors.csv")
+    actors.loc[2, "dialect"] = "east"
+    actors.to_csv(tmp_path / "corpus" / "actors.csv", index=False)
+    with pytest.raises(InputError, match=r"actors.csv, line 4, column dialect: actor 1003 dialect 'east'"):
+        run(tmp_path, [2], schema=schema, truth="dialect")
+    assert not (tmp_path / "groups").exists()
