@@ -41,13 +41,13 @@ def _exp_run(path: Path, env: dict, settings: dict, *targets: str) -> str:
     return run_ok(args + list(targets), path, env)
 
 
-def _numbers(node):
-    """Every number in a nested dict of metrics."""
+def _numbers(node, key=""):
+    """(key, number) for every number in a nested dict of metrics."""
     if isinstance(node, dict):
-        for value in node.values():
-            yield from _numbers(value)
+        for k, value in node.items():
+            yield from _numbers(value, k)
     elif isinstance(node, (int, float)) and not isinstance(node, bool):
-        yield node
+        yield key, node
 
 
 def _check_outputs(path: Path):
@@ -62,7 +62,11 @@ def _check_outputs(path: Path):
     summary = json.loads((path / "metrics" / "summary.json").read_text())
     assert summary.get("table1"), "metrics/summary.json has no table1"
     values = list(_numbers(summary["table1"]))
-    assert values and all(0.0 <= v <= 1.0 and not math.isnan(v) for v in values), values
+    # Scores, gaps and p-values lie in [0, 1]; a gain over ERM (`*_gain`) is any finite number.
+    assert values and all(math.isfinite(v) for _, v in values), values
+    scores = [(k, v) for k, v in values if not k.endswith("_gain")]
+    assert {"f1", "acc", "tpr_gap", "dp_gap"} <= {k for k, _ in scores}
+    assert all(0.0 <= v <= 1.0 for _, v in scores), scores
     # No attribute besides gender: no Table 2 rows anywhere (at most a line saying why).
     assert not summary.get("table2")
     table2_md = path / "reports" / "table2.md"
