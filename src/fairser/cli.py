@@ -60,7 +60,7 @@ input formats:
                when its label score > 1/K.
   SPEAKERS     CSV: the clip id column, a speaker column (speaker or actor) and demographic columns,
                one value per speaker ("Unknown" = missing); or a fairser corpus folder (clips.csv has
-               actor, actors.csv sex/age/race: gender, race, age bands as in the pipeline).
+               actor; actors.csv holds the attributes its schema.json names, grouped as in the pipeline).
 output (written all at once; nothing on bad input):
   report.md, metrics.json (flat keys), per_class.csv, per_group.csv, tpr_<attr>.png, selection_<attr>.png
 example:
@@ -78,7 +78,7 @@ def audit_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="clip-to-speaker CSV with demographic columns, or fairser corpus folder")
     p.add_argument("--attributes", metavar="A,B,...",
                    help="demographic columns to audit, in this order (default: all of SPEAKERS'; "
-                        "the corpus folder: gender,race,age)")
+                        "the corpus folder: its schema.json's attributes)")
     p.add_argument("--intersect", action="append", default=[], metavar="A,B",
                    help="also audit the combined groups of these attributes, e.g. gender,age "
                         "(Female+Young, ...); repeat for more intersections")
