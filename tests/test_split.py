@@ -213,9 +213,9 @@ def test_an_empty_split_gives_zero_rows_not_missing_ones():
     assert counts_of(counts, 1, "dev", "skipped") == {"total": 0}
 
 
-def write_corpus(folder, clips, actors, skipped=None):
+def write_corpus(folder, clips, actors, skipped=None, schema=CREMA):
     folder.mkdir(parents=True, exist_ok=True)
-    corpus_schema.save(CREMA, folder)
+    corpus_schema.save(schema, folder)
     clips.to_csv(folder / "clips.csv", index=False)
     actors.to_csv(folder / "actors.csv", index=False)
     (skipped if skipped is not None else pd.DataFrame(columns=["file", "reason"])).to_csv(
@@ -581,11 +581,7 @@ def test_a_class_the_rule_cannot_apply_to_gets_one_line(tmp_path):
     clips, actors = other_corpus()
     clips[list(OTHER.classes)] = clips[list(OTHER.classes)].where(clips["grief"] < 1, 0.25)  # no grief
     folder = tmp_path / "corpus"
-    folder.mkdir()
-    corpus_schema.save(OTHER, folder)
-    clips.to_csv(folder / "clips.csv", index=False)
-    actors.to_csv(folder / "actors.csv", index=False)
-    NONE_SKIPPED.to_csv(folder / "skipped.csv", index=False)
+    write_corpus(folder, clips, actors, schema=OTHER)
     warnings = run(folder, tmp_path / "split", ratio=20, seed=0, bias="gender",
                    min_clips_per_class={}, min_clips_per_group={})
     assert warnings[0] == ("split.bias gender: every strict-majority clip of class 'calm' is Male, "
@@ -601,11 +597,7 @@ def test_read_corpus_checks_attributes_against_the_schema_naming_the_line(tmp_pa
     clips, actors = other_corpus()
     actors.loc[4, "gender"] = "F"
     folder = tmp_path / "corpus"
-    folder.mkdir()
-    corpus_schema.save(OTHER, folder)
-    clips.to_csv(folder / "clips.csv", index=False)
-    actors.to_csv(folder / "actors.csv", index=False)
-    NONE_SKIPPED.to_csv(folder / "skipped.csv", index=False)
+    write_corpus(folder, clips, actors, schema=OTHER)
     with pytest.raises(InputError, match=r"actors\.csv, line 6, column gender: actor 5 gender 'F' is not one"):
         read_corpus(folder)
 
