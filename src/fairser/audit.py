@@ -239,7 +239,7 @@ def _as_schema(schema) -> corpus_schema.Schema | None:
     return corpus_schema.load(schema.parent if schema.is_file() else schema)
 
 
-def _table_groups(df: pd.DataFrame, a: corpus_schema.Attribute, values: list, lines, path) -> list:
+def _table_groups(a: corpus_schema.Attribute, values: list, lines, path) -> list:
     """Group names of a speakers-table column by a schema attribute (bins, excluded -> None)."""
     out = []
     for v, line in zip(values, lines):
@@ -317,7 +317,7 @@ def load_speakers(path: str | Path, attributes: list[str] | None, also=(), schem
                                  f"{df[c].iloc[i]!r} here but {first[c][df[spk_col].iloc[i]]!r} on an "
                                  "earlier line")
             values = list(first[c].loc[speakers])
-            groups[a] = (_table_groups(df, by_name[a], values, lines, path) if a in by_name
+            groups[a] = (_table_groups(by_name[a], values, lines, path) if a in by_name
                          else [None if v == UNKNOWN else v for v in values])
             source[a] = (path, lines, c)
         clip_speaker = dict(zip(df[id_col], df[spk_col].map(index)))

@@ -138,7 +138,6 @@ def bias_split(*, files, split, labels, groups, majority: dict[str, str] | None,
             cell = (split == s) & (labels == k)
             major = cell & (groups == majority[name])
             keep |= major
-            others = [g for g in group_names if g != majority[name]]
             for j, g in enumerate(group_names):
                 if g == majority[name]:
                     continue
@@ -148,7 +147,7 @@ def bias_split(*, files, split, labels, groups, majority: dict[str, str] | None,
                     continue
                 minor = minor[np.argsort(files[minor], kind="stable")]
                 # SeedSequence wants non-negative entropy; the modulus maps any int64 seed one-to-one.
-                entropy = [seed % 2**64, fold, s_index, k] + ([j] if len(others) > 1 else [])
+                entropy = [seed % 2**64, fold, s_index, k] + ([j] if len(group_names) > 2 else [])
                 rng = np.random.default_rng(entropy)
                 keep[rng.choice(minor, size=n_draw, replace=False)] = True
     return keep
@@ -180,12 +179,10 @@ def _bias_groups(attrs: pd.DataFrame, schema: Schema, bias: str | None) -> np.nd
     return np.array([v if v in names else None for v in attrs[bias]], dtype=object)
 
 
-def majority_table(clips: pd.DataFrame, actors: pd.DataFrame, schema: Schema,
-                   bias: str | None) -> dict[str, str] | None:
-    """Class -> majority group of `bias` over every clip of clips.csv; None when bias is None."""
+def majority_table(attrs: pd.DataFrame, schema: Schema, bias: str | None) -> dict[str, str] | None:
+    """Class -> majority group of `bias` over every clip of clip_attributes(); None when bias is None."""
     if bias is None:
         return None
-    attrs = clip_attributes(clips, actors, schema)
     return majority_group_by_class(labels=attrs["label"], groups=_bias_groups(attrs, schema, bias),
                                    classes=schema.classes, group_names=schema.attribute(bias).groups)
 
@@ -201,7 +198,7 @@ def fold_table(clips: pd.DataFrame, actors: pd.DataFrame, skipped: pd.DataFrame,
     _check_ratio(ratio)
     attrs = clip_attributes(clips, actors, schema)
     groups_all = _bias_groups(attrs, schema, bias)
-    majority = majority_table(clips, actors, schema, bias)
+    majority = majority_table(attrs, schema, bias)
     group_names = schema.attribute(bias).groups if bias is not None else ()
     usable = ~clips["file"].isin(set(skipped["file"])).to_numpy()
     files = attrs["file"].to_numpy()[usable]
@@ -333,7 +330,7 @@ def degenerate_cells(folds: pd.DataFrame, clips: pd.DataFrame, actors: pd.DataFr
         return []
     attrs = clip_attributes(clips, actors, schema)
     attrs["_g"] = _bias_groups(attrs, schema, bias)
-    majority = majority_table(clips, actors, schema, bias)
+    majority = majority_table(attrs, schema, bias)
     usable = attrs[~attrs["file"].isin(set(skipped["file"]))].set_index("file")
     split_of = clips.set_index("file")
     out = []
