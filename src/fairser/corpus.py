@@ -87,11 +87,14 @@ def block_folds(actor_ids) -> dict[int, list[str]]:
         raise ValueError(f"{n} actors cannot form {N_FOLDS} speaker-independent blocks")
     sizes = [n // N_FOLDS + (b >= N_FOLDS - n % N_FOLDS) for b in range(N_FOLDS)]
     block = np.repeat(np.arange(N_FOLDS), sizes)
-    out = {}
-    for actor, b in zip(ids, block):
-        out[actor] = ["test" if b == f else "dev" if b == (f + 1) % N_FOLDS else "train"
-                      for f in range(N_FOLDS)]
-    return out
+    return {actor: fold_roles(int(b), N_FOLDS) for actor, b in zip(ids, block)}
+
+
+def fold_roles(block: int, n_folds: int) -> list[str]:
+    """Split of a clip of block (session) `block` in each fold: fold f tests on block f, develops
+    on block f + 1 (the last fold on block 0) and trains on the others."""
+    return ["test" if block == f else "dev" if block == (f + 1) % n_folds else "train"
+            for f in range(n_folds)]
 
 
 def reason_kind(reason: str) -> str:
@@ -406,7 +409,6 @@ def build_crema_d(out: str | Path, *, urls: dict, audio_dir: str | Path | None =
 # --- user corpora: EMO-SUPERB label folders and manifests ------------------------------------------
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
-SPLIT_NAMES = ("train", "dev", "test")
 GENDER_NAMES = {"m": "Male", "male": "Male", "f": "Female", "female": "Female"}
 TOLERANCE = 1e-3  # a label row sums to 1 within this
 
@@ -558,7 +560,7 @@ def read_emo_superb(labels_dir: str | Path, *, renormalise: bool = False) -> dic
         raise InputError(f"{config_path}: no categorical.emo_type list of classes") from None
     names = {"train": "Train", "dev": "Development", "test": "Test"}
     names.update(cfg.get("data_split_type") or {})
-    split_of = {str(v): k for k, v in names.items() if k in SPLIT_NAMES}
+    split_of = {str(v): k for k, v in names.items() if k in corpus_schema.SPLITS}
     files = {m.group(1): p for p in folder.glob("labels_consensus_*.csv")
              if (m := re.match(r"labels_consensus_(.+)\.csv$", p.name))}
     if not files:
@@ -705,7 +707,7 @@ def read_manifest(manifest: str | Path, *, renormalise: bool = False) -> dict:
             row = []
             for c in split_cols:
                 s = str(r[c]).strip().lower()
-                if s not in SPLIT_NAMES:
+                if s not in corpus_schema.SPLITS:
                     raise InputError(f"{where}: {c} is {r[c]!r}, not one of train, dev, test")
                 row.append(s)
             splits.append(row)
@@ -718,11 +720,8 @@ def read_manifest(manifest: str | Path, *, renormalise: bool = False) -> dict:
             attrs[name].append(_gender(v) if name == "gender" and v else v)
     if mode == "fold":
         ids = _sort_ids(folds)
-        for k, fid in enumerate(folds):
-            f = ids.index(fid)
-            # fold g tests on fold id g and develops on the next one (wrapping), like block_folds
-            splits[k] = ["test" if g == f else "dev" if f == (g + 1) % len(ids) else "train"
-                         for g in range(len(ids))]
+        block = {fid: g for g, fid in enumerate(ids)}
+        splits = [fold_roles(block[fid], len(ids)) for fid in folds]
         n_folds = len(ids)
     else:
         n_folds = len(split_cols)
