@@ -7,11 +7,11 @@
 import json
 from pathlib import Path
 
-from fairser import cli, config, corpus, provenance
+from fairser import config, corpus, provenance, stage
 
 
 def main() -> None:
-    p = cli.parser(__doc__.splitlines()[0])
+    p = stage.parser(__doc__.splitlines()[0])
     p.add_argument("--out", required=True, type=Path, help="output folder (data/corpus)")
     p.add_argument("--inputs", default=None, type=Path,
                    help="the inputs stage's fingerprint of the corpus files and folders (data/inputs/corpus.json)")
@@ -26,4 +26,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    stage.run(main)

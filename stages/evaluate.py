@@ -9,7 +9,7 @@ threshold and the attributes come from data/corpus/schema.json.
 
 from fairser import config, evaluate
 from fairser import schema as corpus_schema
-from fairser.cli import parser, run
+from fairser.stage import parser, run
 from fairser.io import atomic_dir, write_json
 
 

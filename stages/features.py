@@ -6,12 +6,12 @@ Reads params: preset, features.upstream, features.revision, features.batch_secon
 compute (no effect on values).
 """
 
-from fairser import cli, config, provenance
+from fairser import config, provenance, stage
 from fairser.features import run
 
 
 def main() -> None:
-    p = cli.parser(__doc__.splitlines()[0])
+    p = stage.parser(__doc__.splitlines()[0])
     p.add_argument("--corpus", required=True, help="folder with clips.csv, skipped.csv and wav/")
     p.add_argument("--out", required=True, help="output folder (features.npy, index.csv, info.json)")
     p.add_argument("--inputs", default=None,
@@ -25,4 +25,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    stage.run(main)

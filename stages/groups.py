@@ -7,13 +7,13 @@ split.bias and idi.truth (the attribute of gender.csv, fairser.schema.truth_attr
 attributes come from data/corpus/schema.json.
 """
 
-from fairser import cli, config
+from fairser import config, stage
 from fairser import schema as corpus_schema
 from fairser.idi import run_groups
 
 
 def main() -> None:
-    p = cli.parser(__doc__.splitlines()[0])
+    p = stage.parser(__doc__.splitlines()[0])
     p.add_argument("--corpus", required=True, help="folder with clips.csv, actors.csv and schema.json")
     p.add_argument("--split", required=True, help="folder with folds.csv")
     p.add_argument("--speaker", required=True, help="folder with embeddings.npy and index.csv")
@@ -29,4 +29,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    stage.run(main)

@@ -9,11 +9,11 @@ speaker.model/revision, idi.pseudo_model/pseudo_revision.
 
 from pathlib import Path
 
-from fairser import cli, config, provenance
+from fairser import config, provenance, stage
 
 
 def main() -> None:
-    p = cli.parser(__doc__.splitlines()[0])
+    p = stage.parser(__doc__.splitlines()[0])
     p.add_argument("--out", required=True, type=Path, help="output folder (data/inputs)")
     args = p.parse_args()
     docs = provenance.write_inputs(args.out, config.load(args.params))
@@ -25,4 +25,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    stage.run(main)

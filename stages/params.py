@@ -10,14 +10,14 @@ other output, as it was.
 
 from pathlib import Path
 
-from fairser import cli, config
+from fairser import config, stage
 from fairser.io import atomic_write_text
 
 CONTENT = "params.yaml passed fairser.config.validate (this file is constant by design)\n"
 
 
 def main() -> None:
-    p = cli.parser(__doc__.splitlines()[0])
+    p = stage.parser(__doc__.splitlines()[0])
     p.add_argument("--out", required=True, type=Path, help="output folder (data/params)")
     args = p.parse_args()
     config.load(args.params)
@@ -28,4 +28,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    stage.run(main)

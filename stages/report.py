@@ -19,7 +19,8 @@ import pandas as pd
 from fairser import config, provenance, report
 from fairser import schema as corpus_schema
 from fairser.evaluate import SUMMARY_COLUMNS, table2_attributes
-from fairser.cli import InputError, parser, run
+from fairser.errors import InputError
+from fairser.stage import parser, run
 from fairser.io import atomic_dir
 
 

@@ -5,12 +5,12 @@ python stages/speaker.py --corpus data/corpus --out data/speaker [--inputs data/
 Reads params: preset, speaker.model, speaker.revision; speaker.device, compute (no effect on values).
 """
 
-from fairser import cli, config, provenance
+from fairser import config, provenance, stage
 from fairser.speaker import run
 
 
 def main() -> None:
-    p = cli.parser(__doc__.splitlines()[0])
+    p = stage.parser(__doc__.splitlines()[0])
     p.add_argument("--corpus", required=True, help="folder with clips.csv, skipped.csv and wav/")
     p.add_argument("--out", required=True, help="output folder (embeddings.npy, index.csv, info.json)")
     p.add_argument("--inputs", default=None,
@@ -23,4 +23,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    stage.run(main)

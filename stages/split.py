@@ -5,12 +5,12 @@ python stages/split.py --corpus data/corpus --out data/split [--params params.ya
 
 import sys
 
-from fairser import cli, config
+from fairser import config, stage
 from fairser.split import run
 
 
 def main() -> None:
-    p = cli.parser(__doc__.splitlines()[0])
+    p = stage.parser(__doc__.splitlines()[0])
     p.add_argument("--corpus", required=True, help="folder with clips.csv, actors.csv, skipped.csv")
     p.add_argument("--out", required=True, help="output folder (folds.csv, counts.csv, coverage.json)")
     args = p.parse_args()
@@ -24,4 +24,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    stage.run(main)

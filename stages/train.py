@@ -9,12 +9,13 @@ the predictions.csv columns, folds.csv labels) and the threshold 1/K come from d
 
 import torch
 
-from fairser import cli, config
+from fairser import config, stage
+from fairser.errors import InputError
 from fairser.train import SETS, run_set
 
 
 def main() -> None:
-    p = cli.parser(__doc__.splitlines()[0])
+    p = stage.parser(__doc__.splitlines()[0])
     p.add_argument("--set", required=True, choices=sorted(SETS), help="run set")
     p.add_argument("--k", type=int, default=None, help="k-means k (with --set kmeans)")
     p.add_argument("--corpus", required=True,
@@ -26,7 +27,7 @@ def main() -> None:
     args = p.parse_args()
     params = config.load(args.params)
     if (args.set == "kmeans") != (args.k is not None):
-        raise cli.InputError("--k is required with --set kmeans and only then")
+        raise InputError("--k is required with --set kmeans and only then")
     # One intra-op thread; fit() trains jobs side by side, one per core, instead. The products
     # are small, and intra-op threads spin-waiting for busy cores of a shared machine cost more
     # than they give (benchmarks/train_grid.py).
@@ -37,4 +38,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    stage.run(main)

@@ -14,6 +14,7 @@ from sklearn.metrics import f1_score, recall_score
 
 from fairser import schema as fairser_schema
 from fairser import audit, cli, evaluate, metrics
+from fairser.errors import InputError
 from fairser.constants import SURROGATE_NOTICE
 from fairser.schema import CREMA_D_CLASSES as EMOTIONS
 
@@ -206,7 +207,7 @@ def test_a_corpus_folder_speaker_without_demographics_names_actors_csv(tmp_path)
     actors = pd.read_csv(tree["corpus"] / "actors.csv", dtype=str, keep_default_na=False)
     actors.loc[2, "sex"] = ""
     actors.to_csv(tree["corpus"] / "actors.csv", index=False)
-    with pytest.raises(cli.InputError, match=r"actors.csv, line 4, column sex: actor 1003 sex is empty"):
+    with pytest.raises(InputError, match=r"actors.csv, line 4, column sex: actor 1003 sex is empty"):
         audit.load(predictions=tree["predictions"], labels=tree["corpus"], speakers=tree["corpus"])
 
 
@@ -221,7 +222,7 @@ def test_default_threshold_is_one_over_the_number_of_classes():
 
 @pytest.mark.parametrize("text", ["0", "1", "1.5", "half", "1/0"])
 def test_threshold_outside_zero_one_is_refused(text):
-    with pytest.raises(cli.InputError, match="--threshold"):
+    with pytest.raises(InputError, match="--threshold"):
         audit.parse_threshold(text, 3)
 
 
@@ -258,12 +259,12 @@ def test_only_the_columns_asked_for_are_checked(tmp_path):
     paths = write_plain(tmp_path)
     _edit(paths["speakers"], lambda d: d.loc.__setitem__((0, "age"), ""))
     assert audit.load(**paths, attributes="gender").attributes == ["gender"]
-    with pytest.raises(cli.InputError, match="column age: speaker 's1' has no age"):
+    with pytest.raises(InputError, match="column age: speaker 's1' has no age"):
         audit.load(**paths, attributes="gender", intersect=["gender,age"])
 
 
 def test_an_unknown_intersection_part_is_named(tmp_path):
-    with pytest.raises(cli.InputError, match="--intersect: 'race' is not an attribute of"):
+    with pytest.raises(InputError, match="--intersect: 'race' is not an attribute of"):
         audit.load(**write_plain(tmp_path), intersect=["gender,race"])
 
 
@@ -291,7 +292,7 @@ def test_seeds_of_one_fold_must_score_the_same_clips(tmp_path):
     pred = pd.read_csv(tree["predictions"])
     drop = int(np.flatnonzero((pred["fold"] == 3) & (pred["seed"] == 1))[0])
     pred.drop(index=drop).to_csv(tree["predictions"], index=False)
-    with pytest.raises(cli.InputError, match=rf"predictions.csv: fold 3 seed 1 lacks clip "
+    with pytest.raises(InputError, match=rf"predictions.csv: fold 3 seed 1 lacks clip "
                                              rf"'{pred['file'][drop]}', unlike seed 0"):
         audit.load(predictions=tree["predictions"], labels=tree["corpus"], speakers=tree["corpus"])
 
@@ -357,7 +358,7 @@ def test_bad_input_is_one_line_naming_file_line_and_column_and_writes_nothing(tm
 
 def test_an_unknown_attribute_is_named(tmp_path):
     paths = write_plain(tmp_path)
-    with pytest.raises(cli.InputError, match="--attributes: 'race' is not an attribute of"):
+    with pytest.raises(InputError, match="--attributes: 'race' is not an attribute of"):
         audit.load(**paths, attributes="gender,race")
 
 
@@ -438,12 +439,12 @@ def test_a_speakers_table_with_a_schema_bins_and_excludes_as_the_pipeline(tmp_pa
     fairser_schema.save(schema, tmp_path)
     spk.loc[spk["speaker"] == spk["speaker"][7], "years"] = "90"  # every clip of one speaker
     spk.to_csv(paths["speakers"], index=False)
-    with pytest.raises(cli.InputError, match=r"speakers.csv, line \d+, column years: '90' is outside every group"):
+    with pytest.raises(InputError, match=r"speakers.csv, line \d+, column years: '90' is outside every group"):
         audit.load_speakers(paths["speakers"], None, schema=tmp_path / "schema.json")
 
 
 def test_a_corpus_folder_without_schema_json_is_named(tmp_path):
     tree = write_pipeline_run(tmp_path)
     (tree["corpus"] / "schema.json").unlink()
-    with pytest.raises(cli.InputError, match=r"schema.json: not found"):
+    with pytest.raises(InputError, match=r"schema.json: not found"):
         audit.load(predictions=tree["predictions"], labels=tree["corpus"], speakers=tree["corpus"])

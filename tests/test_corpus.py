@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from fairser import config, corpus
-from fairser.cli import InputError
+from fairser.errors import InputError
 from fairser.constants import SAMPLE_RATE, SURROGATE_NOTICE
 from fairser.schema import CREMA_D_CLASSES as EMOTIONS
 from helpers import tone

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from fairser.config import ParamsError
+from fairser.errors import ParamsError
 from fairser.debias.base import BEST
 from fairser.debias.george import cluster_groups
 from fairser.debias.jtt import error_set, upweights

@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 
 from fairser import corpus, download
-from fairser.cli import InputError
+from fairser.errors import InputError
 from fairser.constants import SAMPLE_RATE
 from fairser.schema import CREMA_D_CLASSES as EMOTIONS
 

@@ -15,10 +15,10 @@ import soundfile as sf
 import torch
 import yaml
 
-from fairser import cli, engine
+from fairser import engine, stage
 from fairser import features as F
-from fairser.cli import InputError
-from fairser.config import ParamsError
+from fairser.errors import InputError
+from fairser.errors import ParamsError
 from fairser.constants import SAMPLE_RATE
 from helpers import tone
 
@@ -55,7 +55,7 @@ def test_stage_entry_sizes_torch_threads_from_its_params_file(tmp_path, no_env):
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        assert cli.threads_from_params(["--out", "x", "--params", str(tmp_path / "p.yaml")]) == 1
+        assert stage.threads_from_params(["--out", "x", "--params", str(tmp_path / "p.yaml")]) == 1
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)

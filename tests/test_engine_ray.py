@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from fairser import engine, features, idi, speaker
-from fairser.cli import InputError
+from fairser.errors import InputError
 from fairser.constants import SAMPLE_RATE
 from helpers import tone
 

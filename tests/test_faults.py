@@ -18,7 +18,7 @@ import yaml
 
 from fairser import features as F
 from fairser import speaker as S
-from fairser.cli import InputError
+from fairser.errors import InputError
 from fairser.constants import SAMPLE_RATE
 from helpers import dvc_repo, tone
 

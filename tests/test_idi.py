@@ -9,7 +9,7 @@ import soundfile as sf
 import torch
 
 from fairser import idi
-from fairser.cli import InputError
+from fairser.errors import InputError
 from fairser import schema as corpus_schema
 from fairser.constants import SAMPLE_RATE
 from helpers import tone

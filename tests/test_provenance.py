@@ -12,7 +12,7 @@ import yaml
 from fairser import config, corpus, idi, provenance as P
 from fairser import features as F
 from fairser import speaker as S
-from fairser.cli import InputError
+from fairser.errors import InputError
 from fairser.constants import SAMPLE_RATE
 from helpers import tone
 from test_features import tiny_wavlm

@@ -9,7 +9,7 @@ import soundfile as sf
 import torch
 
 from fairser import speaker as S
-from fairser.cli import InputError
+from fairser.errors import InputError
 from fairser.constants import SAMPLE_RATE
 from helpers import tone
 

@@ -13,8 +13,8 @@ import yaml
 
 from fairser import config
 
-from fairser.cli import InputError
-from fairser.config import ParamsError
+from fairser.errors import InputError
+from fairser.errors import ParamsError
 from fairser import schema as corpus_schema
 from fairser.schema import CREMA_D_CLASSES as EMOTIONS
 from fairser.split import (

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from fairser import config
-from fairser.cli import InputError
+from fairser.errors import InputError
 from fairser import schema as corpus_schema
 from fairser.schema import CREMA_D_CLASSES as EMOTIONS
 from fairser.train import (BatchedAdam, FoldData, Run, TrainConfig, TrainingDiverged, _Job,

@@ -10,7 +10,7 @@ import torch
 
 from fairser import config
 from fairser import schema as corpus_schema
-from fairser.cli import InputError
+from fairser.errors import InputError
 from fairser.debias.jtt import error_set
 from fairser.train import class_weights, load_folds, random_scores, run_set, training_targets
 

@@ -42,7 +42,7 @@ import pandas as pd  # noqa: E402
 
 from fairser import evaluate, metrics  # noqa: E402
 from fairser import schema as corpus_schema  # noqa: E402
-from fairser.cli import InputError  # noqa: E402
+from fairser.errors import InputError  # noqa: E402
 from fairser.io import atomic_dir, read_csv  # noqa: E402
 
 MIN_SPEAKERS = 3  # fewer speakers than this in a group of some cell -> a warning in the report

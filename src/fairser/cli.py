@@ -1,52 +1,11 @@
-"""What every stage script shares: one-line errors and the params file argument."""
+"""The `fairser` console command (today `fairser audit`): the top floor; nothing imports it."""
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 
-from fairser.config import ParamsError
-
-
-class InputError(ValueError):
-    """Bad input data (a file, a clip, a model id): the message names it in one line."""
-
-
-def parser(description: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=description)
-    p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
-    return p
-
-
-def threads_from_params(argv=None) -> int:
-    """Size torch's thread pools from the stage's params file (`--params`, compute.threads) and
-    FAIRSER_THREADS before the stage does any work (fairser.engine.configure)."""
-    from fairser import config, engine
-
-    only_params = argparse.ArgumentParser(add_help=False)  # --help stays the stage's own
-    only_params.add_argument("--params", default="params.yaml")
-    argv = sys.argv[1:] if argv is None else argv
-    if "-h" in argv or "--help" in argv:  # help needs no params file
-        return engine.configure(None)
-    known, _ = only_params.parse_known_args(argv)
-    return engine.configure(config.load(known.params)["compute"])
-
-
-def run(main) -> None:
-    """Size torch's threads (threads_from_params), then call `main()`; turn expected failures
-    into one line on stderr and exit status 1.
-
-    Set FAIRSER_TRACEBACK=1 to see the full traceback instead.
-    """
-    try:
-        threads_from_params()
-        main()
-    except (ParamsError, InputError, FileNotFoundError) as err:
-        if os.environ.get("FAIRSER_TRACEBACK"):
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+from fairser.errors import InputError
+from fairser.stage import run
 
 
 AUDIT_EPILOG = """\
@@ -109,7 +68,7 @@ def main(argv=None) -> None:
     args = top.parse_args(argv)
 
     def audit() -> None:
-        from fairser import audit as audit_mod  # here: fairser.audit imports this module
+        from fairser import audit as audit_mod  # imported on use: `fairser --help` stays fast
 
         if args.n_boot < 0:
             raise InputError(f"--n-boot: {args.n_boot} is negative")
@@ -125,8 +84,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    # `python -m fairser.cli`: call the imported module's main, so that InputError here is the
-    # same class that fairser.audit raises (this file also runs as __main__).
-    from fairser.cli import main as _main
-
-    _main()
+    main()

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from fairser.errors import ParamsError
+
 PRESETS = {
     "offline": {
         "corpus.name": "surrogate",
@@ -48,10 +50,6 @@ CORPORA = ("surrogate", "crema-d", "emo-superb", "manifest")
 METHODS = ("erm", "random", "lff", "disent", "pgdro", "rw", "ds", "gdro", "gadro", "jtt", "george")
 GROUP_METHODS = ("rw", "ds", "gdro", "gadro")  # the four that take IDI groups
 SPLIT_NAMES = ("train", "dev", "test")
-
-
-class ParamsError(ValueError):
-    """A params.yaml value is missing, of the wrong type, or out of range."""
 
 
 # --- the schema -------------------------------------------------------------------------------

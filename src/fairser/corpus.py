@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from fairser import schema as corpus_schema
 from fairser import surrogate
-from fairser.cli import InputError
+from fairser.errors import InputError
 from fairser.constants import EMOTION_CODES, SAMPLE_RATE, SURROGATE_NOTICE
 from fairser.download import NotFound, check_url, fetch, parse_lfs_pointer, sha256_file
 from fairser.io import atomic_dir

@@ -15,7 +15,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from fairser.cli import InputError
+from fairser.errors import InputError
 
 CHUNK = 1 << 20
 TIMEOUT_S = 60

@@ -49,7 +49,7 @@ def affinity_count() -> int:
 def thread_count(setting: int | None = None) -> int:
     """Torch threads for this process: FAIRSER_THREADS if set, else `setting` (compute.threads),
     else the affinity count. A bad FAIRSER_THREADS is one line naming it."""
-    from fairser.config import ParamsError
+    from fairser.errors import ParamsError
 
     env = os.environ.get(THREADS_ENV)
     if env not in (None, ""):
@@ -230,7 +230,7 @@ class Extraction:
 
     def stacked(self, files, wav_dir: str | Path) -> np.ndarray:
         """Rows in `files` order; a skipped clip is one InputError naming it and its reason."""
-        from fairser.cli import InputError
+        from fairser.errors import InputError
         from fairser.features import wav_path
 
         bad = [f for f in files if f in self.skipped]
@@ -358,7 +358,7 @@ def _ray_blocks(task: ClipTask, files, wav_dir, blocks, compute):
         import ray  # only here: the local engine never imports Ray
         import ray.data  # noqa: F401
     except ImportError:
-        from fairser.config import ParamsError
+        from fairser.errors import ParamsError
 
         raise ParamsError("params.yaml: 'compute.engine' is 'ray' but Ray Data is not installed; "
                           "pip install 'fairser[ray]'") from None

@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from fairser import metrics
 from fairser import schema as corpus_schema
-from fairser.cli import InputError
+from fairser.errors import InputError
 from fairser.config import GROUP_METHODS, METHODS
 from fairser.io import ONLY_EMPTY_IS_NA, read_csv
 

@@ -25,7 +25,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from fairser.cli import InputError
+from fairser.errors import InputError
 from fairser.constants import SAMPLE_RATE
 from fairser.provenance import load_hf, model_for_stage, model_load_error  # noqa: F401 (re-export)
 

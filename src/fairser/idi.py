@@ -21,7 +21,7 @@ from sklearn.cluster import MiniBatchKMeans
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from tqdm import tqdm
 
-from fairser.cli import InputError
+from fairser.errors import InputError
 from fairser.io import read_csv
 from fairser import schema as corpus_schema
 from fairser.constants import SAMPLE_RATE

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from fairser.cli import InputError
+from fairser.errors import InputError
 
 
 @contextlib.contextmanager

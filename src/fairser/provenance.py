@@ -32,7 +32,7 @@ import textwrap
 import warnings
 from pathlib import Path
 
-from fairser.cli import InputError
+from fairser.errors import InputError
 
 # Built-in model names (no files of ours to fingerprint beyond the code DVC already tracks).
 BUILTIN = {"features.upstream": "fbank", "speaker.model": "resemblyzer", "idi.pseudo_model": "pitch"}

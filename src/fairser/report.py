@@ -560,7 +560,7 @@ def load_fig4_data(*, corpus_dir, speaker_dir, groups_dir, schema, attribute: st
     from fairser import schema as corpus_schema
     from pathlib import Path
 
-    from fairser.cli import InputError
+    from fairser.errors import InputError
 
     corpus_dir, speaker_dir, groups_dir = Path(corpus_dir), Path(speaker_dir), Path(groups_dir)
     groups_path = groups_dir / f"kmeans_k{k}.csv"

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fairser.cli import InputError
+from fairser.errors import InputError
 
 SCHEMA_FILE = "schema.json"
 SPLITS = ("train", "dev", "test")

@@ -21,7 +21,7 @@ import torch
 import yaml
 
 from fairser.constants import SAMPLE_RATE
-from fairser.cli import InputError
+from fairser.errors import InputError
 from fairser.features import (check_wavs, clear_stale_partials, pad_to, partial_key, resolve_device,
                               usable_clips)
 from fairser.provenance import model_for_stage, model_load_error

@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fairser.cli import InputError
-from fairser.config import ParamsError
+from fairser.errors import InputError
+from fairser.errors import ParamsError
 from fairser.io import atomic_dir, read_csv
 from fairser.metrics import binarize
 from fairser.schema import SPLITS, Schema, bias_attribute, speaker_groups, truth_attribute

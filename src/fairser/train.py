@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fairser.cli import InputError
+from fairser.errors import InputError
 from fairser import schema as corpus_schema
 from fairser.debias import base
 from fairser.debias.base import (BEST, REGISTRY, Batch, FoldData, Run, cb_losses,  # noqa: F401

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from fairser.cli import InputError
-from fairser.config import ParamsError
+from fairser.errors import InputError
+from fairser.errors import ParamsError
 
 if TYPE_CHECKING:  # only for annotations: the engine is never imported by a method
     from fairser.train import Result

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fairser.cli import InputError
+from fairser.errors import InputError
 from fairser.debias import dro
 from fairser.debias.base import BEST, Run, base_run, get, register, seed_entropy
 

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fairser.cli import InputError
-from fairser.config import ParamsError
+from fairser.errors import InputError
+from fairser.errors import ParamsError
 from fairser.debias.base import Method, Run, base_run, get, register
 
 

@@ -6,7 +6,7 @@ Params: eta. Needs soft memberships (the pseudo groups file's p_0, p_1).
 
 from __future__ import annotations
 
-from fairser.cli import InputError
+from fairser.errors import InputError
 from fairser.debias import dro
 from fairser.debias.base import Run, base_run, register
 
