@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from fairser.errors import InputError
+from fairser.values import GENDER_GROUPS  # noqa: F401 (schema.GENDER_GROUPS: group id 0 = Male, 1 = Female)
 
 SCHEMA_FILE = "schema.json"
 SPLITS = ("train", "dev", "test")
@@ -187,7 +188,6 @@ def load(folder: str | Path) -> Schema:
 # CREMA-D as EMO-SUPERB labels it (SPEC section 1): class order of config.json's emo_type.
 CREMA_D_CLASSES = ("angry", "sad", "disgust", "fear", "neutral", "happy")
 CREMA_D_RACES = ("Caucasian", "African American", "Asian")  # "Unknown" is a missing group
-GENDER_GROUPS = ("Male", "Female")  # group id 0 = Male, 1 = Female everywhere
 
 
 def bins_attribute(name: str, column: str, bins: dict) -> Attribute:
