@@ -9,10 +9,34 @@ from fairser.train import FoldData, TrainConfig, build_run, fit
 torch.set_num_threads(1)
 
 
-def test_every_method_of_the_run_sets_is_registered_with_its_params():
-    from fairser.train import SETS
+def test_the_registry_holds_exactly_the_methods_of_the_run_sets_each_with_a_taxonomy():
+    from fairser import config
+    from fairser.debias.base import TAXONOMY
+    from fairser.method_sets import SETS
 
-    assert {m for s in SETS.values() for m in s} - {"random"} <= set(REGISTRY)
+    toys = {"twin"}  # tests/toy_method.py, registered by another test of this module
+    assert set(REGISTRY) - toys == set(config.METHODS) - {"random"}
+    assert set(config.METHODS) == {m for s in SETS.values() for m in s}
+    assert set(config.GROUP_METHODS) <= set(SETS["gender"])
+    assert all(m.taxonomy in TAXONOMY for m in REGISTRY.values())
+    assert REGISTRY["erm"].taxonomy == "baseline" and REGISTRY["gdro"].taxonomy == "DRO"
+
+
+def test_no_debias_module_imports_the_trainer():
+    """fairser.debias sits below fairser.train: not even an import under TYPE_CHECKING."""
+    import ast
+    from pathlib import Path
+
+    import fairser.debias
+
+    for path in Path(fairser.debias.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not any(n == "fairser.train" or n.startswith("fairser.train.") for n in names), path
+
+
+def test_every_method_of_the_run_sets_is_registered_with_its_params():
     assert REGISTRY["gadro"].params == ("eta", "adjustment")
     assert REGISTRY["rw"].groups == "hard" and REGISTRY["pgdro"].groups == "soft"
     assert REGISTRY["erm"].groups is None

@@ -6,6 +6,7 @@ from fairser.debias import Method, register
 
 class Twin(Method):
     name = "twin"
+    taxonomy = "baseline"
 
     def objective(self, batch, state, mask):
         return batch.mean(batch.losses())

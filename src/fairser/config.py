@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from fairser.errors import ParamsError
+from fairser.method_sets import EXTENSIONS, GROUP_METHODS, METHODS  # noqa: F401 (re-exported)
 
 PRESETS = {
     "offline": {
@@ -47,8 +48,6 @@ REVISION_OF = {"features.revision": "features.upstream", "speaker.revision": "sp
                "idi.pseudo_revision": "idi.pseudo_model"}
 
 CORPORA = ("surrogate", "crema-d", "emo-superb", "manifest")
-METHODS = ("erm", "random", "lff", "disent", "pgdro", "rw", "ds", "gdro", "gadro", "jtt", "george")
-GROUP_METHODS = ("rw", "ds", "gdro", "gadro")  # the four that take IDI groups
 SPLIT_NAMES = ("train", "dev", "test")
 
 

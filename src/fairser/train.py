@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +37,9 @@ import torch
 from fairser.errors import InputError
 from fairser import schema as corpus_schema
 from fairser.debias import base
-from fairser.debias.base import (BEST, REGISTRY, Batch, FoldData, Run, cb_losses,  # noqa: F401
-                                 run_seed)
+from fairser.debias.base import (BEST, REGISTRY, Batch, FoldData, Result, Run,  # noqa: F401
+                                 cb_losses, run_seed)
+from fairser.method_sets import SETS
 from fairser.features import resolve_device
 from fairser.io import ONLY_EMPTY_IS_NA, atomic_dir, read_csv
 
@@ -69,21 +70,6 @@ class TrainConfig:
         return cls(epochs=t["epochs"], batch_size=t["batch_size"], lr=t["lr"], hidden=t["hidden"],
                    target=t["target"], device=resolve_device(t["device"], key="train.device").type,
                    seeds=t["seeds"])
-
-
-@dataclass
-class Result:
-    """What a run leaves: test probabilities at the kept epoch and its learning curve."""
-
-    run: Run
-    test_probs: np.ndarray   # (n_test, K) softmax probabilities, rows as run.test
-    train_loss: np.ndarray   # (epochs,) mean of the minimised loss over the epoch's steps
-    dev_loss: np.ndarray     # (epochs,) plain class-balanced loss on the dev set
-    best_epoch: int          # 1-based epoch kept (lowest dev loss, first on ties)
-    # {epoch: {"probs": (n_train, K), "hidden": (n_train, H)}} for each epoch of run.snapshots
-    # (BEST = the kept epoch): the training clips scored by the model at that epoch, "hidden"
-    # being encoder 0's output Linear(D, H) (the penultimate layer).
-    snapshots: dict = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -690,12 +676,6 @@ def build_run(method: str, name: str, fold: FoldData, *, seed: int, hparams: dic
 
 # ---------------------------------------------------------------------------------------------
 # Files (docs/DESIGN.md): inputs checked before any training, outputs through atomic_dir
-
-GROUP_METHODS = ("rw", "ds", "gdro", "gadro")
-# Baselines: no groups given. JTT and GEORGE (issue 13) read the set's ERM runs as their phase 1.
-SETS = {"baselines": ("erm", "random", "lff", "disent", "jtt", "george"), "gender": GROUP_METHODS,
-        "pseudo": GROUP_METHODS + ("pgdro",), "kmeans": GROUP_METHODS}
-
 
 # Output columns (agreed interface): predictions.csv is fold, seed, file, <classes>.
 CURVE_COLUMNS = ("fold", "seed", "epoch", "train_loss", "dev_loss", "chosen")

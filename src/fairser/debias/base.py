@@ -11,16 +11,11 @@ then every second phase batched.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
 import numpy as np
 import torch
 
 from fairser.errors import InputError
 from fairser.errors import ParamsError
-
-if TYPE_CHECKING:  # only for annotations: the engine is never imported by a method
-    from fairser.train import Result
 
 # Snapshot epoch 0: the kept epoch (lowest dev loss), recorded after training.
 BEST = 0
@@ -50,6 +45,21 @@ class Run:
     # Epochs after which to record the training clips' probabilities and hidden features
     # (Result.snapshots); BEST = the kept epoch. What a two-phase method's second phase reads.
     snapshots: tuple[int, ...] = ()
+
+
+@dataclass
+class Result:
+    """What a run leaves: test probabilities at the kept epoch and its learning curve."""
+
+    run: Run
+    test_probs: np.ndarray   # (n_test, K) softmax probabilities, rows as run.test
+    train_loss: np.ndarray   # (epochs,) mean of the minimised loss over the epoch's steps
+    dev_loss: np.ndarray     # (epochs,) plain class-balanced loss on the dev set
+    best_epoch: int          # 1-based epoch kept (lowest dev loss, first on ties)
+    # {epoch: {"probs": (n_train, K), "hidden": (n_train, H)}} for each epoch of run.snapshots
+    # (BEST = the kept epoch): the training clips scored by the model at that epoch, "hidden"
+    # being encoder 0's output Linear(D, H) (the penultimate layer).
+    snapshots: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -154,9 +164,11 @@ class Method:
         reported model (`predict`); every method of a family must agree on both.
     params: the methods.<name> keys it reads, each a finite number (checked before training).
     groups: None, "hard" (FoldData.groups) or "soft" (FoldData.soft).
+    taxonomy: its family of debias methods, one of TAXONOMY (the report's trade-off figure).
     """
 
     name: str = ""
+    taxonomy: str = ""
     family: str = "head"
     arch: Arch = Arch(1, 1, 1)
     params: tuple[str, ...] = ()
@@ -170,7 +182,7 @@ class Method:
         return None
 
     def build(self, name: str, fold: FoldData, seed: int, hparams: dict, seed_index: int,
-              first: "Result | None" = None) -> Run:
+              first: Result | None = None) -> Run:
         """This method's Run on one fold (`first`: the trained phase1 run, if any)."""
         return Run(**base_run(name, self.name, fold, seed, seed_index), hparams=dict(hparams))
 
@@ -191,11 +203,17 @@ class Method:
 
 REGISTRY: dict[str, Method] = {}
 
+# Families of debias methods a Method.taxonomy names.
+TAXONOMY = ("baseline", "pre-processing", "regularisation", "adversarial", "augmentation",
+            "biased learner", "DRO", "last-layer")
+
 
 def register(method: Method) -> Method:
     """Make `method` trainable by name (fairser.train.build_run, fit). Returns it."""
     if not method.name:
         raise ValueError("a method needs a name")
+    if method.taxonomy not in TAXONOMY:
+        raise ValueError(f"method {method.name}: taxonomy {method.taxonomy!r}; expected one of {TAXONOMY}")
     REGISTRY[method.name] = method
     return method
 

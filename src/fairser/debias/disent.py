@@ -21,6 +21,7 @@ from fairser.debias.base import Arch, Method, register
 
 class DisEnt(Method):
     name = "disent"
+    taxonomy = "biased learner"
     family = "disent"
     arch = Arch(2, 2, 2)
     params = ("gce_q", "ema_alpha", "lambda_dis", "lambda_swap_b", "lambda_swap", "swap_after_epoch")

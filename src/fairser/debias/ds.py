@@ -15,6 +15,7 @@ from fairser.debias.base import Method, Run, base_run, needs_groups, register, s
 
 class DS(Method):
     name = "ds"
+    taxonomy = "pre-processing"
     groups = "hard"
 
     def build(self, name, fold, seed, hparams, seed_index, first=None):

@@ -10,6 +10,7 @@ from fairser.debias.base import Method, register
 
 class ERM(Method):
     name = "erm"
+    taxonomy = "baseline"
 
     def objective(self, batch, state, mask):
         return batch.mean(batch.losses())

@@ -12,6 +12,7 @@ from fairser.debias.gdro import GDRO
 
 class GADRO(GDRO):
     name = "gadro"
+    taxonomy = "DRO"
     params = ("eta", "adjustment")
 
 

@@ -11,6 +11,7 @@ from fairser.debias.base import Run, base_run, needs_groups, register
 
 class GDRO(dro.GroupDRO):
     name = "gdro"
+    taxonomy = "DRO"
     params = ("eta",)
     groups = "hard"
 

@@ -69,6 +69,7 @@ def _cluster_groups(hidden, labels, *, max_k, components, n_init, seed):
 
 class GEORGE(dro.GroupDRO):
     name = "george"
+    taxonomy = "DRO"
     params = ("eta", "max_k", "components", "n_init")
 
     def phase1(self, fold, seed, hparams, seed_index):

@@ -47,6 +47,7 @@ def upweights(errors: np.ndarray, lambda_up: float) -> np.ndarray:
 
 class JTT(Method):
     name = "jtt"
+    taxonomy = "biased learner"
     params = ("identification_epochs", "lambda_up")
 
     @staticmethod

@@ -101,6 +101,7 @@ class LfF(Method):
     `label`): LfF assumes one class per clip and ours are multi-label."""
 
     name = "lff"
+    taxonomy = "biased learner"
     family = "lff"
     arch = Arch(2, 2, 1)
     params = ("gce_q", "ema_alpha")

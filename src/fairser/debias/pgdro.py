@@ -13,6 +13,7 @@ from fairser.debias.base import Run, base_run, register
 
 class PGDRO(dro.GroupDRO):
     name = "pgdro"
+    taxonomy = "DRO"
     params = ("eta",)
     groups = "soft"
 

@@ -13,6 +13,7 @@ from fairser.debias.base import Method, Run, base_run, needs_groups, register
 
 class RW(Method):
     name = "rw"
+    taxonomy = "pre-processing"
     groups = "hard"
 
     def build(self, name, fold, seed, hparams, seed_index, first=None):
