@@ -143,6 +143,12 @@ def _k_list(x) -> bool:
             and len(set(x)) == len(x))
 
 
+def subset(*values) -> Rule:
+    """A list of distinct names from `values` (may be empty)."""
+    return Rule(lambda x: isinstance(x, list) and all(isinstance(v, str) and v in values for v in x)
+                and len(set(x)) == len(x), f"a list of distinct names from {', '.join(values)}")
+
+
 MODEL = text("a model name, hub id or folder")
 DEVICE = choice("auto", "cpu", "cuda")
 FOLDER = or_null(text("a folder path"))
@@ -197,6 +203,8 @@ SCHEMA: dict[str, Rule] = {
     "train.hidden": integer(1),
     "train.target": choice("soft", "hard"),
     "train.device": DEVICE,
+    # Which of issue 24's methods the run sets train (the rest: `dvc exp run -S`; README).
+    "train.extensions": subset(*EXTENSIONS),
     "methods.gdro.eta": number(0, lo_open=True),
     "methods.gadro.eta": number(0, lo_open=True),
     "methods.gadro.adjustment": number(0),
@@ -215,6 +223,14 @@ SCHEMA: dict[str, Rule] = {
     "methods.george.max_k": integer(2),
     "methods.george.components": integer(1),
     "methods.george.n_init": integer(1),
+    "methods.adv.lambda_max": number(0),
+    "methods.adv.gamma": number(0),
+    "methods.eopp.weight": number(0),
+    "methods.eopp.tau": number(0, lo_open=True),
+    "methods.mmd.weight": number(0),
+    "methods.mixup.alpha": number(0, lo_open=True),
+    "methods.afr.gamma": number(0),
+    "methods.afr.reg": number(0),
     "evaluate.bootstrap": integer(0),
     # --- execution engines (helper `scale`)
     "compute.engine": choice("local", "ray"),

@@ -11,13 +11,13 @@ registry (fairser.debias) holds exactly these methods.
 """
 
 GROUP_METHODS = ("rw", "ds", "gdro", "gadro")
-EXTENSION_GROUP_METHODS = ()
-EXTENSIONS = EXTENSION_GROUP_METHODS
+EXTENSION_GROUP_METHODS = ("adv", "eopp", "mmd", "mixup", "dfr")
+EXTENSIONS = EXTENSION_GROUP_METHODS + ("afr",)
 
-# Run sets (one train_* stage each) -> their methods, in output order. JTT and GEORGE
+# Run sets (one train_* stage each) -> their methods, in output order. JTT, GEORGE, DFR and AFR
 # read the (fold, seed)'s ERM run as their phase 1.
 SETS = {
-    "baselines": ("erm", "random", "lff", "disent", "jtt", "george"),
+    "baselines": ("erm", "random", "lff", "disent", "jtt", "george", "afr"),
     "gender": GROUP_METHODS + EXTENSION_GROUP_METHODS,
     "pseudo": GROUP_METHODS + ("pgdro",) + EXTENSION_GROUP_METHODS,
     "kmeans": GROUP_METHODS + EXTENSION_GROUP_METHODS,

@@ -39,7 +39,7 @@ from fairser import schema as corpus_schema
 from fairser.debias import base
 from fairser.debias.base import (BEST, REGISTRY, Batch, FoldData, Result, Run,  # noqa: F401
                                  cb_losses, run_seed)
-from fairser.method_sets import SETS
+from fairser.method_sets import EXTENSIONS, SETS
 from fairser.features import resolve_device
 from fairser.io import ONLY_EMPTY_IS_NA, atomic_dir, read_csv
 
@@ -205,17 +205,7 @@ class BatchedAdam:
 # Parameters
 
 
-def _generator(seed: int, *tags: int) -> torch.Generator:
-    state = np.random.SeedSequence([seed, *tags]).generate_state(2, dtype=np.uint32)
-    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
-
-
-def _linear(gen: torch.Generator, fan_in: int, fan_out: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """torch.nn.Linear's default init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), weight stored (in, out)."""
-    bound = 1.0 / np.sqrt(fan_in)
-    w = (torch.rand(fan_in, fan_out, generator=gen, dtype=torch.float64) * 2 - 1) * bound
-    b = (torch.rand(fan_out, generator=gen, dtype=torch.float64) * 2 - 1) * bound
-    return w.float(), b.float()
+_generator, _linear = base.generator, base.linear_init
 
 
 def _init_params(runs: list[Run], arch: base.Arch, layers: int, dim: int, hidden: int,
@@ -259,8 +249,9 @@ def _family(run: Run) -> str:
 
 
 def _group_key(run: Run) -> tuple:
+    norm = None if run.standardise is None else np.asarray(run.standardise).tobytes()
     return (_family(run), run.seed, np.asarray(run.train).tobytes(),
-            np.asarray(run.dev).tobytes())
+            np.asarray(run.dev).tobytes(), norm)
 
 
 # Groups per job, at most. A fixed number (not the core count) keeps job composition, and so
@@ -349,7 +340,8 @@ class _Job:
         # very large dimensions).
         mu, isd = [], []
         for g in groups:
-            x = feats[torch.as_tensor(g.lead.train, device=dev)].double()
+            norm = g.lead.train if g.lead.standardise is None else g.lead.standardise
+            x = feats[torch.as_tensor(norm, device=dev)].double()
             mu.append(x.mean(0))
             sd = x.var(0, unbiased=False).mean(0).sqrt()                 # (D,)
             # A dimension constant on the training set keeps scale 1 (as sklearn's
@@ -397,8 +389,17 @@ class _Job:
                 labels[i, : len(g.lead.labels)] = g.lead.labels
         self.labels = t(labels, torch.long)
 
-        self.params = [x.to(dev).requires_grad_() for x in
-                       _init_params(self.runs, self.arch, self.L, self.D, cfg.hidden, self.K)]
+        self.threshold = threshold
+        init = _init_params(self.runs, self.arch, self.L, self.D, cfg.hidden, self.K)
+        for i, r in enumerate(self.runs):
+            for x, value in zip(init, r.init or []):
+                x[i] = torch.as_tensor(np.asarray(value), dtype=x.dtype)
+        self.params = [x.to(dev).requires_grad_() for x in init]
+        extra = self.methods[0].extra_params(self)
+        for i, r in enumerate(self.runs):
+            for x, value in zip(extra, (r.init or [])[len(init):]):
+                x.data[i] = torch.as_tensor(np.asarray(value), dtype=x.dtype, device=dev)
+        self.params += [x.to(dev).requires_grad_() for x in extra]
         self.rngs = [np.random.default_rng(np.random.SeedSequence([g.lead.seed, 3])) for g in groups]
         # Each method's runs (R,) and its state across steps (e.g. group DRO's q, LfF's EMAs).
         self.masks = {m.name: t([r.method == m.name for r in self.runs]) for m in self.methods}
@@ -556,7 +557,9 @@ def fit(features: np.ndarray, p: np.ndarray, runs: list[Run], cfg: TrainConfig,
     if threshold is None:
         threshold = 1.0 / np.shape(p)[1]
     dev = torch.device(cfg.device)
-    used = np.unique(np.concatenate([np.concatenate([r.train, r.dev, r.test]) for r in runs]))
+    used = np.unique(np.concatenate([np.concatenate([r.train, r.dev, r.test]
+                                                    + ([] if r.standardise is None else [r.standardise]))
+                                    for r in runs]).astype(np.int64))
     # Only the rows some run reads go to the device, as float32 (the cache is float16).
     remap = np.full(len(features), -1, dtype=np.int64)
     remap[used] = np.arange(len(used))
@@ -567,7 +570,8 @@ def fit(features: np.ndarray, p: np.ndarray, runs: list[Run], cfg: TrainConfig,
 
     def local(r: Run) -> Run:
         return Run(**{**r.__dict__, "train": remap[r.train], "dev": remap[r.dev],
-                      "test": remap[r.test]})
+                      "test": remap[r.test],
+                      "standardise": None if r.standardise is None else remap[r.standardise]})
 
     local_runs = [local(r) for r in runs]
 
@@ -624,7 +628,9 @@ def _train_job(job: _Job) -> list[Result]:
             active_host = np.repeat(job.n_valid_host > 0, job.M)
             loss = job.loss(job.params, pos, v, epoch)
             # Runs are independent, so the gradient of the sum is each run's own gradient.
-            grads = torch.autograd.grad(torch.where(active, loss, 0.0).sum(), job.params)
+            # Parameters an objective does not read (a frozen encoder) get zero gradients.
+            grads = torch.autograd.grad(torch.where(active, loss, 0.0).sum(), job.params,
+                                        materialize_grads=True)
             opt.step(grads, active_host)
             ld = loss.detach()
             finite &= torch.isfinite(ld) | ~active
@@ -654,9 +660,11 @@ def _train_job(job: _Job) -> list[Result]:
         n = len(run.train)
         kept = {e: {"probs": snaps[e][0][i, :n].astype(np.float64), "hidden": snaps[e][1][i, :n]}
                 for e in run.snapshots}
+        kept_params = ([x[i].cpu().numpy().copy() for x in best_params] if run.keep_params
+                       else None)
         results.append(Result(run=run, test_probs=probs[i, : len(run.test)],
                               train_loss=train_curve[i], dev_loss=dev_curve[i],
-                              best_epoch=int(best_epoch[i]), snapshots=kept))
+                              best_epoch=int(best_epoch[i]), snapshots=kept, params=kept_params))
     return results
 
 
@@ -754,6 +762,13 @@ def load_folds(corpus, features, split, groups_path=None, *, classes, threshold:
             # Ids present in this fold's training set, renumbered 0..G-1 (k-means ids may skip).
             _, f.groups = np.unique(g["group"].to_numpy(), return_inverse=True)
             f.groups = f.groups.reshape(-1)
+            ids = np.unique(g["group"].to_numpy())
+            dev_keys = list(zip([fold] * len(dv), dv["file"]))
+            if all(k in groups.index for k in dev_keys):
+                # Dev clips in the training set's groups (a k-means id absent from training: -1).
+                d = groups.loc[dev_keys]["group"].to_numpy()
+                at = np.clip(np.searchsorted(ids, d), 0, len(ids) - 1)
+                f.dev_groups = np.where(ids[at] == d, at, -1)
             soft_cols = [f"p_{i}" for i in range(n_groups_soft)]
             if all(c in g.columns for c in soft_cols):
                 soft = g[soft_cols].to_numpy(np.float64)
@@ -787,6 +802,7 @@ def fit_methods(features, p, methods: list[str], folds: list[FoldData], cfg: Tra
                 key = (r1.method, r1.fold, s, np.asarray(r1.train).tobytes())
                 if key in firsts:  # JTT and GEORGE of one (fold, seed) read one ERM run
                     firsts[key].snapshots = tuple(sorted(set(firsts[key].snapshots) | set(r1.snapshots)))
+                    firsts[key].keep_params |= r1.keep_params
                 else:
                     firsts[key] = r1
                 second.append((method, hp, fold, s, key))
@@ -796,6 +812,7 @@ def fit_methods(features, p, methods: list[str], folds: list[FoldData], cfg: Tra
         key = (r.method, r.fold, r.seed_index, np.asarray(r.train).tobytes())
         if key in firsts:
             r.snapshots = tuple(sorted(set(r.snapshots) | set(firsts[key].snapshots)))
+            r.keep_params |= firsts[key].keep_params
             shared[key] = r
     extra = [r for key, r in firsts.items() if key not in shared]
     results = fit(features, p, one + extra, cfg, workers=workers, threshold=threshold)
@@ -833,13 +850,16 @@ def run_set(set_name: str, *, corpus, features, split, groups_dir, out, params: 
         if not np.isfinite(feats[start: start + 1024]).all():
             raise InputError(f"{Path(features) / 'features.npy'}: non-finite values in rows "
                              f"{start}..{min(start + 1024, len(feats)) - 1}")
-    trained = [m for m in SETS[set_name] if m != "random"]
+    # Issue 24's methods train when train.extensions names them (params.yaml; README).
+    chosen = set(params["train"].get("extensions", []))
+    methods = [m for m in SETS[set_name] if m not in EXTENSIONS or m in chosen]
+    trained = [m for m in methods if m != "random"]
     results = fit_methods(feats, p, trained, list(folds.values()), cfg, seed=seed,
                           hparams=params["methods"], label=set_label, threshold=schema.threshold)
     by_key = {(r.run.method, r.run.fold, r.run.seed_index): r for r in results}
 
     with atomic_dir(out) as tmp:
-        for method in SETS[set_name]:
+        for method in methods:
             preds, curves = [], []
             for fold in folds:
                 for s in range(cfg.seeds):

@@ -45,6 +45,12 @@ class Run:
     # Epochs after which to record the training clips' probabilities and hidden features
     # (Result.snapshots); BEST = the kept epoch. What a two-phase method's second phase reads.
     snapshots: tuple[int, ...] = ()
+    # Last-layer methods (DFR, AFR): start from these parameters (a trained run's Result.params)
+    # instead of the seed's initialisation, and standardise the inputs with these feature rows
+    # (that run's training set, so its encoder sees the inputs it was trained on); None = own.
+    init: list | None = None
+    standardise: np.ndarray | None = None
+    keep_params: bool = False      # Result.params: the kept epoch's parameters (a phase 1's)
 
 
 @dataclass
@@ -60,6 +66,9 @@ class Result:
     # (BEST = the kept epoch): the training clips scored by the model at that epoch, "hidden"
     # being encoder 0's output Linear(D, H) (the penultimate layer).
     snapshots: dict = field(default_factory=dict)
+    # [layer_logits (E, L), w1 (E, D, H), b1 (E, H), w2 (heads, in, K), b2 (heads, K)] at the kept
+    # epoch (then any Method.extra_params), when run.keep_params.
+    params: list | None = None
 
 
 @dataclass
@@ -73,6 +82,7 @@ class FoldData:
     labels: np.ndarray                  # single majority class id per training clip
     groups: np.ndarray | None = None    # hard group id per training clip, 0..G-1
     soft: np.ndarray | None = None      # (n_train, G) soft memberships (PGDRO)
+    dev_groups: np.ndarray | None = None  # group id per dev clip (ids as `groups`; DFR)
     # The positive threshold 1/K of the corpus's K classes (schema.Schema.threshold); None =
     # 1/K of the probabilities a method reads (JTT's error set).
     threshold: float | None = None
@@ -99,6 +109,20 @@ def run_seed(seed: int, fold: int, seed_index: int = 0) -> int:
     order, so methods differ only in their objective (and DS in its subset) and each (fold, seed)
     is a paired comparison between methods."""
     return int(np.random.SeedSequence(seed_entropy(seed, fold, seed_index)).generate_state(1)[0])
+
+
+def generator(seed: int, *tags: int) -> torch.Generator:
+    """A torch generator for the stream (seed, *tags)."""
+    state = np.random.SeedSequence([seed, *tags]).generate_state(2, dtype=np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+def linear_init(gen: torch.Generator, fan_in: int, fan_out: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """torch.nn.Linear's default init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), weight stored (in, out)."""
+    bound = 1.0 / np.sqrt(fan_in)
+    w = (torch.rand(fan_in, fan_out, generator=gen, dtype=torch.float64) * 2 - 1) * bound
+    b = (torch.rand(fan_out, generator=gen, dtype=torch.float64) * 2 - 1) * bound
+    return w.float(), b.float()
 
 
 @dataclass(frozen=True)
@@ -187,6 +211,12 @@ class Method:
         return Run(**base_run(name, self.name, fold, seed, seed_index), hparams=dict(hparams))
 
     # -- training ------------------------------------------------------------------------
+
+    def extra_params(self, engine) -> list[torch.Tensor]:
+        """Parameters beyond the SER model's, stacked per run (R, ...) and trained with it (e.g.
+        an adversary's head); drawn from streams other than the model's, so the model itself
+        starts as ERM's. Every method of a family must agree."""
+        return []
 
     def init_state(self, engine, mask: torch.Tensor):
         """Per-job state the objective keeps across steps (mask (R,): this method's runs)."""
