@@ -372,9 +372,10 @@ def write_inputs(root, n=60, with_soft=True, drop_group=None):
     return folds
 
 
-def tiny_params(seeds=2):
+def tiny_params(seeds=2, extensions=()):
     params = config.load(ROOT / "params.yaml")
-    params["train"].update(epochs=2, batch_size=8, hidden=4, device="cpu", seeds=seeds)
+    params["train"].update(epochs=2, batch_size=8, hidden=4, device="cpu", seeds=seeds,
+                           extensions=list(extensions))
     params["methods"]["jtt"]["identification_epochs"] = 1
     return params
 
@@ -528,3 +529,15 @@ def test_cached_head_equals_frame_level_emo_superb_head_on_a_13_layer_upstream()
         pooled = (mixed @ hp["W"] + hp["b"]).mean(0)                       # Linear per frame, mean
         np.testing.assert_allclose(ours[i], (pooled @ hp["W2"] + hp["b2"]).numpy(),
                                    rtol=1e-4, atol=1e-4)
+
+
+def test_train_extensions_chooses_which_of_issue_24s_methods_a_set_trains(tmp_path):
+    write_inputs(tmp_path)
+    out = tmp_path / "runs" / "pseudo"
+    run_set("pseudo", corpus=tmp_path / "corpus", features=tmp_path / "features",
+            split=tmp_path / "split", groups_dir=tmp_path / "groups", out=out,
+            params=tiny_params(seeds=1, extensions=["mmd", "dfr", "afr"]))
+    # afr is group-free (the baselines set's): the pseudo set gains only mmd and dfr
+    assert sorted(x.name for x in out.iterdir()) == ["dfr", "ds", "gadro", "gdro", "mmd", "pgdro", "rw"]
+    pred = pd.read_csv(out / "dfr" / "predictions.csv")
+    assert np.allclose(pred.iloc[:, 3:].sum(1), 1.0)

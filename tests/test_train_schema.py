@@ -92,7 +92,7 @@ def write_corpus(root, n=48, seed=0):
 
 def tiny_params():
     params = config.load(ROOT / "params.yaml")
-    params["train"].update(epochs=2, batch_size=8, hidden=4, device="cpu", seeds=1)
+    params["train"].update(epochs=2, batch_size=8, hidden=4, device="cpu", seeds=1, extensions=[])
     params["methods"]["jtt"]["identification_epochs"] = 1
     return params
 

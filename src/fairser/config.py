@@ -229,6 +229,8 @@ SCHEMA: dict[str, Rule] = {
     "methods.eopp.tau": number(0, lo_open=True),
     "methods.mmd.weight": number(0),
     "methods.mixup.alpha": number(0, lo_open=True),
+    "methods.dfr.lr": number(0, 1, lo_open=True),
+    "methods.afr.lr": number(0, 1, lo_open=True),
     "methods.afr.gamma": number(0),
     "methods.afr.reg": number(0),
     "evaluate.bootstrap": integer(0),

@@ -528,7 +528,7 @@ def _check_runs(runs: list[Run], n_rows: int, epochs: int) -> None:
         for part in (r.train, r.dev, r.test):
             if len(part) and (np.min(part) < 0 or np.max(part) >= n_rows):
                 raise InputError(f"{where}: feature row out of range [0, {n_rows})")
-        if r.labels is None and REGISTRY[r.method].family != "head":
+        if r.labels is None and REGISTRY[r.method].needs_labels:
             raise InputError(f"{where}: needs a single class label per training clip")
         if any(not 0 <= e <= epochs for e in r.snapshots):
             raise InputError(f"{where}: snapshot epochs {r.snapshots} outside 0..{epochs}")
@@ -600,7 +600,7 @@ def _train_job(job: _Job) -> list[Result]:
     a copy of each run's parameters at its lowest dev loss so far (scored on test at the end)."""
     cfg = job.cfg
     B = cfg.batch_size
-    opt = BatchedAdam(job.params, cfg.lr)
+    opt = BatchedAdam(job.params, job.methods[0].learning_rate(cfg.lr, job.runs[0].hparams))
     wanted = sorted({e for r in job.runs for e in r.snapshots})
     snaps: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     steps = int(-(-job.n_train.max() // B))
@@ -752,6 +752,8 @@ def load_folds(corpus, features, split, groups_path=None, *, classes, threshold:
                      dev=np.array([row[x] for x in dv["file"]]),
                      test=np.array([row[x] for x in te["file"]]),
                      labels=np.array([classes.index(x) for x in tr["label"]]), threshold=threshold)
+        if dv["label"].notna().all() and dv["label"].isin(classes).all():
+            f.dev_labels = np.array([classes.index(x) for x in dv["label"]])
         if groups is not None:
             keys = list(zip([fold] * len(tr), tr["file"]))
             missing = [k for k in keys if k not in groups.index]

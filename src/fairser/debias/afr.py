@@ -9,7 +9,7 @@ kept epoch; no groups anywhere. Multi-label adaptation (ours): p_i = sum_k t_ik 
 probability the ERM model puts on the clip's vote distribution t_i (its true-class probability
 when t_i is one-hot); weights normalised to mean 1 over the retraining clips, applied to the
 class-balanced soft-target loss (which already balances classes, their second normalisation).
-Params: gamma, reg.
+Params: gamma, reg, lr (the head's Adam step size).
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ def afr_weights(probs: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor,
 
 class AFR(LastLayer):
     name = "afr"
-    params = ("gamma", "reg")
+    family = "afr"
+    params = ("gamma", "reg", "lr")
 
     def init_state(self, engine, mask):
         # At initialisation the runs hold ERM's parameters: score their retraining clips once.

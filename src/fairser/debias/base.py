@@ -83,6 +83,7 @@ class FoldData:
     groups: np.ndarray | None = None    # hard group id per training clip, 0..G-1
     soft: np.ndarray | None = None      # (n_train, G) soft memberships (PGDRO)
     dev_groups: np.ndarray | None = None  # group id per dev clip (ids as `groups`; DFR)
+    dev_labels: np.ndarray | None = None  # single majority class id per dev clip (DFR)
     # The positive threshold 1/K of the corpus's K classes (schema.Schema.threshold); None =
     # 1/K of the probabilities a method reads (JTT's error set).
     threshold: float | None = None
@@ -211,6 +212,16 @@ class Method:
         return Run(**base_run(name, self.name, fold, seed, seed_index), hparams=dict(hparams))
 
     # -- training ------------------------------------------------------------------------
+
+    @property
+    def needs_labels(self) -> bool:
+        """Whether its runs need Run.labels (the single class per training clip)."""
+        return self.family != "head"
+
+    def learning_rate(self, lr: float, hparams: dict) -> float:
+        """Adam's step size for this method's runs (train.lr unless it says otherwise; a method
+        with its own must be its own family, so a job has one)."""
+        return lr
 
     def extra_params(self, engine) -> list[torch.Tensor]:
         """Parameters beyond the SER model's, stacked per run (R, ...) and trained with it (e.g.

@@ -3,7 +3,8 @@ is their phase 1; its SER head alone is retrained on one half of the dev split (
 data these methods need), the other half choosing the kept epoch. The encoder (layer weights and
 Linear(D, H)) stays ERM's: the objective reads its codes detached, so Adam, with zero gradients
 and zero moments, leaves it bit for bit unchanged; inputs are standardised as ERM's were (with
-its training rows)."""
+its training rows). A convex problem on fixed codes, fitted to convergence in their papers: the
+head gets its own Adam step size `lr` (methods.<name>.lr), so each is its own family (job)."""
 
 from __future__ import annotations
 
@@ -29,13 +30,19 @@ class LastLayer(Method):
 
     taxonomy = "last-layer"
 
+    needs_labels = False
+
+    def learning_rate(self, lr, hparams):
+        return float(hparams["lr"])
+
     def phase1(self, fold, seed, hparams, seed_index):
         run = get("erm").build(f"{self.name}/phase1-erm", fold, seed, {}, seed_index)
         run.keep_params = True
         return run
 
-    def retrain_rows(self, fold, half: np.ndarray, seed: int, seed_index: int) -> np.ndarray:
-        """Positions in fold.dev of the clips the head is retrained on."""
+    def retrain_rows(self, fold, half: np.ndarray, seed: int, seed_index: int, tag: int) -> np.ndarray:
+        """Positions in fold.dev of the clips of `half` the head is retrained on (tag 7) or its
+        epoch is chosen on (tag 8); all of them unless the method subsamples (stream tag)."""
         return half
 
     def build(self, name, fold, seed, hparams, seed_index, first=None):
@@ -45,9 +52,10 @@ class LastLayer(Method):
             raise InputError(f"method {self.name}: fold {fold.fold} has {len(fold.dev)} dev clip(s); "
                              f"it needs two to split")
         a, b = dev_halves(len(fold.dev), seed, fold.fold, seed_index)
-        rows = self.retrain_rows(fold, a, seed, seed_index)
+        rows = self.retrain_rows(fold, a, seed, seed_index, 7)
         fields = base_run(name, self.name, fold, seed, seed_index)
-        fields.update(train=fold.dev[rows], dev=fold.dev[b], labels=None)
+        fields.update(train=fold.dev[rows], dev=fold.dev[self.retrain_rows(fold, b, seed, seed_index, 8)],
+                      labels=None if fold.dev_labels is None else fold.dev_labels[rows])
         return Run(**fields, hparams=dict(hparams), init=[np.asarray(x) for x in first.params],
                    standardise=fold.train)
 
