@@ -93,8 +93,8 @@ def test_a_bad_value_is_one_error_naming_its_key(raw, key, value, named):
 
 
 def test_an_unknown_method_section_is_rejected(raw):
-    raw["methods"]["mixup"] = {"alpha": 0.2}
-    with pytest.raises(config.ParamsError, match="methods.mixup"):
+    raw["methods"]["cutmix"] = {"alpha": 0.2}
+    with pytest.raises(config.ParamsError, match="methods.cutmix"):
         config.resolve(raw)
 
 

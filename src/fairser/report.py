@@ -26,11 +26,13 @@ from matplotlib.lines import Line2D  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
+from fairser.method_sets import EXTENSION_GROUP_METHODS  # noqa: E402
 from fairser.evaluate import (ALL_ATTRIBUTE, CI_METHOD, GAP_METRICS, MIN_STRATUM,  # noqa: E402
                               SCORE_METRICS, TABLE2_KS, Lookup, kmeans_set, sweep_ks)
 
 NAMES = {"erm": "ERM", "random": "Random", "lff": "LfF", "disent": "DisEnt", "pgdro": "PGDRO",
          "jtt": "JTT", "george": "GEORGE",
+         "adv": "ADV", "eopp": "EOPP", "mmd": "MMD", "mixup": "MIXUP", "dfr": "DFR", "afr": "AFR",
          "ds": "DS", "rw": "RW", "gdro": "GDRO", "gadro": "GADRO", "overall": "Overall"}
 METRIC_NAMES = {"f1": "F1 ↑", "acc": "ACC ↑", "tpr_gap": "TPR gap ↓", "dp_gap": "DP gap ↓"}
 TABLE1_METRICS = SCORE_METRICS + GAP_METRICS
@@ -93,10 +95,10 @@ def table1(summary: pd.DataFrame, *, k: int, attribute: str) -> pd.DataFrame:
     # JTT and GEORGE: group-free peers beyond the paper (issue 13), in the baselines set.
     for method, supervision in (("erm", "none"), ("random", "none"), ("lff", "unsupervised"),
                                 ("disent", "unsupervised"), ("jtt", "unsupervised"),
-                                ("george", "unsupervised")):
+                                ("george", "unsupervised"), ("afr", "unsupervised")):
         add("run", method, "baselines", supervision)
     add("run", "pgdro", "pseudo", "pseudo")
-    for method in PAPER_ORDER:
+    for method in PAPER_ORDER + EXTENSION_GROUP_METHODS:  # issue 24's after the paper's
         for run_set, supervision in _levels(k):
             add("run", method, run_set, supervision)
     for run_set, supervision in _levels(k):
