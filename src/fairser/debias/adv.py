@@ -22,8 +22,7 @@ import math
 import torch
 
 from fairser.debias import dro
-from fairser.debias.base import (Method, Run, base_run, generator, linear_init, needs_groups,
-                                 register)
+from fairser.debias.base import generator, linear_init, register
 
 
 class GradientReversal(torch.autograd.Function):
@@ -48,17 +47,12 @@ def schedule(epoch: int, epochs: int, lambda_max, gamma):
     return lambda_max * (2.0 / (1.0 + math.exp(-gamma * p)) - 1.0)
 
 
-class Adversarial(Method):
+class Adversarial(dro.HardGroups):
     name = "adv"
     taxonomy = "adversarial"
     family = "adv"   # its own job: the adversary's parameters are not the other methods'
     params = ("lambda_max", "gamma")
-    groups = "hard"
 
-    def build(self, name, fold, seed, hparams, seed_index, first=None):
-        g = needs_groups(fold, self.name)
-        return Run(**base_run(name, self.name, fold, seed, seed_index),
-                   memberships=dro.hard_memberships(g, g.max() + 1), hparams=dict(hparams))
 
     def extra_params(self, engine):
         G, H = engine.memberships.shape[2], engine.cfg.hidden

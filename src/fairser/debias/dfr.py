@@ -6,13 +6,15 @@ Theirs: an ERM model's features, a logistic-regression last layer fitted on a gr
 subset of the validation set. Ours (debias.lastlayer): the ERM run of the same fold and seed;
 its head Linear(H, K) retrained, from ERM's head, with Adam for train.epochs epochs on a
 group-balanced subset of half the dev split, the kept epoch chosen by the plain loss on a
-group-balanced subset of the other half (their group-balanced model selection). Balanced as their (class, attribute) groups: within each single majority class (folds.csv
-`label`), every group downsampled without replacement to the class's smallest group
-(weights.ds_select, DS's rule; streams (seed, fold, 7 or 8[, seed index])); without dev labels, the
-groups alone. Multi-label adaptation (ours): the class of a cell is the majority class, the
-head keeps the class-balanced soft-target loss on the vote distributions. No L1 penalty (their lasso strength
-is tuned on the same held-out data, which here also chooses the epoch). Hard groups, which must
-also cover the dev clips (data/groups files do). Params: lr (the head's Adam step size).
+group-balanced subset of the other half (their group-balanced model selection). Balanced as
+their (class, attribute) groups: within each single majority class (folds.csv `label`), every
+group downsampled without replacement to the class's smallest group (weights.ds_select, DS's
+rule; streams (seed, fold, 7 or 8[, seed index])); without dev labels, the groups alone.
+Multi-label adaptation (ours): the class of a cell is the majority class, and the head keeps
+the class-balanced soft-target loss on the vote distributions. No L1 penalty (their lasso
+strength is tuned on the same held-out data, which here also chooses the epoch).
+Hard groups, which must also cover the dev clips (data/groups files do). Params: lr (the head's
+Adam step size).
 """
 
 from __future__ import annotations

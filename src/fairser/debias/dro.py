@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from fairser.debias.base import Method
+from fairser.debias.base import Method, Run, base_run, needs_groups
 
 
 def hard_memberships(groups, n_groups: int) -> np.ndarray:
@@ -61,6 +61,18 @@ def update_q(q: torch.Tensor, adjusted_loss: torch.Tensor, eta) -> torch.Tensor:
 def dro_loss(q: torch.Tensor, group_loss: torch.Tensor) -> torch.Tensor:
     """sum_g q_g L_g, the quantity GDRO minimises (q is a constant for the gradient)."""
     return (q.detach() * group_loss).sum(-1)
+
+
+class HardGroups(Method):
+    """A method whose runs carry the fold's hard groups as one-hot memberships (Run.memberships;
+    GDRO, and issue 24's ADV, EOPP, MMD, MIXUP)."""
+
+    groups = "hard"
+
+    def build(self, name, fold, seed, hparams, seed_index, first=None):
+        g = needs_groups(fold, self.name)
+        return Run(**base_run(name, self.name, fold, seed, seed_index),
+                   memberships=hard_memberships(g, g.max() + 1), hparams=dict(hparams))
 
 
 class GroupDRO(Method):

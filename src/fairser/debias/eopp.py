@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from fairser.debias import dro
-from fairser.debias.base import Method, Run, base_run, needs_groups, register
+from fairser.debias.base import register
 
 
 def soft_tpr_gap(probs: torch.Tensor, targets: torch.Tensor, memberships: torch.Tensor,
@@ -40,16 +40,11 @@ def soft_tpr_gap(probs: torch.Tensor, targets: torch.Tensor, memberships: torch.
     return (gap ** 2).mean(-1)
 
 
-class EOPP(Method):
+class EOPP(dro.HardGroups):
     name = "eopp"
     taxonomy = "regularisation"
     params = ("weight", "tau")
-    groups = "hard"
 
-    def build(self, name, fold, seed, hparams, seed_index, first=None):
-        g = needs_groups(fold, self.name)
-        return Run(**base_run(name, self.name, fold, seed, seed_index),
-                   memberships=dro.hard_memberships(g, g.max() + 1), hparams=dict(hparams))
 
     def objective(self, batch, state, mask):
         logits = batch.head(batch.z[:, 0], 0)

@@ -6,19 +6,13 @@ Params: eta (q step size). Memberships are the one-hot groups; the objective is 
 from __future__ import annotations
 
 from fairser.debias import dro
-from fairser.debias.base import Run, base_run, needs_groups, register
+from fairser.debias.base import register
 
 
-class GDRO(dro.GroupDRO):
+class GDRO(dro.HardGroups, dro.GroupDRO):
     name = "gdro"
     taxonomy = "DRO"
     params = ("eta",)
-    groups = "hard"
-
-    def build(self, name, fold, seed, hparams, seed_index, first=None):
-        g = needs_groups(fold, self.name)
-        return Run(**base_run(name, self.name, fold, seed, seed_index),
-                   memberships=dro.hard_memberships(g, g.max() + 1), hparams=dict(hparams))
 
 
 register(GDRO())

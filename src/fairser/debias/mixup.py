@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from fairser.debias import dro
-from fairser.debias.base import Method, Run, base_run, needs_groups, register
+from fairser.debias.base import register
 
 
 def partners(labels: torch.Tensor, groups: torch.Tensor, valid: torch.Tensor,
@@ -32,16 +32,11 @@ def partners(labels: torch.Tensor, groups: torch.Tensor, valid: torch.Tensor,
     return j, ok.any(-1)
 
 
-class Mixup(Method):
+class Mixup(dro.HardGroups):
     name = "mixup"
     taxonomy = "augmentation"
     params = ("alpha",)
-    groups = "hard"
 
-    def build(self, name, fold, seed, hparams, seed_index, first=None):
-        g = needs_groups(fold, self.name)
-        return Run(**base_run(name, self.name, fold, seed, seed_index),
-                   memberships=dro.hard_memberships(g, g.max() + 1), hparams=dict(hparams))
 
     def init_state(self, engine, mask):
         on = np.flatnonzero(mask.cpu().numpy())

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from fairser.debias import dro
-from fairser.debias.base import Method, Run, base_run, needs_groups, register
+from fairser.debias.base import register
 
 
 def mmd_penalty(z: torch.Tensor, memberships: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -38,16 +38,11 @@ def mmd_penalty(z: torch.Tensor, memberships: torch.Tensor, valid: torch.Tensor)
     return ((mass / n) * mmd2.clamp_min(0)).sum(-1)
 
 
-class MMD(Method):
+class MMD(dro.HardGroups):
     name = "mmd"
     taxonomy = "regularisation"
     params = ("weight",)
-    groups = "hard"
 
-    def build(self, name, fold, seed, hparams, seed_index, first=None):
-        g = needs_groups(fold, self.name)
-        return Run(**base_run(name, self.name, fold, seed, seed_index),
-                   memberships=dro.hard_memberships(g, g.max() + 1), hparams=dict(hparams))
 
     def objective(self, batch, state, mask):
         m = batch.per_clip("memberships") * batch.vf.unsqueeze(-1)
