@@ -541,3 +541,13 @@ def test_train_extensions_chooses_which_of_issue_24s_methods_a_set_trains(tmp_pa
     assert sorted(x.name for x in out.iterdir()) == ["dfr", "ds", "gadro", "gdro", "mmd", "pgdro", "rw"]
     pred = pd.read_csv(out / "dfr" / "predictions.csv")
     assert np.allclose(pred.iloc[:, 3:].sum(1), 1.0)
+
+
+def test_train_extensions_names_only_issue_24s_methods():
+    raw = config.read_yaml(ROOT / "params.yaml")
+    for bad in (["nope"], ["dfr", "dfr"], ["gdro"], "dfr"):
+        raw["train"]["extensions"] = bad
+        with pytest.raises(config.ParamsError, match="train.extensions"):
+            config.resolve(raw)
+    raw["train"]["extensions"] = []
+    assert config.resolve(raw)["train"]["extensions"] == []
