@@ -185,3 +185,21 @@ def test_new_methods_start_from_erms_weights_and_last_layer_methods_keep_erms_en
     for i in range(3):
         np.testing.assert_array_equal(dfr.params[i], first.params[i])
     assert not np.allclose(dfr.params[3], first.params[3])
+
+
+def test_the_paper_methods_train_bit_for_bit_the_same_with_the_new_methods_beside_them():
+    """The new methods train in jobs of their own (DFR's ERM phase 1 too), so switching them on
+    (train.extensions) leaves every number of the set's other methods as it was."""
+    x, p, f, c, g = planted(1, n=240)
+    # Shapes where a batched product of more runs rounds differently (at 1e-7) from one of fewer
+    x = np.concatenate([np.repeat(x, 13, axis=1)] * 40, axis=2)  # (n, 13 layers, 160)
+    cfg = TrainConfig(epochs=2, batch_size=32, lr=1e-3, hidden=64, seeds=2)
+    hp = {**HP, "gdro": {"eta": 0.01}, "gadro": {"eta": 0.01, "adjustment": 4.0}}
+    paper = ["rw", "ds", "gdro", "gadro"]
+    alone = fit_methods(x, p, paper, [f], cfg, seed=0, hparams=hp, label="a")
+    beside = fit_methods(x, p, paper + ["adv", "eopp", "mmd", "mixup", "dfr"], [f], cfg, seed=0,
+                         hparams=hp, label="b")
+    for a, b in zip(alone, beside):
+        assert (a.run.method, a.run.seed_index) == (b.run.method, b.run.seed_index)
+        np.testing.assert_array_equal(a.test_probs, b.test_probs)
+        np.testing.assert_array_equal(a.dev_loss, b.dev_loss)

@@ -250,7 +250,7 @@ def _family(run: Run) -> str:
 
 def _group_key(run: Run) -> tuple:
     norm = None if run.standardise is None else np.asarray(run.standardise).tobytes()
-    return (_family(run), run.seed, np.asarray(run.train).tobytes(),
+    return (_family(run), run.apart, run.seed, np.asarray(run.train).tobytes(),
             np.asarray(run.dev).tobytes(), norm)
 
 
@@ -269,7 +269,7 @@ def plan_jobs(runs: list[Run], batch_size: int,
         groups.setdefault(_group_key(run), _Group([])).runs.append(run)
     buckets: dict[tuple, list[_Group]] = {}
     for g in groups.values():
-        buckets.setdefault((_family(g.lead), len(g.runs)), []).append(g)
+        buckets.setdefault((_family(g.lead), g.lead.apart, len(g.runs)), []).append(g)
     jobs = []
     for bucket in buckets.values():
         bucket.sort(key=lambda g: len(g.lead.train))

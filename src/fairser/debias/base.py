@@ -51,6 +51,9 @@ class Run:
     init: list | None = None
     standardise: np.ndarray | None = None
     keep_params: bool = False      # Result.params: the kept epoch's parameters (a phase 1's)
+    # Runs with different `apart` never share a job: a phase 1 that only a new method needs
+    # (DFR's ERM) leaves the jobs of the set's other runs, and so their numbers, as they were.
+    apart: str = ""
 
 
 @dataclass

@@ -42,6 +42,7 @@ def soft_tpr_gap(probs: torch.Tensor, targets: torch.Tensor, memberships: torch.
 
 class EOPP(dro.HardGroups):
     name = "eopp"
+    family = "eopp"  # its own jobs: the set's other runs train as without it
     taxonomy = "regularisation"
     params = ("weight", "tau")
 

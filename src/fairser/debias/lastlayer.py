@@ -38,6 +38,7 @@ class LastLayer(Method):
     def phase1(self, fold, seed, hparams, seed_index):
         run = get("erm").build(f"{self.name}/phase1-erm", fold, seed, {}, seed_index)
         run.keep_params = True
+        run.apart = "lastlayer"  # where the set has no ERM run, its jobs stay as without this one
         return run
 
     def retrain_rows(self, fold, half: np.ndarray, seed: int, seed_index: int, tag: int) -> np.ndarray:

@@ -34,6 +34,7 @@ def partners(labels: torch.Tensor, groups: torch.Tensor, valid: torch.Tensor,
 
 class Mixup(dro.HardGroups):
     name = "mixup"
+    family = "mixup"  # its own jobs: the set's other runs train as without it
     taxonomy = "augmentation"
     params = ("alpha",)
 

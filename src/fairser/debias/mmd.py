@@ -40,6 +40,7 @@ def mmd_penalty(z: torch.Tensor, memberships: torch.Tensor, valid: torch.Tensor)
 
 class MMD(dro.HardGroups):
     name = "mmd"
+    family = "mmd"  # its own jobs: the set's other runs train as without it
     taxonomy = "regularisation"
     params = ("weight",)
 
