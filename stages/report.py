@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from fairser import config, provenance, report
+from fairser import config, provenance, report, values
 from fairser import schema as corpus_schema
 from fairser.evaluate import SUMMARY_COLUMNS, table2_attributes
 from fairser.errors import InputError
@@ -26,9 +26,12 @@ from fairser.io import atomic_dir
 
 
 def data_notes(corpus_info: dict, coverage_json: Path | None) -> list[str]:
-    """Lines every table shows under its title: clips skipped and why (corpus.json), and the
-    split stage's warnings (coverage.json: degenerate biasing)."""
+    """Lines every table shows under its title: clips skipped and why and the spellings of speaker
+    ids and attribute values that were normalised (corpus.json), and the split stage's warnings
+    (coverage.json: degenerate biasing)."""
     notes = [f"Corpus: {corpus_info['coverage']}"] if corpus_info.get("coverage") else []
+    if values.describe(corpus_info.get("normalised") or {}):  # an imported corpus's folded spellings
+        notes.append(f"Values normalised: {values.describe(corpus_info['normalised'])}")
     if coverage_json is not None and coverage_json.is_file():
         notes += [f"**Warning:** {w}" for w in json.loads(coverage_json.read_text()).get("warnings", [])]
     return notes

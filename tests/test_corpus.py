@@ -361,6 +361,7 @@ def test_manifest_csv_with_single_labels_and_fold_ids_hand_computed(tmp_path):
     params = _manifest(tmp_path, "path,speaker,label,fold,gender,dialect\n"
                                  "a.wav,bob,sad,s1,m,north\nb.wav,amy,happy,s2,F,south\n"
                                  "c.wav,cat,sad,s3,f,\n")
+    params["classes"] = ["happy", "sad"]  # declared: `happy` has one clip
     out = corpus.build(tmp_path / "corpus", {"corpus": params, "seed": 0})
     clips = pd.read_csv(out / "clips.csv")
     assert list(clips.columns) == ["file", "actor", "happy", "sad", "split_1", "split_2", "split_3"]
@@ -466,7 +467,7 @@ def test_emo_superb_speakers_table_adds_categorical_and_binned_attributes(tmp_pa
     ("path,speaker,label_a,label_b,split\na.wav,x,0.5,0.5,test\nb.wav,y,0.5,0.5,exam\n",
      r"m\.csv, line 3: split is 'exam'"),
     ("path,speaker,label_a,label_b,split_1,split_2\na.wav,x,1,0,test,train\nb.wav,y,0,1,train,test\n"
-     "c.wav,x,0,1,train,train\n", r"m\.csv, line 4: speaker x is in fold 1's test set and in its train set"),
+     "c.wav,x,0.5,0.5,train,train\n", r"m\.csv, line 4: speaker x is in fold 1's test set and in its train set"),
 ])
 def test_manifest_bad_input_is_one_line_naming_file_and_row(tmp_path, text, message):
     params = _manifest(tmp_path, text)
@@ -510,10 +511,11 @@ def test_generic_importer_reads_real_emo_superb_crema_d_like_read_labels(shared_
 def test_user_corpus_flat_name_clash_and_no_audio_at_all(tmp_path):
     params = _manifest(tmp_path, "path,speaker,label,split\na/b.wav,x,joy,test\na__b.wav,y,calm,train\n",
                        files=())
+    params["classes"] = ["calm", "joy"]
     with pytest.raises(InputError, match=r"m\.csv, line 3: file name a__b\.wav clashes with .*m\.csv, line 2"):
         corpus.build(tmp_path / "corpus", {"corpus": params, "seed": 0})
-    params = _manifest(tmp_path, "path,speaker,label,split\nb.wav,x,joy,test\nc.wav,y,calm,train\n",
-                       files=())
+    params = dict(_manifest(tmp_path, "path,speaker,label,split\nb.wav,x,joy,test\nc.wav,y,calm,train\n",
+                            files=()), classes=["calm", "joy"])
     with pytest.raises(InputError, match=r"corpus\.audio_dir: no usable clip among 2 \(missing: 2\)"):
         corpus.build(tmp_path / "corpus", {"corpus": params, "seed": 0})
     assert not (tmp_path / "corpus").exists()

@@ -135,6 +135,12 @@ def _bins(x) -> bool:
             and all(isinstance(v, str) and v for v in n) and len(set(n)) == len(n))
 
 
+def _names(x, at_least: int = 1) -> bool:
+    """A list of at least `at_least` distinct non-empty strings."""
+    return (isinstance(x, list) and len(x) >= at_least and all(isinstance(v, str) and v.strip() for v in x)
+            and len(set(x)) == len(x))
+
+
 def or_null(rule: Rule) -> Rule:
     return Rule(lambda x: x is None or rule.check(x), f"null or {rule.expected}", rule.required)
 
@@ -161,6 +167,9 @@ SCHEMA: dict[str, Rule] = {
     "corpus.manifest": or_null(text("a .csv or .jsonl file")),
     "corpus.speakers": or_null(text("a CSV file of speaker demographics")),
     "corpus.renormalise": flag(),
+    "corpus.classes": or_null(Rule(lambda x: _names(x, 2), "a list of at least two distinct class names")),
+    "corpus.min_clips_per_class": integer(1),
+    "corpus.excluded.*": Rule(_names, "a list of values that mean unknown, e.g. [Unknown]"),
     "corpus.bins.*": Rule(_bins, "{edges: [increasing numbers], names: [one name per bin]}"),
     "corpus.urls.crema_d_raw": URL,
     "corpus.urls.crema_d_lfs": URL,

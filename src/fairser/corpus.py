@@ -29,11 +29,11 @@ from scipy import signal
 from tqdm import tqdm
 
 from fairser import schema as corpus_schema
-from fairser import surrogate
+from fairser import surrogate, values
 from fairser.errors import InputError
 from fairser.constants import EMOTION_CODES, SAMPLE_RATE, SURROGATE_NOTICE
 from fairser.download import NotFound, check_url, fetch, parse_lfs_pointer, sha256_file
-from fairser.io import atomic_dir
+from fairser.io import atomic_dir, read_csv, read_text
 
 EMOTIONS = corpus_schema.CREMA_D_CLASSES
 GENDERS = corpus_schema.GENDER_GROUPS
@@ -116,7 +116,8 @@ def skip_summary(n_clips: int, skipped: list[tuple[str, str]]) -> tuple[dict[str
 
 def _write_tables(out: Path, name: str, notice: str | None, clips: pd.DataFrame,
                   people: pd.DataFrame, skipped: list[tuple[str, str]],
-                  provenance: dict | None = None, schema: corpus_schema.Schema | None = None) -> None:
+                  provenance: dict | None = None, schema: corpus_schema.Schema | None = None,
+                  normalised: dict | None = None) -> None:
     corpus_schema.save(schema or corpus_schema.crema_d(), out)
     clips.to_csv(out / "clips.csv", index=False)
     cols = ["actor", "sex", "age", "race"] if name in ("surrogate", "crema-d") else list(people.columns)
@@ -131,6 +132,8 @@ def _write_tables(out: Path, name: str, notice: str | None, clips: pd.DataFrame,
     used = clips[~clips["file"].isin(skipped_files)]
     info.update(clips_used=len(used), actors_used=int(used["actor"].nunique()),
                 provenance=provenance or {})
+    if normalised is not None:  # user corpora: {attribute: {raw spelling: value}} (fairser.values)
+        info["normalised"] = normalised
     (out / "corpus.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
 
 
@@ -409,7 +412,6 @@ def build_crema_d(out: str | Path, *, urls: dict, audio_dir: str | Path | None =
 # --- user corpora: EMO-SUPERB label folders and manifests ------------------------------------------
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
-GENDER_NAMES = {"m": "Male", "male": "Male", "f": "Female", "female": "Female"}
 TOLERANCE = 1e-3  # a label row sums to 1 within this
 
 
@@ -426,11 +428,6 @@ def _sort_ids(ids) -> list:
         return sorted(ids, key=lambda i: (float(i), i))
     except ValueError:
         return sorted(ids)
-
-
-def _gender(value: str) -> str:
-    text = str(value).strip()
-    return GENDER_NAMES.get(text.lower(), text)
 
 
 def _label_row(values, classes, where: str, renormalise: bool) -> list[float]:
@@ -489,21 +486,18 @@ def _speaker_values(rows: list[tuple[str, str, int]], column: str, where) -> dic
     return {k: v for k, (v, _) in seen.items()}
 
 
-def _attribute(column: str, values: list[str], bins: dict | None) -> corpus_schema.Attribute:
-    """A speaker column as a schema attribute: `gender` (Male, Female, then others sorted), other
-    categorical columns with their values sorted, numeric ones binned by corpus.bins.<column>.
-    Empty cells are excluded (unknown)."""
-    present = sorted({v for v in values if v != ""})
-    excluded = ("",) if "" in values else ()
+def _attribute(column: str, cells: list[str], bins: dict | None,
+               excluded=()) -> corpus_schema.Attribute:
+    """A speaker column (normalised, fairser.values) as a schema attribute: `gender` (Male, Female),
+    other categorical columns with their values sorted, numeric ones binned by
+    corpus.bins.<column>. Empty cells and the `excluded` values (corpus.excluded.<column>) that
+    occur are excluded (unknown)."""
+    skip = ["", *excluded]
+    present = sorted({v for v in cells if v not in skip})
+    excluded = tuple(e for e in skip if e in cells)
     if column == "gender":
-        others = [v for v in present if v not in GENDERS]
-        return corpus_schema.Attribute("gender", "gender", (*GENDERS, *others), excluded=excluded)
-    try:
-        [float(v) for v in present]
-        numeric = bool(present)
-    except ValueError:
-        numeric = False
-    if numeric:
+        return corpus_schema.Attribute("gender", "gender", GENDERS, excluded=excluded)
+    if values.is_numeric(present):
         spec = (bins or {}).get(column)
         if not spec:
             raise InputError(f"params.yaml: corpus.bins.{column} is missing (speaker column {column!r} "
@@ -513,23 +507,42 @@ def _attribute(column: str, values: list[str], bins: dict | None) -> corpus_sche
     return corpus_schema.Attribute(column, column, tuple(present), excluded=excluded)
 
 
-def _read_speakers(path: Path, known: set[str]) -> dict[str, dict[str, str]]:
-    """corpus.speakers: speaker (SpkrID or speaker column) -> {column: value} for the other columns."""
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+SPEAKERS_EXPECTED = "columns SpkrID (or speaker) and one column per speaker attribute"
+
+
+def _read_speakers(path: Path, known: set[str]) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
+    """corpus.speakers: (speaker id -> {column: value as written, stripped} for the other columns,
+    {raw id: id} for the ids fairser.values.speaker_id changed). `known`: the labels' speaker ids."""
+    df = read_csv(path, (), expected=SPEAKERS_EXPECTED, dtype=str, keep_default_na=False)
     key = next((c for c in ("SpkrID", "speaker") if c in df.columns), None)
     if key is None:
         raise InputError(f"{path}: missing column SpkrID (or speaker)")
+    if df.empty:
+        raise InputError(f"{path}: a header and no rows; expected one row per speaker ({SPEAKERS_EXPECTED})")
+    ids, mapping = values.speaker_ids(df[key])
     out: dict[str, dict[str, str]] = {}
-    for i, row in df.iterrows():
-        spk = str(row[key]).strip()
+    line_of: dict[str, int] = {}
+    for i, (spk, (_, row)) in enumerate(zip(ids, df.iterrows())):
         if spk in out:
-            raise InputError(f"{path}, line {i + 2}: speaker {spk} is listed twice")
-        out[spk] = {("gender" if c.lower() == "gender" else c): (_gender(v) if c.lower() == "gender"
-                    else str(v).strip()) for c, v in row.items() if c != key}
+            raise InputError(f"{path}, line {i + 2}: speaker {row[key]!r} is listed twice "
+                             f"(line {line_of[spk]}{'' if row[key] == spk else f', as speaker {spk}'})")
+        line_of[spk] = i + 2
+        out[spk] = {("gender" if c.lower() == "gender" else c): str(v).strip()
+                    for c, v in row.items() if c != key}
     absent = sorted(known - set(out))
     if absent:
         raise InputError(f"{path}: no row for speaker {absent[0]} ({len(absent)} speakers missing)")
-    return out
+    return out, mapping
+
+
+def _normalise(column: list[str], name: str, excluded: dict, where: str, mapping: dict) -> list[str]:
+    """An attribute's values through fairser.values.normalise (corpus.excluded.<name> are unknown);
+    the spellings it changed are added to mapping[name]."""
+    out = values.normalise(column, name, excluded=excluded.get(name, ()), where=where,
+                           hint=f"list any that mean unknown under corpus.excluded.{name}")
+    if out.mapping:
+        mapping.setdefault(name, {}).update(out.mapping)
+    return out.values
 
 
 def _unlabelled_audio(audio_dir: Path, labelled: set[Path], where: str) -> None:
@@ -553,8 +566,9 @@ def read_emo_superb(labels_dir: str | Path, *, renormalise: bool = False) -> dic
     config_path = folder / "config.json"
     if not config_path.is_file():
         raise InputError(f"corpus.labels_dir: {config_path} is missing")
+    text = read_text(config_path, "a JSON object with categorical.emo_type, the list of classes")
     try:
-        cfg = json.loads(config_path.read_text())
+        cfg = json.loads(text)
         classes = tuple(str(c) for c in cfg["categorical"]["emo_type"])
     except (ValueError, KeyError, TypeError):
         raise InputError(f"{config_path}: no categorical.emo_type list of classes") from None
@@ -572,10 +586,12 @@ def read_emo_superb(labels_dir: str | Path, *, renormalise: bool = False) -> dic
     fold_files, fold_lines = [], []
     for f, fid in enumerate(fold_ids):
         path = files[fid]
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+        df = read_csv(path, (), expected=f"columns {', '.join(need)}", dtype=str, keep_default_na=False)
         missing = [c for c in need if c not in df.columns]
         if missing:
             raise InputError(f"{path}: missing column {missing[0]}")
+        if df.empty:
+            raise InputError(f"{path}: a header and no rows; expected one row per clip")
         rows = {}
         for i, r in enumerate(df.itertuples(index=False)):
             r = dict(zip(df.columns, r))
@@ -588,7 +604,7 @@ def read_emo_superb(labels_dir: str | Path, *, renormalise: bool = False) -> dic
                 raise InputError(f"{where}: Split_Set {r['Split_Set']!r} is not one of {sorted(split_of)}")
             rows[name] = dict(line=i + 2, labels=_label_row([r[c] for c in classes], classes, where,
                                                           renormalise),
-                              speaker=r["SpkrID"].strip(), gender=_gender(r["Gender"]), split=split)
+                              speaker=r["SpkrID"], gender=r["Gender"], split=split)
         fold_files.append(path)
         fold_lines.append({n: rows[n]["line"] for n in rows})
         if first is None:
@@ -600,8 +616,10 @@ def read_emo_superb(labels_dir: str | Path, *, renormalise: bool = False) -> dic
             if n not in rows:
                 raise InputError(f"{path}: no row for {n} ({first_path.name}, line {first[n]['line']})")
             a, b = first[n], rows[n]
-            if (a["speaker"], a["gender"]) != (b["speaker"], b["gender"]) or not np.allclose(
-                    a["labels"], b["labels"], atol=TOLERANCE):
+            # Compared as fairser.values folds them; build_user normalises them once for all formats.
+            same = ((values.speaker_id(a["speaker"]), values.fold(a["gender"]))
+                    == (values.speaker_id(b["speaker"]), values.fold(b["gender"])))
+            if not same or not np.allclose(a["labels"], b["labels"], atol=TOLERANCE):
                 raise InputError(f"{path}, line {b['line']}: {n} differs from {first_path.name}, "
                                  f"line {a['line']} (labels, SpkrID or Gender)")
         extra = [n for n in rows if n not in first]
@@ -618,10 +636,17 @@ def read_emo_superb(labels_dir: str | Path, *, renormalise: bool = False) -> dic
                 attributes={"gender": [first[n]["gender"] for n in order]}, path=folder)
 
 
-def _read_records(path: Path) -> tuple[list[str], list[dict]]:
+MANIFEST_EXPECTED = ("columns path, speaker, label (or label_<class> columns), split_1.. (or split, "
+                     "or fold) and any speaker attributes")
+MIN_CLIPS_PER_CLASS = 2  # params corpus.min_clips_per_class: a class with fewer is taken for a typo
+
+
+def _read_records(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
+    """A manifest's (columns, [(line, row)]): one row per CSV line or JSONL object."""
     if path.suffix.lower() == ".jsonl":
         records = []
-        for i, line in enumerate(path.read_text().splitlines()):
+        text = read_text(path, "one JSON object per line with " + MANIFEST_EXPECTED[len("columns "):])
+        for i, line in enumerate(text.splitlines()):
             if not line.strip():
                 continue
             try:
@@ -635,33 +660,107 @@ def _read_records(path: Path) -> tuple[list[str], list[dict]]:
         return columns, records
     if path.suffix.lower() != ".csv":
         raise InputError(f"corpus.manifest: {path} is neither .csv nor .jsonl")
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    df = read_csv(path, (), expected=MANIFEST_EXPECTED, dtype=str, keep_default_na=False)
     return list(df.columns), [(i + 2, dict(zip(df.columns, r))) for i, r in
                               enumerate(df.itertuples(index=False))]
 
 
-def read_manifest(manifest: str | Path, *, renormalise: bool = False) -> dict:
+def _has_share(x) -> bool:
+    """True when a label cell gives its class a share above 0 (a cell that is no number counts:
+    the row check names it)."""
+    try:
+        return float(x) > 0
+    except (TypeError, ValueError):
+        return x not in (None, "")
+
+
+def _class_lines(records, soft: list[str]) -> dict[str, list[int]]:
+    """Every class name a manifest uses -> the lines that give it a share above 0 (its clips):
+    label_<class> columns, `label` names, or the keys of JSONL label objects."""
+    out: dict[str, list[int]] = {c[len("label_"):]: [] for c in soft}
+    for line, r in records:
+        if soft:
+            for c in soft:
+                if _has_share(r.get(c)):
+                    out[c[len("label_"):]].append(line)
+            continue
+        v = r.get("label")
+        if isinstance(v, dict):
+            for k, x in v.items():
+                out.setdefault(str(k), [])
+                if _has_share(x):
+                    out[str(k)].append(line)
+        elif v not in (None, "") and str(v).strip():
+            out.setdefault(str(v).strip(), []).append(line)
+    return out
+
+
+def _lines(lines: list[int]) -> str:
+    """`line 5`, `lines 2, 3, 4`, `lines 2, 3, 4, 5, 6 and 7 more`, `no clip`."""
+    if not lines:
+        return "no clip"
+    more = f" and {len(lines) - 5} more" if len(lines) > 5 else ""
+    return f"line{'s' if len(lines) > 1 else ''} {', '.join(map(str, lines[:5]))}{more}"
+
+
+def manifest_classes(path: Path, class_lines: dict[str, list[int]], *, soft: bool,
+                     declared=None, min_clips: int = MIN_CLIPS_PER_CLASS) -> tuple[str, ...]:
+    """The classes of a manifest, in order: `declared` (params corpus.classes) when given, else
+    the label_<class> column order or the sorted label names.
+
+    Declared: a class name the manifest uses that is not declared, or (label_<class> columns) a
+    declared class without its column, is one InputError naming it and its lines. Not declared:
+    names that differ only by case or spacing (`Joy`, `joy`) and classes with fewer than
+    `min_clips` clips (a typo such as `joyy` is a class of one clip) are an InputError naming
+    every such name and its lines. `class_lines`: _class_lines.
+    """
+    def what(n):
+        return f"column {'label_' + n!r}" if soft else f"label {n!r}"
+
+    if declared is not None:
+        declared = tuple(str(c) for c in declared)
+        unknown = [n for n in class_lines if n not in declared]
+        if unknown:
+            raise InputError(f"{path}: " + ", ".join(f"{what(n)} ({_lines(class_lines[n])})" for n in unknown)
+                             + f" not in corpus.classes {list(declared)}")
+        absent = [c for c in declared if c not in class_lines]
+        if soft and absent:
+            raise InputError(f"{path}: missing column label_{absent[0]} (corpus.classes {list(declared)})")
+        return declared
+    by_key: dict[str, list[str]] = {}
+    for n in class_lines:
+        by_key.setdefault(values.fold(n), []).append(n)
+    clash = [names for names in by_key.values() if len(names) > 1]
+    if clash:
+        raise InputError(f"{path}: " + "; ".join(" and ".join(f"{what(n)} ({_lines(class_lines[n])})"
+                                                              for n in sorted(names)) for names in clash)
+                         + " differ only by case or spacing; spell each class one way, or list the "
+                         "classes in corpus.classes")
+    rare = [n for n in class_lines if len(class_lines[n]) < min_clips]
+    if rare:
+        raise InputError(f"{path}: " + ", ".join(f"{what(n)} ({_lines(class_lines[n])})" for n in rare)
+                         + f": fewer than corpus.min_clips_per_class = {min_clips} clips each (a typo?); "
+                         "fix the label, or list the classes in corpus.classes")
+    return tuple(class_lines) if soft else tuple(sorted(class_lines))
+
+
+def read_manifest(manifest: str | Path, *, renormalise: bool = False, classes=None,
+                  min_clips_per_class: int = MIN_CLIPS_PER_CLASS) -> dict:
     """A manifest: one row per clip (path, speaker, label or label_<class>..., split_<n> / split /
-    fold, other columns speaker attributes); see README "Bring your own corpus"."""
+    fold, other columns speaker attributes); see README "Bring your own corpus". `classes`
+    (params corpus.classes) declares the classes; without it they are checked (manifest_classes).
+    Speaker ids and attribute values are returned as written; build_user normalises them."""
     path = Path(manifest)
-    if not path.is_file():
+    if not path.exists():
         raise InputError(f"corpus.manifest: {path} not found")
     columns, records = _read_records(path)
     if not records:
-        raise InputError(f"{path}: no rows")
+        raise InputError(f"{path}: no rows; expected one row per clip with {MANIFEST_EXPECTED}")
     for c in ("path", "speaker"):
         if c not in columns:
             raise InputError(f"{path}: missing column {c}")
     soft = [c for c in columns if c.startswith("label_")]
-    if soft:
-        classes = tuple(c[len("label_"):] for c in soft)
-    elif "label" in columns:
-        names = set()
-        for _, r in records:
-            v = r.get("label")
-            names.update(v if isinstance(v, dict) else [str(v).strip()] if v not in (None, "") else [])
-        classes = tuple(sorted(names))
-    else:
+    if not soft and "label" not in columns:
         raise InputError(f"{path}: missing column label (or label_<class> columns)")
     split_cols = sorted((c for c in columns if re.fullmatch(r"split_\d+", c)), key=lambda c: int(c[6:]))
     if split_cols:
@@ -677,6 +776,8 @@ def read_manifest(manifest: str | Path, *, renormalise: bool = False) -> dict:
     clash = [c for c in attr_cols if c in ("actor", "file") or re.fullmatch(r"split_.*|label_?.*", c)]
     if clash:
         raise InputError(f"{path}: column {clash[0]!r} is reserved (see README \"Bring your own corpus\")")
+    classes = manifest_classes(path, _class_lines(records, soft), soft=bool(soft), declared=classes,
+                               min_clips=min_clips_per_class)
     lines, sources, speakers, labels, splits, folds = [], [], [], [], [], []
     attrs: dict[str, list[str]] = {("gender" if c.lower() == "gender" else c): [] for c in attr_cols}
     seen: dict[str, int] = {}
@@ -690,16 +791,16 @@ def read_manifest(manifest: str | Path, *, renormalise: bool = False) -> dict:
             raise InputError(f"{where}: duplicate file {src} (also line {seen[src]})")
         seen[src] = line
         if soft:
-            values = [r.get(c, "") for c in soft]
+            shares = [r.get(f"label_{c}", "") for c in classes]
         else:
             v = r.get("label")
             if isinstance(v, dict):
-                values = [v.get(c, 0.0) for c in classes]
+                shares = [v.get(c, 0.0) for c in classes]
             else:
                 if v in (None, "") or str(v).strip() not in classes:
                     raise InputError(f"{where}: label {v!r} is not one of the classes {list(classes)}")
-                values = [1.0 if c == str(v).strip() else 0.0 for c in classes]
-        labels.append(_label_row(values, classes, where, renormalise))
+                shares = [1.0 if c == str(v).strip() else 0.0 for c in classes]
+        labels.append(_label_row(shares, classes, where, renormalise))
         if mode == "fold":
             folds.append(str(r["fold"]).strip())
             splits.append([])
@@ -713,11 +814,10 @@ def read_manifest(manifest: str | Path, *, renormalise: bool = False) -> dict:
             splits.append(row)
         lines.append(line)
         sources.append(src)
-        speakers.append(str(r["speaker"]).strip())
+        speakers.append(str(r["speaker"]))
         for c in attr_cols:
             name = "gender" if c.lower() == "gender" else c
-            v = "" if r.get(c) is None else str(r.get(c)).strip()
-            attrs[name].append(_gender(v) if name == "gender" and v else v)
+            attrs[name].append("" if r.get(c) is None else str(r.get(c)))
     if mode == "fold":
         ids = _sort_ids(folds)
         block = {fid: g for g, fid in enumerate(ids)}
@@ -734,19 +834,27 @@ def read_manifest(manifest: str | Path, *, renormalise: bool = False) -> dict:
 
 def build_user(out: str | Path, *, kind: str, source: dict, audio_dir: str | Path | None,
                notice: str, speakers_csv: str | Path | None = None, bins: dict | None = None,
-               provenance: dict | None = None) -> Path:
+               provenance: dict | None = None, excluded: dict | None = None) -> Path:
     """Write a user corpus (read_emo_superb / read_manifest output) into `out`, atomically.
 
     Every check on the labels runs before any audio is read. `file` is flat_name() of the clip's
-    path relative to audio_dir (an absolute path outside it: its name). actors.csv: `actor` =
-    1..n in sorted order of the original speaker id (numeric when all are numbers), `speaker`, and
-    one column per attribute. Clips whose audio is missing or unusable go to skipped.csv.
+    path relative to audio_dir (an absolute path outside it: its name). Speaker ids and attribute
+    values, of the labels and of `speakers_csv`, go through fairser.values once: ids that differ
+    only by leading zeros or spaces are one speaker, gender spellings fold to Male / Female, other
+    values fold case and spaces; a gender value that is neither is an error unless `excluded`
+    (params corpus.excluded: {attribute: [values]}) lists it as unknown. corpus.json's
+    `normalised` records every spelling changed. actors.csv: `actor` = 1..n in sorted order of the
+    speaker id (numeric when all are numbers), `speaker`, and one column per attribute. Clips whose
+    audio is missing or unusable go to skipped.csv.
     """
     if audio_dir is None or not Path(audio_dir).is_dir():
         raise InputError(f"corpus.audio_dir: {audio_dir} is not a folder")
     audio_dir = Path(audio_dir)
+    excluded = excluded or {}
     where, n = source["where"], len(source["sources"])
-    _check_folds(source["splits"], source["speakers"], where, source["n_folds"])
+    spk, speaker_map = values.speaker_ids(source["speakers"])
+    normalised = {"speaker": speaker_map}
+    _check_folds(source["splits"], spk, where, source["n_folds"])
     paths, files, seen = [], [], {}
     for i, src in enumerate(source["sources"]):
         p = Path(src).expanduser()
@@ -762,22 +870,26 @@ def build_user(out: str | Path, *, kind: str, source: dict, audio_dir: str | Pat
         seen[flat] = i
         paths.append(p)
         files.append(flat)
-    spk = source["speakers"]
-    values = {c: _speaker_values([(s, v, i) for i, (s, v) in enumerate(zip(spk, col))], c, where)
-              for c, col in source["attributes"].items()}
+    by_speaker = {}
+    for c, col in source["attributes"].items():
+        col = _normalise(col, c, excluded, where(None), normalised)
+        by_speaker[c] = _speaker_values([(s, v, i) for i, (s, v) in enumerate(zip(spk, col))], c, where)
     ids = _sort_ids(spk)
     if speakers_csv is not None:
-        extra = _read_speakers(Path(speakers_csv), set(ids))
+        extra, extra_map = _read_speakers(Path(speakers_csv), set(ids))
+        normalised["speaker"].update(extra_map)
         for c in dict.fromkeys(k for d in extra.values() for k in d):
-            if c in values or c in ("actor", "speaker"):
+            if c in by_speaker or c in ("actor", "speaker"):
                 raise InputError(f"{speakers_csv}: column {c} is already a column of the labels")
-            values[c] = {s: extra[s].get(c, "") for s in ids}
-    attributes = tuple(_attribute(c, [v[s] for s in ids], bins) for c, v in values.items())
+            col = _normalise([extra[s].get(c, "") for s in ids], c, excluded, str(speakers_csv), normalised)
+            by_speaker[c] = dict(zip(ids, col))
+    attributes = tuple(_attribute(c, [v[s] for s in ids], bins, excluded.get(c, ()))
+                       for c, v in by_speaker.items())
     schema = corpus_schema.Schema(classes=source["classes"], folds=source["n_folds"],
                                   attributes=attributes)
     actor_of = {s: k + 1 for k, s in enumerate(ids)}
     people = pd.DataFrame({"actor": range(1, len(ids) + 1), "speaker": ids})
-    for c, v in values.items():
+    for c, v in by_speaker.items():
         people[c] = [v[s] for s in ids]
     clips = pd.DataFrame({"file": files, "actor": [actor_of[s] for s in spk]})
     clips[list(schema.classes)] = np.array(source["labels"], dtype=float)
@@ -798,7 +910,8 @@ def build_user(out: str | Path, *, kind: str, source: dict, audio_dir: str | Pat
             by_kind, _ = skip_summary(n, skipped)
             raise InputError(f"corpus.audio_dir: no usable clip among {n} ("
                              + "; ".join(f"{k}: {c}" for k, c in by_kind.items()) + ")")
-        _write_tables(tmp, kind, notice, clips, people, skipped, provenance, schema)
+        _write_tables(tmp, kind, notice, clips, people, skipped, provenance, schema,
+                      {k: m for k, m in normalised.items() if m})
     return Path(out)
 
 
@@ -826,7 +939,7 @@ def build(out: str | Path, params: dict, *, cache: str | Path = "data/.download-
                              metadata_dir=corpus["metadata_dir"], cache=cache, provenance=provenance,
                              bins=corpus.get("bins"))
     common = dict(audio_dir=corpus.get("audio_dir"), speakers_csv=corpus.get("speakers"),
-                  bins=corpus.get("bins"), provenance=provenance)
+                  bins=corpus.get("bins"), provenance=provenance, excluded=corpus.get("excluded"))
     renormalise = bool(corpus.get("renormalise"))
     if name == "emo-superb":
         if not corpus.get("labels_dir"):
@@ -837,7 +950,8 @@ def build(out: str | Path, params: dict, *, cache: str | Path = "data/.download-
     if name == "manifest":
         if not corpus.get("manifest"):
             raise InputError("params.yaml: corpus.manifest is missing (corpus.name manifest)")
-        source = read_manifest(corpus["manifest"], renormalise=renormalise)
+        source = read_manifest(corpus["manifest"], renormalise=renormalise, classes=corpus.get("classes"),
+                               min_clips_per_class=corpus.get("min_clips_per_class", MIN_CLIPS_PER_CLASS))
         return build_user(out, kind="manifest", source=source, **common,
                           notice=f"user corpus, manifest, {corpus['manifest']}")
     raise InputError(f"params.yaml: corpus.name {name!r} is not one of 'surrogate', 'crema-d', "
