@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from fairser import config, corpus
+from fairser import config, corpus, schema
 from fairser.constants import SAMPLE_RATE
 from fairser.errors import InputError, ParamsError
 from helpers import tone
@@ -302,3 +302,16 @@ def test_an_empty_header_only_or_non_utf8_emo_superb_file_is_one_line(tmp_path, 
     params = _emo_folder(tmp_path)
     (Path(params["labels_dir"]) / file).write_bytes(content)
     _fails(tmp_path, params, message)
+
+
+def test_an_excluded_value_of_a_numeric_attribute_is_unknown_not_an_error(tmp_path):
+    text = ("path,speaker,label,split,age\na.wav,1,joy,test,30\nb.wav,1,calm,test,30\n"
+            "c.wav,2,joy,train,61\nd.wav,3,calm,train,N/A\n")
+    params = _manifest(tmp_path, text, bins={"age": {"edges": [0, 50, 100], "names": ["young", "old"]}})
+    out = _build(tmp_path, dict(params, excluded={"age": ["n/a"]}))
+    s = schema.load(out)
+    assert s.attribute("age").excluded == ("n/a",) and s.attribute("age").edges == (0, 50, 100)
+    actors = pd.read_csv(out / "actors.csv", keep_default_na=False, dtype=str)
+    assert list(actors["age"]) == ["30", "61", "n/a"]
+    assert schema.speaker_groups(actors, s)["age"].tolist()[:2] == ["young", "old"]
+    assert pd.isna(schema.speaker_groups(actors, s)["age"].tolist()[2])

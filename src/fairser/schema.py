@@ -66,12 +66,12 @@ class Attribute:
 
         Raises ValueError for a value outside every group.
         """
+        if str(value) in self.excluded:  # categorical or numeric (an age given as "unknown")
+            return None
         if self.edges is None:
             text = str(value)
             if text in self.groups:
                 return text
-            if text in self.excluded:
-                return None
             raise ValueError(f"{value!r} is not one of {list(self.groups)}"
                              + (f" (or excluded {list(self.excluded)})" if self.excluded else ""))
         try:
