@@ -12,8 +12,9 @@ from fairser.debias.jtt import error_set, upweights
 from fairser.train import FoldData, TrainConfig, build_run, fit, fit_methods
 
 torch.set_num_threads(1)
-HP = {"jtt": {"identification_epochs": 2, "lambda_up": 20},
-      "george": {"eta": 1.0, "max_k": 4, "components": 2, "n_init": 3}}
+HP = {"jtt": {"identification_epochs": 2, "lambda_up": 20, "error_rule": "prob"},
+      "george": {"eta": 1.0, "max_k": 4, "components": 2, "n_init": 3, "overcluster_factor": 1,
+                 "min_size": 25}}
 CFG = TrainConfig(epochs=20, batch_size=32, lr=1e-2, hidden=16, seeds=1)
 
 
