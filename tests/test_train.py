@@ -348,7 +348,11 @@ def write_inputs(root, n=60, with_soft=True, drop_group=None):
     (root / "groups").mkdir()
     clips = pd.DataFrame(p, columns=list(EMOTIONS))
     clips.insert(0, "file", files)
+    clips.insert(1, "actor", 1001 + np.arange(n) % 6)  # JTT's and GEORGE's logs read the groups
     clips.to_csv(root / "corpus" / "clips.csv", index=False)
+    pd.DataFrame({"actor": 1001 + np.arange(6), "sex": ["Male", "Female"] * 3, "age": [25, 40, 60] * 2,
+                  "race": ["Caucasian", "Asian", "Unknown"] * 2}).to_csv(root / "corpus" / "actors.csv",
+                                                                       index=False)
     corpus_schema.save(corpus_schema.crema_d(), root / "corpus")
     np.save(root / "features" / "features.npy", feats.astype(np.float16))
     pd.DataFrame({"file": files}).to_csv(root / "features" / "index.csv", index=False)
