@@ -345,3 +345,36 @@ def test_baselines_stage_writes_the_sweep_error_set_and_cluster_logs(tmp_path):
     np.testing.assert_allclose(shares, 1.0)  # the groups of an attribute cover the training clips
     clusters = pd.read_csv(out / "george" / "clusters.csv")
     assert clusters["fold"].tolist() == [1, 2] and (clusters["purity"] >= clusters["majority_share"]).all()
+
+
+def test_report_groupfree_table_averages_the_kept_error_sets_and_cluster_quality():
+    import pandas as pd
+
+    from fairser.report import groupfree_markdown
+
+    base = dict(error_rule="argmax", train=10, attribute="gender")
+    error_set = pd.DataFrame([
+        # fold 1 kept T = 5; the T = 10 rows are not kept and must not count
+        dict(base, fold=1, seed=0, identification_epochs=5, chosen=1, errors=2, error_rate=0.2,
+             group="Female", train_share=0.1, error_share=0.5),
+        dict(base, fold=1, seed=0, identification_epochs=5, chosen=1, errors=2, error_rate=0.2,
+             group="Male", train_share=0.9, error_share=0.5),
+        dict(base, fold=1, seed=0, identification_epochs=10, chosen=0, errors=9, error_rate=0.9,
+             group="Female", train_share=0.1, error_share=0.0),
+        dict(base, fold=2, seed=0, identification_epochs=10, chosen=1, errors=4, error_rate=0.4,
+             group="Female", train_share=0.2, error_share=0.25),
+    ])
+    sweep = pd.DataFrame([dict(fold=1, seed=0, identification_epochs=5, lambda_up=20.0, error_rule="argmax",
+                               dev_f1=0.5, chosen=1),
+                          dict(fold=2, seed=0, identification_epochs=10, lambda_up=100.0,
+                               error_rule="argmax", dev_f1=0.5, chosen=1)])
+    clusters = pd.DataFrame([dict(fold=1, seed=0, attribute="gender", groups=6, purity=0.9,
+                                  majority_share=0.8, nmi=0.1),
+                             dict(fold=2, seed=0, attribute="gender", groups=8, purity=0.7,
+                                  majority_share=0.6, nmi=0.3)])
+    md = groupfree_markdown(error_set=error_set, sweep=sweep, clusters=clusters, notice="SURROGATE")
+    assert md.splitlines()[0].endswith("[SURROGATE]")
+    assert "T = 5, lambda_up = 20 (1 of 2)" in md and "T = 10, lambda_up = 100 (1 of 2)" in md
+    assert "Error set at the kept T: 30.0% of the training clips (range 20.0% to 40.0%)" in md
+    assert "| gender | Female | 0.150 | 0.375 |" in md  # (0.1 + 0.2) / 2, (0.5 + 0.25) / 2
+    assert "| gender | 7.0 | 0.800 | 0.700 | 0.200 |" in md
