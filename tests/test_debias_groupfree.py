@@ -378,3 +378,9 @@ def test_report_groupfree_table_averages_the_kept_error_sets_and_cluster_quality
     assert "Error set at the kept T: 30.0% of the training clips (range 20.0% to 40.0%)" in md
     assert "| gender | Female | 0.150 | 0.375 |" in md  # (0.1 + 0.2) / 2, (0.5 + 0.25) / 2
     assert "| gender | 7.0 | 0.800 | 0.700 | 0.200 |" in md
+
+
+def test_george_keeps_a_class_with_identical_features_as_one_group():
+    g = cluster_groups(np.zeros((12, 4)), np.zeros(12, dtype=int), max_k=4, components=2, n_init=3,
+                       seed=0, losses=np.ones(12), overcluster_factor=2, min_size=1)
+    assert g.tolist() == [0] * 12

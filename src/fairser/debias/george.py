@@ -28,8 +28,9 @@ Our adaptations, each stated:
 - Their step 3 also requires 25 dev clips per sub-cluster (they cluster dev features too); we
   cluster training clips only, so that condition is dropped.
 - UMAP runs with a fixed random_state and n_jobs = 1 (umap-learn's deterministic mode) and
-  n_neighbors = min(15, n - 1); a class with fewer than MIN_CLASS_CLIPS clips stays one cluster
-  (UMAP's spectral start and a silhouette need a few clips per cluster).
+  n_neighbors = min(15, n - 1); a class with fewer than MIN_CLASS_CLIPS clips, or whose clips
+  all have the same features, stays one cluster (UMAP's spectral start and a silhouette need a
+  few distinct clips per cluster).
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ def cluster_groups(hidden: np.ndarray, labels: np.ndarray, *, max_k: int, compon
         for c in np.unique(labels):
             rows = np.flatnonzero(labels == c)
             local = np.zeros(len(rows), dtype=np.int64)
-            if len(rows) >= MIN_CLASS_CLIPS:
+            # identical features have no structure (UMAP would spread them at random)
+            if len(rows) >= MIN_CLASS_CLIPS and np.ptp(hidden[rows], axis=0).max() > 0:
                 x = reduce(hidden[rows], components=components, seed=seed)
                 local = best_k_clusters(x, max_k=max_k, n_init=n_init, seed=seed)
                 if overcluster_factor > 1:
