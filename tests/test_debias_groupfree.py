@@ -100,12 +100,14 @@ def planted(seed, n_major=60, ratio=5):
     return np.concatenate(xs).astype(np.float32), p, fold, minority
 
 
-def test_jtt_error_set_is_mostly_the_planted_minority():
+@pytest.mark.parametrize("rule", ["prob", "argmax"])
+def test_jtt_error_set_is_mostly_the_planted_minority(rule):
+    hp = {"jtt": dict(HP["jtt"], error_rule=rule)}
     for seed in range(3):
         x, p, fold, minority = planted(seed)
-        res = fit_methods(x, p, ["jtt"], [fold], CFG, seed=seed, hparams=HP, label="t")
-        w = res[0].run.sample_weight
-        errors = w > w.min()
+        fold.votes = p[fold.train]
+        res = fit_methods(x, p, ["jtt"], [fold], CFG, seed=seed, hparams=hp, label="t")
+        errors = res[0].run.built["errors"]
         # minority share: 1/6 of the training set, most of the error set
         assert errors.sum() >= 5 and minority[errors].mean() > 3 * minority.mean(), seed
 
