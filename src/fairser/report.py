@@ -601,3 +601,36 @@ def load_fig4_data(*, corpus_dir, speaker_dir, groups_dir, schema, attribute: st
     groups = actor.map(of_actor).to_numpy(dtype=object)
     emb = np.asarray(embeddings[row_of.loc[train["file"]].to_numpy()], dtype=np.float64)
     return emb, train["group"].to_numpy(int), groups, fold
+
+
+def groupfree_markdown(*, error_set: pd.DataFrame, sweep: pd.DataFrame, clusters: pd.DataFrame,
+                       notice: str | None) -> str:
+    """What JTT's and GEORGE's first phases found (data/runs/baselines/jtt/{error_set,sweep}.csv,
+    george/clusters.csv; fairser.debias.jtt / george `logs`): JTT's kept settings, its error set at
+    the kept T beside each true group's share of the training clips (mean over folds x seeds), and
+    GEORGE's clusters' purity, majority share and NMI per attribute (mean over folds x seeds)."""
+    kept = sweep[sweep["chosen"] == 1]
+    settings = (kept.groupby(["identification_epochs", "lambda_up"]).size().reset_index(name="n")
+                .sort_values(["identification_epochs", "lambda_up"]))
+    chosen = error_set[error_set["chosen"] == 1]
+    rate = chosen.drop_duplicates(["fold", "seed"])["error_rate"]
+    rule = ", ".join(sorted(set(sweep["error_rule"].astype(str))))
+    lines = [titled("## JTT and GEORGE: whom the first phase singles out", notice), "",
+             f"JTT (error rule `{rule}`): setting kept on dev macro-F1 per (fold, seed): "
+             + ", ".join(f"T = {int(r.identification_epochs)}, lambda_up = {r.lambda_up:g} "
+                         f"({int(r.n)} of {len(kept)})" for r in settings.itertuples())
+             + f". Error set at the kept T: {rate.mean():.1%} of the training clips "
+             f"(range {rate.min():.1%} to {rate.max():.1%}).", "",
+             "| attribute | group | share of training clips | share of JTT's error set |",
+             "|---|---|---|---|"]
+    shares = chosen.groupby(["attribute", "group"], sort=False)[["train_share", "error_share"]].mean()
+    for (attribute, group), r in shares.iterrows():
+        lines.append(f"| {attribute} | {group} | {r.train_share:.3f} | {r.error_share:.3f} |")
+    lines += ["", "GEORGE's clusters (per class, UMAP + k-means + overclustering) against the true "
+              "groups of the training clips; purity's floor is the majority share:", "",
+              "| attribute | clusters | purity | majority share | NMI |", "|---|---|---|---|---|"]
+    for attribute, r in clusters.groupby("attribute", sort=False)[
+            ["groups", "purity", "majority_share", "nmi"]].mean().iterrows():
+        lines.append(f"| {attribute} | {r.groups:.1f} | {r.purity:.3f} | {r.majority_share:.3f} | "
+                     f"{r.nmi:.3f} |")
+    return "\n".join(lines) + "\n"
