@@ -320,10 +320,14 @@ def _as_schema(schema) -> corpus_schema.Schema | None:
     return corpus_schema.load(schema.parent if schema.is_file() else schema)
 
 
-def _table_groups(a: corpus_schema.Attribute, values: list, lines, path) -> list:
+def _table_groups(a: corpus_schema.Attribute, cells: list, lines, path) -> list:
     """Group names of a speakers-table column by a schema attribute (bins, excluded -> None)."""
     out = []
-    for v, line in zip(values, lines):
+    excluded = {values.fold(e) for e in a.excluded}
+    for v, line in zip(cells, lines):
+        if a.edges is not None and values.fold(v) in excluded:  # a missing number, e.g. Unknown
+            out.append(None)
+            continue
         try:
             out.append(a.group_of(v))
         except ValueError as err:
