@@ -313,3 +313,31 @@ def test_the_package_exports_audit_predictions_and_the_module_stays_the_module()
     assert fairser.audit is audit and "audit_predictions" in fairser.__all__
     with pytest.raises(AttributeError):
         fairser.no_such_name
+
+
+def test_with_a_corpus_folder_the_clips_to_cover_are_the_usable_test_clips_of_the_predicted_folds(tmp_path):
+    from test_audit import write_pipeline_run
+
+    tree = write_pipeline_run(tmp_path)
+    clips = pd.read_csv(tree["corpus"] / "clips.csv")
+    test_fold = {f: fold for fold, f in pd.read_csv(tmp_path / "split" / "folds.csv")
+                 .query("split == 'test'")[["fold", "file"]].itertuples(index=False)}
+    for fold in (1, 3):
+        clips[f"split_{fold}"] = np.where(clips["file"].map(test_fold) == fold, "test", "train")
+    # A clip without audio: labelled, a test clip of fold 1, listed in skipped.csv, never predicted.
+    lost = clips.iloc[[0]].assign(file="1001_S9_X.wav")
+    pd.concat([clips, lost]).to_csv(tree["corpus"] / "clips.csv", index=False)
+    pd.DataFrame({"file": ["1001_S9_X.wav"], "reason": ["no wav"]}).to_csv(tree["corpus"] / "skipped.csv",
+                                                                            index=False)
+    pred = pd.read_csv(tree["predictions"])
+    only_fold_1 = tmp_path / "fold1.csv"
+    pred[pred["fold"] == 1].to_csv(only_fold_1, index=False)
+    n_test_1 = int((clips["split_1"] == "test").sum())
+    inputs = audit.load(predictions=only_fold_1, labels=tree["corpus"], speakers=tree["corpus"],
+                        attributes="gender")
+    assert inputs.described["coverage"] == {"labelled_clips": n_test_1, "predicted_clips": n_test_1,
+                                            "share": 1.0, "missing_speakers": []}
+    dropped = pred[(pred["fold"] == 1)]["file"].iloc[0]
+    pred[(pred["fold"] == 1) & (pred["file"] != dropped)].to_csv(only_fold_1, index=False)
+    with pytest.raises(InputError, match=rf"predictions for {n_test_1 - 1} of {n_test_1} labelled clips"):
+        audit.load(predictions=only_fold_1, labels=tree["corpus"], speakers=tree["corpus"], attributes="gender")
