@@ -341,3 +341,12 @@ def test_with_a_corpus_folder_the_clips_to_cover_are_the_usable_test_clips_of_th
     pred[(pred["fold"] == 1) & (pred["file"] != dropped)].to_csv(only_fold_1, index=False)
     with pytest.raises(InputError, match=rf"predictions for {n_test_1 - 1} of {n_test_1} labelled clips"):
         audit.load(predictions=only_fold_1, labels=tree["corpus"], speakers=tree["corpus"], attributes="gender")
+
+
+def test_a_sex_column_folds_gender_spellings_too(tmp_path):
+    paths = write_plain(tmp_path / "inputs")
+    spk = pd.read_csv(paths["speakers"], dtype=str)
+    spk.assign(gender=spk["gender"].str[0]).rename(columns={"gender": "Sex"}).to_csv(  # F / M
+        paths["speakers"], index=False)
+    report = audit.audit_predictions(paths["predictions"], paths["labels"], paths["speakers"], n_boot=0)
+    assert sorted(report.groups.loc[report.groups["attribute"] == "Sex", "group"]) == ["Female", "Male"]

@@ -55,6 +55,7 @@ DEFAULT_N_BOOT = 1000
 DEFAULT_THRESHOLD = "1/K"
 DEFAULT_MIN_COVERAGE = 1.0  # every labelled clip must have a prediction unless the user lowers it
 MARKER = ".fairser-audit"  # in every report folder: which files the audit wrote there
+GENDER_COLUMNS = ("gender", "sex")  # speakers-table columns folded by fairser.values' gender rule
 KEEP_VALUES_HINT = "pass --keep-values (keep_values=True) to keep them as groups of their own"
 
 MIN_SPEAKERS = 3  # fewer speakers than this in a group of some cell -> a warning in the report
@@ -455,8 +456,10 @@ def load_speakers(source, attributes: list[str] | None, also=(), schema=None, *,
             if binned is None and values.is_numeric([v for v in df[c] if values.fold(v) != values.fold(UNKNOWN)]):
                 raise _numeric_without_bins(df[c].tolist(), c, path)
             if binned is None or binned.edges is None:  # names, not numbers: one spelling per group
+                # A column named gender or sex (any case) gets gender's spellings and groups.
+                rule = "gender" if values.fold(a) in GENDER_COLUMNS else a
                 folded = values.normalise(
-                    df[c].tolist(), a, groups=binned.groups if binned is not None else None,
+                    df[c].tolist(), rule, groups=binned.groups if binned is not None else None,
                     excluded=binned.excluded if binned is not None else (UNKNOWN,),
                     keep_values=keep_values and binned is None, where=_where(path, None, c),
                     hint=KEEP_VALUES_HINT if binned is None else "the schema's groups")
