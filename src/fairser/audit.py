@@ -1025,7 +1025,7 @@ class AuditReport:
 
 
 def audit_predictions(predictions, labels, speakers, *, attributes=None, intersect=(),
-                      threshold: str | float | None = None, bins=None, keep_values: bool = False,
+                      threshold: str | float = DEFAULT_THRESHOLD, bins=None, keep_values: bool = False,
                       min_coverage: float = DEFAULT_MIN_COVERAGE, n_boot: int = DEFAULT_N_BOOT,
                       seed: int = DEFAULT_SEED, schema=None) -> AuditReport:
     """`fairser audit` for notebooks: the same inputs (DataFrames, CSV paths or corpus folders),
@@ -1038,7 +1038,7 @@ def audit_predictions(predictions, labels, speakers, *, attributes=None, interse
     if n_boot < 0:
         raise InputError(f"--n-boot: {n_boot} is negative")
     inputs = load(predictions=predictions, labels=labels, speakers=speakers, attributes=attributes,
-                  intersect=intersect, threshold=None if threshold is None else str(threshold),
+                  intersect=intersect, threshold=str(threshold),
                   schema=schema, bins=bins, keep_values=keep_values, min_coverage=min_coverage)
     result = audit(inputs, n_boot=n_boot, seed=seed)
     s = result.summary
