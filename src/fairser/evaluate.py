@@ -929,7 +929,8 @@ def headline(summary: pd.DataFrame, *, k: int, truth: str, others) -> dict:
     table1.overall.<level>.<metric, f1_gain, tpr_gap_gain, dp_gap_gain>; every Table 1 row but ERM's and Random's
     also has p_tpr_gap, the two-sided p of its TPR gap against ERM's from the t-test over fold
     means (`paired_test`; before issue 23 a Wilcoxon over (fold, seed) pairs), not corrected
-    for the number of rows (reports/table1.md shows Holm-adjusted ones). table2.<attribute>.erm.<tpr_gap|dp_gap> and
+    for the number of rows (reports/table1.md shows Holm-adjusted ones); a gap's gain is null
+    where it is undefined (`summarize`). table2.<attribute>.erm.<tpr_gap|dp_gap> and
     table2.<attribute>.overall.k<16|32>.<tpr_gap|dp_gap> for each of `others` (Table 2's
     attributes, `table2_attributes`; CREMA-D: race, age). Means are over folds x seeds; gaps in
     table1 are gaps of `truth` (Table 1's attribute, `schema.truth_attribute`; the paper: gender;
