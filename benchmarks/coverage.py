@@ -15,9 +15,13 @@ the share of draws whose 95% interval holds the target. Two resampling schemes: 
 (every group within itself, as before) and "pooled" (groups with < 3 speakers borrow the spread
 of the larger groups; the library default).
 Scenarios: "planted" (the effects below) and "null" (no group effect: every true gap is 0).
+With --gains: the coverage of the gain intervals (1 - gap_method / gap_ERM, `gain_coverage`),
+where ERM is the planted population and the method keeps a share of its group effects, and the
+gain counts as shown only where ERM's gap interval excludes 0 (as `evaluate.summarize` does).
 
     python benchmarks/coverage.py                      # 300 draws x 400 resamples, both scenarios
     python benchmarks/coverage.py --draws 100 --boot 200 --csv coverage.csv
+    python benchmarks/coverage.py --gains              # 300 draws x 400 resamples per share
 """
 
 from __future__ import annotations

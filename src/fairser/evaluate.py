@@ -18,7 +18,8 @@ Beyond the paper (docs/STATISTICS.md):
   interval method (`CI_METHOD`, "widened") and the no-gap rule (a gap that a permutation test
   cannot tell from noise gets an interval from 0, `no_gap_p`) were chosen by a coverage
   simulation (benchmarks/coverage.py; figures in docs/STATISTICS.md). Intervals cover
-  test-speaker sampling only; training randomness shows in the s.d. over seeds.
+  test-speaker sampling only; training randomness shows in the s.d. over seeds. A gap's gain
+  is undefined (NaN) where ERM's gap interval holds 0.
 - A paired test of each run against ERM whose unit is the fold, seeds averaged within it
   (`paired_test`; a t-test over 5 fold means), with its false-positive rate simulated.
 """
