@@ -202,7 +202,7 @@ def test_summary_means_overall_and_gains_follow_the_spec(evaluated):
     assert look.mean("kmeans_k16", "overall", "all", "f1_gain") == pytest.approx((overall - erm_f1) / erm_f1)
     # The tiny random runs' ERM gender DP gap is not told from 0 (its interval starts at 0), so
     # its gain is undefined, not a ratio (issue 23); the gain's formula on gaps is checked in
-    # test_gap_gain_is_a_ratio_only_where_ergs_gap_interval_excludes_0.
+    # test_gap_gain_is_a_ratio_only_where_erms_gap_interval_excludes_0.
     assert look.row("baselines", "erm", "gender", "dp_gap")["ci_low"] == 0.0
     gain_row = look.row("gender", "overall", "gender", "dp_gap_gain")
     assert np.isnan(gain_row["mean"]) and np.isnan(gain_row["ci_low"])
@@ -781,7 +781,7 @@ def test_headline_stays_under_150_keys_with_many_attributes(evaluated):
     assert list(h["table2"])[:2] == ["race", "age"]  # in schema order, while there is room
 
 
-def test_gap_gain_is_a_ratio_only_where_ergs_gap_interval_excludes_0():
+def test_gap_gain_is_a_ratio_only_where_erms_gap_interval_excludes_0():
     # Two folds: ERM's gap 0.4, the row's 0.3 -> gain (0.4 - 0.3) / 0.4 = 0.25 with paired
     # replicates. With a null (relabelled gaps) as large as ERM's gap, the permutation test does
     # not reject "no gap", ERM's interval starts at 0, and the gain is undefined (issue 23).
