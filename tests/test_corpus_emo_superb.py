@@ -1,0 +1,204 @@
+"""EMO-SUPERB label folders as published (fairser.corpus.read_emo_superb, speaker_units).
+
+The fixtures in tests/fixtures/emo_superb/ are rows of the published files, byte for byte
+(SOURCES.md there; the two podcast label files are constructed, as it says).
+"""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from fairser import config, corpus, provenance
+from fairser.constants import SAMPLE_RATE
+from fairser.errors import InputError
+from helpers import tone
+
+FIXTURES = Path(__file__).parent / "fixtures" / "emo_superb"
+# folder -> (clips, folds, speakers, rule) of the fixture
+PUBLISHED = {
+    "crema_d": (32, 5, 16, "spkrid"),
+    "iemocap": (20, 5, 10, "spkrid_gender"),
+    "msp_improv_primary": (24, 6, 12, "spkrid_gender"),
+    "msp_improv_secondary": (24, 6, 12, "spkrid_gender"),
+    "nthu_nnime": (86, 5, 43, "spkrid"),
+    "msp_podcast_primary": (12, 1, 6, "spkrid"),
+    "biic_podcast_primary": (12, 1, 6, "spkrid"),
+}
+# The full published files: EMO-SUPERB path -> (clips, speakers, rule)
+FULL = {
+    "IEMOCAP/Secondary": (10039, 10, "spkrid_gender"),
+    "IMPROV/Primary": (8385, 12, "spkrid_gender"),
+    "NNIME/Secondary": (5028, 43, "spkrid"),
+    "CREMA-D/Primary": (7442, 91, "spkrid"),
+}
+
+
+def _folder(name: str) -> Path:
+    return FIXTURES / name
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_every_fixture_imports_with_its_own_classes_and_speakers(name):
+    n_clips, n_folds, n_speakers, rule = PUBLISHED[name]
+    source = corpus.read_emo_superb(_folder(name))
+    emo_type = json.loads((_folder(name) / "config.json").read_text())["categorical"]["emo_type"]
+    assert source["classes"] == tuple(emo_type)
+    assert len(source["sources"]) == n_clips and source["n_folds"] == n_folds
+    assert source["speaker_rule"]["rule"] == rule
+    known = {s for s in source["speakers"] if not s.startswith("unknown:")}
+    assert len(known) == source["speaker_rule"]["speakers"] == n_speakers
+    assert np.allclose(np.sum(source["labels"], axis=1), 1.0, atol=1e-3)
+    # the published folds are speaker independent under the rule (build_user's check)
+    corpus._check_folds(source["splits"], source["speakers"], source["where"], source["n_folds"])
+
+
+def test_nnime_unnamed_first_column_holds_the_file_names():
+    path = _folder("nthu_nnime") / "labels_consensus_1.csv"
+    assert path.read_bytes().startswith(b",angry,")  # the published header: first cell empty
+    source = corpus.read_emo_superb(_folder("nthu_nnime"))
+    first_row = path.read_text().splitlines()[1].split(",")
+    assert source["sources"][0] == first_row[0] and first_row[0].endswith(".wav")
+
+
+def test_dimensional_columns_are_not_classes():
+    source = corpus.read_emo_superb(_folder("iemocap"))
+    assert not {"EmoAct", "EmoVal", "EmoDom"} & set(source["classes"])
+    header = (_folder("iemocap") / "labels_consensus_1.csv").read_text().splitlines()[0]
+    assert "EmoAct,EmoVal,EmoDom" in header
+
+
+def test_iemocap_session_and_gender_agree_with_the_file_names():
+    """Ses01F_impro04_M016.wav: session 01, male speaker. SpkrID x Gender must be exactly the
+    partition the file names give, which the regex rule reads."""
+    folder = _folder("iemocap")
+    by_gender = corpus.read_emo_superb(folder)["speakers"]
+    by_name = corpus.read_emo_superb(folder, speaker_rule=r"regex:^Ses(\d+)[FM]_.*_([FM])\d+\.wav$")
+    assert by_name["speaker_rule"]["speakers"] == 10
+    pairs = set(zip(by_gender, by_name["speakers"]))
+    assert len(pairs) == 10  # one-to-one
+    assert all(g.split("_")[1][0] == n.split("_")[1] for g, n in pairs)  # Male <-> M, Female <-> F
+
+
+def _units(spkr, gender, rule="auto", files=None):
+    files = files or [f"c{i}.wav" for i in range(len(spkr))]
+    return corpus.speaker_units(pd.Series(files), pd.Series(spkr), pd.Series(gender), rule,
+                                lambda i: f"labels.csv, line {i + 2}")
+
+
+def test_spkrid_spellings_with_leading_zeros_or_spaces_are_one_speaker():
+    speakers, rule = _units(["01", "1", " 1", "2"], ["Male", "Male", "Male", "Female"])
+    assert speakers.tolist() == ["1", "1", "1", "2"] and rule["speakers"] == 2
+
+
+def test_auto_rule_splits_sessions_holding_two_genders():
+    speakers, rule = _units(["01", "01", "02", "02", "02"], ["Male", "Female", "Female", "Male", "Male"])
+    assert speakers.tolist() == ["1_Male", "1_Female", "2_Female", "2_Male", "2_Male"]
+    assert rule["rule"] == "spkrid_gender" and rule["speakers"] == 4
+    assert rule["description"] == ("speakers = SpkrID x Gender (SpkrID is a session of more than one "
+                                   "speaker) = 4")
+
+
+def test_auto_rule_refuses_a_corpus_where_only_some_ids_hold_two_genders():
+    with pytest.raises(InputError, match=r"^labels.csv, line 4: speaker 7 has gender 'Female' here and "
+                                         r"'Male' at labels.csv, line 3; .*speaker_rule: spkrid_gender$"):
+        _units(["5", "7", "7"], ["Male", "Male", "Female"])
+    speakers, _ = _units(["5", "7", "7"], ["Male", "Male", "Female"], rule="spkrid_gender")
+    assert speakers.tolist() == ["5_Male", "7_Male", "7_Female"]
+
+
+def test_regex_rule_names_the_first_file_that_does_not_match():
+    with pytest.raises(InputError, match=r"^labels.csv, line 3: FileName 'x.wav' does not match "
+                                         r"corpus.speaker_rule 'regex:\^s\(\\d\+\)_' \(1 rows do not\)$"):
+        _units(["1", "1"], ["Male", "Male"], rule=r"regex:^s(\d+)_", files=["s01_a.wav", "x.wav"])
+    speakers, rule = _units(["9", "9"], ["Male", "Male"], rule=r"regex:^s(\d+)_", files=["s01_a.wav", "s1_b.wav"])
+    assert speakers.tolist() == ["1", "1"] and rule["speakers"] == 1
+
+
+def test_unknown_speakers_are_each_their_own_unit_and_counted():
+    speakers, rule = _units(["Unknown", "unknown ", "3", "3", ""], ["Male", "Unknown", "Male", "Male", "Female"],
+                            files=["a.wav", "b.wav", "c.wav", "d.wav", "e.wav"])
+    assert speakers.tolist() == ["unknown:a.wav", "unknown:b.wav", "3", "3", "unknown:e.wav"]
+    assert rule["speakers"] == 1 and rule["unknown_clips"] == 3
+    assert "3 clips with SpkrID Unknown are each a speaker unit of their own (4 units)" in rule["description"]
+
+
+def test_config_accepts_speaker_rules_and_rejects_a_bad_regex():
+    check = config.SCHEMA["corpus.speaker_rule"].check
+    assert all(check(r) for r in ("auto", "spkrid", "spkrid_gender", r"regex:^(\d+)_"))
+    assert not any(check(r) for r in ("session", "regex:", "regex:(", None))
+
+
+def _audio_for(folder: Path, files, dest: Path) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    for k, name in enumerate(files):
+        sf.write(dest / name, tone(0.3, 120 + 7 * k, seed=k), SAMPLE_RATE, subtype="PCM_16")
+    return dest
+
+
+def test_podcast_unknown_speakers_reach_actors_and_the_report_line(tmp_path):
+    folder = _folder("msp_podcast_primary")
+    source = corpus.read_emo_superb(folder)
+    audio = _audio_for(folder, source["sources"], tmp_path / "audio")
+    out = corpus.build(tmp_path / "corpus", {"seed": 0, "corpus": {
+        "name": "emo-superb", "labels_dir": str(folder), "audio_dir": str(audio)}})
+    actors = pd.read_csv(out / "actors.csv", dtype=str, keep_default_na=False)
+    assert len(actors) == 6 + 5  # six numbered speakers ("127" and "0127" are one), five unknown clips
+    assert sorted(actors["speaker"][actors["speaker"].str.startswith("unknown:")]) == [
+        "unknown:MSP-PODCAST_0002_0014.wav", "unknown:MSP-PODCAST_0002_0015.wav",
+        "unknown:MSP-PODCAST_0003_0016.wav", "unknown:MSP-PODCAST_0003_0017.wav",
+        "unknown:MSP-PODCAST_0003_0018.wav"]
+    # Gender `Unknown` is no group: an excluded (empty) value
+    schema = json.loads((out / "schema.json").read_text())
+    assert schema["attributes"] == [{"name": "gender", "column": "gender", "groups": ["Male", "Female"],
+                                     "excluded": [""]}]
+    info = json.loads((out / "corpus.json").read_text())
+    assert info["speaker_rule"] == schema["speaker_rule"]
+    assert info["speaker_rule"]["unknown_clips"] == 5
+    assert provenance.coverage(info) == (
+        "emo-superb: all 11 actors, 12 clips (speakers = SpkrID = 6; 5 clips with SpkrID Unknown are "
+        "each a speaker unit of their own (11 units))")
+
+
+def test_iemocap_fixture_builds_ten_speakers_with_the_rule_recorded(tmp_path):
+    folder = _folder("iemocap")
+    source = corpus.read_emo_superb(folder)
+    audio = _audio_for(folder, source["sources"], tmp_path / "audio")
+    out = corpus.build(tmp_path / "corpus", {"seed": 0, "corpus": {
+        "name": "emo-superb", "labels_dir": str(folder), "audio_dir": str(audio)}})
+    actors = pd.read_csv(out / "actors.csv", dtype=str)
+    assert len(actors) == 10
+    assert sorted(actors["gender"].value_counts().items()) == [("Female", 5), ("Male", 5)]
+    schema = json.loads((out / "schema.json").read_text())
+    assert schema["classes"] == list(source["classes"])
+    assert schema["speaker_rule"]["rule"] == "spkrid_gender" and schema["speaker_rule"]["speakers"] == 10
+    assert "SpkrID x Gender" in provenance.coverage(json.loads((out / "corpus.json").read_text()))
+
+
+def test_explicit_spkrid_rule_on_sessions_is_the_old_one_line_error(tmp_path):
+    folder = _folder("iemocap")
+    source = corpus.read_emo_superb(folder)
+    audio = _audio_for(folder, source["sources"], tmp_path / "audio")
+    with pytest.raises(InputError, match=r"labels_consensus_1\.csv, line \d+: speaker 1 has gender"):
+        corpus.build(tmp_path / "corpus", {"seed": 0, "corpus": {
+            "name": "emo-superb", "labels_dir": str(folder), "audio_dir": str(audio),
+            "speaker_rule": "spkrid"}})
+
+
+@pytest.mark.parametrize("path", sorted(FULL))
+def test_full_published_label_sets_give_the_known_speaker_counts(path):
+    root = os.environ.get("FAIRSER_REFERENCE_DATA")
+    folder = Path(root or "/nonexistent") / "emo-superb" / path
+    if not (folder / "labels_consensus_1.csv").is_file():
+        pytest.skip(f"FAIRSER_REFERENCE_DATA/emo-superb/{path} is absent (published at "
+                    f"https://github.com/ag027592/EMO-SUPERB, data/{path})")
+    n_clips, n_speakers, rule = FULL[path]
+    source = corpus.read_emo_superb(folder)
+    assert len(source["sources"]) == n_clips
+    assert source["speaker_rule"]["rule"] == rule and source["speaker_rule"]["speakers"] == n_speakers
+    assert len(set(source["speakers"])) == n_speakers
+    corpus._check_folds(source["splits"], source["speakers"], source["where"], source["n_folds"])
