@@ -22,10 +22,10 @@ FIXTURES = Path(__file__).parent / "fixtures" / "emo_superb"
 # folder -> (clips, folds, speakers, rule) of the fixture
 PUBLISHED = {
     "crema_d": (32, 5, 16, "spkrid"),
-    "iemocap": (20, 5, 10, "spkrid_gender"),
-    "msp_improv_primary": (24, 6, 12, "spkrid_gender"),
-    "msp_improv_secondary": (24, 6, 12, "spkrid_gender"),
-    "nthu_nnime": (86, 5, 43, "spkrid"),
+    "iemocap": (86, 5, 10, "spkrid_gender"),
+    "msp_improv_primary": (55, 6, 12, "spkrid_gender"),
+    "msp_improv_secondary": (55, 6, 12, "spkrid_gender"),
+    "nthu_nnime": (141, 5, 43, "spkrid"),
     "msp_podcast_primary": (12, 1, 6, "spkrid"),
     "biic_podcast_primary": (12, 1, 6, "spkrid"),
 }
