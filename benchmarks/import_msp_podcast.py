@@ -10,8 +10,8 @@ process:
 1. import: fairser.corpus.build with corpus.name emo-superb, labels only: audio exists for 12
    clips, so the rest are listed in skipped.csv as missing (every label check runs in full);
 2. split: fairser.split.run on the imported corpus (split.bias none);
-3. groups: k-means (fairser.idi.kmeans_groups, k = 2) over one random 192-d embedding per
-   speaker unit of clips.csv's fold-1 train set (every Unknown clip is a unit of its own).
+3. groups: k-means (fairser.idi.kmeans_groups, k = 2, as the groups stage: one point per clip)
+   over one random 192-d embedding per clip of clips.csv's fold-1 train set.
 docs/PERFORMANCE.md records the figures.
 """
 
@@ -89,10 +89,10 @@ def main() -> None:
         t0 = time.perf_counter()
         split.run(out, tmp / "split", ratio=1.0, seed=0, bias="none")
         t_split = time.perf_counter() - t0
-        # folds.csv keeps only clips with audio (12 here), so the units are those of clips.csv's
-        # fold-1 train set, as if every clip had audio.
+        # folds.csv keeps only clips with audio (12 here), so the clips are clips.csv's fold-1
+        # train set, as if every clip had audio.
         clips = pd.read_csv(out / "clips.csv", usecols=["actor", "split_1"])
-        units = clips.loc[clips["split_1"] == "train", "actor"].unique()
+        units = clips.index[clips["split_1"] == "train"]
         emb = np.random.default_rng(0).standard_normal((len(units), 192))
         t0 = time.perf_counter()
         idi.kmeans_groups(emb, emb[:0], 2)
@@ -100,7 +100,7 @@ def main() -> None:
     print(f"rows {args.rows}, unknown share {args.unknown_share}: {info['speaker_rule']['description']}")
     print(f"import {t_import:.1f} s (peak RSS {peak_import:.0f} MiB, {peak_import - base:+.0f} MiB over "
           f"the generated input); split {t_split:.1f} s; groups (k-means over {len(units)} train "
-          f"speaker units) {t_groups:.1f} s; overall peak RSS {peak_mib():.0f} MiB")
+          f"clips) {t_groups:.1f} s; overall peak RSS {peak_mib():.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -202,3 +202,14 @@ def test_full_published_label_sets_give_the_known_speaker_counts(path):
     assert source["speaker_rule"]["rule"] == rule and source["speaker_rule"]["speakers"] == n_speakers
     assert len(set(source["speakers"])) == n_speakers
     corpus._check_folds(source["splits"], source["speakers"], source["where"], source["n_folds"])
+
+
+def test_schema_json_keeps_the_speaker_rule_through_load(tmp_path):
+    from fairser import schema as corpus_schema
+
+    rule = {"rule": "spkrid_gender", "speakers": 10, "unknown_clips": 0,
+            "description": "speakers = SpkrID x Gender (SpkrID is a session of more than one speaker) = 10"}
+    s = corpus_schema.Schema(classes=("a", "b"), folds=5, speaker_rule=rule)
+    corpus_schema.save(s, tmp_path)
+    assert corpus_schema.load(tmp_path).speaker_rule == rule
+    assert "speaker_rule" not in corpus_schema.Schema(classes=("a", "b"), folds=5).to_dict()

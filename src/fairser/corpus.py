@@ -602,7 +602,7 @@ def speaker_units(files: pd.Series, spkr: pd.Series, gender: pd.Series, rule: st
       session id: say which with corpus.speaker_rule).
     Unknown speakers (SpkrID `Unknown` or empty, as MSP-Podcast marks many clips): each such clip is
     a speaker unit of its own, `unknown:<FileName>`, so thousands of clips never become one
-    speaker (one bootstrap unit, one k-means point); corpus.json reports how many.
+    speaker (one unit of the speaker bootstrap); corpus.json reports how many.
     `where(i)` names row i. Returns (speaker per row, {rule, speakers, unknown_clips, description}).
     """
     ids = _map_unique(spkr, values.speaker_id)
