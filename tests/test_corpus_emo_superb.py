@@ -213,3 +213,18 @@ def test_schema_json_keeps_the_speaker_rule_through_load(tmp_path):
     corpus_schema.save(s, tmp_path)
     assert corpus_schema.load(tmp_path).speaker_rule == rule
     assert "speaker_rule" not in corpus_schema.Schema(classes=("a", "b"), folds=5).to_dict()
+
+
+def test_fold_files_may_spell_a_speaker_id_differently(tmp_path):
+    """'01' in one fold file and '1' in another are one speaker, not a mismatch."""
+    for f in (FIXTURES / "iemocap").iterdir():
+        (tmp_path / f.name).write_bytes(f.read_bytes())
+    second = tmp_path / "labels_consensus_2.csv"
+    second.write_text(second.read_text().replace(",01,", ",1,"))
+    assert ",1,Male" in second.read_text()
+    source = corpus.read_emo_superb(tmp_path)
+    assert source["speaker_rule"]["speakers"] == 10
+    second.write_text(second.read_text().replace(",1,Male,", ",2,Male,", 1))
+    with pytest.raises(InputError, match=r"labels_consensus_2\.csv, line \d+: .* differs from "
+                                         r"labels_consensus_1\.csv, line \d+ \(labels, SpkrID or Gender\)"):
+        corpus.read_emo_superb(tmp_path)

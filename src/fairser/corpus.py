@@ -721,7 +721,8 @@ def read_emo_superb(labels_dir: str | Path, *, renormalise: bool = False,
             raise InputError(f"{path}, line {table['line'][n]}: {n} is not in {first_path.name}")
         pos = table.index.get_indexer(first.index)
         b = table.iloc[pos]
-        differs = ((b["speaker"].str.strip().to_numpy() != first["speaker"].str.strip().to_numpy())
+        differs = ((_map_unique(b["speaker"], values.speaker_id).to_numpy()
+                    != _map_unique(first["speaker"], values.speaker_id).to_numpy())
                    | (b["gender"].to_numpy() != first["gender"].to_numpy())
                    | ~np.isclose(labels[pos], first_labels, atol=TOLERANCE).all(1))
         if differs.any():
