@@ -133,19 +133,19 @@ def test_config_accepts_speaker_rules_and_rejects_a_bad_regex():
     assert not any(check(r) for r in ("session", "regex:", "regex:(", None))
 
 
-def _audio_for(folder: Path, files, dest: Path) -> Path:
-    dest.mkdir(parents=True, exist_ok=True)
-    for k, name in enumerate(files):
-        sf.write(dest / name, tone(0.3, 120 + 7 * k, seed=k), SAMPLE_RATE, subtype="PCM_16")
-    return dest
+def _build(tmp_path: Path, name: str, **settings) -> Path:
+    """corpus.build on a fixture folder, with a short tone for each of its clips."""
+    folder = _folder(name)
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    for k, file in enumerate(corpus.read_emo_superb(folder)["sources"]):
+        sf.write(audio / file, tone(0.3, 120 + 7 * k, seed=k), SAMPLE_RATE, subtype="PCM_16")
+    return corpus.build(tmp_path / "corpus", {"seed": 0, "corpus": {
+        "name": "emo-superb", "labels_dir": str(folder), "audio_dir": str(audio), **settings}})
 
 
 def test_podcast_unknown_speakers_reach_actors_and_the_report_line(tmp_path):
-    folder = _folder("msp_podcast_primary")
-    source = corpus.read_emo_superb(folder)
-    audio = _audio_for(folder, source["sources"], tmp_path / "audio")
-    out = corpus.build(tmp_path / "corpus", {"seed": 0, "corpus": {
-        "name": "emo-superb", "labels_dir": str(folder), "audio_dir": str(audio)}})
+    out = _build(tmp_path, "msp_podcast_primary")
     actors = pd.read_csv(out / "actors.csv", dtype=str, keep_default_na=False)
     assert len(actors) == 6 + 5  # six numbered speakers ("127" and "0127" are one), five unknown clips
     assert sorted(actors["speaker"][actors["speaker"].str.startswith("unknown:")]) == [
@@ -165,28 +165,20 @@ def test_podcast_unknown_speakers_reach_actors_and_the_report_line(tmp_path):
 
 
 def test_iemocap_fixture_builds_ten_speakers_with_the_rule_recorded(tmp_path):
-    folder = _folder("iemocap")
-    source = corpus.read_emo_superb(folder)
-    audio = _audio_for(folder, source["sources"], tmp_path / "audio")
-    out = corpus.build(tmp_path / "corpus", {"seed": 0, "corpus": {
-        "name": "emo-superb", "labels_dir": str(folder), "audio_dir": str(audio)}})
+    out = _build(tmp_path, "iemocap")
     actors = pd.read_csv(out / "actors.csv", dtype=str)
     assert len(actors) == 10
     assert sorted(actors["gender"].value_counts().items()) == [("Female", 5), ("Male", 5)]
     schema = json.loads((out / "schema.json").read_text())
-    assert schema["classes"] == list(source["classes"])
+    assert schema["classes"] == json.loads((_folder("iemocap") / "config.json").read_text())[
+        "categorical"]["emo_type"]
     assert schema["speaker_rule"]["rule"] == "spkrid_gender" and schema["speaker_rule"]["speakers"] == 10
     assert "SpkrID x Gender" in provenance.coverage(json.loads((out / "corpus.json").read_text()))
 
 
 def test_explicit_spkrid_rule_on_sessions_is_the_old_one_line_error(tmp_path):
-    folder = _folder("iemocap")
-    source = corpus.read_emo_superb(folder)
-    audio = _audio_for(folder, source["sources"], tmp_path / "audio")
     with pytest.raises(InputError, match=r"labels_consensus_1\.csv, line \d+: speaker 1 has gender"):
-        corpus.build(tmp_path / "corpus", {"seed": 0, "corpus": {
-            "name": "emo-superb", "labels_dir": str(folder), "audio_dir": str(audio),
-            "speaker_rule": "spkrid"}})
+        _build(tmp_path, "iemocap", speaker_rule="spkrid")
 
 
 @pytest.mark.parametrize("path", sorted(FULL))
