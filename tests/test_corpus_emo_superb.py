@@ -220,3 +220,61 @@ def test_fold_files_may_spell_a_speaker_id_differently(tmp_path):
     with pytest.raises(InputError, match=r"labels_consensus_2\.csv, line \d+: .* differs from "
                                          r"labels_consensus_1\.csv, line \d+ \(labels, SpkrID or Gender\)"):
         corpus.read_emo_superb(tmp_path)
+
+
+# --- train/dev overlap (issue 21 item 5) ---------------------------------------------------------
+
+def test_train_dev_overlap_counts_speakers_per_fold():
+    # fold 1: a in train and dev, b train only, c dev only -> 1; fold 2: a and b both -> 2
+    splits = [["train", "dev"], ["dev", "train"], ["train", "dev"], ["train", "train"],
+              ["dev", "dev"], ["test", "test"]]
+    speakers = ["a", "a", "b", "b", "c", "d"]
+    assert corpus.train_dev_overlap(splits, speakers, 2) == [1, 1 + 1]
+    assert corpus.train_dev_overlap([["train"], ["train"]], ["a", "a"], 1) == [0]
+
+
+def _podcast_copy(tmp_path: Path, *edits: tuple[str, str]) -> Path:
+    """The MSP-Podcast fixture with each (old, new) text edit applied once to its label file."""
+    folder = tmp_path / "labels"
+    folder.mkdir()
+    for f in _folder("msp_podcast_primary").iterdir():
+        (folder / f.name).write_bytes(f.read_bytes())
+    labels = folder / "labels_consensus_1.csv"
+    text = labels.read_text()
+    for old, new in edits:
+        assert text.count(old) == 1
+        text = text.replace(old, new)
+    labels.write_text(text)
+    return folder
+
+
+def _build_labels(tmp_path: Path, folder: Path) -> Path:
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    for k, file in enumerate(corpus.read_emo_superb(folder)["sources"]):
+        sf.write(audio / file, tone(0.3, 120 + 7 * k, seed=k), SAMPLE_RATE, subtype="PCM_16")
+    return corpus.build(tmp_path / "corpus", {"seed": 0, "corpus": {
+        "name": "emo-superb", "labels_dir": str(folder), "audio_dir": str(audio)}})
+
+
+def test_speakers_in_train_and_dev_are_counted_in_corpus_json_and_its_coverage_line(tmp_path):
+    # Speaker 77's Development clip becomes speaker 127's (whose two Train clips are spelled 127
+    # and 0127: one speaker); speaker 512's Development clip becomes 1048's (one Train clip).
+    # Unknown speakers in Train (0014) and Development (0016) are units of one clip: not counted.
+    folder = _podcast_copy(tmp_path, (",77,Female,Development", ",127,Female,Development"),
+                           (",512,Female,Development", ",1048,Male,Development"))
+    info = json.loads((_build_labels(tmp_path, folder) / "corpus.json").read_text())
+    assert info["train_dev_overlap"] == [2]
+    assert info["coverage"] == ("12 of 12 labelled clips usable, 0 skipped; "
+                                "speakers in both train and dev per fold: 2")
+
+
+def test_the_published_fixtures_record_no_overlap_and_test_leakage_stays_an_error(tmp_path):
+    info = json.loads((_build(tmp_path, "msp_podcast_primary") / "corpus.json").read_text())
+    assert info["train_dev_overlap"] == [0]
+    assert info["coverage"].endswith("; speakers in both train and dev per fold: 0")
+    folder = _podcast_copy(tmp_path, (",30,Male,Test", ",1048,Male,Test"))
+    with pytest.raises(InputError, match=r"labels_consensus_1\.csv, line \d+: speaker 1048 is in fold 1's "
+                                         r"test set and in its train set"):
+        corpus.build(tmp_path / "corpus2", {"seed": 0, "corpus": {
+            "name": "emo-superb", "labels_dir": str(folder), "audio_dir": str(tmp_path / "audio")}})

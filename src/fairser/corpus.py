@@ -116,7 +116,8 @@ def skip_summary(n_clips: int, skipped: list[tuple[str, str]]) -> tuple[dict[str
 
 def _write_tables(out: Path, name: str, notice: str | None, clips: pd.DataFrame,
                   people: pd.DataFrame, skipped: list[tuple[str, str]],
-                  provenance: dict | None = None, schema: corpus_schema.Schema | None = None) -> None:
+                  provenance: dict | None = None, schema: corpus_schema.Schema | None = None,
+                  overlap: list[int] | None = None) -> None:
     corpus_schema.save(schema or corpus_schema.crema_d(), out)
     clips.to_csv(out / "clips.csv", index=False)
     cols = ["actor", "sex", "age", "race"] if name in ("surrogate", "crema-d") else list(people.columns)
@@ -133,6 +134,9 @@ def _write_tables(out: Path, name: str, notice: str | None, clips: pd.DataFrame,
                 provenance=provenance or {})
     if schema is not None and schema.speaker_rule:
         info["speaker_rule"] = schema.speaker_rule  # who is a speaker (EMO-SUPERB: speaker_units)
+    if overlap is not None:  # a corpus's own folds (build_user): speakers in train and dev per fold
+        info["train_dev_overlap"] = overlap
+        info["coverage"] = f"{line}; {overlap_line(overlap)}"
     (out / "corpus.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
 
 
@@ -478,6 +482,26 @@ def _check_folds(splits: list[list[str]], speakers: list[str], where, n_folds: i
                                      f"{test_fold[spk] + 1} and {f + 1}")
         if n_test == 0:
             raise InputError(f"{where(None, f)}: fold {f + 1} has no test clips")
+
+
+def train_dev_overlap(splits: list[list[str]], speakers: list[str], n_folds: int) -> list[int]:
+    """Per fold, how many speakers have clips in both its train and its dev set.
+
+    Published splits have such speakers (they are not leakage into the test set, which
+    _check_folds forbids); corpus.json reports the counts. A speaker unit of one clip (an unknown
+    SpkrID, speaker_units) is in one split only, so it never counts.
+    """
+    out = []
+    for f in range(n_folds):
+        train = {spk for spk, row in zip(speakers, splits) if row[f] == "train"}
+        dev = {spk for spk, row in zip(speakers, splits) if row[f] == "dev"}
+        out.append(len(train & dev))
+    return out
+
+
+def overlap_line(counts: list[int]) -> str:
+    """corpus.json's coverage clause: 'speakers in both train and dev per fold: 3, 0, 2'."""
+    return f"speakers in both train and dev per fold: {', '.join(map(str, counts))}"
 
 
 def _speaker_values(rows: list[tuple[str, str, int]], column: str, where) -> dict[str, str]:
@@ -924,7 +948,8 @@ def build_user(out: str | Path, *, kind: str, source: dict, audio_dir: str | Pat
             by_kind, _ = skip_summary(n, skipped)
             raise InputError(f"corpus.audio_dir: no usable clip among {n} ("
                              + "; ".join(f"{k}: {c}" for k, c in by_kind.items()) + ")")
-        _write_tables(tmp, kind, notice, clips, people, skipped, provenance, schema)
+        _write_tables(tmp, kind, notice, clips, people, skipped, provenance, schema,
+                      overlap=train_dev_overlap(source["splits"], spk, source["n_folds"]))
     return Path(out)
 
 
