@@ -192,6 +192,7 @@ SCHEMA: dict[str, Rule] = {
     "split.min_clips_per_group.dev": integer(0),
     "split.min_clips_per_group.test": integer(0),
     "split.on_degenerate": choice("error", "warn"),
+    "split.on_sparse_class": choice("auto", "error", "warn"),
     "features.upstream": MODEL,
     "features.batch_seconds": number(0, lo_open=True),
     "features.device": DEVICE,
