@@ -5,9 +5,10 @@ IEMOCAP (Secondary, 9 classes, 5 folds), MSP-IMPROV (Primary, 4 classes, 6 folds
 (tests/fixtures/emo_superb, SOURCES.md there) with a short synthetic clip named after each
 FileName, each run by `dvc exp run` with the README's corpus settings only (corpus.name,
 labels_dir, audio_dir, split.bias=none) and tiny training settings. The published IEMOCAP and
-NNIME label sets have folds whose test (or train) set holds no clip of a rare class (IEMOCAP
-`disgust`, NNIME `relax`), full files and sample alike, so those two runs also lower
-split.min_clips_per_class, as README says a user of those corpora must.
+NNIME label sets have folds whose test (or train) set holds no strict-majority clip of a rare class
+(IEMOCAP `disgust`, NNIME `relax`), full files and sample alike: their folds are the corpus's own,
+so the split stage keeps them with one warning line (split.on_sparse_class auto), which every
+table quotes beside the corpus line and its train/dev speaker overlap.
 """
 
 import json
@@ -32,13 +33,15 @@ TINY = {
     ("methods", "jtt", "identification_epochs"): 1,
     ("evaluate", "bootstrap"): 10,
 }
-NO_CLASS_MINIMUM = {"split.min_clips_per_class.train": 0, "split.min_clips_per_class.test": 0}
-# fixture folder -> (speakers, folds, extra settings)
+# fixture folder -> (speakers, folds, (fold, split, class) cells below split.min_clips_per_class
+# {train: 1, test: 1} of README's params.yaml, counted from the fixture's Split_Set columns)
 CORPORA = {
-    "iemocap": (10, 5, NO_CLASS_MINIMUM),
-    "msp_improv_primary": (12, 6, {}),
-    "nthu_nnime": (43, 5, NO_CLASS_MINIMUM),
+    "iemocap": (10, 5, [(1, "test"), (2, "test"), (3, "test"), (4, "train"), (5, "train"),
+                        (5, "test")]),
+    "msp_improv_primary": (12, 6, []),
+    "nthu_nnime": (43, 5, [(4, "test")]),
 }
+RARE = {"iemocap": "disgust", "nthu_nnime": "relax"}
 
 
 def _audio(labels_dir: Path, dest: Path) -> Path:
@@ -63,12 +66,12 @@ def repo(tmp_path_factory):
 @pytest.mark.parametrize("name", sorted(CORPORA))
 def test_published_label_set_runs_end_to_end(repo, tmp_path, name):
     path, env = repo
-    n_speakers, n_folds, extra = CORPORA[name]
+    n_speakers, n_folds, sparse = CORPORA[name]
     labels = FIXTURES / name
     audio = _audio(labels, tmp_path / "audio")
     run_ok(["git", "checkout", "--", "params.yaml"], path, env)
     settings = {"corpus.name": "emo-superb", "corpus.labels_dir": labels, "corpus.audio_dir": audio,
-                "split.bias": "none", **extra}
+                "split.bias": "none"}
     args = ["dvc", "exp", "run"]
     for key, value in settings.items():
         args += ["-S", f"{key}={value}"]
@@ -82,6 +85,14 @@ def test_published_label_set_runs_end_to_end(repo, tmp_path, name):
     assert len(actors) == n_speakers
     table1 = (path / "reports" / "table1.md").read_text()
     assert schema["speaker_rule"]["description"] in table1  # the coverage line says who is a speaker
+    overlap = ", ".join(["0"] * n_folds)  # the fixtures' dev sets are whole speakers (sessions)
+    assert f"speakers in both train and dev per fold: {overlap}" in table1
+    coverage = json.loads((path / "data" / "split" / "coverage.json").read_text())
+    assert [(c["fold"], c["split"]) for c in coverage.get("sparse_classes", [])] == sparse
+    assert {c["class"] for c in coverage.get("sparse_classes", [])} == ({RARE[name]} if sparse else set())
+    if sparse:
+        warning, = [w for w in coverage["warnings"] if w.startswith("split.on_sparse_class warn")]
+        assert f"> **Warning:** {warning}" in table1.splitlines()
     predictions = sorted((path / "data" / "runs").glob("*/*/predictions.csv"))
     assert predictions
     for file in predictions:

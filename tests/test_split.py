@@ -654,10 +654,27 @@ SPARSE_MINIMA = dict(min_clips_per_class={"train": 1, "dev": 0, "test": 1}, min_
 GRIEF_CELLS = [(1, "train", 0), (2, "test", 0), (3, "train", 0), (3, "test", 0)]
 
 
+def test_a_sparse_cell_counts_its_multi_label_positives(tmp_path):
+    # Speaker 5's clip s5_01 (fold 2 test, equal shares in sparse_grief_corpus) gets anger and
+    # grief 0.3 each: no strict majority, but both above 1/4, so fold 2 test has 0 strict-majority
+    # grief clips and 1 multi-label grief positive.
+    folder = sparse_grief_corpus(tmp_path / "corpus", "emo-superb")
+    clips = pd.read_csv(folder / "clips.csv")
+    row = clips.index[clips["file"] == "s5_01.wav"][0]
+    clips.loc[row, list(OTHER.classes)] = [0.2, 0.2, 0.3, 0.3]
+    clips.to_csv(folder / "clips.csv", index=False)
+    run(folder, tmp_path / "split", ratio=20, seed=0, bias="none", **SPARSE_MINIMA)
+    coverage = json.loads((tmp_path / "split" / "coverage.json").read_text())
+    cell = {(c["fold"], c["split"]): c for c in coverage["sparse_classes"]}[(2, "test")]
+    assert (cell["n"], cell["positives"]) == (0, 1)
+    assert "fold 2 test 'grief' 0 (minimum 1, 1 multi-label positive)" in coverage["warnings"][0]
+
+
 def test_a_sparse_class_in_a_corpus_s_own_folds_is_one_warning_line_and_listed(tmp_path):
     folder = sparse_grief_corpus(tmp_path / "corpus", "emo-superb")
     warnings = run(folder, tmp_path / "split", ratio=20, seed=0, bias="none", **SPARSE_MINIMA)
-    shown = ", ".join(f"fold {f} {s} 'grief' {n} (minimum 1)" for f, s, n in GRIEF_CELLS)
+    shown = ", ".join(f"fold {f} {s} 'grief' {n} (minimum 1, 0 multi-label positives)"
+                      for f, s, n in GRIEF_CELLS)
     assert warnings == [
         "split.on_sparse_class warn: the corpus's own folds have 4 (fold, split, class) cells below "
         f"split.min_clips_per_class (strict-majority clips), kept as published: {shown}; a class "
@@ -665,8 +682,8 @@ def test_a_sparse_class_in_a_corpus_s_own_folds_is_one_warning_line_and_listed(t
         "and is left out of its TPR gap"]
     coverage = json.loads((tmp_path / "split" / "coverage.json").read_text())
     assert coverage["warnings"] == warnings
-    assert coverage["sparse_classes"] == [{"fold": f, "split": s, "class": "grief", "n": n, "minimum": 1}
-                                          for f, s, n in GRIEF_CELLS]
+    assert coverage["sparse_classes"] == [{"fold": f, "split": s, "class": "grief", "n": n, "minimum": 1,
+                                           "positives": 0} for f, s, n in GRIEF_CELLS]
     folds = pd.read_csv(tmp_path / "split" / "folds.csv", keep_default_na=False)
     # Fold 2's test set is kept whole: speakers 2, 5 and 8, 12 clips each.
     assert len(folds[(folds["fold"] == 2) & (folds["split"] == "test")]) == 36

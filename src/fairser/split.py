@@ -359,8 +359,10 @@ def sparse_class_mode(corpus: str | Path, on_sparse_class: str) -> str:
 
 def sparse_class_message(cells: list[dict]) -> str:
     """One line naming the (fold, split, class) cells kept below split.min_clips_per_class (the
-    first eight, then how many more), and what the metrics do with a class without positives."""
-    shown = ", ".join(f"fold {c['fold']} {c['split']} '{c['value']}' {c['n']} (minimum {c['minimum']})"
+    first eight, then how many more), each with its multi-label positives (`positives`), and what
+    the metrics do with a class without positives."""
+    shown = ", ".join(f"fold {c['fold']} {c['split']} '{c['value']}' {c['n']} (minimum {c['minimum']}, "
+                      f"{c['positives']} multi-label positive{'' if c['positives'] == 1 else 's'})"
                       for c in cells[:8])
     more = f" and {len(cells) - 8} more" if len(cells) > 8 else ""
     return (f"split.on_sparse_class warn: the corpus's own folds have {len(cells)} (fold, split, class) "
@@ -531,6 +533,9 @@ def run(corpus: str | Path, out: str | Path, *, ratio: float, seed: int, bias: s
         raise InputError(_shortfall_line(stop[0], _skipped_note(n_skipped, len(clips))) + hint)
     warnings = rule_notes(clips, actors, schema, skew)
     if sparse:
+        emotion = counts[counts["variable"] == "emotion"].set_index(["fold", "split", "value"])["n"]
+        for c in sparse:  # the metrics' targets are multi-label (p > 1/K): say how many there are
+            c["positives"] = int(emotion[(c["fold"], c["split"], c["value"])])
         warnings.append(sparse_class_message(sparse))
     cells = degenerate_cells(folds, clips, actors, skipped, schema, bias=skew)
     if cells:
@@ -544,7 +549,8 @@ def run(corpus: str | Path, out: str | Path, *, ratio: float, seed: int, bias: s
                 "on_degenerate": on_degenerate, "degenerate": cells, "warnings": warnings}
     if sparse:  # only then, so the CREMA-D and surrogate coverage.json stay as they were
         coverage["sparse_classes"] = [{"fold": c["fold"], "split": c["split"], "class": c["value"],
-                                       "n": c["n"], "minimum": c["minimum"]} for c in sparse]
+                                       "n": c["n"], "minimum": c["minimum"],
+                                       "positives": c["positives"]} for c in sparse]
     with atomic_dir(out) as tmp:
         folds.to_csv(tmp / "folds.csv", index=False)
         counts.to_csv(tmp / "counts.csv", index=False)
