@@ -133,9 +133,10 @@ def test_config_accepts_speaker_rules_and_rejects_a_bad_regex():
     assert not any(check(r) for r in ("session", "regex:", "regex:(", None))
 
 
-def _build(tmp_path: Path, name: str, **settings) -> Path:
-    """corpus.build on a fixture folder, with a short tone for each of its clips."""
-    folder = _folder(name)
+def _build(tmp_path: Path, name: str | Path, **settings) -> Path:
+    """corpus.build on a fixture folder (its name, or a label folder's path), with a short tone
+    for each of its clips."""
+    folder = _folder(name) if isinstance(name, str) else name
     audio = tmp_path / "audio"
     audio.mkdir()
     for k, file in enumerate(corpus.read_emo_superb(folder)["sources"]):
@@ -248,22 +249,13 @@ def _podcast_copy(tmp_path: Path, *edits: tuple[str, str]) -> Path:
     return folder
 
 
-def _build_labels(tmp_path: Path, folder: Path) -> Path:
-    audio = tmp_path / "audio"
-    audio.mkdir()
-    for k, file in enumerate(corpus.read_emo_superb(folder)["sources"]):
-        sf.write(audio / file, tone(0.3, 120 + 7 * k, seed=k), SAMPLE_RATE, subtype="PCM_16")
-    return corpus.build(tmp_path / "corpus", {"seed": 0, "corpus": {
-        "name": "emo-superb", "labels_dir": str(folder), "audio_dir": str(audio)}})
-
-
 def test_speakers_in_train_and_dev_are_counted_in_corpus_json_and_its_coverage_line(tmp_path):
     # Speaker 77's Development clip becomes speaker 127's (whose two Train clips are spelled 127
     # and 0127: one speaker); speaker 512's Development clip becomes 1048's (one Train clip).
     # Unknown speakers in Train (0014) and Development (0016) are units of one clip: not counted.
     folder = _podcast_copy(tmp_path, (",77,Female,Development", ",127,Female,Development"),
                            (",512,Female,Development", ",1048,Male,Development"))
-    info = json.loads((_build_labels(tmp_path, folder) / "corpus.json").read_text())
+    info = json.loads((_build(tmp_path, folder) / "corpus.json").read_text())
     assert info["train_dev_overlap"] == [2]
     assert info["coverage"] == ("12 of 12 labelled clips usable, 0 skipped; "
                                 "speakers in both train and dev per fold: 2")
