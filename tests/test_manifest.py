@@ -315,3 +315,17 @@ def test_an_excluded_value_of_a_numeric_attribute_is_unknown_not_an_error(tmp_pa
     assert list(actors["age"]) == ["30", "61", "n/a"]
     assert schema.speaker_groups(actors, s)["age"].tolist()[:2] == ["young", "old"]
     assert pd.isna(schema.speaker_groups(actors, s)["age"].tolist()[2])
+
+
+def test_an_emo_superb_gender_that_folds_to_nothing_is_one_line_unless_excluded(tmp_path):
+    params = _emo_folder(tmp_path)
+    labels = Path(params["labels_dir"]) / "labels_consensus_1.csv"
+    labels.write_text("FileName,calm,joy,SpkrID,Gender,Split_Set\na.wav,1,0,1,M,Test\nb.wav,0,1,2,F,Train\n"
+                      "c.wav,0,1,3,Other,Train\n")
+    for n in ("a.wav", "b.wav", "c.wav"):
+        sf.write(Path(params["audio_dir"]) / n, tone(0.5, 150), SAMPLE_RATE, subtype="PCM_16")
+    _fails(tmp_path, params, r"labels_consensus_1\.csv: gender values 'Other' are none of Male, Female; "
+                             r"list any that mean unknown under corpus\.excluded\.gender")
+    out = _build(tmp_path, dict(params, excluded={"gender": ["other"]}))
+    assert list(pd.read_csv(out / "actors.csv")["gender"]) == ["Male", "Female", "other"]
+    assert json.loads((out / "schema.json").read_text())["attributes"][0]["excluded"] == ["other"]
