@@ -298,8 +298,25 @@ def clip_blocks(lengths, batch_seconds: float) -> list[list[int]]:
     return length_batches([int(n) for n in lengths], batch_seconds * SAMPLE_RATE)
 
 
+class ClipJob:
+    """What every per-clip job of fairser.engine shares (features, speaker, pseudo): its items
+    are clips, read from their WAV paths (read_wav); a subclass adds name, device, load and
+    process."""
+
+    def read(self, source: str) -> np.ndarray:
+        return read_wav(source)
+
+
+def run_clips(job: ClipJob, files, wav_dir: str | Path, blocks: list[list[int]], **options) -> np.ndarray:
+    """`job`'s rows for the clips `files` under `wav_dir`, stacked in `files` order
+    (fairser.engine.run with `options`); a clip without a row is one InputError naming its path
+    and why, after every other clip is done (and checkpointed, with a partial_dir)."""
+    return engine.run(job, files, [wav_path(wav_dir, f) for f in files], blocks,
+                      **options).stacked(files)
+
+
 @dataclass(frozen=True)
-class FeaturesJob:
+class FeaturesJob(ClipJob):
     """fairser.engine's job for the features stage: the upstream's name, device (params value,
     resolved where the model loads), hub revision and the padded-audio budget of one forward
     pass; plain values, so Ray can send it to its actors."""
@@ -313,9 +330,6 @@ class FeaturesJob:
     def load(self):
         return load_upstream(self.upstream, resolve_device(self.device, key="features.device"),
                              self.revision)
-
-    def read(self, source: str) -> np.ndarray:
-        return read_wav(source)
 
     def process(self, upstream, waves: list[np.ndarray]):
         return pooled_batch(upstream, waves, self.batch_seconds)
@@ -337,11 +351,9 @@ def extract(files, wav_dir: str | Path, upstream=None, *, batch_seconds: float,
         lengths = check_wavs(wav_dir, files)
     if job is None:
         job = FeaturesJob(getattr(upstream, "name", "upstream"), "cpu", batch_seconds)
-    result = engine.run(job, files, [wav_path(wav_dir, f) for f in files],
-                        clip_blocks(lengths, batch_seconds), compute=compute, model=upstream,
-                        partial_dir=partial_dir, weights=lengths, progress=progress,
-                        unit="sample", desc=f"features ({job.upstream})")
-    return result.stacked(files).astype(np.float32)
+    return run_clips(job, files, wav_dir, clip_blocks(lengths, batch_seconds), compute=compute,
+                     model=upstream, partial_dir=partial_dir, weights=lengths, progress=progress,
+                     unit="sample", desc=f"features ({job.upstream})").astype(np.float32)
 
 
 def to_float16(feats: np.ndarray, upstream: str) -> np.ndarray:

@@ -22,12 +22,11 @@ from sklearn.cluster import MiniBatchKMeans
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from tqdm import tqdm
 
-from fairser import engine
 from fairser import schema as corpus_schema
 from fairser.constants import SAMPLE_RATE
 from fairser.errors import InputError
-from fairser.features import (HFUpstream, check_wavs, clip_blocks, length_batches, pad_to, read_wav,
-                              resolve_device, usable_clips, wav_path)
+from fairser.features import (ClipJob, HFUpstream, check_wavs, clip_blocks, length_batches, pad_to,
+                              resolve_device, run_clips, usable_clips)
 from fairser.io import read_csv
 from fairser.provenance import load_hf, model_for_stage
 
@@ -198,7 +197,7 @@ def predict_batch(clf, waves: list[np.ndarray], batch_seconds: float = 64.0):
 
 
 @dataclass(frozen=True)
-class PseudoJob:
+class PseudoJob(ClipJob):
     """fairser.engine's job for the pseudo stage: the classifier's name, the pitch rule's
     threshold, device (params value; the pseudo stage reads speaker.device), the padded-audio
     budget of one forward pass and the hub revision; plain values, so Ray can send it to its
@@ -215,9 +214,6 @@ class PseudoJob:
         return load_pseudo_model(self.model, threshold_hz=self.threshold_hz,
                                  device=resolve_device(self.device, key="speaker.device"),
                                  revision=self.revision)
-
-    def read(self, source: str) -> np.ndarray:
-        return read_wav(source)
 
     def process(self, clf, waves: list[np.ndarray]):
         return predict_batch(clf, waves, self.batch_seconds)
@@ -244,10 +240,8 @@ def run_pseudo(corpus: str | Path, out: str | Path, *, model: str, threshold_hz:
     job = PseudoJob(model, float(threshold_hz), device, batch_seconds, load_rev)
     local = (compute or {}).get("engine", "local") == "local"
     clf = job.load() if local else None
-    result = engine.run(job, files, [wav_path(wav_dir, f) for f in files],
-                        clip_blocks(lengths, batch_seconds), compute=compute, model=clf,
-                        progress=progress, desc=f"pseudo ({model})")
-    values = result.stacked(files)
+    values = run_clips(job, files, wav_dir, clip_blocks(lengths, batch_seconds), compute=compute,
+                       model=clf, progress=progress, desc=f"pseudo ({model})")
     df = pd.DataFrame(values, columns=list(PSEUDO_COLUMNS[:values.shape[1]]))
     df.insert(0, "file", files)
     with atomic_dir(out) as tmp:

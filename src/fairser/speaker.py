@@ -21,11 +21,10 @@ import numpy as np
 import torch
 import yaml
 
-from fairser import engine
 from fairser.constants import SAMPLE_RATE
 from fairser.errors import InputError
-from fairser.features import (check_wavs, clear_stale_partials, pad_to, partial_key, read_wav,
-                              resolve_device, usable_clips, wav_path)
+from fairser.features import (ClipJob, check_wavs, clear_stale_partials, pad_to, partial_key,
+                              resolve_device, run_clips, usable_clips)
 from fairser.provenance import model_for_stage, model_load_error
 
 RESEMBLYZER = "resemblyzer"
@@ -287,7 +286,7 @@ def embed_batch(embedder, waves: list[np.ndarray], batch_seconds: float | None =
 
 
 @dataclass(frozen=True)
-class SpeakerJob:
+class SpeakerJob(ClipJob):
     """fairser.engine's job for the speaker stage: the embedder's name, device (params value,
     resolved where the model loads) and hub revision; plain values, so Ray can send it to its
     actors."""
@@ -300,9 +299,6 @@ class SpeakerJob:
     def load(self):
         return load_embedder(self.model, resolve_device(self.device, key="speaker.device"),
                              self.revision)
-
-    def read(self, source: str) -> np.ndarray:
-        return read_wav(source)
 
     def process(self, embedder, waves: list[np.ndarray]):
         return embed_batch(embedder, waves)
@@ -322,10 +318,9 @@ def embed_clips(files, wav_dir: str | Path, embedder=None, *, partial_dir: str |
     if job is None:
         job = SpeakerJob(getattr(embedder, "name", "embedder"), "cpu")
     blocks = [list(range(i, min(i + CHUNK_CLIPS, len(files)))) for i in range(0, len(files), CHUNK_CLIPS)]
-    result = engine.run(job, files, [wav_path(wav_dir, f) for f in files], blocks,
-                        compute=compute, model=embedder, partial_dir=partial_dir,
-                        progress=progress, desc=f"speaker ({job.model})")
-    return result.stacked(files).astype(np.float32)
+    return run_clips(job, files, wav_dir, blocks, compute=compute, model=embedder,
+                     partial_dir=partial_dir, progress=progress,
+                     desc=f"speaker ({job.model})").astype(np.float32)
 
 
 def run(corpus: str | Path, out: str | Path, *, model: str, device: str = "auto",
