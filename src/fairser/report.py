@@ -1,4 +1,4 @@
-"""Tables 1-2 and Figs. 2-4 of the paper from data/eval/summary.csv (../shared/SPEC.md section 6).
+"""Tables 1-2 and Figs. 2-4 of the paper from data/eval/summary.csv (docs/PROTOCOL.md section 6).
 
 Table 1's fairness columns and the figures are of one attribute (`schema.truth_attribute`; the
 paper: gender); Table 2's rows are every other attribute of the corpus schema (CREMA-D: race,

@@ -1,5 +1,5 @@
 """JTT, Just Train Twice (Liu et al. 2021, "Just train twice: improving group robustness without
-training group information", ICML; SPEC section 4b). Group-free, two phases.
+training group information", ICML; PROTOCOL section 4b). Group-free, two phases.
 
 Phase 1 is ERM stopped after T = `identification_epochs` epochs; its error set is the training
 clips it gets wrong. Phase 2 retrains from the same initialisation with the error set upweighted
@@ -8,7 +8,7 @@ by lambda_up = `lambda_up`.
 Our adaptations, each stated:
 - Multi-label error rule: a clip is an error when phase 1 does not predict its single
   strict-majority class (folds.csv `label`), i.e. gives that class probability <= 1/K (1/6 on
-  CREMA-D), the threshold at which every model's probabilities are binarised (SPEC section 5). JTT assumes one
+  CREMA-D), the threshold at which every model's probabilities are binarised (PROTOCOL section 5). JTT assumes one
   class per clip, like LfF.
 - Phase 1 is our ERM run of the same fold and seed (same initialisation and shuffle order), read
   after epoch T: ERM trained for T epochs, as the paper's identification model, without training
