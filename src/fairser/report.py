@@ -106,6 +106,11 @@ def table1(summary: pd.DataFrame, *, k: int, attribute: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# Which paper text PAPER_TABLE1 is typed from (docs/PROTOCOL.md section 9): the first arXiv version.
+PAPER_VERSION = "arXiv 2505.14449v1"
+PAPER_VERSION_NOTE = (f"The paper's numbers are those of its first version, {PAPER_VERSION} (Overall "
+                      "TPR-gap gains +33.3% with pseudo-labels, +26.4% with k-means); a later version "
+                      "states gains of \"over 28%\" and \"over 4.6%\" instead (docs/PROTOCOL.md).")
 # The paper's Table 1 (gender, mean of 5 folds, CREMA-D, WavLM Base+, k-means K = 16), typed from
 # its text: (method, supervision) -> (F1, ACC, TPR gap, DP gap). Gain rows are relative gains.
 PAPER_TABLE1 = {
@@ -159,8 +164,8 @@ def table1_vs_paper_markdown(df: pd.DataFrame, *, k: int, notice: str | None,
     Overall and Gain rows show the paper's printed value and, in parentheses, the value
     recomputed from its own DS/RW/GDRO/GADRO rows (`paper_overall_from_rows`).
     `differences`: how this run's setup differs from the paper's (fairser.provenance)."""
-    title = titled(f"Table 1 beside the paper's (ours: k-means K = {k}; paper: K = 16 on CREMA-D)",
-                   notice)
+    title = titled(f"Table 1 beside the paper's, {PAPER_VERSION} (ours: k-means K = {k}; paper: K = 16 "
+                   "on CREMA-D)", notice)
     head = ["Method", "Super."] + [f"{h} paper / ours" for h in ("F1", "ACC", "TPR gap", "DP gap")]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
     for _, row in df.iterrows():
@@ -187,8 +192,8 @@ def table1_vs_paper_markdown(df: pd.DataFrame, *, k: int, notice: str | None,
         diffs.append(f"k-means rows: ours K = {k}; paper K = 16")
     setup = ("Differences from the paper's setup:\n\n" + "".join(f"- {d}\n" for d in diffs) if diffs
              else "Same corpus and models as the paper.\n")
-    return (f"# {title}\n\nMeans over folds (ours: over folds and training seeds, see "
-            "reports/table1.md). The paper's numbers are typed from its text (OCR); the paper "
+    return (f"# {title}\n\n{PAPER_VERSION_NOTE} Means over folds (ours: over folds and training "
+            "seeds, see reports/table1.md). The paper's numbers are typed from its text (OCR); the paper "
             "states no model revisions, so even the same hub ids may differ. Compare orderings and "
             "gains where the setups differ, not values. The paper's printed Overall rows are not the "
             "mean of its own DS, RW, GDRO and GADRO rows (e.g. k-means TPR gap 0.205 printed, 0.222 "
