@@ -53,6 +53,9 @@ def main() -> None:
     p.add_argument("--pseudo-info", default=None,
                    help="data/pseudo/info.json (the pseudo-label model named in every title)")
     p.add_argument("--split", default=None, help="folder with coverage.json (its warnings are shown)")
+    p.add_argument("--runs", default=None,
+                   help="data/runs/baselines: JTT's and GEORGE's logs (jtt/error_set.csv, "
+                        "jtt/sweep.csv, george/clusters.csv) -> groupfree.md")
     p.add_argument("--reports", required=True, help="output folder for the tables")
     p.add_argument("--plots", required=True, help="output folder for figures and DVC plot CSVs")
     args = p.parse_args()
@@ -97,6 +100,17 @@ def main() -> None:
         corpus_dir=corpus_dir, speaker_dir=args.speaker, groups_dir=args.groups, schema=schema,
         attribute=attribute, k=fig4_k)
 
+    groupfree = None
+    if args.runs is not None:
+        logs = {}
+        for name, rel in (("error_set", "jtt/error_set.csv"), ("sweep", "jtt/sweep.csv"),
+                          ("clusters", "george/clusters.csv")):
+            path = Path(args.runs) / rel
+            if not path.is_file():
+                raise InputError(f"{path}: no such file")
+            logs[name] = pd.read_csv(path, keep_default_na=False, na_values=[""])
+        groupfree = report.groupfree_markdown(**logs, notice=notice)
+
     t1 = report.table1(summary, k=k, attribute=attribute)
     t2 = report.table2(summary, [a.name for a in others]) if others else None
     points = report.tradeoff_points(t1)  # F1 against TPR gap of every method row of Table 1
@@ -124,6 +138,8 @@ def main() -> None:
                 speakers=speakers), notes))
         else:
             (tmp / "table2.md").write_text(report.no_table2_markdown(attribute, notice))
+        if groupfree is not None:
+            (tmp / "groupfree.md").write_text(with_notes(groupfree, notes))
         # A CSV has no title: the notice rides along in a column.
         t1.assign(notice=notice or "").to_csv(tmp / "table1.csv", index=False)
         if t2 is not None:

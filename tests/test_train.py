@@ -142,7 +142,8 @@ def gce(l, logits, q, label=0):
 def test_lff_loss_on_two_clips_by_hand():
     job, pos, valid, z, t = two_clip_job("lff", HP["lff"])
     loss = job.loss(job.params, pos, valid, epoch=1).item()
-    lb_logits, ld_logits = job.head(job.params, z[:, 0], 0)[0], job.head(job.params, z[:, 1], 1)[0]
+    # the biased model is encoder and head 1, the debiased (reported) one 0, ERM's init
+    lb_logits, ld_logits = job.head(job.params, z[:, 1], 1)[0], job.head(job.params, z[:, 0], 0)[0]
     l_b, l_d = cb_losses(lb_logits, t[0], CW_TWO_CLIPS), cb_losses(ld_logits, t[0], CW_TWO_CLIPS)
     # first EMA update = the losses; both clips are class 0, so the class max is over both
     b, d = l_b / l_b.max(), l_d / l_d.max()
@@ -185,8 +186,8 @@ def test_lff_last_batch_padding_does_not_erase_clip_0s_loss_ema():
     job, _, _, z, t = two_clip_job("lff", HP["lff"])
     pos, valid = torch.tensor([[0, 0]]), torch.tensor([[True, False]])
     job.loss(job.params, pos, valid, epoch=1)
-    l_b = cb_losses(job.head(job.params, z[:, 0], 0)[0], t[0], job.cw[0])
-    l_d = cb_losses(job.head(job.params, z[:, 1], 1)[0], t[0], job.cw[0])
+    l_b = cb_losses(job.head(job.params, z[:, 1], 1)[0], t[0], job.cw[0])
+    l_d = cb_losses(job.head(job.params, z[:, 0], 0)[0], t[0], job.cw[0])
     ema, seen = job.states["lff"]["ema"], job.states["lff"]["seen"]
     assert ema[0, 0, 0].item() == pytest.approx(l_b[0].item(), rel=1e-6)
     assert ema[0, 1, 0].item() == pytest.approx(l_d[0].item(), rel=1e-6)
@@ -347,7 +348,11 @@ def write_inputs(root, n=60, with_soft=True, drop_group=None):
     (root / "groups").mkdir()
     clips = pd.DataFrame(p, columns=list(EMOTIONS))
     clips.insert(0, "file", files)
+    clips.insert(1, "actor", 1001 + np.arange(n) % 6)  # JTT's and GEORGE's logs read the groups
     clips.to_csv(root / "corpus" / "clips.csv", index=False)
+    pd.DataFrame({"actor": 1001 + np.arange(6), "sex": ["Male", "Female"] * 3, "age": [25, 40, 60] * 2,
+                  "race": ["Caucasian", "Asian", "Unknown"] * 2}).to_csv(root / "corpus" / "actors.csv",
+                                                                       index=False)
     corpus_schema.save(corpus_schema.crema_d(), root / "corpus")
     np.save(root / "features" / "features.npy", feats.astype(np.float16))
     pd.DataFrame({"file": files}).to_csv(root / "features" / "index.csv", index=False)

@@ -144,6 +144,13 @@ def _k_list(x) -> bool:
             and len(set(x)) == len(x))
 
 
+def _one_or_list(x, ok: Callable[[Any], bool]) -> bool:
+    """One value that passes `ok`, or a non-empty list of distinct such values."""
+    if isinstance(x, list):
+        return len(x) > 0 and all(ok(v) for v in x) and len(set(x)) == len(x)
+    return ok(x)
+
+
 MODEL = text("a model name, hub id or folder")
 DEVICE = choice("auto", "cpu", "cuda")
 FOLDER = or_null(text("a folder path"))
@@ -210,12 +217,20 @@ SCHEMA: dict[str, Rule] = {
     "methods.disent.lambda_swap_b": number(0),
     "methods.disent.lambda_swap": number(0),
     "methods.disent.swap_after_epoch": integer(0),
-    "methods.jtt.identification_epochs": integer(1),  # and at most train.epochs (validate)
-    "methods.jtt.lambda_up": number(1),
+    # JTT's grid (debias/jtt.py): a value or a list of values each; every pair is trained and
+    # the best on dev macro-F1 is kept per (fold, seed).
+    "methods.jtt.identification_epochs": Rule(  # and at most train.epochs (validate)
+        lambda x: _one_or_list(x, lambda t: _is_int(t) and t >= 1),
+        "an integer >= 1 or a non-empty list of distinct ones"),
+    "methods.jtt.lambda_up": Rule(lambda x: _one_or_list(x, lambda v: _is_number(v) and v >= 1),
+                                  "a finite number >= 1 or a non-empty list of distinct ones"),
+    "methods.jtt.error_rule": choice("prob", "argmax"),
     "methods.george.eta": number(0, lo_open=True),
     "methods.george.max_k": integer(2),
     "methods.george.components": integer(1),
     "methods.george.n_init": integer(1),
+    "methods.george.overcluster_factor": integer(1, why=" (1: no overclustering)"),
+    "methods.george.min_size": integer(1),
     "evaluate.bootstrap": integer(0),
     # --- execution engines (helper `scale`)
     "compute.engine": choice("local", "ray"),
@@ -306,7 +321,8 @@ def validate(params: dict) -> None:
            f"one of idi.k_sweep {sweep} (Table 1's k-means rows reuse the sweep's runs; add it there too)")
     # JTT's error set is read from the ERM run after T epochs, so T cannot exceed the epochs trained.
     t = params["methods"]["jtt"]["identification_epochs"]
-    _check(t <= params["train"]["epochs"], "methods.jtt.identification_epochs", t,
+    _check(max(t if isinstance(t, list) else [t]) <= params["train"]["epochs"],
+           "methods.jtt.identification_epochs", t,
            f"an integer from 1 to train.epochs ({params['train']['epochs']})")
 
 

@@ -4,9 +4,10 @@ Table 1's fairness columns and the figures are of one attribute (`schema.truth_a
 paper: gender); Table 2's rows are every other attribute of the corpus schema (CREMA-D: race,
 age), and a corpus with one attribute has no Table 2.
 
-Tables hold mean +- s.d. over folds x training seeds and, for gaps and gains, the 95% speaker-
-bootstrap interval of fairser.evaluate (named by its method, footnoted where a cell needs it),
-and Table 1 the paired Wilcoxon p against ERM (docs/STATISTICS.md). Figures are drawn with
+Tables hold mean +- s.d. over folds x training seeds and, for gaps and gains, the speaker-
+bootstrap interval of fairser.evaluate (named by its method, its simulated coverage in each
+column's header, footnoted where a cell needs it), and Table 1 the paired t-test over folds
+against ERM, Holm-adjusted over the rows (docs/STATISTICS.md). Figures are drawn with
 matplotlib's Agg backend (no display needed). Every title carries the corpus notice
 (constants.SURROGATE_NOTICE for the generated corpus), so a figure from synthetic data cannot be
 mistaken for the paper's.
@@ -27,8 +28,9 @@ from sklearn.manifold import TSNE  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 from fairser.debias import REGISTRY  # noqa: E402
-from fairser.evaluate import (ALL_ATTRIBUTE, CI_METHOD, GAP_METRICS, MIN_STRATUM,  # noqa: E402
-                              SCORE_METRICS, TABLE2_KS, Lookup, kmeans_set, sweep_ks)
+from fairser.evaluate import (ALL_ATTRIBUTE, CI_METHOD, GAIN_UNDEFINED, GAP_METRICS,  # noqa: E402
+                              MIN_STRATUM, SCORE_METRICS, TABLE2_KS, Lookup, holm, kmeans_set,
+                              sweep_ks)
 
 NAMES = {"erm": "ERM", "random": "Random", "lff": "LfF", "disent": "DisEnt", "pgdro": "PGDRO",
          "jtt": "JTT", "george": "GEORGE",
@@ -40,6 +42,25 @@ TSNE_PERPLEXITY = 40  # paper Table A1
 TSNE_SEED = 42
 FIG4_K = 16  # paper Fig. 4
 FIG4_FOLD = 5
+# Simulated coverage of the intervals the tables print, by (attribute, gap): (gaps, gains), the
+# range over the scenarios of docs/STATISTICS.md (benchmarks/coverage.py: planted and null
+# populations; --gains: a method with half of ERM's group effects and one with all of them, over
+# the draws whose gain is defined). CREMA-D's attributes at its test sizes; others not simulated.
+SIMULATED_COVERAGE = {
+    ("gender", "tpr_gap"): ("0.92–0.93", "0.88–0.91"),
+    ("gender", "dp_gap"): ("0.94–0.96", "0.83–0.87"),
+    ("race", "tpr_gap"): ("0.91–0.96", "0.50–0.63"),
+    ("race", "dp_gap"): ("0.95", "0.49–0.74"),
+    ("age", "tpr_gap"): ("0.92–0.97", "0.33–0.74"),
+    ("age", "dp_gap"): ("0.93–0.96", "0.33–0.71"),
+}
+# The paired test against ERM (`evaluate.paired_test`) and its simulated false-positive rate at
+# 0.05 (benchmarks/significance.py: 10 000 null draws per fold share 0-0.9, s.e. 0.002).
+PAIRED_TEST_TEXT = ("two-sided paired t-test over folds (scipy.stats.ttest_1samp of the per-fold "
+                    "mean of row − ERM, training seeds averaged within a fold, since the seeds of "
+                    "a fold share its test speakers)")
+PAIRED_TEST_FPR = "0.048–0.054"
+OLD_TEST_FPR = "0.05–0.26"
 
 
 def titled(title: str, notice: str | None) -> str:
@@ -77,7 +98,8 @@ def table1(summary: pd.DataFrame, *, k: int, attribute: str) -> pd.DataFrame:
     ground truth, pseudo and k-means (K = k); Overall and Gain per supervision level.
 
     Columns: kind (run, overall, gain), method, supervision, then per metric (f1, acc, tpr_gap,
-    dp_gap) the value, `_std`, `_ci_low`, `_ci_high`. Gain rows hold relative gains vs ERM.
+    dp_gap) the value, `_std`, `_ci_low`, `_ci_high`, `_p` (paired test against ERM) and `_p_holm`
+    (Holm-adjusted over the rows but Gain). Gain rows hold relative gains vs ERM.
     Rows whose run is absent are left out.
     """
     look = Lookup(summary)
@@ -104,7 +126,14 @@ def table1(summary: pd.DataFrame, *, k: int, attribute: str) -> pd.DataFrame:
         add("overall", "overall", run_set, supervision)
     for run_set, supervision in _levels(k):
         add("gain", "overall", run_set, supervision, suffix="_gain")
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    # Holm over the rows tested (not Gain rows, which repeat their Overall row's p), per metric.
+    tested = (df["kind"] != "gain") if len(df) else []
+    for metric in TABLE1_METRICS:
+        if f"{metric}_p" in df.columns:
+            df[f"{metric}_p_holm"] = np.nan
+            df.loc[tested, f"{metric}_p_holm"] = holm(df.loc[tested, f"{metric}_p"].astype(float))
+    return df
 
 
 # Which paper text PAPER_TABLE1 is typed from (docs/PROTOCOL.md section 9): the first arXiv version.
@@ -241,7 +270,8 @@ def table2(summary: pd.DataFrame, attributes) -> pd.DataFrame:
 
 
 # Footnote marks of a cell (`_fmt`) and the footnotes that explain them (`_footnotes`).
-MARKS = {"few": "†", "zero-width": "‡", "excludes estimate": "§", "no gap not rejected": "°"}
+MARKS = {"few": "†", "zero-width": "‡", "excludes estimate": "§", "no gap not rejected": "°",
+         GAIN_UNDEFINED: "¶"}
 INTERVAL_NAMES = {"percentile": "percentile", "basic": "basic (reverse percentile)",
                   "shifted": "percentile shifted by twice the bootstrap bias",
                   "bca": "BCa (jackknife acceleration over speakers)",
@@ -252,6 +282,8 @@ INTERVAL_NAMES = {"percentile": "percentile", "basic": "basic (reverse percentil
 
 def _fmt(row, name: str, gain: bool, total: int | None = None) -> str:
     value = row[name]
+    if pd.isna(value) and gain and row.get(f"{name}_note", "") == GAIN_UNDEFINED:
+        return "undefined" + MARKS[GAIN_UNDEFINED]
     if pd.isna(value):
         return "–"
     text = f"{value + 0.0:+.1%}" if gain else f"{value:.3f}"  # + 0.0: no "-0.0%"
@@ -298,7 +330,7 @@ def _footnotes(df: pd.DataFrame, names: list[str], speakers_note: str = "") -> s
     used = {k: False for k in MARKS}
     for name in names:
         if f"{name}_note" in df.columns:
-            for key in ("zero-width", "excludes estimate", "no gap not rejected"):
+            for key in ("zero-width", "excludes estimate", "no gap not rejected", GAIN_UNDEFINED):
                 used[key] |= bool((df[f"{name}_note"] == key).any())
         if f"{name}_min_speakers" in df.columns:
             used["few"] |= bool((df[f"{name}_min_speakers"] < MIN_STRATUM).any())
@@ -318,6 +350,10 @@ def _footnotes(df: pd.DataFrame, names: list[str], speakers_note: str = "") -> s
                                 "shuffled among each fold's test speakers) does not tell this gap "
                                 "from the gap that noise alone gives (p > 0.05), so the interval "
                                 "starts at 0."),
+        GAIN_UNDEFINED: (f"{MARKS[GAIN_UNDEFINED]} undefined: ERM's own gap interval holds 0, so a "
+                         "gain relative to it divides by a gap not told from noise; the ratio is "
+                         "unstable and its interval could exclude 0 all the same, so no number "
+                         "is shown (docs/STATISTICS.md)."),
     }
     lines = [text[k] for k, on in used.items() if on]
     return ("\n" + "\n\n".join(lines) + "\n") if lines else ""
@@ -330,21 +366,39 @@ def _spread_text(n_folds: int, n_seeds: int) -> str:
 
 
 def _interval_text() -> str:
-    return (f"[95% speaker-bootstrap interval, {INTERVAL_NAMES[CI_METHOD]}; simulated coverage in "
-            "docs/STATISTICS.md] for gaps and gains")
+    return (f"[speaker-bootstrap interval aimed at 95%, {INTERVAL_NAMES[CI_METHOD]}] for gaps and "
+            "gains; each gap column's header gives the coverage simulated for its gaps and for the "
+            "gains in it (benchmarks/coverage.py, docs/STATISTICS.md), below 95% in places")
+
+
+def gap_header(name: str, attribute: str, metric: str) -> str:
+    """A gap column's header with the simulated coverage of its intervals (SIMULATED_COVERAGE)."""
+    cover = SIMULATED_COVERAGE.get((attribute, metric))
+    if cover is None:
+        return f"{name} (coverage not simulated)"
+    return f"{name} (coverage: gaps {cover[0]}, gains {cover[1]})"
 
 
 def table1_markdown(df: pd.DataFrame, *, k: int, n_folds: int, n_seeds: int = 1,
                     notice: str | None, attribute: str, speakers: pd.DataFrame | None = None) -> str:
     title = titled(f"Table 1: SER performance and {attribute} fairness (k-means rows: K = {k})", notice)
+    n_tested = (int(df.loc[df["kind"] != "gain", "tpr_gap_p"].notna().sum())
+                if "tpr_gap_p" in df.columns else 0)
     return (f"# {title}\n\n{_spread_text(n_folds, n_seeds)}; {_interval_text()}. Gain: relative to "
             "ERM, (x − ERM)/ERM for F1 and ACC, (ERM − x)/ERM for gaps, so positive is better. "
-            "Overall: mean of DS, RW, GDRO, GADRO. p vs ERM: two-sided Wilcoxon signed-rank test "
-            "(scipy.stats.wilcoxon) of the row against ERM over (fold, seed) pairs, for the TPR gap "
-            "and F1; the pairs of one fold share its test speakers, so p is a screen, not a proof.\n\n"
+            f"Overall: mean of DS, RW, GDRO, GADRO. p vs ERM: {PAIRED_TEST_TEXT}, "
+            f"{n_folds} folds, for the TPR gap and F1, Holm-adjusted over the {n_tested} rows "
+            f"tested per column; simulated false-positive rate at 0.05 (unadjusted) "
+            f"{PAIRED_TEST_FPR} with fold effects, seed noise and clustered speakers at CREMA-D's "
+            f"fold sizes (the Wilcoxon over (fold, seed) pairs used before: {OLD_TEST_FPR}). It "
+            "has no floor (any p > 0 can occur; below 0.001 is printed <0.001), but with "
+            f"{n_folds} units small effects go unseen: power in docs/STATISTICS.md.\n\n"
             + markdown_table(df, [("method", "Method"), ("supervision", "Super.")],
-                             [(m, METRIC_NAMES[m]) for m in TABLE1_METRICS], total=n_folds * n_seeds,
-                             p_columns=[("p vs ERM (TPR gap / F1)", ("tpr_gap_p", "f1_p"))])
+                             [(m, gap_header(METRIC_NAMES[m], attribute, m) if m in GAP_METRICS
+                               else METRIC_NAMES[m]) for m in TABLE1_METRICS],
+                             total=n_folds * n_seeds,
+                             p_columns=[("p vs ERM, Holm (TPR gap / F1)",
+                                         ("tpr_gap_p_holm", "f1_p_holm"))])
             + _footnotes(df, list(TABLE1_METRICS), few_speakers_text(speakers, attribute)))
 
 
@@ -396,8 +450,8 @@ def table2_markdown(df: pd.DataFrame, *, n_folds: int, n_seeds: int = 1, notice:
                    notice)
     values = [("f1", "F1 ↑"), ("acc", "ACC ↑")]
     for a in attributes:
-        values += [(f"{a.name}_tpr_gap", f"{a.name.capitalize()} TPR gap ↓"),
-                   (f"{a.name}_dp_gap", f"{a.name.capitalize()} DP gap ↓")]
+        values += [(f"{a.name}_tpr_gap", gap_header(f"{a.name.capitalize()} TPR gap ↓", a.name, "tpr_gap")),
+                   (f"{a.name}_dp_gap", gap_header(f"{a.name.capitalize()} DP gap ↓", a.name, "dp_gap"))]
     missing = "" if df["k"].notna().any() else (
         f"No k-means runs at K = {' or '.join(map(str, TABLE2_KS))} (idi.k_sweep): ERM only.\n\n")
     few = "".join(few_speakers_text(speakers, a.name) for a in attributes)
@@ -761,3 +815,36 @@ def load_fig4_data(*, corpus_dir, speaker_dir, groups_dir, schema, attribute: st
     groups = actor.map(of_actor).to_numpy(dtype=object)
     emb = np.asarray(embeddings[row_of.loc[train["file"]].to_numpy()], dtype=np.float64)
     return emb, train["group"].to_numpy(int), groups, fold
+
+
+def groupfree_markdown(*, error_set: pd.DataFrame, sweep: pd.DataFrame, clusters: pd.DataFrame,
+                       notice: str | None) -> str:
+    """What JTT's and GEORGE's first phases found (data/runs/baselines/jtt/{error_set,sweep}.csv,
+    george/clusters.csv; fairser.debias.jtt / george `logs`): JTT's kept settings, its error set at
+    the kept T beside each true group's share of the training clips (mean over folds x seeds), and
+    GEORGE's clusters' purity, majority share and NMI per attribute (mean over folds x seeds)."""
+    kept = sweep[sweep["chosen"] == 1]
+    settings = (kept.groupby(["identification_epochs", "lambda_up"]).size().reset_index(name="n")
+                .sort_values(["identification_epochs", "lambda_up"]))
+    chosen = error_set[error_set["chosen"] == 1]
+    rate = chosen.drop_duplicates(["fold", "seed"])["error_rate"]
+    rule = ", ".join(sorted(set(sweep["error_rule"].astype(str))))
+    lines = [titled("## JTT and GEORGE: whom the first phase singles out", notice), "",
+             f"JTT (error rule `{rule}`): setting kept on dev macro-F1 per (fold, seed): "
+             + ", ".join(f"T = {int(r.identification_epochs)}, lambda_up = {r.lambda_up:g} "
+                         f"({int(r.n)} of {len(kept)})" for r in settings.itertuples())
+             + f". Error set at the kept T: {rate.mean():.1%} of the training clips "
+             f"(range {rate.min():.1%} to {rate.max():.1%}).", "",
+             "| attribute | group | share of training clips | share of JTT's error set |",
+             "|---|---|---|---|"]
+    shares = chosen.groupby(["attribute", "group"], sort=False)[["train_share", "error_share"]].mean()
+    for (attribute, group), r in shares.iterrows():
+        lines.append(f"| {attribute} | {group} | {r.train_share:.3f} | {r.error_share:.3f} |")
+    lines += ["", "GEORGE's clusters (per class, UMAP + k-means + overclustering) against the true "
+              "groups of the training clips; purity's floor is the majority share:", "",
+              "| attribute | clusters | purity | majority share | NMI |", "|---|---|---|---|---|"]
+    for attribute, r in clusters.groupby("attribute", sort=False)[
+            ["groups", "purity", "majority_share", "nmi"]].mean().iterrows():
+        lines.append(f"| {attribute} | {r.groups:.1f} | {r.purity:.3f} | {r.majority_share:.3f} | "
+                     f"{r.nmi:.3f} |")
+    return "\n".join(lines) + "\n"

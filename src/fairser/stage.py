@@ -29,14 +29,14 @@ def threads_from_params(argv=None) -> int:
     return engine.configure(config.load(known.params)["compute"])
 
 
-def run(main) -> None:
-    """Size torch's threads (threads_from_params), then call `main()`; turn expected failures
-    into one line on stderr and exit status 1.
+def run(main, *, size_threads=threads_from_params) -> None:
+    """Size torch's threads (`size_threads()`: a stage's from its params file), then call `main()`;
+    turn expected failures into one line on stderr and exit status 1.
 
     Set FAIRSER_TRACEBACK=1 to see the full traceback instead.
     """
     try:
-        threads_from_params()
+        size_threads()
         main()
     except (ParamsError, InputError, FileNotFoundError) as err:
         if os.environ.get("FAIRSER_TRACEBACK"):

@@ -84,6 +84,11 @@ class Result:
     # (BEST = the kept epoch): the training clips scored by the model at that epoch, "hidden"
     # being encoder 0's output Linear(D, H) (the penultimate layer).
     snapshots: dict = field(default_factory=dict)
+    dev_probs: np.ndarray | None = None  # (n_dev, K) at the kept epoch, rows as run.dev
+    # A method with a sweep (Method.configs): every result of this run's (fold, seed), this one
+    # included, and their scores (Method.select).
+    sweep: list = field(default_factory=list)
+    sweep_scores: list = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -663,6 +668,8 @@ def _train_job(job: _Job) -> list[Result]:
         snaps[BEST] = tuple(x.cpu().numpy() for x in job.train_outputs(best_params))
     _, probs = job.score(best_params, job.test, job.test_mask)
     probs = probs.cpu().numpy().astype(np.float64)
+    _, dev_probs = job.score(best_params, job.dev, job.dev_mask, job.dev_local)
+    dev_probs = dev_probs.cpu().numpy().astype(np.float64)
     results = []
     for i, run in enumerate(job.runs):
         n = len(run.train)
@@ -670,7 +677,8 @@ def _train_job(job: _Job) -> list[Result]:
                 for e in run.snapshots}
         results.append(Result(run=run, test_probs=probs[i, : len(run.test)],
                               train_loss=train_curve[i], dev_loss=dev_curve[i],
-                              best_epoch=int(best_epoch[i]), snapshots=kept))
+                              best_epoch=int(best_epoch[i]), snapshots=kept,
+                              dev_probs=dev_probs[i, : len(run.dev)]))
     return results
 
 
@@ -763,7 +771,8 @@ def load_folds(corpus, features, split, groups_path=None, *, classes, threshold:
         f = FoldData(fold=fold, train=np.array([row[x] for x in tr["file"]]),
                      dev=np.array([row[x] for x in dv["file"]]),
                      test=np.array([row[x] for x in te["file"]]),
-                     labels=np.array([classes.index(x) for x in tr["label"]]), threshold=threshold)
+                     labels=np.array([classes.index(x) for x in tr["label"]]), threshold=threshold,
+                     votes=p[[row[x] for x in tr["file"]]])
         if groups is not None:
             keys = list(zip([fold] * len(tr), tr["file"]))
             missing = [k for k in keys if k not in groups.index]
@@ -826,9 +835,38 @@ def fit_methods(features, p, methods: list[str], folds: list[FoldData], cfg: Tra
             first_result[key] = res
     if not second:
         return results
-    runs2 = [build_run(method, f"{label}/{method}", fold, seed=seed, hparams=hp, seed_index=s,
-                       first=first_result[key]) for method, hp, fold, s, key in second]
-    return results[: len(one)] + fit(features, p, runs2, cfg, workers=workers, threshold=threshold)
+    # Phase 2: every setting of a method's sweep (Method.configs) trains in the same batched
+    # jobs; Method.select keeps one per (fold, seed).
+    runs2, spans = [], []
+    for method, hp, fold, s, key in second:
+        m = base.get(method)
+        start = len(runs2)
+        runs2 += [build_run(method, f"{label}/{method}", fold, seed=seed, hparams=c, seed_index=s,
+                            first=first_result[key]) for c in m.configs(hp)]
+        spans.append((m, start, len(runs2)))
+    done = fit(features, p, runs2, cfg, workers=workers, threshold=threshold)
+    kept = []
+    for m, a, b in spans:
+        i, scores = m.select(done[a:b], p, 1.0 / np.shape(p)[1] if threshold is None else threshold)
+        kept.append(done[a + i])
+        kept[-1].sweep, kept[-1].sweep_scores = done[a:b], list(scores)
+    return results[: len(one)] + kept
+
+
+def clip_attributes(corpus, features, schema) -> dict:
+    """{attribute: (N,) true group name or None} per feature row (features/index.csv order), from
+    clips.csv and actors.csv (schema.clip_groups)."""
+    corpus = Path(corpus)
+    clips = read_csv(corpus / "clips.csv", ["file", "actor"], dtype={"file": str})
+    actors = read_csv(corpus / "actors.csv", ["actor", *(a.column for a in schema.attributes)])
+    table = corpus_schema.clip_groups(clips, actors, schema, corpus / "actors.csv").set_index("file")
+    index = read_csv(Path(features) / "index.csv", ["file"], **ONLY_EMPTY_IS_NA)["file"]
+    missing = sorted(set(index) - set(table.index))
+    if missing:
+        raise InputError(f"{corpus / 'clips.csv'}: no row for feature clip {missing[0]}")
+    rows = table.loc[index]
+    return {name: np.array([None if pd.isna(v) else v for v in rows[name]], dtype=object)
+            for name in schema.attribute_names}
 
 
 def run_set(set_name: str, *, corpus, features, split, groups_dir, out, params: dict,
@@ -857,6 +895,10 @@ def run_set(set_name: str, *, corpus, features, split, groups_dir, out, params: 
     results = fit_methods(feats, p, trained, list(folds.values()), cfg, seed=seed,
                           hparams=params["methods"], label=set_label, threshold=schema.threshold)
     by_key = {(r.run.method, r.run.fold, r.run.seed_index): r for r in results}
+    # Methods that log how they built their runs (JTT's error sets, GEORGE's clusters) against
+    # the true groups of the training clips: logging only, never an input of training.
+    logged = [m for m in trained if type(base.get(m)).logs is not base.Method.logs]
+    attributes = clip_attributes(corpus, features, schema) if logged else {}
 
     with atomic_dir(out) as tmp:
         for method in SETS[set_name]:
@@ -885,4 +927,8 @@ def run_set(set_name: str, *, corpus, features, split, groups_dir, out, params: 
             curve = (pd.concat(curves) if curves else
                      pd.DataFrame(columns=list(CURVE_COLUMNS)))
             curve.to_csv(folder / "curve.csv", index=False, float_format="%.8g")
+            if method in logged:
+                kept = [by_key[(method, fold, s)] for fold in folds for s in range(cfg.seeds)]
+                for file_name, table in base.get(method).logs(kept, attributes).items():
+                    table.to_csv(folder / file_name, index=False, float_format="%.6g")
     return results

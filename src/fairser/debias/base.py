@@ -50,6 +50,8 @@ class Run:
     # Epochs after which to record the training clips' probabilities and hidden features
     # (Result.snapshots); BEST = the kept epoch. What a two-phase method's second phase reads.
     snapshots: tuple[int, ...] = ()
+    # What `build` derived from phase 1 (e.g. JTT's error set), for the method's `logs`.
+    built: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -66,6 +68,7 @@ class FoldData:
     # The positive threshold 1/K of the corpus's K classes (schema.Schema.threshold); None =
     # 1/K of the probabilities a method reads (JTT's error set).
     threshold: float | None = None
+    votes: np.ndarray | None = None     # (n_train, K) vote distributions of the training clips
 
 
 def cb_losses(logits: torch.Tensor, targets: torch.Tensor, class_w: torch.Tensor) -> torch.Tensor:
@@ -173,6 +176,22 @@ class Method:
               first: "Result | None" = None) -> Run:
         """This method's Run on one fold (`first`: the trained phase1 run, if any)."""
         return Run(**base_run(name, self.name, fold, seed, seed_index), hparams=dict(hparams))
+
+    def configs(self, hparams: dict) -> list[dict]:
+        """The settings of phase 2 to train on each (fold, seed), a sweep from which `select`
+        keeps one; default the one setting `hparams`."""
+        return [hparams]
+
+    def select(self, results: list["Result"], p: np.ndarray, threshold: float) -> tuple[int, list]:
+        """(index of the kept result, one score per result) among one (fold, seed)'s sweep
+        (`configs`); p (N, K) vote distributions of every feature row. Default: the first."""
+        return 0, [None] * len(results)
+
+    def logs(self, results: list["Result"], attributes: dict) -> dict:
+        """{file name: DataFrame} the train stage writes beside this method's predictions.csv;
+        results: its kept runs; attributes {name: (N,) true group name or None per feature row},
+        for logging only. Default: none."""
+        return {}
 
     # -- training ------------------------------------------------------------------------
 
