@@ -340,7 +340,9 @@ def test_emo_superb_tiny_corpus_hand_computed(tmp_path):
     assert actors.to_dict("list") == {"actor": [1, 2], "speaker": [7, 10], "gender": ["Male", "Female"]}
     assert json.loads((out / "schema.json").read_text()) == {
         "classes": ["calm", "joy"], "folds": 2, "speaker": "actor", "smoothing": [0.0, 1.0],
-        "attributes": [{"name": "gender", "column": "gender", "groups": ["Male", "Female"]}]}
+        "attributes": [{"name": "gender", "column": "gender", "groups": ["Male", "Female"]}],
+        "speaker_rule": {"rule": "spkrid", "speakers": 2, "unknown_clips": 0,
+                         "description": "speakers = SpkrID = 2"}}
     info = json.loads((out / "corpus.json").read_text())
     assert info["corpus"] == "emo-superb" and "EMO-SUPERB format" in info["notice"]
     assert sorted(p.name for p in (out / "wav").iterdir()) == ["b.wav", "c.wav", "s1__a.wav"]
@@ -482,8 +484,12 @@ def test_generated_corpora_import_alike_in_both_formats(tmp_path):
                                                      audio_dir=str(e["audio_dir"])), "seed": 0})
     b = corpus.build(tmp_path / "b", {"corpus": dict(USER, name="manifest", manifest=str(m["manifest"]),
                                                      audio_dir=str(m["audio_dir"])), "seed": 0})
-    for name in ("clips.csv", "actors.csv", "schema.json", "skipped.csv"):
+    for name in ("clips.csv", "actors.csv", "skipped.csv"):
         assert (a / name).read_text() == (b / name).read_text(), name
+    # EMO-SUPERB labels also record how SpkrID became speakers (here: as given)
+    schema_a = json.loads((a / "schema.json").read_text())
+    assert schema_a.pop("speaker_rule")["description"] == "speakers = SpkrID = 5"
+    assert schema_a == json.loads((b / "schema.json").read_text())
     clips = pd.read_csv(a / "clips.csv")
     assert clips[list(corpora.CLASSES)].sum(axis=1).to_numpy() == pytest.approx(np.ones(len(clips)))
     for f in range(1, 6):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import difflib
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -135,6 +136,19 @@ def _bins(x) -> bool:
             and all(isinstance(v, str) and v for v in n) and len(set(n)) == len(n))
 
 
+def _speaker_rule(x) -> bool:
+    """corpus.speaker_rule (fairser.corpus.speaker_units): a rule name or a regex that compiles."""
+    if x in ("auto", "spkrid", "spkrid_gender"):
+        return True
+    if not (isinstance(x, str) and x.startswith("regex:") and len(x) > len("regex:")):
+        return False
+    try:
+        re.compile(x[len("regex:"):])
+    except re.error:
+        return False
+    return True
+
+
 def or_null(rule: Rule) -> Rule:
     return Rule(lambda x: x is None or rule.check(x), f"null or {rule.expected}", rule.required)
 
@@ -168,6 +182,7 @@ SCHEMA: dict[str, Rule] = {
     "corpus.manifest": or_null(text("a .csv or .jsonl file")),
     "corpus.speakers": or_null(text("a CSV file of speaker demographics")),
     "corpus.renormalise": flag(),
+    "corpus.speaker_rule": Rule(_speaker_rule, "auto, spkrid, spkrid_gender or regex:<pattern over FileName>"),
     "corpus.bins.*": Rule(_bins, "{edges: [increasing numbers], names: [one name per bin]}"),
     "corpus.urls.crema_d_raw": URL,
     "corpus.urls.crema_d_lfs": URL,
@@ -184,6 +199,7 @@ SCHEMA: dict[str, Rule] = {
     "split.min_clips_per_group.dev": integer(0),
     "split.min_clips_per_group.test": integer(0),
     "split.on_degenerate": choice("error", "warn"),
+    "split.on_sparse_class": choice("auto", "error", "warn"),
     "features.upstream": MODEL,
     "features.batch_seconds": number(0, lo_open=True),
     "features.device": DEVICE,

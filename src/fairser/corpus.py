@@ -29,7 +29,7 @@ from scipy import signal
 from tqdm import tqdm
 
 from fairser import schema as corpus_schema
-from fairser import surrogate
+from fairser import surrogate, values
 from fairser.errors import InputError
 from fairser.constants import EMOTION_CODES, SAMPLE_RATE, SURROGATE_NOTICE
 from fairser.download import NotFound, check_url, fetch, parse_lfs_pointer, sha256_file
@@ -116,7 +116,8 @@ def skip_summary(n_clips: int, skipped: list[tuple[str, str]]) -> tuple[dict[str
 
 def _write_tables(out: Path, name: str, notice: str | None, clips: pd.DataFrame,
                   people: pd.DataFrame, skipped: list[tuple[str, str]],
-                  provenance: dict | None = None, schema: corpus_schema.Schema | None = None) -> None:
+                  provenance: dict | None = None, schema: corpus_schema.Schema | None = None,
+                  overlap: list[int] | None = None) -> None:
     corpus_schema.save(schema or corpus_schema.crema_d(), out)
     clips.to_csv(out / "clips.csv", index=False)
     cols = ["actor", "sex", "age", "race"] if name in ("surrogate", "crema-d") else list(people.columns)
@@ -131,6 +132,11 @@ def _write_tables(out: Path, name: str, notice: str | None, clips: pd.DataFrame,
     used = clips[~clips["file"].isin(skipped_files)]
     info.update(clips_used=len(used), actors_used=int(used["actor"].nunique()),
                 provenance=provenance or {})
+    if schema is not None and schema.speaker_rule:
+        info["speaker_rule"] = schema.speaker_rule  # who is a speaker (EMO-SUPERB: speaker_units)
+    if overlap is not None:  # a corpus's own folds (build_user): speakers in train and dev per fold
+        info["train_dev_overlap"] = overlap
+        info["coverage"] = f"{line}; {overlap_line(overlap)}"
     (out / "corpus.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
 
 
@@ -478,6 +484,26 @@ def _check_folds(splits: list[list[str]], speakers: list[str], where, n_folds: i
             raise InputError(f"{where(None, f)}: fold {f + 1} has no test clips")
 
 
+def train_dev_overlap(splits: list[list[str]], speakers: list[str], n_folds: int) -> list[int]:
+    """Per fold, how many speakers have clips in both its train and its dev set.
+
+    Published splits have such speakers (they are not leakage into the test set, which
+    _check_folds forbids); corpus.json reports the counts. A speaker unit of one clip (an unknown
+    SpkrID, speaker_units) is in one split only, so it never counts.
+    """
+    out = []
+    for f in range(n_folds):
+        train = {spk for spk, row in zip(speakers, splits) if row[f] == "train"}
+        dev = {spk for spk, row in zip(speakers, splits) if row[f] == "dev"}
+        out.append(len(train & dev))
+    return out
+
+
+def overlap_line(counts: list[int]) -> str:
+    """corpus.json's coverage clause: 'speakers in both train and dev per fold: 3, 0, 2'."""
+    return f"speakers in both train and dev per fold: {', '.join(map(str, counts))}"
+
+
 def _speaker_values(rows: list[tuple[str, str, int]], column: str, where) -> dict[str, str]:
     """speaker -> value of a per-speaker column given (speaker, value, row) per clip; one value each."""
     seen: dict[str, tuple[str, int]] = {}
@@ -541,13 +567,124 @@ def _unlabelled_audio(audio_dir: Path, labelled: set[Path], where: str) -> None:
                          f"(e.g. {extra[0].relative_to(audio_dir)})")
 
 
-def read_emo_superb(labels_dir: str | Path, *, renormalise: bool = False) -> dict:
+SPEAKER_RULES = ("auto", "spkrid", "spkrid_gender")  # or "regex:<pattern over FileName>"
+UNKNOWN_SPEAKER = "unknown"  # SpkrID (compared folded) of a clip whose speaker is not known
+UNKNOWN_GENDER = "unknown"  # a Gender cell (folded) that is no group: an excluded (empty) value
+
+
+def _label_table(path: Path) -> pd.DataFrame:
+    """One labels_consensus file as strings. Its first column holds the file names: NTHU-NNIME's
+    files leave that header cell empty (a pandas index written out), so it is named FileName."""
+    df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    first = str(df.columns[0])
+    if "FileName" not in df.columns and (first.strip() == "" or first.startswith("Unnamed: 0")):
+        df = df.rename(columns={df.columns[0]: "FileName"})
+    return df
+
+
+def _shares(df: pd.DataFrame, classes, path: Path, renormalise: bool) -> np.ndarray:
+    """The class columns as an (n, K) array checked like _label_row, vectorised: numbers in [0, 1]
+    whose row sums to 1 (or rescaled with `renormalise`); the first bad cell is a one-line error."""
+    cells = df[list(classes)]
+    x = cells.apply(lambda col: pd.to_numeric(col.str.strip(), errors="coerce")).to_numpy(float)
+    bad = np.isnan(x) | ~((x >= 0) & (x <= 1))
+    if bad.any():
+        i = int(np.flatnonzero(bad.any(1))[0])
+        k = int(np.flatnonzero(bad[i])[0])
+        raw = cells.iat[i, k]
+        why = "not a number" if np.isnan(x[i, k]) else "outside [0, 1]"
+        raise InputError(f"{path}, line {i + 2}: class {classes[k]} is {raw!r}, {why}")
+    total = x.sum(1)
+    off = np.abs(total - 1.0) > TOLERANCE
+    if off.any():
+        fail = off & (total <= 0) if renormalise else off
+        if fail.any():
+            i = int(np.flatnonzero(fail)[0])
+            raise InputError(f"{path}, line {i + 2}: the class shares sum to {total[i]:g}, not 1"
+                             + ("" if total[i] <= 0 else " (set corpus.renormalise: true to rescale)"))
+        x[off] = x[off] / total[off, None]
+    return x
+
+
+def _map_unique(values: pd.Series, fn) -> pd.Series:
+    """fn applied once per distinct value (a 150,000-row column has a few hundred)."""
+    return values.map({v: fn(v) for v in values.unique()})
+
+
+def speaker_units(files: pd.Series, spkr: pd.Series, gender: pd.Series, rule: str,
+                  where) -> tuple[pd.Series, dict]:
+    """Who is a speaker (params corpus.speaker_rule) and how that was decided.
+
+    - `spkrid`: SpkrID, through fairser.values.speaker_id ("01", "1", " 1" are one speaker).
+    - `spkrid_gender`: SpkrID + Gender: IEMOCAP and MSP-IMPROV give the session as SpkrID, each
+      session holding one female and one male speaker (Ses01F_impro04_M016.wav is session 1's
+      male speaker), so speakers = SpkrID x Gender (IEMOCAP 5 x 2 = 10, MSP-IMPROV 6 x 2 = 12).
+    - `regex:<pattern>`: the pattern's groups joined by "_" (or its whole match) in FileName,
+      e.g. `regex:^Ses(\\d+)[FM]_.*_([FM])\\d+\\.wav$` gives IEMOCAP's session_gender.
+    - `auto`: spkrid_gender when every SpkrID of known gender carries more than one gender, else
+      spkrid; a corpus where only some SpkrIDs do is an error naming one (a gender typo or a
+      session id: say which with corpus.speaker_rule).
+    Unknown speakers (SpkrID `Unknown` or empty, as MSP-Podcast marks many clips): each such clip is
+    a speaker unit of its own, `unknown:<FileName>`, so thousands of clips never become one
+    speaker (one unit of the speaker bootstrap); corpus.json reports how many.
+    `where(i)` names row i. Returns (speaker per row, {rule, speakers, unknown_clips, description}).
+    """
+    ids = _map_unique(spkr, values.speaker_id)
+    unknown = ids.str.casefold().isin([UNKNOWN_SPEAKER, ""])
+    known_gender = gender.ne("") & ~unknown
+    if rule == "auto":
+        per_id = gender[known_gender].groupby(ids[known_gender]).nunique()
+        if len(per_id) and (per_id > 1).all():
+            rule = "spkrid_gender"
+        elif (per_id > 1).any():
+            spk = per_id.index[per_id.to_numpy() > 1][0]
+            rows = np.flatnonzero((ids == spk).to_numpy() & known_gender.to_numpy())
+            first = int(rows[0])
+            other = int(rows[np.flatnonzero(gender.to_numpy()[rows] != gender.iat[first])[0]])
+            raise InputError(f"{where(other)}: speaker {spk} has gender {gender.iat[other]!r} here and "
+                             f"{gender.iat[first]!r} at {where(first)}; if SpkrID is a session of "
+                             f"several speakers, set corpus.speaker_rule: spkrid_gender")
+        else:
+            rule = "spkrid"
+    if rule == "spkrid":
+        speakers, how = ids, "SpkrID"
+    elif rule == "spkrid_gender":
+        speakers = ids + "_" + gender.where(gender != "", "unknown gender")
+        how = "SpkrID x Gender (SpkrID is a session of more than one speaker)"
+    elif rule.startswith("regex:"):
+        pattern = re.compile(rule[len("regex:"):])
+        parts = files.str.extract(pattern if pattern.groups else f"({pattern.pattern})", expand=True)
+        got = parts.iloc[:, 0].str.cat([parts[c] for c in parts.columns[1:]], sep="_")
+        missing = parts.isna().any(axis=1) & ~unknown
+        if missing.any():
+            i = int(np.flatnonzero(missing.to_numpy())[0])
+            raise InputError(f"{where(i)}: FileName {files.iat[i]!r} does not match corpus.speaker_rule "
+                             f"'{rule}' ({int(missing.sum())} rows do not)")
+        speakers, how = _map_unique(got.fillna(""), values.speaker_id), f"{rule} over FileName"
+    else:
+        raise InputError(f"params.yaml: corpus.speaker_rule is {rule!r}; expected one of "
+                         f"{', '.join(SPEAKER_RULES)} or regex:<pattern over FileName>")
+    speakers = speakers.where(~unknown, "unknown:" + files)
+    n_known = int(speakers[~unknown].nunique())
+    n_unknown = int(unknown.sum())
+    description = f"speakers = {how} = {n_known}"
+    if n_unknown:
+        description += (f"; {n_unknown} clips with SpkrID Unknown are each a speaker unit of their "
+                        f"own ({n_known + n_unknown} units)")
+    return speakers, dict(rule=rule, speakers=n_known, unknown_clips=n_unknown,
+                          description=description)
+
+
+def read_emo_superb(labels_dir: str | Path, *, renormalise: bool = False,
+                    speaker_rule: str = "auto") -> dict:
     """An EMO-SUPERB label folder: classes, clips (source, file, speaker, labels, splits), genders.
 
     labels_consensus_<fold>.csv per fold (fold ids in numeric order when numbers, else by name)
-    with FileName, a column per class of config.json's categorical.emo_type, SpkrID, Gender and
-    Split_Set (names from config.json's data_split_type, default Train/Development/Test). Every
-    fold file lists the same clips with the same labels, speakers and genders.
+    with FileName (or an unnamed first column, as NTHU-NNIME publishes it), a column per class of
+    config.json's categorical.emo_type, SpkrID, Gender and Split_Set (names from config.json's
+    data_split_type, default Train/Development/Test); other columns (EmoAct, EmoVal, EmoDom) are
+    not read. Every fold file lists the same clips with the same labels, speakers and genders.
+    Gender `Unknown` is an unknown (excluded) value; who is a speaker: speaker_units.
     """
     folder = Path(labels_dir)
     config_path = folder / "config.json"
@@ -568,54 +705,67 @@ def read_emo_superb(labels_dir: str | Path, *, renormalise: bool = False) -> dic
     fold_ids = _sort_ids(files)
     need = ["FileName", *classes, "SpkrID", "Gender", "Split_Set"]
     first = None
-    splits: list[list[str]] = []
-    fold_files, fold_lines = [], []
-    for f, fid in enumerate(fold_ids):
+    splits, fold_files, fold_lines = [], [], []
+    for fid in fold_ids:
         path = files[fid]
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+        df = _label_table(path)
         missing = [c for c in need if c not in df.columns]
         if missing:
             raise InputError(f"{path}: missing column {missing[0]}")
-        rows = {}
-        for i, r in enumerate(df.itertuples(index=False)):
-            r = dict(zip(df.columns, r))
-            where = f"{path}, line {i + 2}"
-            name = r["FileName"].strip()
-            if name in rows:
-                raise InputError(f"{where}: duplicate file {name} (also line {rows[name]['line']})")
-            split = split_of.get(r["Split_Set"].strip())
-            if split is None:
-                raise InputError(f"{where}: Split_Set {r['Split_Set']!r} is not one of {sorted(split_of)}")
-            rows[name] = dict(line=i + 2, labels=_label_row([r[c] for c in classes], classes, where,
-                                                          renormalise),
-                              speaker=r["SpkrID"].strip(), gender=_gender(r["Gender"]), split=split)
+        name = df["FileName"].str.strip()
+        dup = name.duplicated()
+        if dup.any():
+            i = int(np.flatnonzero(dup.to_numpy())[0])
+            j = int(np.flatnonzero((name == name.iat[i]).to_numpy())[0])
+            raise InputError(f"{path}, line {i + 2}: duplicate file {name.iat[i]} (also line {j + 2})")
+        split = df["Split_Set"].str.strip().map(split_of)
+        if split.isna().any():
+            i = int(np.flatnonzero(split.isna().to_numpy())[0])
+            raise InputError(f"{path}, line {i + 2}: Split_Set {df['Split_Set'].iat[i]!r} is not one of "
+                             f"{sorted(split_of)}")
+        labels = _shares(df, classes, path, renormalise)
+        gender = _map_unique(df["Gender"], lambda v: "" if values.fold(v) in ("", UNKNOWN_GENDER)
+                             else _gender(v))
+        table = pd.DataFrame({"line": np.arange(2, len(df) + 2), "split": split.to_numpy(),
+                              "speaker": df["SpkrID"].to_numpy(), "gender": gender.to_numpy()},
+                             index=pd.Index(name.to_numpy(), name="FileName"))
         fold_files.append(path)
-        fold_lines.append({n: rows[n]["line"] for n in rows})
+        fold_lines.append(table["line"])
         if first is None:
-            first, first_path = rows, path
-            order = list(rows)
-            splits = [[rows[n]["split"]] for n in order]
+            first, first_path, first_labels = table, path, labels
+            splits.append(table["split"].to_numpy())
             continue
-        for n in order:
-            if n not in rows:
-                raise InputError(f"{path}: no row for {n} ({first_path.name}, line {first[n]['line']})")
-            a, b = first[n], rows[n]
-            if (a["speaker"], a["gender"]) != (b["speaker"], b["gender"]) or not np.allclose(
-                    a["labels"], b["labels"], atol=TOLERANCE):
-                raise InputError(f"{path}, line {b['line']}: {n} differs from {first_path.name}, "
-                                 f"line {a['line']} (labels, SpkrID or Gender)")
-        extra = [n for n in rows if n not in first]
-        if extra:
-            raise InputError(f"{path}, line {rows[extra[0]]['line']}: {extra[0]} is not in {first_path.name}")
-        for k, n in enumerate(order):
-            splits[k].append(rows[n]["split"])
+        lost = ~first.index.isin(table.index)
+        if lost.any():
+            n = first.index[lost][0]
+            raise InputError(f"{path}: no row for {n} ({first_path.name}, line {first['line'][n]})")
+        extra = ~table.index.isin(first.index)
+        if extra.any():
+            n = table.index[extra][0]
+            raise InputError(f"{path}, line {table['line'][n]}: {n} is not in {first_path.name}")
+        pos = table.index.get_indexer(first.index)
+        b = table.iloc[pos]
+        differs = ((_map_unique(b["speaker"], values.speaker_id).to_numpy()
+                    != _map_unique(first["speaker"], values.speaker_id).to_numpy())
+                   | (b["gender"].to_numpy() != first["gender"].to_numpy())
+                   | ~np.isclose(labels[pos], first_labels, atol=TOLERANCE).all(1))
+        if differs.any():
+            k = int(np.flatnonzero(differs)[0])
+            n = first.index[k]
+            raise InputError(f"{path}, line {b['line'].iat[k]}: {n} differs from {first_path.name}, "
+                             f"line {first['line'].iat[k]} (labels, SpkrID or Gender)")
+        splits.append(b["split"].to_numpy())
+    order = list(first.index)
+
     def where(i, f=0):
         return f"{fold_files[f]}" if i is None else f"{fold_files[f]}, line {fold_lines[f][order[i]]}"
 
-    return dict(classes=classes, sources=order, splits=splits, where=where, n_folds=len(fold_ids),
-                speakers=[first[n]["speaker"] for n in order],
-                labels=[first[n]["labels"] for n in order],
-                attributes={"gender": [first[n]["gender"] for n in order]}, path=folder)
+    speakers, rule = speaker_units(first.index.to_series(index=range(len(first))),
+                                   first["speaker"].reset_index(drop=True),
+                                   first["gender"].reset_index(drop=True), speaker_rule, where)
+    return dict(classes=classes, sources=order, splits=np.column_stack(splits).tolist(), where=where,
+                n_folds=len(fold_ids), speakers=speakers.tolist(), labels=first_labels.tolist(),
+                attributes={"gender": first["gender"].tolist()}, path=folder, speaker_rule=rule)
 
 
 def _read_records(path: Path) -> tuple[list[str], list[dict]]:
@@ -774,7 +924,7 @@ def build_user(out: str | Path, *, kind: str, source: dict, audio_dir: str | Pat
             values[c] = {s: extra[s].get(c, "") for s in ids}
     attributes = tuple(_attribute(c, [v[s] for s in ids], bins) for c, v in values.items())
     schema = corpus_schema.Schema(classes=source["classes"], folds=source["n_folds"],
-                                  attributes=attributes)
+                                  attributes=attributes, speaker_rule=source.get("speaker_rule"))
     actor_of = {s: k + 1 for k, s in enumerate(ids)}
     people = pd.DataFrame({"actor": range(1, len(ids) + 1), "speaker": ids})
     for c, v in values.items():
@@ -798,7 +948,8 @@ def build_user(out: str | Path, *, kind: str, source: dict, audio_dir: str | Pat
             by_kind, _ = skip_summary(n, skipped)
             raise InputError(f"corpus.audio_dir: no usable clip among {n} ("
                              + "; ".join(f"{k}: {c}" for k, c in by_kind.items()) + ")")
-        _write_tables(tmp, kind, notice, clips, people, skipped, provenance, schema)
+        _write_tables(tmp, kind, notice, clips, people, skipped, provenance, schema,
+                      overlap=train_dev_overlap(source["splits"], spk, source["n_folds"]))
     return Path(out)
 
 
@@ -831,7 +982,8 @@ def build(out: str | Path, params: dict, *, cache: str | Path = "data/.download-
     if name == "emo-superb":
         if not corpus.get("labels_dir"):
             raise InputError("params.yaml: corpus.labels_dir is missing (corpus.name emo-superb)")
-        source = read_emo_superb(corpus["labels_dir"], renormalise=renormalise)
+        source = read_emo_superb(corpus["labels_dir"], renormalise=renormalise,
+                                 speaker_rule=corpus.get("speaker_rule") or "auto")
         return build_user(out, kind="emo-superb", source=source, **common,
                           notice=f"user corpus, EMO-SUPERB format, {corpus['labels_dir']}")
     if name == "manifest":

@@ -381,11 +381,14 @@ def coverage(corpus_info: dict) -> str:
     actors_used = corpus_info.get("actors_used", actors_total)
     clips_total = corpus_info.get("clips", 0)
     clips_used = corpus_info.get("clips_used", clips_total - corpus_info.get("skipped", 0))
+    # An imported corpus says who a speaker is (fairser.corpus.speaker_units).
+    rule = (corpus_info.get("speaker_rule") or {}).get("description")
+    rule = f" ({rule})" if rule else ""
     if actors_used == actors_total and clips_used == clips_total:
-        return f"{name}: all {actors_total} actors, {clips_total} clips"
+        return f"{name}: all {actors_total} actors, {clips_total} clips{rule}"
     subset = " (subset)" if actors_used < actors_total else ""
     return (f"{name}{subset}: {actors_used} of {actors_total} actors, {clips_used} of "
-            f"{clips_total} clips")
+            f"{clips_total} clips{rule}")
 
 
 def caption(*, corpus_info: dict, models: dict, preset: str, seed: int, seeds: int,

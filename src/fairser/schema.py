@@ -101,6 +101,10 @@ class Schema:
     # CREMA-D labels are p = 0.01 + 0.94 c/N (PROTOCOL section 1), and the strict-majority rule reads
     # the vote share back. (0, 1): p is the vote share itself (imported corpora).
     smoothing: tuple[float, float] = (0.0, 1.0)
+    # Who is a speaker, when an importer decided it (fairser.corpus.speaker_units): {rule,
+    # speakers, unknown_clips, description}, e.g. rule spkrid_gender, "speakers = SpkrID x Gender
+    # (SpkrID is a session of more than one speaker) = 10". None: one speaker per id as given.
+    speaker_rule: dict | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
@@ -145,6 +149,8 @@ class Schema:
     def to_dict(self) -> dict:
         out = {"classes": list(self.classes), "folds": self.folds, "speaker": self.speaker,
                "smoothing": list(self.smoothing), "attributes": []}
+        if self.speaker_rule:
+            out["speaker_rule"] = dict(self.speaker_rule)
         for a in self.attributes:
             d = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(a).items()}
             if not d["excluded"]:
@@ -157,7 +163,7 @@ class Schema:
     @classmethod
     def from_dict(cls, d: dict) -> "Schema":
         return cls(classes=tuple(d["classes"]), folds=int(d["folds"]), speaker=d.get("speaker", "actor"),
-                   smoothing=tuple(d.get("smoothing", (0.0, 1.0))),
+                   smoothing=tuple(d.get("smoothing", (0.0, 1.0))), speaker_rule=d.get("speaker_rule"),
                    attributes=tuple(Attribute(name=a["name"], column=a["column"], groups=tuple(a["groups"]),
                                               excluded=tuple(a.get("excluded", ())),
                                               edges=a.get("edges")) for a in d.get("attributes", ())))
