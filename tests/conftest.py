@@ -31,22 +31,33 @@ def reference_folder() -> Path | None:
     return Path(value).expanduser().resolve() if value else None
 
 
+def upstream(file: str) -> tuple[str, str]:
+    """(PUBLISHED key, path upstream) of a reference file: corpus.METADATA's entry, or for another
+    EMO-SUPERB label file `emo-superb/<corpus>/...` its place under the repository's data/."""
+    if file in METADATA:
+        return METADATA[file][:2]
+    top, _, rest = file.partition("/")
+    if top != "emo-superb" or not rest:
+        raise ValueError(f"{file}: not a reference file (crema-d/... or emo-superb/...)")
+    return "emo_superb_raw", f"data/{rest}"
+
+
 def missing_reference_message(folder: Path | None, files) -> str | None:
-    """None when `folder` holds every one of `files` (corpus.METADATA keys); else one line naming
-    the variable, the files missing and where each source publishes them."""
+    """None when `folder` holds every one of `files` (paths in it, e.g. corpus.METADATA's keys);
+    else one line naming the variable, the files missing and where each source publishes them."""
     missing = [f for f in files if folder is None or not (folder / f).is_file()]
     if not missing:
         return None
     parts = []
     for source, (name, base) in PUBLISHED.items():
-        mine = [f for f in missing if METADATA[f][0] == source]
+        mine = [f for f in missing if upstream(f)[0] == source]
         if len(mine) == 1:
-            parts.append(f"{mine[0]} (published in {name}: {base}/{METADATA[mine[0]][1]})")
+            parts.append(f"{mine[0]} (published in {name}: {base}/{upstream(mine[0])[1]})")
         elif mine:
             local = os.path.commonpath(mine)
-            upstream = os.path.commonpath([METADATA[f][1] for f in mine])
+            upstream_dir = os.path.commonpath([upstream(f)[1] for f in mine])
             names = ", ".join(Path(f).name for f in mine)
-            parts.append(f"{local}/ {names} (published in {name}: {base}/{upstream}/)")
+            parts.append(f"{local}/ {names} (published in {name}: {base}/{upstream_dir}/)")
     state = (f"{REFERENCE_ENV} is not set" if folder is None
              else f"{REFERENCE_ENV}={folder} lacks files")
     return (f"{state}; this test needs {' and '.join(parts)}; set {REFERENCE_ENV} to a folder "

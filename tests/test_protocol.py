@@ -108,3 +108,10 @@ def test_the_paper_comparison_names_the_first_arxiv_version():
     assert "arXiv 2505.14449v1" in title
     assert "first version" in body and "over 28%" in body
     assert "version 1" in PROTOCOL.read_text() and "over 28%" in PROTOCOL.read_text()
+
+
+def test_a_label_set_beyond_crema_d_is_named_with_its_place_in_emo_superb():
+    message = missing_reference_message(None, ["emo-superb/IEMOCAP/labels_consensus_1.csv"])
+    assert f"{PUBLISHED['emo_superb_raw'][1]}/data/IEMOCAP/labels_consensus_1.csv" in message
+    with pytest.raises(ValueError, match="not a reference file"):
+        missing_reference_message(None, ["elsewhere/file.csv"])
