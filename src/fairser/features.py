@@ -1,4 +1,4 @@
-"""Frozen-upstream features: per-layer, length-aware mean-pooled hidden states (SPEC section 3).
+"""Frozen-upstream features: per-layer, length-aware mean-pooled hidden states (PROTOCOL section 3).
 
 The downstream head (EMO-SUPERB) is softmax layer weights -> Linear(D, 256) -> mean over valid
 frames -> Linear(256, 6). Nothing non-linear sits before the pooling, so

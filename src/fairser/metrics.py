@@ -1,4 +1,4 @@
-"""SER and fairness metrics (../shared/SPEC.md section 5; paper section 4.3).
+"""SER and fairness metrics (docs/PROTOCOL.md section 5; paper section 4.3).
 
 Every function takes (N, K) arrays (the pipeline: the K classes of the corpus schema, in its
 order, data/corpus/schema.json; `fairser audit`: the classes of the audited predictions) and
@@ -36,7 +36,7 @@ def binarize(scores, threshold: float) -> np.ndarray:
     """Multi-hot 0/1 array: 1 where the score (a probability or a vote share) exceeds `threshold`.
 
     The pipeline's strict threshold is 1/K for K classes (`Schema.threshold`; CREMA-D 1/6): it
-    turns vote distributions into targets and softmax outputs into predictions (SPEC sections 1
+    turns vote distributions into targets and softmax outputs into predictions (PROTOCOL sections 1
     and 5; EMO-SUPERB's 1/|Y|). No default, so no caller can fall back to six classes unseen.
     """
     scores = np.asarray(scores, dtype=float)

@@ -51,7 +51,7 @@ COMMIT = re.compile(r"[0-9a-f]{40}")
 HUB_TIMEOUT_S = 10
 CAUSE_CHARS = 160  # a model-load error quotes at most this much of its cause, cut between words
 
-# The paper's setup (SPEC section 3; paper sections 3-4), for table1_vs_paper.md.
+# The paper's setup (PROTOCOL section 3; paper sections 3-4), for table1_vs_paper.md.
 PAPER_SETUP = {
     "corpus": "CREMA-D, 91 actors, 7442 clips",
     "features.upstream": "microsoft/wavlm-base-plus",

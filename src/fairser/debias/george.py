@@ -1,5 +1,5 @@
 """GEORGE (Sohoni et al. 2020, "No subclass left behind: fine-grained robustness in
-coarse-grained classification problems", NeurIPS; SPEC section 4b). Group-free, two phases.
+coarse-grained classification problems", NeurIPS; PROTOCOL section 4b). Group-free, two phases.
 
 Phase 1 is ERM; its penultimate features of the training clips are clustered per class, and the
 (class, cluster) pairs become the groups of Group DRO in phase 2 (dro.GroupDRO, step size `eta`,
