@@ -19,7 +19,6 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.cluster import MiniBatchKMeans
-from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from tqdm import tqdm
 
 from fairser import schema as corpus_schema
@@ -28,6 +27,7 @@ from fairser.errors import InputError
 from fairser.features import (ClipJob, HFUpstream, check_wavs, clip_blocks, length_batches, pad_to,
                               resolve_device, run_clips, usable_clips)
 from fairser.io import read_csv
+from fairser.metrics import adjusted_rand, majority_share, nmi, purity  # noqa: F401 (cluster quality)
 from fairser.provenance import load_hf, model_for_stage
 
 PITCH = "pitch"
@@ -251,31 +251,6 @@ def run_pseudo(corpus: str | Path, out: str | Path, *, model: str, threshold_hz:
 
 
 # ----------------------------------------------------------------------------- cluster quality
-
-
-def purity(*, clusters, labels) -> float:
-    """Purity = (1/N) sum over clusters of the size of its most common label (Manning et al., 2008,
-    16.3). 1 when every cluster holds one label; a single cluster gives the majority share."""
-    table = pd.crosstab(np.asarray(clusters), np.asarray(labels))
-    return float(table.to_numpy().max(axis=1).sum() / table.to_numpy().sum())
-
-
-def nmi(*, clusters, labels) -> float:
-    """Normalised mutual information I(C; L) / mean(H(C), H(L)) (sklearn, arithmetic mean)."""
-    return float(normalized_mutual_info_score(np.asarray(labels), np.asarray(clusters)))
-
-
-def majority_share(labels) -> float:
-    """The share of the most common label: the purity of a single cluster, the floor that any
-    clustering's purity starts from (purity never falls below it)."""
-    _, counts = np.unique(np.asarray(labels), return_counts=True)
-    return float(counts.max() / counts.sum())
-
-
-def adjusted_rand(*, clusters, labels) -> float:
-    """Adjusted Rand index (Hubert & Arabie, 1985; sklearn adjusted_rand_score): 0 in expectation
-    for clusters independent of the labels, 1 for the same partition."""
-    return float(adjusted_rand_score(np.asarray(labels), np.asarray(clusters)))
 
 
 # ----------------------------------------------------------------------------- k-means groups

@@ -29,7 +29,8 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from sklearn.metrics import f1_score
+import pandas as pd
+from sklearn.metrics import adjusted_rand_score, f1_score, normalized_mutual_info_score
 
 
 def binarize(scores, threshold: float) -> np.ndarray:
@@ -190,3 +191,30 @@ def dp_gap(*, y_true, y_pred, groups) -> float:
     """
     c = group_counts(y_true=y_true, y_pred=y_pred, groups=groups)
     return float(_rms_over_classes(dp_per_class(sel=c["sel"], n=c["n"])))
+
+
+# --- cluster quality against true groups (k-means IDI, GEORGE) ------------------------------------
+
+def purity(*, clusters, labels) -> float:
+    """Purity = (1/N) sum over clusters of the size of its most common label (Manning et al., 2008,
+    16.3). 1 when every cluster holds one label; a single cluster gives the majority share."""
+    table = pd.crosstab(np.asarray(clusters), np.asarray(labels))
+    return float(table.to_numpy().max(axis=1).sum() / table.to_numpy().sum())
+
+
+def nmi(*, clusters, labels) -> float:
+    """Normalised mutual information I(C; L) / mean(H(C), H(L)) (sklearn, arithmetic mean)."""
+    return float(normalized_mutual_info_score(np.asarray(labels), np.asarray(clusters)))
+
+
+def majority_share(labels) -> float:
+    """The share of the most common label: the purity of a single cluster, the floor that any
+    clustering's purity starts from (purity never falls below it)."""
+    _, counts = np.unique(np.asarray(labels), return_counts=True)
+    return float(counts.max() / counts.sum())
+
+
+def adjusted_rand(*, clusters, labels) -> float:
+    """Adjusted Rand index (Hubert & Arabie, 1985; sklearn adjusted_rand_score): 0 in expectation
+    for clusters independent of the labels, 1 for the same partition."""
+    return float(adjusted_rand_score(np.asarray(labels), np.asarray(clusters)))
