@@ -1,4 +1,4 @@
-"""Stage report: Tables 1-2 (Markdown and CSV), Figs. 2-4 (PNG) and DVC data plots (CSV).
+"""Stage report: Tables 1-2 (Markdown and CSV), Figs. 2-4 and the trade-off figure (PNG), DVC data plots (CSV).
 
 python stages/report.py --eval data/eval --corpus data/corpus --speaker data/speaker \
     --groups data/groups [--features-info data/features/info.json --pseudo-info data/pseudo/info.json] \
@@ -116,12 +116,14 @@ def main() -> None:
 
     t1 = report.table1(summary, k=k, attribute=attribute)
     t2 = report.table2(summary, [a.name for a in others]) if others else None
+    points = report.tradeoff_points(t1)  # F1 against TPR gap of every method row of Table 1
     figures = {
         "fig2_k_bars.png": report.fig2_bars(summary, notice=fig_notice, attribute=attribute),
         "fig3_k_mean.png": report.fig3_sweep(summary, notice=fig_notice, attribute=attribute),
         "fig4_tsne.png": report.fig4_tsne(report.tsne_2d(emb), clusters, groups,
                                           group_names=schema.attribute(attribute).groups,
                                           attribute=attribute, k=fig4_k, fold=fold, notice=fig_notice),
+        "tradeoff_table1.png": report.tradeoff_figure(points, attribute=attribute, notice=fig_notice),
     }
     with atomic_dir(args.reports) as tmp:
         (tmp / "table1.md").write_text(with_notes(report.table1_markdown(
@@ -149,6 +151,7 @@ def main() -> None:
         for name, png in figures.items():
             (tmp / name).write_bytes(png)
         report.tradeoff_frame(summary, attribute=attribute).to_csv(tmp / "tradeoff.csv", index=False)
+        points.assign(notice=notice or "").to_csv(tmp / "tradeoff_table1.csv", index=False)
         report.sweep_frame(summary, attribute=attribute).query("method == 'mean'").drop(
             columns="method").to_csv(tmp / "k_sweep.csv", index=False)
     print(f"report: tables -> {args.reports}, figures -> {args.plots}")

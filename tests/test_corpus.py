@@ -130,7 +130,7 @@ def test_build_reads_the_surrogate_params(tmp_path):
     assert len(pd.read_csv(out / "clips.csv")) == 10 * 16  # sentence IEO: 5 emotions x 3 levels + neutral
 
 
-def test_local_crema_d_matches_emo_superb_labels_and_folds(tmp_path, shared_data):
+def test_local_crema_d_matches_emo_superb_labels_and_folds(tmp_path, reference_data):
     # A few fake clips under real file names; every other clip is then missing by policy.
     audio = tmp_path / "AudioWAV"
     audio.mkdir()
@@ -138,12 +138,12 @@ def test_local_crema_d_matches_emo_superb_labels_and_folds(tmp_path, shared_data
     for name in names:
         (audio / name).write_bytes(_wav_bytes(tone(0.5, 200), SAMPLE_RATE))
     out = corpus.build_crema_d(tmp_path / "corpus", urls={}, audio_dir=audio,
-                               metadata_dir=shared_data)
+                               metadata_dir=reference_data)
     clips = pd.read_csv(out / "clips.csv").set_index("file")
     assert len(clips) == 7442  # every labelled clip, usable or not
     assert sorted(p.name for p in (out / "wav").iterdir()) == sorted(names)
     for f in range(1, 6):
-        ref = pd.read_csv(shared_data / f"emo-superb/CREMA-D/Primary/labels_consensus_{f}.csv")
+        ref = pd.read_csv(reference_data / f"emo-superb/CREMA-D/Primary/labels_consensus_{f}.csv")
         ref = ref.set_index("FileName").loc[names]
         assert np.allclose(clips.loc[names, list(EMOTIONS)], ref[list(EMOTIONS)])
         expected = ref["Split_Set"].map({"Train": "train", "Development": "dev", "Test": "test"})
@@ -156,8 +156,8 @@ def test_local_crema_d_matches_emo_superb_labels_and_folds(tmp_path, shared_data
     assert len(actors) == 91 and actors["sex"].value_counts()["Male"] == 48
 
 
-def test_block_folds_reproduce_emo_superb_splits_of_every_clip(shared_data):
-    clips = corpus.read_labels([shared_data / corpus.LABELS.format(f) for f in range(1, 6)])
+def test_block_folds_reproduce_emo_superb_splits_of_every_clip(reference_data):
+    clips = corpus.read_labels([reference_data / corpus.LABELS.format(f) for f in range(1, 6)])
     folds = corpus.block_folds(clips["actor"])
     for f in range(5):
         assert (clips["actor"].map(lambda a: folds[a][f]) == clips[f"split_{f + 1}"]).all()
@@ -497,10 +497,10 @@ def test_generated_corpora_import_alike_in_both_formats(tmp_path):
         assert (clips[f"split_{f}"] == "test").sum() == 2
 
 
-def test_generic_importer_reads_real_emo_superb_crema_d_like_read_labels(shared_data):
-    labels_dir = shared_data / "emo-superb/CREMA-D/Primary"
+def test_generic_importer_reads_real_emo_superb_crema_d_like_read_labels(reference_data):
+    labels_dir = reference_data / "emo-superb/CREMA-D/Primary"
     source = corpus.read_emo_superb(labels_dir)
-    ref = corpus.read_labels([shared_data / corpus.LABELS.format(f) for f in range(1, 6)])
+    ref = corpus.read_labels([reference_data / corpus.LABELS.format(f) for f in range(1, 6)])
     assert source["classes"] == tuple(EMOTIONS) and source["n_folds"] == 5
     got = pd.DataFrame(source["labels"], columns=list(EMOTIONS), index=source["sources"])
     got[[f"split_{f}" for f in range(1, 6)]] = source["splits"]

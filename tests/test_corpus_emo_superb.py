@@ -5,7 +5,6 @@ The fixtures in tests/fixtures/emo_superb/ are rows of the published files, byte
 """
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ import soundfile as sf
 
 from fairser import config, corpus, provenance
 from fairser.constants import SAMPLE_RATE
+from conftest import reference_data_or_skip
 from fairser.errors import InputError
 from helpers import tone
 
@@ -184,11 +184,7 @@ def test_explicit_spkrid_rule_on_sessions_is_the_old_one_line_error(tmp_path):
 
 @pytest.mark.parametrize("path", sorted(FULL))
 def test_full_published_label_sets_give_the_known_speaker_counts(path):
-    root = os.environ.get("FAIRSER_REFERENCE_DATA")
-    folder = Path(root or "/nonexistent") / "emo-superb" / path
-    if not (folder / "labels_consensus_1.csv").is_file():
-        pytest.skip(f"FAIRSER_REFERENCE_DATA/emo-superb/{path} is absent (published at "
-                    f"https://github.com/ag027592/EMO-SUPERB, data/{path})")
+    folder = reference_data_or_skip([f"emo-superb/{path}/labels_consensus_1.csv"]) / "emo-superb" / path
     n_clips, n_speakers, rule = FULL[path]
     source = corpus.read_emo_superb(folder)
     assert len(source["sources"]) == n_clips

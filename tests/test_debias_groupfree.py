@@ -1,4 +1,4 @@
-"""JTT and GEORGE, the two-phase group-free methods (SPEC section 4b): their pieces by hand, and
+"""JTT and GEORGE, the two-phase group-free methods (PROTOCOL section 4b): their pieces by hand, and
 planted-shortcut runs where the minority group is known."""
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""LfF / DisEnt building blocks by hand (SPEC section 4; Nam et al. 2020, Lee et al. 2021)."""
+"""LfF / DisEnt building blocks by hand (PROTOCOL section 4; Nam et al. 2020, Lee et al. 2021)."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""The split stage: labels, the 1:20 biasing rule (SPEC section 2) and Tables A2 / A3."""
+"""The split stage: labels, the 1:20 biasing rule (PROTOCOL section 2) and Tables A2 / A3."""
 
 import subprocess
 import sys
@@ -370,9 +370,9 @@ def test_the_stage_stops_on_coverage_in_one_line_before_writing(tmp_path):
 
 # --- the paper's tables on the real metadata ----------------------------------------------------
 
-def real_corpus(shared_data):
+def real_corpus(reference_data):
     """clips/actors frames (DESIGN.md layout) from EMO-SUPERB's five fold files and CREMA-D."""
-    primary = shared_data / "emo-superb" / "CREMA-D" / "Primary"
+    primary = reference_data / "emo-superb" / "CREMA-D" / "Primary"
     names = {"Train": "train", "Development": "dev", "Test": "test"}
     clips = None
     for f in range(1, N_FOLDS + 1):
@@ -381,15 +381,15 @@ def real_corpus(shared_data):
             clips = pd.DataFrame({"file": d.index.str.removesuffix(".wav"), "actor": d["SpkrID"]})
             clips[list(EMOTIONS)] = d[list(EMOTIONS)]
         clips[f"split_{f}"] = d["Split_Set"].map(names)
-    demo = pd.read_csv(shared_data / "crema-d" / "VideoDemographics.csv")
+    demo = pd.read_csv(reference_data / "crema-d" / "VideoDemographics.csv")
     actors = pd.DataFrame({"actor": demo["ActorID"], "sex": demo["Sex"], "age": demo["Age"],
                            "race": demo["Race"]})
     return clips.reset_index(drop=True), actors
 
 
 @pytest.fixture
-def real_counts(shared_data):
-    clips, actors = real_corpus(shared_data)
+def real_counts(reference_data):
+    clips, actors = real_corpus(reference_data)
     none = pd.DataFrame(columns=["file", "reason"])
     folds = fold_table(clips, actors, none, CREMA, bias='gender', ratio=20, seed=0)
     return count_table(folds, clips, actors, none, CREMA, focus='gender')
@@ -415,8 +415,8 @@ TABLE_A3_TRAIN = {
 }
 
 
-def test_majority_gender_on_crema_d_is_the_natural_trend(shared_data):
-    clips, actors = real_corpus(shared_data)
+def test_majority_gender_on_crema_d_is_the_natural_trend(reference_data):
+    clips, actors = real_corpus(reference_data)
     sex = clips["actor"].map(actors.set_index("actor")["sex"])
     out = majority_gender_by_emotion(labels=majority_label(clips[list(EMOTIONS)].to_numpy()),
                                      genders=sex)
@@ -612,13 +612,13 @@ CREMA_D_COUNTS_SHA256 = "4a6ddc165697a4312afdfcdf34d6244f1c06bf019a41b8286e79754
 CREMA_D_COVERAGE_SHA256 = "2aeb5c29330f29ff5d8d2c7bb759840ba6dccef18ee68004fcf4a9897b2c6d84"
 
 
-def test_the_crema_d_split_is_byte_identical_to_before_the_schema(shared_data, tmp_path):
+def test_the_crema_d_split_is_byte_identical_to_before_the_schema(reference_data, tmp_path):
     import hashlib
 
     from fairser import corpus
-    clips = corpus.read_labels([shared_data / "emo-superb" / "CREMA-D" / "Primary" /
+    clips = corpus.read_labels([reference_data / "emo-superb" / "CREMA-D" / "Primary" /
                                 f"labels_consensus_{f}.csv" for f in range(1, 6)])
-    people = corpus.read_demographics(shared_data / "crema-d" / "VideoDemographics.csv", clips["actor"])
+    people = corpus.read_demographics(reference_data / "crema-d" / "VideoDemographics.csv", clips["actor"])
     folder = tmp_path / "corpus"
     folder.mkdir()
     corpus._write_tables(folder, "crema-d", corpus.CREMA_D_NOTICE, clips, people, [])

@@ -1,5 +1,5 @@
 """Batched trainer: loss, optimiser, methods wiring, determinism and the debiasing property
-(SPEC sections 3-5). Tiny dims and few epochs: the whole file runs in seconds on one core."""
+(PROTOCOL sections 3-5). Tiny dims and few epochs: the whole file runs in seconds on one core."""
 
 import copy
 import subprocess
@@ -32,7 +32,7 @@ TINY = TrainConfig(epochs=3, batch_size=8, lr=1e-2, hidden=4)
 
 
 def one_hot_p(classes):
-    """Vote distributions p = 0.01 + 0.94 * onehot (SPEC section 1 smoothing)."""
+    """Vote distributions p = 0.01 + 0.94 * onehot (PROTOCOL section 1 smoothing)."""
     p = np.full((len(classes), 6), 0.01)
     p[np.arange(len(classes)), classes] += 0.94
     return p
@@ -115,7 +115,7 @@ def test_batched_adam_matches_torch_adam_and_masks_inactive_runs(fused):
 
 # --- LfF and DisEnt losses on a two-sample batch -----------------------------------------------
 
-# Class weights of the two training clips below, by hand from SPEC section 3 (not the job's own):
+# Class weights of the two training clips below, by hand from PROTOCOL section 3 (not the job's own):
 # N = 2, beta = 1/2; class 0 has 2 positives, (1 - beta) / (1 - beta^2) = 2/3; classes 1-5 have
 # none, counted as one, (1 - beta) / (1 - beta) = 1; normalised to sum 6.
 CW_TWO_CLIPS = torch.tensor([2 / 3, 1, 1, 1, 1, 1]) * 6 / (5 + 2 / 3)
@@ -280,7 +280,7 @@ def test_group_aware_methods_need_groups():
         build_run("rw", "x/rw", f, seed=0)
 
 
-# --- the debiasing property (SPEC section 5 TPR gap, computed here) ----------------------------
+# --- the debiasing property (PROTOCOL section 5 TPR gap, computed here) ----------------------------
 
 def shortcut_data(seed, n_major=60, ratio=20, n_test=40, dim=8, signal=0.6):
     """Layer features whose dim 0 IS the group: in train (and dev) group 0 is the 1:20 majority
@@ -313,7 +313,7 @@ def shortcut_data(seed, n_major=60, ratio=20, n_test=40, dim=8, signal=0.6):
 
 
 def tpr_gap(probs, p, g):
-    """SPEC section 5: TPR_{g,k} = P(yhat_k | y_k, G = g); gap_k = max - min; RMS over k."""
+    """PROTOCOL section 5: TPR_{g,k} = P(yhat_k | y_k, G = g); gap_k = max - min; RMS over k."""
     yhat, y = probs > POSITIVE_THRESHOLD, p > POSITIVE_THRESHOLD
     gaps = [np.ptp([yhat[(g == h) & y[:, k], k].mean() for h in (0, 1)]) for k in range(6)]
     return float(np.sqrt(np.mean(np.square(gaps))))

@@ -9,7 +9,7 @@ User corpora: clips.csv (file, actor, their classes, split_1..split_F), actors.c
 speaker, their attributes).
 
 CREMA-D comes from its public repository (audio through Git LFS, see fairser.download) or from
-local folders; labels and folds from EMO-SUPERB's labels_consensus_{1..5}.csv (SPEC section 1).
+local folders; labels and folds from EMO-SUPERB's labels_consensus_{1..5}.csv (PROTOCOL section 1).
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ MIN_SECONDS = 0.1  # shorter clips are skipped by policy
 SILENT_PEAK_DBFS = -80.0
 CONSTANT_RMS_DBFS = -100.0
 
-# Metadata files: path in the local metadata folder (laid out like ../shared/data), the URL
-# parameter and path upstream, and the sha256 pinned from ../shared/data/*/SOURCES.md.
+# Metadata files: path in the local metadata folder (crema-d/..., emo-superb/...), the URL
+# parameter and path upstream, and the sha256 of the file at the pinned commit (docs/PROTOCOL.md).
 METADATA = {
     "crema-d/VideoDemographics.csv": (
         "crema_d_raw", "VideoDemographics.csv",
@@ -79,7 +79,7 @@ def block_folds(actor_ids) -> dict[int, list[str]]:
     The sorted ids form five blocks A..E of consecutive ids; the first blocks hold n // 5 actors and
     the last n % 5 blocks one more (CREMA-D: A = 1001-1018, ..., E = 1073-1091). Fold f tests on
     block f, develops on block f + 1 (fold 5: block A) and trains on the other three
-    (../shared/data/emo-superb/SOURCES.md).
+    (docs/PROTOCOL.md section 1).
     """
     ids = sorted(int(a) for a in set(actor_ids))
     n = len(ids)
@@ -348,7 +348,7 @@ def build_crema_d(out: str | Path, *, urls: dict, audio_dir: str | Path | None =
                   workers: int = 8, provenance: dict | None = None, bins: dict | None = None) -> Path:
     """Write the real corpus into `out`, atomically. Returns `out`.
 
-    Metadata come from `metadata_dir` (laid out like ../shared/data) or are downloaded from
+    Metadata come from `metadata_dir` (laid out as METADATA's keys) or are downloaded from
     `urls` ({crema_d_raw, crema_d_lfs, emo_superb_raw}); either way each file must match its
     pinned sha256 (`checksums`: METADATA key -> sha256; injectable for tests). Audio comes from
     `audio_dir` or through Git LFS into `cache`, `workers` clips at a time. Clips that cannot be
@@ -404,7 +404,7 @@ def build_crema_d(out: str | Path, *, urls: dict, audio_dir: str | Path | None =
                                  f"no usable clip among {len(clips)} ("
                                  + "; ".join(f"{k}: {n}" for k, n in by_kind.items()) + ")")
             # clips.csv keeps every labelled clip, skipped or not: the corpus-wide majority gender
-            # per emotion (SPEC section 2) counts all 7,442, and the split stage reports the
+            # per emotion (PROTOCOL section 2) counts all 7,442, and the split stage reports the
             # skipped clips per fold. Later stages read audio only for clips not in skipped.csv.
             _write_tables(tmp, "crema-d", CREMA_D_NOTICE, clips, people, skipped, provenance,
                           corpus_schema.crema_d(bins))

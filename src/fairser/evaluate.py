@@ -1,6 +1,6 @@
 """Score every training run: per-(fold, seed) metrics, means, speaker-bootstrap CIs, paired tests.
 
-Protocol (../shared/SPEC.md section 5): every metric is computed per fold on that fold's whole test
+Protocol (docs/PROTOCOL.md section 5): every metric is computed per fold on that fold's whole test
 split; with several training seeds (predictions.csv column `seed`, train.seeds), per (fold, seed).
 A table cell is the mean over the (fold, seed) values that are defined, its spread the sample
 standard deviation over them (ddof = 1); summary.csv counts the folds, seeds and values behind
@@ -96,7 +96,7 @@ def actor_columns(schema: corpus_schema.Schema) -> list[str]:
 def actor_groups(actors: pd.DataFrame, schema: corpus_schema.Schema, actors_path: str | Path) -> pd.DataFrame:
     """actors.csv -> index 0..S-1: actor and one column per schema attribute holding its group
     (None where the value is one of the attribute's `excluded`, e.g. CREMA-D's race "Unknown":
-    a missing group, left out of that attribute's metrics only; SPEC section 1).
+    a missing group, left out of that attribute's metrics only; PROTOCOL section 1).
 
     A bad cell is one InputError naming the file, its line (header = line 1) and column
     (`schema.speaker_groups`).
@@ -111,7 +111,7 @@ def actor_groups(actors: pd.DataFrame, schema: corpus_schema.Schema, actors_path
 
 def load_truth(corpus_dir: str | Path, split_dir: str | Path,
                schema: corpus_schema.Schema | None = None) -> Truth:
-    """Read clips.csv, actors.csv and folds.csv; targets are vote shares > 1/K (SPEC section 1).
+    """Read clips.csv, actors.csv and folds.csv; targets are vote shares > 1/K (PROTOCOL section 1).
 
     `schema`: the corpus's (default: `schema.load(corpus_dir)`, data/corpus/schema.json).
     """
@@ -821,7 +821,7 @@ def summarize(per_fold: pd.DataFrame, replicates: Replicates | dict | None,
                     jack[okey] = np.mean([jack[k] for k in keys], axis=0)
                 if all(k in null for k in keys):
                     null[okey] = np.mean([null[k] for k in keys], axis=0)
-                # The Overall cell is the mean of the four methods' means (SPEC section 5).
+                # The Overall cell is the mean of the four methods' means (PROTOCOL section 5).
                 means = [np.nanmean(list(values[k].values())) for k in keys]
                 rows.append(row(okey, vals, mean=float(np.mean(means))))
         summary = pd.DataFrame(rows)

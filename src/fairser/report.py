@@ -1,4 +1,4 @@
-"""Tables 1-2 and Figs. 2-4 of the paper from data/eval/summary.csv (../shared/SPEC.md section 6).
+"""Tables 1-2 and Figs. 2-4 of the paper from data/eval/summary.csv (docs/PROTOCOL.md section 6).
 
 Table 1's fairness columns and the figures are of one attribute (`schema.truth_attribute`; the
 paper: gender); Table 2's rows are every other attribute of the corpus schema (CREMA-D: race,
@@ -27,6 +27,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
+from fairser.debias import REGISTRY  # noqa: E402
 from fairser.evaluate import (ALL_ATTRIBUTE, CI_METHOD, GAIN_UNDEFINED, GAP_METRICS,  # noqa: E402
                               MIN_STRATUM, SCORE_METRICS, TABLE2_KS, Lookup, holm, kmeans_set,
                               sweep_ks)
@@ -135,6 +136,11 @@ def table1(summary: pd.DataFrame, *, k: int, attribute: str) -> pd.DataFrame:
     return df
 
 
+# Which paper text PAPER_TABLE1 is typed from (docs/PROTOCOL.md section 9): the first arXiv version.
+PAPER_VERSION = "arXiv 2505.14449v1"
+PAPER_VERSION_NOTE = (f"The paper's numbers are those of its first version, {PAPER_VERSION} (Overall "
+                      "TPR-gap gains +33.3% with pseudo-labels, +26.4% with k-means); a later version "
+                      "states gains of \"over 28%\" and \"over 4.6%\" instead (docs/PROTOCOL.md).")
 # The paper's Table 1 (gender, mean of 5 folds, CREMA-D, WavLM Base+, k-means K = 16), typed from
 # its text: (method, supervision) -> (F1, ACC, TPR gap, DP gap). Gain rows are relative gains.
 PAPER_TABLE1 = {
@@ -188,8 +194,8 @@ def table1_vs_paper_markdown(df: pd.DataFrame, *, k: int, notice: str | None,
     Overall and Gain rows show the paper's printed value and, in parentheses, the value
     recomputed from its own DS/RW/GDRO/GADRO rows (`paper_overall_from_rows`).
     `differences`: how this run's setup differs from the paper's (fairser.provenance)."""
-    title = titled(f"Table 1 beside the paper's (ours: k-means K = {k}; paper: K = 16 on CREMA-D)",
-                   notice)
+    title = titled(f"Table 1 beside the paper's, {PAPER_VERSION} (ours: k-means K = {k}; paper: K = 16 "
+                   "on CREMA-D)", notice)
     head = ["Method", "Super."] + [f"{h} paper / ours" for h in ("F1", "ACC", "TPR gap", "DP gap")]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
     for _, row in df.iterrows():
@@ -216,8 +222,8 @@ def table1_vs_paper_markdown(df: pd.DataFrame, *, k: int, notice: str | None,
         diffs.append(f"k-means rows: ours K = {k}; paper K = 16")
     setup = ("Differences from the paper's setup:\n\n" + "".join(f"- {d}\n" for d in diffs) if diffs
              else "Same corpus and models as the paper.\n")
-    return (f"# {title}\n\nMeans over folds (ours: over folds and training seeds, see "
-            "reports/table1.md). The paper's numbers are typed from its text (OCR); the paper "
+    return (f"# {title}\n\n{PAPER_VERSION_NOTE} Means over folds (ours: over folds and training "
+            "seeds, see reports/table1.md). The paper's numbers are typed from its text (OCR); the paper "
             "states no model revisions, so even the same hub ids may differ. Compare orderings and "
             "gains where the setups differ, not values. The paper's printed Overall rows are not the "
             "mean of its own DS, RW, GDRO and GADRO rows (e.g. k-means TPR gap 0.205 printed, 0.222 "
@@ -489,6 +495,160 @@ def tradeoff_frame(summary: pd.DataFrame, *, attribute: str) -> pd.DataFrame:
             row[metric] = look.mean(run_set, method, _attr(metric, attribute), metric)
         rows.append(row)
     return pd.DataFrame(rows).sort_values(["set", "method"]).reset_index(drop=True)
+
+
+# --- the fairness-accuracy trade-off of Table 1 (issue 24) ------------------------------------
+# Family of each method: `REGISTRY[name].taxonomy` where a Method sets it; until every one does,
+# this mapping of the methods that predate the attribute (Random is no Method: a baseline).
+FAMILIES = {"erm": "baseline", "random": "baseline", "rw": "pre-processing", "ds": "pre-processing",
+            "gdro": "DRO", "gadro": "DRO", "pgdro": "DRO", "lff": "biased learner",
+            "disent": "biased learner", "jtt": "biased learner", "george": "biased learner"}
+FAMILY_MARKERS = {"baseline": "o", "pre-processing": "s", "regularisation": "P", "adversarial": "^",
+                  "augmentation": "D", "biased learner": "v", "DRO": "X", "last-layer": "*"}
+SPARE_MARKERS = ("h", "p", "<", ">", "8", "d")  # a family not listed above, in order of appearance
+# Colour per supervision of the groups a method trains on; "none" = no group labels at all
+# (ERM, Random and the group-free methods Table 1 marks "unsupervised").
+SUPERVISION_COLOURS = {"none": "tab:gray", "ground truth": "tab:blue", "pseudo": "tab:orange",
+                       "k-means": "tab:green"}
+TRADEOFF_COLUMNS = ["method", "supervision", "family", "groups", "f1", "f1_ci_low", "f1_ci_high",
+                    "tpr_gap", "tpr_gap_ci_low", "tpr_gap_ci_high", "pareto"]
+
+
+def method_family(name: str) -> str:
+    """The family of method `name` (a REGISTRY key): its Method's `taxonomy` when set, else FAMILIES,
+    else "other"."""
+    taxonomy = getattr(REGISTRY.get(name), "taxonomy", None)
+    return taxonomy or FAMILIES.get(name, "other")
+
+
+def supervision_kind(supervision: str) -> str:
+    """Table 1's supervision label as one of SUPERVISION_COLOURS' keys ("k-means K=16" -> "k-means",
+    "unsupervised" -> "none": those methods use no group labels); any other label as it is."""
+    if supervision.startswith("k-means"):
+        return "k-means"
+    return "none" if supervision in ("none", "unsupervised") else supervision
+
+
+def pareto_front(f1, gap) -> np.ndarray:
+    """(n,) bool: the points no other point dominates, maximising F1 and minimising the gap.
+
+    Point j dominates point i when f1_j >= f1_i and gap_j <= gap_i with one of them strict, so
+    equal points are both on the front. A point with a NaN value is on no front and dominates none."""
+    f1, gap = np.asarray(f1, dtype=float), np.asarray(gap, dtype=float)
+    ok = np.isfinite(f1) & np.isfinite(gap)
+    front = ok.copy()
+    for i in np.flatnonzero(ok):
+        others = ok & (f1 >= f1[i]) & (gap <= gap[i]) & ((f1 > f1[i]) | (gap < gap[i]))
+        front[i] = not others.any()
+    return front
+
+
+def tradeoff_points(t1: pd.DataFrame) -> pd.DataFrame:
+    """One row per method row of Table 1 (`table1`'s kind "run"; Overall and Gain summarise rows
+    and are left out): TRADEOFF_COLUMNS, the intervals as evaluate gives them (NaN where it has
+    none) and `pareto` (on the F1 / TPR gap front). plots/tradeoff_table1.csv."""
+    keys = {shown: key for key, shown in NAMES.items()}
+    runs = t1[t1["kind"] == "run"]
+    out = pd.DataFrame({
+        "method": runs["method"].to_numpy(),
+        "supervision": runs["supervision"].to_numpy(),
+        "family": [method_family(keys.get(m, m.lower())) for m in runs["method"]],
+        "groups": [supervision_kind(s) for s in runs["supervision"]],
+    })
+    for column in TRADEOFF_COLUMNS[4:-1]:
+        out[column] = runs[column].to_numpy(dtype=float) if column in runs.columns else np.nan
+    out["pareto"] = pareto_front(out["f1"], out["tpr_gap"])
+    return out[TRADEOFF_COLUMNS]
+
+
+def tradeoff_axes(points: pd.DataFrame, *, attribute: str, notice: str | None):
+    """The trade-off figure of `tradeoff_points`: x = TPR gap of `attribute`, y = macro F1; marker
+    per family, colour per supervision; each interval evaluate has drawn as a bar from its low to
+    its high end (a gap's interval need not hold the estimate: docs/STATISTICS.md); the Pareto
+    front (max F1, min gap) as a dashed staircase through its points, each ringed. Returns the
+    matplotlib Figure (artists carry gids: "point", "interval", "pareto")."""
+    fig, ax = plt.subplots(figsize=(11, 7.5))
+    shown = points[np.isfinite(points["f1"]) & np.isfinite(points["tpr_gap"])]
+    markers = dict(FAMILY_MARKERS)
+    for family in shown["family"]:
+        if family not in markers:
+            markers[family] = SPARE_MARKERS[(len(markers) - len(FAMILY_MARKERS)) % len(SPARE_MARKERS)]
+    colours = {g: SUPERVISION_COLOURS.get(g, "tab:purple") for g in shown["groups"]}
+    for row in shown.itertuples(index=False):
+        x, y = row.tpr_gap, row.f1
+        for lo, hi, horizontal in ((row.tpr_gap_ci_low, row.tpr_gap_ci_high, True),
+                                   (row.f1_ci_low, row.f1_ci_high, False)):
+            if np.isfinite(lo) and np.isfinite(hi):
+                xs, ys = ([lo, hi], [y, y]) if horizontal else ([x, x], [lo, hi])
+                ax.plot(xs, ys, color=colours[row.groups], alpha=0.6, linewidth=1.2,
+                        marker="|" if horizontal else "_", markersize=6, gid="interval", zorder=2)
+        ax.scatter([x], [y], marker=markers[row.family], color=colours[row.groups], s=60,
+                   edgecolors="black", linewidths=0.5, gid="point", zorder=3)
+    front = shown[shown["pareto"]].sort_values(["tpr_gap", "f1"])
+    if len(front):
+        ax.plot(front["tpr_gap"], front["f1"], drawstyle="steps-post", linestyle="--",
+                color="black", linewidth=1, gid="pareto", zorder=1)
+        ax.scatter(front["tpr_gap"], front["f1"], s=170, facecolors="none", edgecolors="black",
+                   linewidths=0.8, zorder=2)
+    _label_points(ax, shown["tpr_gap"].to_numpy(), shown["f1"].to_numpy(), list(shown["method"]))
+    ax.set_xlabel(f"TPR gap ({attribute}) ↓  (bars: 95% speaker-bootstrap interval)", fontsize=11)
+    ax.set_ylabel("macro F1 ↑", fontsize=11)
+    ax.grid(alpha=0.3)
+    # Legends in the fixed orders above (families and supervisions present only), then any new ones.
+    families = [f for f in markers if f in set(shown["family"])]
+    groups = [g for g in dict.fromkeys([*SUPERVISION_COLOURS, *shown["groups"]]) if g in colours]
+    family_handles = [Line2D([], [], marker=markers[f], linestyle="", color="grey",
+                             markeredgecolor="black", label=f) for f in families]
+    group_handles = [Line2D([], [], marker="o", linestyle="", color=colours[g], label=g) for g in groups]
+    front_handle = [Line2D([], [], linestyle="--", color="black", label="Pareto front")]
+    first = ax.legend(handles=family_handles, title="family", fontsize=9, title_fontsize=9,
+                      loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.add_artist(first)
+    ax.legend(handles=group_handles + front_handle, title="groups from", fontsize=9,
+              title_fontsize=9, loc="lower left", bbox_to_anchor=(1.01, 0.0), frameon=False)
+    left_out = points.loc[~points.index.isin(shown.index)]
+    if len(left_out):
+        ax.text(0.0, -0.14, "not drawn (no F1 or TPR gap): " + ", ".join(
+            f"{m} ({s})" for m, s in zip(left_out["method"], left_out["supervision"])),
+            transform=ax.transAxes, fontsize=8, va="top")
+    ax.set_title(titled(f"F1 against the {attribute} TPR gap, every method row of Table 1\n"
+                        "dashed: Pareto front (highest F1, lowest gap), ringed points on it", notice),
+                 fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+# Offsets (points) tried for a point's label, first free one wins: right, left, above, below.
+LABEL_OFFSETS = ((5, 3), (5, -9), (-5, 3), (-5, -9), (5, 10), (5, -16), (-5, 10), (-5, -16))
+
+
+def _label_points(ax, x, y, names) -> None:
+    """Name each point beside it, choosing per point the offset whose label lies farthest from the
+    labels placed so far and from the other points (a greedy placement, in display units)."""
+    ax.figure.canvas.draw()  # final limits, so display coordinates hold
+    at = ax.transData.transform(np.column_stack([x, y])) if len(x) else np.zeros((0, 2))
+    scale = ax.figure.dpi / 72  # points -> pixels
+    placed = []
+    for i, name in enumerate(names):
+        width = 4.2 * len(name) * scale  # about 0.6 em per character at size 7
+        best, best_score = LABEL_OFFSETS[0], -np.inf
+        for dx, dy in LABEL_OFFSETS:
+            cx = at[i, 0] + dx * scale + np.sign(dx) * width / 2  # the label's centre, pixels
+            cy = at[i, 1] + (dy + 3) * scale
+            others = [p for j, p in enumerate(at) if j != i] + placed
+            score = min((np.hypot((cx - ox) / max(width, 1), (cy - oy) / (9 * scale))
+                         for ox, oy in others), default=np.inf)
+            if score > best_score + 1e-9:
+                best, best_score = (dx, dy), score
+        dx, dy = best
+        placed.append((at[i, 0] + dx * scale + np.sign(dx) * width / 2, at[i, 1] + (dy + 3) * scale))
+        ax.annotate(name, (x[i], y[i]), xytext=(dx, dy), textcoords="offset points", fontsize=7,
+                    color="dimgray", ha="left" if dx > 0 else "right", zorder=4)
+
+
+def tradeoff_figure(points: pd.DataFrame, *, attribute: str, notice: str | None) -> bytes:
+    """plots/tradeoff_table1.png: `tradeoff_axes` as PNG bytes."""
+    return _png(tradeoff_axes(points, attribute=attribute, notice=notice))
 
 
 def _erm(summary: pd.DataFrame, metric: str, attribute: str) -> float | None:

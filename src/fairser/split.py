@@ -1,6 +1,6 @@
 """The biased train and dev sets (paper: 1:20 by gender), and the counts behind Tables A2 and A3.
 
-Definitions (../shared/SPEC.md sections 1 and 2), for a corpus of K classes (schema.json):
+Definitions (docs/PROTOCOL.md sections 1 and 2), for a corpus of K classes (schema.json):
 - multi-label target: y_k = 1 iff p_k > 1/K (strict);
 - single label: the class with a strict majority of votes, c_k / N > 0.5, where the vote share is
   recovered from the stored distribution by the schema's smoothing (CREMA-D: p_k = 0.01 + 0.94 c_k / N);
@@ -46,7 +46,7 @@ UNLISTED = "unlisted"
 # --- labels -------------------------------------------------------------------------------------
 
 def multi_hot(p, threshold: float) -> np.ndarray:
-    """(N, K) bool multi-label target: y_k = p_k > threshold (1/K), strict (SPEC section 1).
+    """(N, K) bool multi-label target: y_k = p_k > threshold (1/K), strict (PROTOCOL section 1).
 
     CREMA-D's ten entries stored as 0.166667 lie just above 1/6 and count positive, as in
     EMO-SUPERB. The rule is the one that binarises predictions (fairser.metrics.binarize).
@@ -55,7 +55,7 @@ def multi_hot(p, threshold: float) -> np.ndarray:
 
 
 def vote_share(p, smoothing: tuple[float, float] = CREMA_D_SMOOTHING) -> np.ndarray:
-    """(N, K) vote shares c_k / N recovered from p_k = floor + scale c_k / N (SPEC section 1)."""
+    """(N, K) vote shares c_k / N recovered from p_k = floor + scale c_k / N (PROTOCOL section 1)."""
     floor, scale = smoothing
     return (np.asarray(p, dtype=float) - floor) / scale
 
@@ -63,7 +63,7 @@ def vote_share(p, smoothing: tuple[float, float] = CREMA_D_SMOOTHING) -> np.ndar
 def majority_label(p, *, n_classes: int = 6, smoothing: tuple[float, float] = CREMA_D_SMOOTHING) -> np.ndarray:
     """(N,) int class index with a strict majority of votes (c_k / N > 0.5), -1 where none.
 
-    SPEC section 2, step 1. At most one class can hold more than half of the votes.
+    PROTOCOL section 2, step 1. At most one class can hold more than half of the votes.
     """
     share = vote_share(p, smoothing)
     if share.ndim != 2 or share.shape[1] != n_classes:
@@ -79,7 +79,7 @@ def label_names(labels, classes) -> np.ndarray:
 
 
 def majority_group_by_class(*, labels, groups, classes, group_names) -> dict[str, str]:
-    """Class name -> the group with most strict-majority clips of it (SPEC section 2, step 2).
+    """Class name -> the group with most strict-majority clips of it (PROTOCOL section 2, step 2).
 
     `labels` are majority_label() indices and `groups` the clips' group names, over the whole
     corpus (every fold sees the same corpus-wide trend). A tie, including a class with no clips at
@@ -103,7 +103,7 @@ def _check_ratio(ratio) -> None:
 
 def bias_split(*, files, split, labels, groups, majority: dict[str, str] | None, classes,
                group_names=(), ratio: float, seed: int, fold: int = 1) -> np.ndarray:
-    """(N,) bool: the clips of one fold kept in the biased data (SPEC section 2, steps 3-4).
+    """(N,) bool: the clips of one fold kept in the biased data (PROTOCOL section 2, steps 3-4).
 
     Per class, in train and in dev: every clip whose strict-majority label is that class and
     whose group is its majority group is kept, and of each other group of `group_names`,
@@ -156,7 +156,7 @@ def bias_split(*, files, split, labels, groups, majority: dict[str, str] | None,
 # --- tables -------------------------------------------------------------------------------------
 
 def clip_attributes(clips: pd.DataFrame, actors: pd.DataFrame, schema: Schema) -> pd.DataFrame:
-    """Per clip of `clips` (same order): file, label index (SPEC 1-2), and per attribute its value:
+    """Per clip of `clips` (same order): file, label index (PROTOCOL sections 1-2), and per attribute its value:
     the group name, or for an excluded categorical value the value itself (counts.csv lists it)."""
     groups = speaker_groups(actors, schema).set_index("actor")
     raw = actors.set_index("actor")

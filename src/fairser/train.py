@@ -1,10 +1,10 @@
 """The batched trainer: the SER head on cached features, for every registered method.
 
-Methods (SPEC section 4, JTT, GEORGE) live one per module under fairser/debias/ and are looked
+Methods (PROTOCOL section 4, JTT, GEORGE) live one per module under fairser/debias/ and are looked
 up in fairser.debias.base.REGISTRY: each declares its params, groups, run builder and per-batch
 objective; this module only batches, optimises, keeps the best epoch and writes the files.
 
-Model (SPEC section 3, EMO-SUPERB's head): softmax weights over the upstream's layers ->
+Model (PROTOCOL section 3, EMO-SUPERB's head): softmax weights over the upstream's layers ->
 Linear(D, hidden) -> mean over frames (already done by the feature cache) -> Linear(hidden, K)
 (K = the corpus's classes, data/corpus/schema.json; 6 on CREMA-D).
 Inputs are standardised in a way the model class absorbs (see _Job; emo_superb_params).
@@ -98,7 +98,7 @@ class Result:
 def training_targets(p: np.ndarray, kind: str, threshold: float | None = None) -> np.ndarray:
     """The distribution each clip is trained towards.
 
-    soft: the vote distribution p itself (SPEC section 3).
+    soft: the vote distribution p itself (PROTOCOL section 3).
     hard: the multi-hot target y_k = [p_k > threshold] (1/K; 1/6 on CREMA-D), normalised to sum
     1; a clip with no class above the threshold (a uniform vote) keeps the uniform distribution.
     """
@@ -113,7 +113,7 @@ def training_targets(p: np.ndarray, kind: str, threshold: float | None = None) -
 
 
 def class_weights(p_train: np.ndarray, threshold: float | None = None) -> np.ndarray:
-    """Class-balanced weights w_c (Cui et al. 2019; SPEC section 3), summing to the class count.
+    """Class-balanced weights w_c (Cui et al. 2019; PROTOCOL section 3), summing to the class count.
 
     n_c = training clips with p_c > threshold (1/K), beta = (N - 1) / N, w_c proportional to
     (1 - beta) / (1 - beta^n_c). A class with no positive clip would get an infinite weight; it

@@ -72,7 +72,7 @@ class FoldData:
 
 
 def cb_losses(logits: torch.Tensor, targets: torch.Tensor, class_w: torch.Tensor) -> torch.Tensor:
-    """Per-clip class-balanced soft-target cross-entropy (SPEC section 3, EMO-SUPERB):
+    """Per-clip class-balanced soft-target cross-entropy (PROTOCOL section 3, EMO-SUPERB):
     loss_i = -w_i sum_k t_ik log softmax(z_i)_k with w_i = sum_k w_k t_ik.
 
     logits, targets (..., B, K); class_w (..., K) broadcast over the batch.

@@ -1,5 +1,5 @@
 """DisEnt, Lee et al. 2021 ("Learning debiased representation via disentangled feature
-augmentation", NeurIPS; their Algorithm 1 / train_ours); SPEC section 4.
+augmentation", NeurIPS; their Algorithm 1 / train_ours); PROTOCOL section 4.
 
 Intrinsic (encoder 0) and bias (1) encoders; classifier 0 reads [z_i, z_b.detach()], classifier 1
 reads [z_i.detach(), z_b]. Classifier 1 is trained with GCE, classifier 0 with LfF's relative

@@ -1,5 +1,5 @@
 """GEORGE (Sohoni et al. 2020, "No subclass left behind: fine-grained robustness in
-coarse-grained classification problems", NeurIPS; SPEC section 4b). Group-free, two phases.
+coarse-grained classification problems", NeurIPS; PROTOCOL section 4b). Group-free, two phases.
 
 Phase 1 is ERM; its penultimate features of the training clips are clustered per class, and the
 (class, cluster) pairs become the groups of Group DRO in phase 2 (dro.GroupDRO, step size `eta`,
@@ -36,9 +36,11 @@ Our adaptations, each stated:
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from fairser.errors import InputError
 from fairser.debias import dro
+from fairser.metrics import majority_share, nmi, purity
 from fairser.debias.base import BEST, Run, base_run, get, register, seed_entropy
 
 MIN_CLASS_CLIPS = 10
@@ -172,13 +174,9 @@ class GEORGE(dro.GroupDRO):
 
     def logs(self, results, attributes) -> dict:
         """clusters.csv: per fold and seed, the number of groups and their purity, majority
-        share and NMI against each true attribute of the training clips (fairser.idi's
+        share and NMI against each true attribute of the training clips (fairser.metrics'
         definitions, as data/groups/quality.csv for k-means IDI); clips whose value is missing
         are left out. `attributes`: {name: (N,) group name or None per feature row}."""
-        import pandas as pd
-
-        from fairser.idi import majority_share, nmi, purity
-
         rows = []
         for res in results:
             g = res.run.memberships.argmax(1)

@@ -1,5 +1,5 @@
 """JTT, Just Train Twice (Liu et al. 2021, "Just train twice: improving group robustness without
-training group information", ICML; SPEC section 4b). Group-free, two phases.
+training group information", ICML; PROTOCOL section 4b). Group-free, two phases.
 
 Phase 1 is ERM stopped after T = `identification_epochs` epochs; its error set is the training
 clips it gets wrong. Phase 2 retrains from the same initialisation with the error set upweighted
@@ -9,14 +9,14 @@ The paper tunes T and lambda_up over a grid (Waterbirds: T in {40, 50, 60} of 30
 lambda_up in {20, 50, 100}) and keeps the setting with the best worst-group validation accuracy,
 which needs group labels. Here `identification_epochs` and `lambda_up` may each be a list: every
 (T, lambda_up) pair of the grid is trained in phase 2 (batched with the others, as one job) and
-the one with the highest macro-F1 on the fold's dev clips (SPEC section 5's F1, predictions and
+the one with the highest macro-F1 on the fold's dev clips (PROTOCOL section 5's F1, predictions and
 labels binarised at 1/K) is kept for that (fold, seed). That rule reads no demographic label.
 
 Our adaptations, each stated:
 - Multi-label error rule (`error_rule`): JTT's "misclassified" needs one true class, so both
   rules use the clip's single strict-majority class (folds.csv `label`) y:
   `prob`: p(y) <= 1/K (1/6 on CREMA-D), the class is not predicted at the threshold at which
-  every model's probabilities are binarised (SPEC section 5); lenient: a clip can be an error
+  every model's probabilities are binarised (PROTOCOL section 5); lenient: a clip can be an error
   while y is its top class.
   `argmax`: the top class of phase 1 is not a class of the clip (its vote share <= 1/K), the
   closest reading of JTT's argmax error for a multi-label clip.
@@ -95,7 +95,7 @@ def grid(hparams: dict) -> list[dict]:
 
 def dev_f1(dev_probs: np.ndarray, dev_votes: np.ndarray, threshold: float) -> float:
     """Macro-F1 over classes of the dev predictions against the dev labels, both binarised at
-    `threshold` (fairser.metrics, SPEC section 5): the sweep's selection score."""
+    `threshold` (fairser.metrics, PROTOCOL section 5): the sweep's selection score."""
     from fairser.metrics import binarize, macro_f1
 
     return macro_f1(y_true=binarize(dev_votes, threshold), y_pred=binarize(dev_probs, threshold))

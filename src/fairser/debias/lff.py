@@ -1,4 +1,4 @@
-"""Learning from Failure (LfF) and DisEnt weights (SPEC section 4).
+"""Learning from Failure (LfF) and DisEnt weights (PROTOCOL section 4).
 
 - LfF, Nam et al. 2020 ("Learning from failure: training debiased classifier from biased
   classifier", NeurIPS, Algorithm 1): a biased model trained with generalized cross-entropy (GCE,
