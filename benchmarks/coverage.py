@@ -15,9 +15,13 @@ the share of draws whose 95% interval holds the target. Two resampling schemes: 
 (every group within itself, as before) and "pooled" (groups with < 3 speakers borrow the spread
 of the larger groups; the library default).
 Scenarios: "planted" (the effects below) and "null" (no group effect: every true gap is 0).
+With --gains: the coverage of the gain intervals (1 - gap_method / gap_ERM, `gain_coverage`),
+where ERM is the planted population and the method keeps a share of its group effects, and the
+gain counts as shown only where ERM's gap interval excludes 0 (as `evaluate.summarize` does).
 
     python benchmarks/coverage.py                      # 300 draws x 400 resamples, both scenarios
     python benchmarks/coverage.py --draws 100 --boot 200 --csv coverage.csv
+    python benchmarks/coverage.py --gains              # 300 draws x 400 resamples per share
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from fairser import metrics
-from fairser.evaluate import (CI_METHODS, _jackknife_of_mean, bootstrap_interval, group_totals,
+from fairser.evaluate import (CI_METHODS, _jackknife_of_mean, bootstrap_interval, gain, group_totals,
                               jackknife_group_counts, membership, permuted_group_counts,
                               permuted_groups, replicate_group_counts, resample_plan)
 
@@ -62,20 +66,23 @@ FOLD_LAYOUT = [
 METRICS = ("tpr_gap", "dp_gap")
 
 
-def logits(attrs: dict, planted: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(S, 6) TPR and FPR logits before the speaker effect, for speakers with group codes `attrs`."""
+def logits(attrs: dict, planted: bool | float) -> tuple[np.ndarray, np.ndarray]:
+    """(S, 6) TPR and FPR logits before the speaker effect, for speakers with group codes `attrs`.
+
+    `planted`: the share of EFFECTS applied (True = 1, False = 0; 0.5 = a method that halves the
+    group effects on the logit scale)."""
     n = len(attrs["gender"])
     tpr, fpr = np.tile(BASE_TPR, (n, 1)), np.tile(BASE_FPR, (n, 1))
     if planted:
         for attribute, effects in EFFECTS.items():
             for name, effect in effects.items():
                 hit = np.asarray(attrs[attribute]) == GROUPS[attribute].index(name)
-                tpr[hit] += effect
-                fpr[hit] += effect / 2
+                tpr[hit] += float(planted) * effect
+                fpr[hit] += float(planted) * effect / 2
     return tpr, fpr
 
 
-def population_rates(planted: bool, rng: np.random.Generator, n: int = 400_000) -> dict:
+def population_rates(planted: bool | float, rng: np.random.Generator, n: int = 400_000) -> dict:
     """attribute -> (TPR (G, 6), selection rate (G, 6)) of the population's groups (Monte Carlo).
 
     Other attributes are drawn with the folds' pooled shares, independently of the group.
@@ -162,6 +169,89 @@ def one_draw(planted: bool, n_boot: int, rng: np.random.Generator) -> dict:
     return out
 
 
+def draw_pair(layout: dict, scale: float, rng: np.random.Generator) -> tuple[dict, dict, dict]:
+    """One fold's speakers scored by ERM (the planted effects) and by a method that keeps `scale`
+    of them: the same speakers, clips, targets and speaker effects, with the two methods'
+    predictions drawn independently given their rates. Returns (attrs, ERM counts, method counts)."""
+    s = len(layout["gender"])
+    attrs = {a: rng.permutation(layout[a]) for a in GROUPS}
+    z_tpr, z_fpr = SPEAKER_SD * rng.standard_normal((2, s, N_CLASSES))
+    n = rng.integers(CLIPS[0], CLIPS[1] + 1, size=s)
+    pos = rng.binomial(n[:, None], PREVALENCE)
+    out = []
+    for share in (1.0, scale):
+        lt, lf = logits(attrs, share)
+        tp = rng.binomial(pos, 1 / (1 + np.exp(-(lt + z_tpr))))
+        fp = rng.binomial(n[:, None] - pos, 1 / (1 + np.exp(-(lf + z_fpr))))
+        out.append({"n": n.astype(float), "pos": pos.astype(float), "tp": tp.astype(float),
+                    "sel": (tp + fp).astype(float)})
+    return attrs, out[0], out[1]
+
+
+def gain_draw(scale: float, n_boot: int, rng: np.random.Generator) -> dict:
+    """(attribute, metric) -> the gain's point, its interval (as `evaluate.summarize` builds it:
+    paired replicates, "widened", no floor) and whether ERM's gap interval (widened + no-gap
+    test) holds 0, i.e. the gain is reported as undefined."""
+    point = {}, {}
+    boot, null, loo = ({}, {}), {}, ({}, {})
+    for fold, layout in enumerate(FOLD_LAYOUT, start=1):
+        attrs, erm, method = draw_pair(layout, scale, rng)
+        present = np.ones(len(erm["n"]), bool)
+        for attribute, names in GROUPS.items():
+            codes = np.asarray(attrs[attribute])
+            member = membership(codes, len(names))
+            plan = resample_plan(codes, present, n_boot, rng)
+            z = metrics.gaps_from_counts(**permuted_group_counts(
+                permuted_groups(codes, present, n_boot, rng), erm, len(names)))
+            for run, counts in enumerate((erm, method)):
+                x = metrics.gaps_from_counts(**group_totals(counts, member))
+                b = metrics.gaps_from_counts(**replicate_group_counts(plan, counts, member))
+                j = metrics.gaps_from_counts(**jackknife_group_counts(counts, member, present)[1])
+                for i, m in enumerate(METRICS):
+                    point[run].setdefault((attribute, m), {})[(fold, 0)] = float(x[i])
+                    boot[run].setdefault((attribute, m), []).append(b[i])
+                    loo[run].setdefault((attribute, m), {})[(fold, 0)] = j[i]
+                    if run == 0:
+                        null.setdefault((attribute, m), []).append(z[i])
+    out = {}
+    for key in point[0]:
+        x = [float(np.mean(list(point[r][key].values()))) for r in (0, 1)]
+        b = [np.mean(np.stack(boot[r][key]), axis=0) for r in (0, 1)]
+        erm_ci = bootstrap_interval(x[0], b[0], method="widened", floor=0.0,
+                                    null=np.mean(np.stack(null[key]), axis=0))
+        value = gain(x[1], x[0], key[1])
+        jk = gain(_jackknife_of_mean(point[1][key], loo[1][key]),
+                  _jackknife_of_mean(point[0][key], loo[0][key]), key[1])
+        ci = bootstrap_interval(value, gain(b[1], b[0], key[1]), method="widened", jack=jk)
+        out[key] = (value, ci, erm_ci["ci_low"] <= 0.0)
+    return out
+
+
+def gain_coverage(args, rng: np.random.Generator) -> pd.DataFrame:
+    """Coverage of the gain intervals, ERM = the planted population, method = `scale` of it."""
+    rows = []
+    truth_erm = true_gaps(population_rates(True, rng))
+    for scale in args.gain_scales:
+        truth_m = true_gaps(population_rates(scale, rng))
+        hits: dict = {}
+        for _ in tqdm(range(args.draws), desc=f"gain coverage (scale {scale})", unit="draw"):
+            for key, (value, ci, undefined) in gain_draw(scale, args.boot, rng).items():
+                target = gain(truth_m[key], truth_erm[key], key[1])
+                hits.setdefault(key, []).append((undefined, ci["ci_low"] <= target <= ci["ci_high"],
+                                                 ci["ci_high"] - ci["ci_low"], value - target))
+        for (attribute, metric), h in hits.items():
+            h = np.array(h, float)
+            defined = h[h[:, 0] == 0]
+            target = gain(truth_m[(attribute, metric)], truth_erm[(attribute, metric)], metric)
+            rows.append({"method_share_of_effects": scale, "attribute": attribute, "metric": metric,
+                         "true_gain": round(target, 3), "share_defined": round(1 - h[:, 0].mean(), 3),
+                         "coverage_all": round(h[:, 1].mean(), 3),
+                         "coverage_defined": round(defined[:, 1].mean(), 3) if len(defined) else np.nan,
+                         "mean_width_defined": round(defined[:, 2].mean(), 3) if len(defined) else np.nan,
+                         "mean_bias_defined": round(defined[:, 3].mean(), 3) if len(defined) else np.nan})
+    return pd.DataFrame(rows)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--draws", type=int, default=300, help="simulated test sets per scenario")
@@ -169,8 +259,21 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--scenarios", nargs="+", default=["planted", "null"])
     ap.add_argument("--csv", help="write the coverage table here as CSV")
+    ap.add_argument("--gains", action="store_true",
+                    help="instead: coverage of the gain intervals (1 - gap_method / gap_ERM)")
+    ap.add_argument("--gain-scales", nargs="+", type=float, default=[0.5, 1.0],
+                    help="the method's share of the planted group effects (1.0: true gain 0)")
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
+    if args.gains:
+        start = time.perf_counter()
+        table = gain_coverage(args, rng)
+        with pd.option_context("display.width", 200):
+            print(table.to_string(index=False))
+        print(f"{args.draws} draws x {args.boot} resamples per scale, {time.perf_counter() - start:.0f} s")
+        if args.csv:
+            table.to_csv(args.csv, index=False)
+        return
     rows = []
     start = time.perf_counter()
     for scenario in args.scenarios:

@@ -175,10 +175,12 @@ def main() -> None:
     args = ap.parse_args()
     if shutil.which("mutmut") is None:
         sys.exit("error: mutmut is not installed: pip install -e '.[dev]'")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "FAIRSER_SHARED_DATA": str(
-        Path(os.environ.get("FAIRSER_SHARED_DATA", ROOT.parent / "shared" / "data")).resolve()),
-        # The stage tests' subprocesses import the unmutated copy (a mutant only lives in-process).
-        "PYTHONPATH": str(args.work / "src")}
+    # FAIRSER_REFERENCE_DATA (if set) passes through, made absolute: the tests run in --work.
+    reference = os.environ.get("FAIRSER_REFERENCE_DATA", "").strip()
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           **({"FAIRSER_REFERENCE_DATA": str(Path(reference).resolve())} if reference else {}),
+           # The stage tests' subprocesses import the unmutated copy (a mutant only lives in-process).
+           "PYTHONPATH": str(args.work / "src")}
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip()
     dirty = subprocess.run(["git", "status", "--porcelain", "--", *COPY], cwd=ROOT,

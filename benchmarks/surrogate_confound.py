@@ -1,8 +1,8 @@
-"""Does the surrogate corpus carry the gender confound? A quick linear probe (SPEC section 8).
+"""Does the surrogate corpus carry the gender confound? A quick linear probe (PROTOCOL section 8).
 
 Features: 40-bin log-mel mean and std per clip. Model: multinomial logistic regression on the soft
 vote distribution (each clip expanded to six rows weighted by p_k, which is exactly soft-target
-cross-entropy), with SPEC section 3's class-balanced weights. Fold 1 of the block folds.
+cross-entropy), with PROTOCOL section 3's class-balanced weights. Fold 1 of the block folds.
 Compared: training on the whole train split ("unbiased"), training on its 1:20 gender-biased
 subset (fairser.split), and the biased subset reweighted with true gender (fairser.debias RW).
 Reports macro F1 and the gender TPR gap (fairser.metrics) on fold 1's test clips, plus the
@@ -46,7 +46,7 @@ def features(x: np.ndarray) -> np.ndarray:
 
 
 def probe(x, p, extra_weight=None):
-    w_c = class_weights(p)  # SPEC section 3, the trainer's own
+    w_c = class_weights(p)  # PROTOCOL section 3, the trainer's own
     w_i = (p @ w_c) * (1.0 if extra_weight is None else extra_weight)
     k = p.shape[1]
     model = LogisticRegression(C=1.0, max_iter=2000)

@@ -7,7 +7,7 @@
 import json
 from pathlib import Path
 
-from fairser import config, corpus, provenance, stage
+from fairser import config, corpus, provenance, stage, values
 
 
 def main() -> None:
@@ -23,6 +23,8 @@ def main() -> None:
                        inputs=provenance.read_fingerprint(args.inputs))
     info = json.loads((out / "corpus.json").read_text())
     print(f"{info['corpus']}: {info['actors']} actors; {info['coverage']}")
+    if values.describe(info.get("normalised") or {}):
+        print(f"values normalised: {values.describe(info['normalised'])}")
 
 
 if __name__ == "__main__":

@@ -11,11 +11,8 @@ from fairser.features import run
 
 
 def main() -> None:
-    p = stage.parser(__doc__.splitlines()[0])
-    p.add_argument("--corpus", required=True, help="folder with clips.csv, skipped.csv and wav/")
-    p.add_argument("--out", required=True, help="output folder (features.npy, index.csv, info.json)")
-    p.add_argument("--inputs", default=None,
-                   help="the inputs stage's fingerprint of the upstream (data/inputs/upstream.json)")
+    p = stage.clip_parser(__doc__.splitlines()[0], outputs="features.npy, index.csv, info.json", model="upstream",
+                          inputs="data/inputs/upstream.json")
     args = p.parse_args()
     params = config.load(args.params)
     f = params["features"]

@@ -11,11 +11,8 @@ from fairser.idi import run_pseudo
 
 
 def main() -> None:
-    p = stage.parser(__doc__.splitlines()[0])
-    p.add_argument("--corpus", required=True, help="folder with clips.csv, skipped.csv and wav/")
-    p.add_argument("--out", required=True, help="output folder (pseudo.csv, info.json)")
-    p.add_argument("--inputs", default=None,
-                   help="the inputs stage's fingerprint of the pseudo model (data/inputs/pseudo.json)")
+    p = stage.clip_parser(__doc__.splitlines()[0], outputs="pseudo.csv, info.json", model="pseudo model",
+                          inputs="data/inputs/pseudo.json")
     args = p.parse_args()
     params = config.load(args.params)
     run_pseudo(args.corpus, args.out, model=params["idi"]["pseudo_model"],

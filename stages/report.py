@@ -1,4 +1,4 @@
-"""Stage report: Tables 1-2 (Markdown and CSV), Figs. 2-4 (PNG) and DVC data plots (CSV).
+"""Stage report: Tables 1-2 (Markdown and CSV), Figs. 2-4 and the trade-off figure (PNG), DVC data plots (CSV).
 
 python stages/report.py --eval data/eval --corpus data/corpus --speaker data/speaker \
     --groups data/groups [--features-info data/features/info.json --pseudo-info data/pseudo/info.json] \
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from fairser import config, provenance, report
+from fairser import config, provenance, report, values
 from fairser import schema as corpus_schema
 from fairser.evaluate import SUMMARY_COLUMNS, table2_attributes
 from fairser.errors import InputError
@@ -26,9 +26,12 @@ from fairser.io import atomic_dir
 
 
 def data_notes(corpus_info: dict, coverage_json: Path | None) -> list[str]:
-    """Lines every table shows under its title: clips skipped and why (corpus.json), and the
-    split stage's warnings (coverage.json: degenerate biasing)."""
+    """Lines every table shows under its title: clips skipped and why and the spellings of speaker
+    ids and attribute values that were normalised (corpus.json), and the split stage's warnings
+    (coverage.json: degenerate biasing)."""
     notes = [f"Corpus: {corpus_info['coverage']}"] if corpus_info.get("coverage") else []
+    if values.describe(corpus_info.get("normalised") or {}):  # an imported corpus's folded spellings
+        notes.append(f"Values normalised: {values.describe(corpus_info['normalised'])}")
     if coverage_json is not None and coverage_json.is_file():
         notes += [f"**Warning:** {w}" for w in json.loads(coverage_json.read_text()).get("warnings", [])]
     return notes
@@ -53,6 +56,9 @@ def main() -> None:
     p.add_argument("--pseudo-info", default=None,
                    help="data/pseudo/info.json (the pseudo-label model named in every title)")
     p.add_argument("--split", default=None, help="folder with coverage.json (its warnings are shown)")
+    p.add_argument("--runs", default=None,
+                   help="data/runs/baselines: JTT's and GEORGE's logs (jtt/error_set.csv, "
+                        "jtt/sweep.csv, george/clusters.csv) -> groupfree.md")
     p.add_argument("--reports", required=True, help="output folder for the tables")
     p.add_argument("--plots", required=True, help="output folder for figures and DVC plot CSVs")
     args = p.parse_args()
@@ -97,14 +103,27 @@ def main() -> None:
         corpus_dir=corpus_dir, speaker_dir=args.speaker, groups_dir=args.groups, schema=schema,
         attribute=attribute, k=fig4_k)
 
+    groupfree = None
+    if args.runs is not None:
+        logs = {}
+        for name, rel in (("error_set", "jtt/error_set.csv"), ("sweep", "jtt/sweep.csv"),
+                          ("clusters", "george/clusters.csv")):
+            path = Path(args.runs) / rel
+            if not path.is_file():
+                raise InputError(f"{path}: no such file")
+            logs[name] = pd.read_csv(path, keep_default_na=False, na_values=[""])
+        groupfree = report.groupfree_markdown(**logs, notice=notice)
+
     t1 = report.table1(summary, k=k, attribute=attribute)
     t2 = report.table2(summary, [a.name for a in others]) if others else None
+    points = report.tradeoff_points(t1)  # F1 against TPR gap of every method row of Table 1
     figures = {
         "fig2_k_bars.png": report.fig2_bars(summary, notice=fig_notice, attribute=attribute),
         "fig3_k_mean.png": report.fig3_sweep(summary, notice=fig_notice, attribute=attribute),
         "fig4_tsne.png": report.fig4_tsne(report.tsne_2d(emb), clusters, groups,
                                           group_names=schema.attribute(attribute).groups,
                                           attribute=attribute, k=fig4_k, fold=fold, notice=fig_notice),
+        "tradeoff_table1.png": report.tradeoff_figure(points, attribute=attribute, notice=fig_notice),
     }
     with atomic_dir(args.reports) as tmp:
         (tmp / "table1.md").write_text(with_notes(report.table1_markdown(
@@ -122,6 +141,8 @@ def main() -> None:
                 speakers=speakers), notes))
         else:
             (tmp / "table2.md").write_text(report.no_table2_markdown(attribute, notice))
+        if groupfree is not None:
+            (tmp / "groupfree.md").write_text(with_notes(groupfree, notes))
         # A CSV has no title: the notice rides along in a column.
         t1.assign(notice=notice or "").to_csv(tmp / "table1.csv", index=False)
         if t2 is not None:
@@ -130,6 +151,7 @@ def main() -> None:
         for name, png in figures.items():
             (tmp / name).write_bytes(png)
         report.tradeoff_frame(summary, attribute=attribute).to_csv(tmp / "tradeoff.csv", index=False)
+        points.assign(notice=notice or "").to_csv(tmp / "tradeoff_table1.csv", index=False)
         report.sweep_frame(summary, attribute=attribute).query("method == 'mean'").drop(
             columns="method").to_csv(tmp / "k_sweep.csv", index=False)
     print(f"report: tables -> {args.reports}, figures -> {args.plots}")

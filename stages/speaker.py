@@ -10,11 +10,8 @@ from fairser.speaker import run
 
 
 def main() -> None:
-    p = stage.parser(__doc__.splitlines()[0])
-    p.add_argument("--corpus", required=True, help="folder with clips.csv, skipped.csv and wav/")
-    p.add_argument("--out", required=True, help="output folder (embeddings.npy, index.csv, info.json)")
-    p.add_argument("--inputs", default=None,
-                   help="the inputs stage's fingerprint of the speaker model (data/inputs/speaker.json)")
+    p = stage.clip_parser(__doc__.splitlines()[0], outputs="embeddings.npy, index.csv, info.json",
+                          model="speaker model", inputs="data/inputs/speaker.json")
     args = p.parse_args()
     params = config.load(args.params)
     s = params["speaker"]

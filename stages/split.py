@@ -18,7 +18,8 @@ def main() -> None:
     s = params["split"]
     warnings = run(args.corpus, args.out, ratio=s["ratio"], seed=params["seed"], bias=s["bias"],
                    truth=params["idi"]["truth"], min_clips_per_class=s["min_clips_per_class"],
-                   min_clips_per_group=s["min_clips_per_group"], on_degenerate=s["on_degenerate"])
+                   min_clips_per_group=s["min_clips_per_group"], on_degenerate=s["on_degenerate"],
+                   on_sparse_class=s["on_sparse_class"])
     for line in warnings:
         print(f"warning: {line} (listed in {args.out}/coverage.json)", file=sys.stderr)
 

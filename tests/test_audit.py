@@ -23,7 +23,7 @@ CLASSES = ["calm", "joy", "anger"]  # not the corpus's six: the class set comes 
 # 8 speakers: gender x age (two bands); s8 is 'Unknown' age, so it is in no age or gender+age group.
 SPEAKERS = pd.DataFrame({
     "speaker": [f"s{i}" for i in range(1, 9)],
-    "gender": ["F", "F", "F", "M", "M", "M", "F", "M"],
+    "gender": ["Female", "Female", "Female", "Male", "Male", "Male", "Female", "Male"],
     "age": ["young", "old", "young", "old", "young", "old", "old", "Unknown"],
 })
 CLIPS_PER_SPEAKER = 5
@@ -177,8 +177,8 @@ def test_group_scores_are_the_metric_functions_on_the_groups_clips(tmp_path):
     inputs = audit.load(**paths)
     result = audit.audit(inputs, n_boot=0, seed=0)
     y, p = inputs.y_true[audit.PLAIN_FOLD], inputs.y_pred[(audit.PLAIN_FOLD, 0)]
-    is_f = pd.read_csv(paths["speakers"])["gender"].to_numpy() == "F"  # same clip order as predictions
-    row = result.groups.set_index(["attribute", "group"]).loc[("gender", "F")]
+    is_f = pd.read_csv(paths["speakers"])["gender"].to_numpy() == "Female"  # same clip order as predictions
+    row = result.groups.set_index(["attribute", "group"]).loc[("gender", "Female")]
     assert row["f1"] == pytest.approx(f1_score(y[is_f], p[is_f], average="macro", zero_division=0))
     assert row["acc"] == pytest.approx((y[is_f] == p[is_f]).mean())
     assert (row["n_speakers"], row["n_clips"]) == (4, 4 * CLIPS_PER_SPEAKER)
@@ -190,11 +190,11 @@ def test_group_rate_intervals_come_from_speaker_resamples(tmp_path):
     # M's calm predictions are 1 for s4's clips only, so resampling M's speakers moves its rate.
     spk = pd.read_csv(paths["speakers"])
     pred = pd.read_csv(paths["predictions"])
-    pred["calm"] = np.where(spk["gender"] == "F", 0.9, np.where(spk["speaker"] == "s4", 0.9, 0.0))
+    pred["calm"] = np.where(spk["gender"] == "Female", 0.9, np.where(spk["speaker"] == "s4", 0.9, 0.0))
     pred.to_csv(paths["predictions"], index=False)
     result = audit.audit(audit.load(**paths), n_boot=200, seed=0)
     rates = result.per_group.set_index(["attribute", "group", "class"])
-    female, male = rates.loc[("gender", "F", "calm")], rates.loc[("gender", "M", "calm")]
+    female, male = rates.loc[("gender", "Female", "calm")], rates.loc[("gender", "Male", "calm")]
     keys = ["selection_rate_ci_low", "selection_rate", "selection_rate_ci_high"]
     assert female[keys].tolist() == [1.0, 1.0, 1.0]
     assert female["tpr_ci_low"] == female["tpr_ci_high"] == 1.0
@@ -245,9 +245,9 @@ def test_predictions_are_positive_above_the_threshold_and_targets_above_one_over
 def test_intersection_leaves_out_speakers_with_a_missing_part(tmp_path):
     inputs = audit.load(**write_plain(tmp_path), intersect=["gender,age"])
     combined = inputs.groups.set_index("speaker")["gender+age"]
-    assert combined["s1"] == "F+young" and combined["s4"] == "M+old"
+    assert combined["s1"] == "Female+young" and combined["s4"] == "Male+old"
     assert pd.isna(combined["s8"])  # age Unknown
-    assert inputs.groups.set_index("speaker")["gender"]["s8"] == "M"  # still in the gender groups
+    assert inputs.groups.set_index("speaker")["gender"]["s8"] == "Male"  # still in the gender groups
 
 
 def test_an_intersection_may_use_attributes_not_audited_alone(tmp_path):
@@ -303,7 +303,7 @@ def test_few_speakers_in_a_group_are_warned_about(tmp_path):
     text = audit.report_markdown(result, inputs)
     warnings = [line for line in text.splitlines() if line.startswith("> **Warning:**")]
     # gender: F has 4 speakers, M 4 -> no warning; age young 3, old 4 -> none; gender+age: 1-2 each.
-    assert len(warnings) == 1 and "gender × age" in warnings[0] and "F+young (2)" in warnings[0]
+    assert len(warnings) == 1 and "gender × age" in warnings[0] and "Female+young (2)" in warnings[0]
 
 
 # --- bad input: one line naming file, line and column; nothing written -------------------------------
@@ -334,10 +334,10 @@ BAD = {
     "speaker without demographics": ("speakers", lambda d: d.loc.__setitem__((7, "gender"), ""),
                                      "speakers.csv, line 9, column gender: speaker 's2' has no gender"),
     "speaker with two genders": ("speakers", lambda d: d.loc.__setitem__((6, "gender"), "M"),
-                                 "speakers.csv, line 8, column gender: speaker 's2' is 'M' here but 'F'"),
+                                 "speakers.csv, line 8, column gender: speaker 's2' is 'M' here but 'Female' on line 7"),
     "group with no clips": ("speakers", lambda d: d.loc.__setitem__((len(d), slice(None)),
-                                                                    ["ghost.wav", "s9", "X", "young"]),
-                            "speakers.csv, line 42, column gender: group 'X' has no clips in"),
+                                                                    ["ghost.wav", "s9", "Female", "middle"]),
+                            "speakers.csv, line 42, column age: group 'middle' has no clips in"),
     "clip without speaker": ("speakers", lambda d: d.drop(index=0),
                              "predictions.csv, line 2, column file: clip 's1_0.wav' is not in the speakers"),
 }
@@ -381,7 +381,7 @@ def test_help_explains_every_argument(capsys):
     flags = [a for a in parser._actions if a.dest != "help"]
     assert {a.option_strings[0] for a in flags} == {
         "--predictions", "--labels", "--speakers", "--attributes", "--intersect", "--threshold",
-        "--n-boot", "--seed", "--out"}
+        "--n-boot", "--seed", "--out", "--bins", "--keep-values", "--min-coverage", "--params", "--force"}
     assert all(a.help and len(a.help.split()) >= 5 for a in flags)
     with pytest.raises(SystemExit) as done:
         cli.main(["audit", "--help"])
@@ -424,7 +424,7 @@ def test_a_speakers_table_with_a_schema_bins_and_excludes_as_the_pipeline(tmp_pa
     spk = pd.read_csv(paths["speakers"], dtype=str, keep_default_na=False)
     years = {"young": "25", "old": "60", "Unknown": "40"}
     spk["years"] = spk["age"].map(years)
-    spk["region"] = np.where(spk["gender"] == "F", "north", "?")
+    spk["region"] = np.where(spk["gender"] == "Female", "north", "?")
     spk.to_csv(paths["speakers"], index=False)
     schema = fairser_schema.Schema(classes=tuple(CLASSES), folds=1, attributes=(
         fairser_schema.Attribute("age", "years", ("Young", "Middle", "Elderly"), edges=(20, 36, 50, 76)),
@@ -434,7 +434,7 @@ def test_a_speakers_table_with_a_schema_bins_and_excludes_as_the_pipeline(tmp_pa
     by_speaker = got.groups.set_index("speaker")
     for s, age in zip(SPEAKERS["speaker"], SPEAKERS["age"]):
         assert by_speaker.loc[s, "age"] == {"young": "Young", "old": "Elderly", "Unknown": "Middle"}[age]
-    assert by_speaker["region"].isna().sum() == (SPEAKERS["gender"] == "M").sum()
+    assert by_speaker["region"].isna().sum() == (SPEAKERS["gender"] == "Male").sum()
     # The schema's file may be given by path, too; a value outside every bin names its line.
     fairser_schema.save(schema, tmp_path)
     spk.loc[spk["speaker"] == spk["speaker"][7], "years"] = "90"  # every clip of one speaker

@@ -151,6 +151,7 @@ def test_a_duplicated_key_is_one_line_naming_the_file(tmp_path):
         ("split.min_clips_per_class.train", -1),
         ("split.min_clips_per_group.dev", 0.5),
         ("split.on_degenerate", "ignore"),
+        ("split.on_sparse_class", "ignore"),
         ("corpus.surrogate.seconds", float("nan")),
     ],
 )

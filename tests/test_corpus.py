@@ -130,7 +130,7 @@ def test_build_reads_the_surrogate_params(tmp_path):
     assert len(pd.read_csv(out / "clips.csv")) == 10 * 16  # sentence IEO: 5 emotions x 3 levels + neutral
 
 
-def test_local_crema_d_matches_emo_superb_labels_and_folds(tmp_path, shared_data):
+def test_local_crema_d_matches_emo_superb_labels_and_folds(tmp_path, reference_data):
     # A few fake clips under real file names; every other clip is then missing by policy.
     audio = tmp_path / "AudioWAV"
     audio.mkdir()
@@ -138,12 +138,12 @@ def test_local_crema_d_matches_emo_superb_labels_and_folds(tmp_path, shared_data
     for name in names:
         (audio / name).write_bytes(_wav_bytes(tone(0.5, 200), SAMPLE_RATE))
     out = corpus.build_crema_d(tmp_path / "corpus", urls={}, audio_dir=audio,
-                               metadata_dir=shared_data)
+                               metadata_dir=reference_data)
     clips = pd.read_csv(out / "clips.csv").set_index("file")
     assert len(clips) == 7442  # every labelled clip, usable or not
     assert sorted(p.name for p in (out / "wav").iterdir()) == sorted(names)
     for f in range(1, 6):
-        ref = pd.read_csv(shared_data / f"emo-superb/CREMA-D/Primary/labels_consensus_{f}.csv")
+        ref = pd.read_csv(reference_data / f"emo-superb/CREMA-D/Primary/labels_consensus_{f}.csv")
         ref = ref.set_index("FileName").loc[names]
         assert np.allclose(clips.loc[names, list(EMOTIONS)], ref[list(EMOTIONS)])
         expected = ref["Split_Set"].map({"Train": "train", "Development": "dev", "Test": "test"})
@@ -156,8 +156,8 @@ def test_local_crema_d_matches_emo_superb_labels_and_folds(tmp_path, shared_data
     assert len(actors) == 91 and actors["sex"].value_counts()["Male"] == 48
 
 
-def test_block_folds_reproduce_emo_superb_splits_of_every_clip(shared_data):
-    clips = corpus.read_labels([shared_data / corpus.LABELS.format(f) for f in range(1, 6)])
+def test_block_folds_reproduce_emo_superb_splits_of_every_clip(reference_data):
+    clips = corpus.read_labels([reference_data / corpus.LABELS.format(f) for f in range(1, 6)])
     folds = corpus.block_folds(clips["actor"])
     for f in range(5):
         assert (clips["actor"].map(lambda a: folds[a][f]) == clips[f"split_{f + 1}"]).all()
@@ -340,7 +340,9 @@ def test_emo_superb_tiny_corpus_hand_computed(tmp_path):
     assert actors.to_dict("list") == {"actor": [1, 2], "speaker": [7, 10], "gender": ["Male", "Female"]}
     assert json.loads((out / "schema.json").read_text()) == {
         "classes": ["calm", "joy"], "folds": 2, "speaker": "actor", "smoothing": [0.0, 1.0],
-        "attributes": [{"name": "gender", "column": "gender", "groups": ["Male", "Female"]}]}
+        "attributes": [{"name": "gender", "column": "gender", "groups": ["Male", "Female"]}],
+        "speaker_rule": {"rule": "spkrid", "speakers": 2, "unknown_clips": 0,
+                         "description": "speakers = SpkrID = 2"}}
     info = json.loads((out / "corpus.json").read_text())
     assert info["corpus"] == "emo-superb" and "EMO-SUPERB format" in info["notice"]
     assert sorted(p.name for p in (out / "wav").iterdir()) == ["b.wav", "c.wav", "s1__a.wav"]
@@ -361,6 +363,7 @@ def test_manifest_csv_with_single_labels_and_fold_ids_hand_computed(tmp_path):
     params = _manifest(tmp_path, "path,speaker,label,fold,gender,dialect\n"
                                  "a.wav,bob,sad,s1,m,north\nb.wav,amy,happy,s2,F,south\n"
                                  "c.wav,cat,sad,s3,f,\n")
+    params["classes"] = ["happy", "sad"]  # declared: `happy` has one clip
     out = corpus.build(tmp_path / "corpus", {"corpus": params, "seed": 0})
     clips = pd.read_csv(out / "clips.csv")
     assert list(clips.columns) == ["file", "actor", "happy", "sad", "split_1", "split_2", "split_3"]
@@ -466,7 +469,7 @@ def test_emo_superb_speakers_table_adds_categorical_and_binned_attributes(tmp_pa
     ("path,speaker,label_a,label_b,split\na.wav,x,0.5,0.5,test\nb.wav,y,0.5,0.5,exam\n",
      r"m\.csv, line 3: split is 'exam'"),
     ("path,speaker,label_a,label_b,split_1,split_2\na.wav,x,1,0,test,train\nb.wav,y,0,1,train,test\n"
-     "c.wav,x,0,1,train,train\n", r"m\.csv, line 4: speaker x is in fold 1's test set and in its train set"),
+     "c.wav,x,0.5,0.5,train,train\n", r"m\.csv, line 4: speaker x is in fold 1's test set and in its train set"),
 ])
 def test_manifest_bad_input_is_one_line_naming_file_and_row(tmp_path, text, message):
     params = _manifest(tmp_path, text)
@@ -482,18 +485,22 @@ def test_generated_corpora_import_alike_in_both_formats(tmp_path):
                                                      audio_dir=str(e["audio_dir"])), "seed": 0})
     b = corpus.build(tmp_path / "b", {"corpus": dict(USER, name="manifest", manifest=str(m["manifest"]),
                                                      audio_dir=str(m["audio_dir"])), "seed": 0})
-    for name in ("clips.csv", "actors.csv", "schema.json", "skipped.csv"):
+    for name in ("clips.csv", "actors.csv", "skipped.csv"):
         assert (a / name).read_text() == (b / name).read_text(), name
+    # EMO-SUPERB labels also record how SpkrID became speakers (here: as given)
+    schema_a = json.loads((a / "schema.json").read_text())
+    assert schema_a.pop("speaker_rule")["description"] == "speakers = SpkrID = 5"
+    assert schema_a == json.loads((b / "schema.json").read_text())
     clips = pd.read_csv(a / "clips.csv")
     assert clips[list(corpora.CLASSES)].sum(axis=1).to_numpy() == pytest.approx(np.ones(len(clips)))
     for f in range(1, 6):
         assert (clips[f"split_{f}"] == "test").sum() == 2
 
 
-def test_generic_importer_reads_real_emo_superb_crema_d_like_read_labels(shared_data):
-    labels_dir = shared_data / "emo-superb/CREMA-D/Primary"
+def test_generic_importer_reads_real_emo_superb_crema_d_like_read_labels(reference_data):
+    labels_dir = reference_data / "emo-superb/CREMA-D/Primary"
     source = corpus.read_emo_superb(labels_dir)
-    ref = corpus.read_labels([shared_data / corpus.LABELS.format(f) for f in range(1, 6)])
+    ref = corpus.read_labels([reference_data / corpus.LABELS.format(f) for f in range(1, 6)])
     assert source["classes"] == tuple(EMOTIONS) and source["n_folds"] == 5
     got = pd.DataFrame(source["labels"], columns=list(EMOTIONS), index=source["sources"])
     got[[f"split_{f}" for f in range(1, 6)]] = source["splits"]
@@ -510,10 +517,11 @@ def test_generic_importer_reads_real_emo_superb_crema_d_like_read_labels(shared_
 def test_user_corpus_flat_name_clash_and_no_audio_at_all(tmp_path):
     params = _manifest(tmp_path, "path,speaker,label,split\na/b.wav,x,joy,test\na__b.wav,y,calm,train\n",
                        files=())
+    params["classes"] = ["calm", "joy"]
     with pytest.raises(InputError, match=r"m\.csv, line 3: file name a__b\.wav clashes with .*m\.csv, line 2"):
         corpus.build(tmp_path / "corpus", {"corpus": params, "seed": 0})
-    params = _manifest(tmp_path, "path,speaker,label,split\nb.wav,x,joy,test\nc.wav,y,calm,train\n",
-                       files=())
+    params = dict(_manifest(tmp_path, "path,speaker,label,split\nb.wav,x,joy,test\nc.wav,y,calm,train\n",
+                            files=()), classes=["calm", "joy"])
     with pytest.raises(InputError, match=r"corpus\.audio_dir: no usable clip among 2 \(missing: 2\)"):
         corpus.build(tmp_path / "corpus", {"corpus": params, "seed": 0})
     assert not (tmp_path / "corpus").exists()

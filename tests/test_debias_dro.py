@@ -1,4 +1,4 @@
-"""GDRO, GADRO and PGDRO q updates against the formulas (SPEC section 4; Sagawa et al. 2020)."""
+"""GDRO, GADRO and PGDRO q updates against the formulas (PROTOCOL section 4; Sagawa et al. 2020)."""
 
 import math
 

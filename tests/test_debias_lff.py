@@ -1,4 +1,4 @@
-"""LfF / DisEnt building blocks by hand (SPEC section 4; Nam et al. 2020, Lee et al. 2021)."""
+"""LfF / DisEnt building blocks by hand (PROTOCOL section 4; Nam et al. 2020, Lee et al. 2021)."""
 
 import numpy as np
 import pytest
@@ -73,3 +73,27 @@ def test_relative_difficulty_is_finite_when_both_losses_vanish():
     w = relative_difficulty(torch.tensor([1e-8]), torch.tensor([0.0]), torch.tensor([1.0]),
                             torch.tensor([1.0]))
     assert w.item() == pytest.approx(0.5, rel=1e-5)
+
+
+# --- pairing with ERM ---------------------------------------------------------------------------
+
+def _untrained_test_probs(method, hp):
+    """Test probabilities of `method`'s reported model after one epoch at lr 0 (its initial
+    weights), on a toy fold, seed 7."""
+    from fairser.train import FoldData, TrainConfig, build_run, fit
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 2, 5)).astype(np.float32)
+    p = rng.dirichlet(np.ones(6), size=40)
+    fold = FoldData(fold=2, train=np.arange(24), dev=np.arange(24, 32), test=np.arange(32, 40),
+                    labels=p[:24].argmax(1))
+    run = build_run(method, method, fold, seed=7, hparams=hp, seed_index=1)
+    return fit(x, p, [run], TrainConfig(epochs=1, batch_size=8, lr=0.0, hidden=4))[0].test_probs
+
+
+def test_lff_reported_model_starts_from_erms_initial_weights():
+    erm = _untrained_test_probs("erm", {})
+    lff = _untrained_test_probs("lff", {"gce_q": 0.7, "ema_alpha": 0.7})
+    np.testing.assert_allclose(lff, erm, rtol=1e-6, atol=1e-7)
+    # not trivially equal: an untrained model is not uniform
+    assert not np.allclose(erm, np.full_like(erm, 1 / 6), atol=1e-3)

@@ -1,4 +1,4 @@
-"""RW weights and DS counts against hand-computed cases (SPEC section 4)."""
+"""RW weights and DS counts against hand-computed cases (PROTOCOL section 4)."""
 
 import numpy as np
 import pytest

@@ -72,22 +72,25 @@ def corpus_with_a_bad_clip(root):
     return files, wav
 
 
+def run_fbank(files, wav, blocks, **kwargs):
+    job = F.FeaturesJob("fbank", "cpu", batch_seconds=1.0)
+    return engine.run(job, files, [wav / f for f in files], blocks, progress=False, **kwargs)
+
+
 def test_an_undecodable_clip_is_a_skipped_row_with_its_reason(tmp_path):
     files, wav = corpus_with_a_bad_clip(tmp_path)
-    task = engine.ClipTask("features", "fbank", "cpu", batch_seconds=1.0)
-    out = engine.run_clips(task, files, wav, [[0, 3], [1, 2]], progress=False)
+    out = run_fbank(files, wav, [[0, 3], [1, 2]])
     assert sorted(out.rows) == sorted(files[:3])
     assert list(out.skipped) == [files[3]] and out.skipped[files[3]].startswith("undecodable (")
     assert str(tmp_path) not in out.skipped[files[3]]  # reasons are the same on every machine
-    with pytest.raises(InputError, match=r"1003_DFA_ANG_XX.wav: undecodable"):
-        out.stacked(files, wav)
+    with pytest.raises(InputError, match=rf"{wav}/1003_DFA_ANG_XX.wav: undecodable"):
+        out.stacked(files)
 
 
 def test_rows_do_not_depend_on_how_clips_are_blocked(tmp_path):
     files, wav = corpus_with_a_bad_clip(tmp_path)
-    task = engine.ClipTask("features", "fbank", "cpu", batch_seconds=1.0)
-    a = engine.run_clips(task, files[:3], wav, [[0, 1, 2]], progress=False)
-    b = engine.run_clips(task, files[:3], wav, [[2], [0], [1]], progress=False)
+    a = run_fbank(files[:3], wav, [[0, 1, 2]])
+    b = run_fbank(files[:3], wav, [[2], [0], [1]])
     for f in files[:3]:
         np.testing.assert_array_equal(a.rows[f], b.rows[f])
 
@@ -95,8 +98,63 @@ def test_rows_do_not_depend_on_how_clips_are_blocked(tmp_path):
 def test_unknown_engine_is_refused(tmp_path):
     files, wav = corpus_with_a_bad_clip(tmp_path)
     with pytest.raises(ValueError, match="compute.engine"):
-        engine.run_clips(engine.ClipTask("features", "fbank", "cpu"), files[:1], wav, [[0]],
-                         compute={"engine": "dask"}, progress=False)
+        run_fbank(files[:1], wav, [[0]], compute={"engine": "dask"})
+
+
+class Doubling:
+    """A job that knows nothing of audio: reads a number from a text file, doubles it in batches,
+    and fails on a negative number (so the engine has to find which item broke the batch)."""
+
+    name = "doubling"
+    device = "cpu"
+
+    def __init__(self):
+        self.batches = []
+
+    def load(self):
+        return "model"
+
+    def read(self, source):
+        return float(Path(source).read_text())
+
+    def process(self, model, inputs):
+        self.batches.append(list(inputs))
+        if any(x < 0 for x in inputs):
+            raise ValueError("negative input")
+        return [np.array([2 * x]) for x in inputs], [None] * len(inputs)
+
+
+def test_the_engine_maps_any_job_over_blocks_and_names_the_item_that_fails(tmp_path):
+    values = {"a": 1.0, "b": -1.0, "c": 3.0, "d": 4.0}
+    for key, x in values.items():
+        (tmp_path / key).write_text(str(x))
+    (tmp_path / "e").write_text("not a number")
+    keys = [*values, "e"]
+    job = Doubling()
+    out = engine.run(job, keys, [tmp_path / k for k in keys], [[0, 1, 2], [3, 4]], progress=False)
+    assert {k: float(r[0]) for k, r in out.rows.items()} == {"a": 2.0, "c": 6.0, "d": 8.0}
+    assert out.skipped["b"] == "doubling (str) failed (ValueError: negative input)"
+    assert out.skipped["e"].startswith("undecodable (ValueError")
+    # the failing block's batch, then its items one by one; the unreadable item never reaches it
+    assert job.batches == [[1.0, -1.0, 3.0], [1.0], [-1.0], [3.0], [4.0]]
+    with pytest.raises(InputError, match=rf"^{tmp_path}/b: doubling"):
+        out.stacked(keys)
+
+
+def test_checkpointed_items_are_not_redone(tmp_path):
+    for key, x in {"a": 1.0, "b": 2.0, "c": 5.0}.items():
+        (tmp_path / key).write_text(str(x))
+    keys, partial = ["a", "b", "c"], tmp_path / "partial"
+    first = Doubling()
+    engine.run(first, keys[:2], [tmp_path / k for k in keys[:2]], [[0], [1]], partial_dir=partial,
+               progress=False)
+    second = Doubling()
+    out = engine.run(second, keys, [tmp_path / k for k in keys], [[0, 1, 2]], partial_dir=partial,
+                     progress=False)
+    assert second.batches == [[5.0]]
+    np.testing.assert_array_equal(out.stacked(keys), [[2.0], [4.0], [10.0]])
+    assert sorted(p.name for p in partial.glob("chunk_*.npz")) == [
+        "chunk_000000.npz", "chunk_000001.npz", "chunk_000002.npz"]
 
 
 NO_RAY = """

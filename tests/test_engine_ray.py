@@ -34,19 +34,20 @@ def corpus(tmp_path_factory):
     return root, files
 
 
-TASKS = {
-    "features": engine.ClipTask("features", "fbank", "cpu", batch_seconds=2.0),
-    "speaker": engine.ClipTask("speaker", "resemblyzer", "cpu"),
-    "pseudo": engine.ClipTask("pseudo", "pitch", "cpu", (("threshold_hz", 165.0),), batch_seconds=2.0),
+JOBS = {
+    "features": features.FeaturesJob("fbank", "cpu", batch_seconds=2.0),
+    "speaker": speaker.SpeakerJob("resemblyzer", "cpu"),
+    "pseudo": idi.PseudoJob("pitch", 165.0, "cpu", batch_seconds=2.0),
 }
 
 
-@pytest.mark.parametrize("kind", sorted(TASKS))
+@pytest.mark.parametrize("kind", sorted(JOBS))
 def test_ray_engine_rows_equal_the_local_engine_rows_with_an_undecodable_clip(ray_local, corpus, kind):
     root, files = corpus
     blocks = [[0, 5, 2], [4], [1, 3]]  # the bad clip shares a block with good ones
-    local = engine.run_clips(TASKS[kind], files, root / "wav", blocks, compute=LOCAL, progress=False)
-    remote = engine.run_clips(TASKS[kind], files, root / "wav", blocks, compute=RAY, progress=False)
+    sources = [root / "wav" / f for f in files]
+    local = engine.run(JOBS[kind], files, sources, blocks, compute=LOCAL, progress=False)
+    remote = engine.run(JOBS[kind], files, sources, blocks, compute=RAY, progress=False)
     assert list(remote.rows) == list(local.rows) == files[:5]  # in `files` order, whatever Ray's
     for f in files[:5]:
         np.testing.assert_allclose(remote.rows[f], local.rows[f], rtol=1e-6, atol=1e-6)
@@ -86,6 +87,6 @@ def test_ray_engine_stage_names_an_undecodable_clip_like_the_local_one(ray_local
     for compute in (LOCAL, RAY):
         with pytest.raises(InputError) as err:
             speaker.embed_clips(files, root / "wav", speaker.load_embedder("resemblyzer"),
-                                task=TASKS["speaker"], compute=compute, progress=False)
+                                job=JOBS["speaker"], compute=compute, progress=False)
         messages.append(str(err.value))
     assert messages[0] == messages[1] and "1005_DFA_ANG_XX.wav: undecodable" in messages[0]

@@ -200,9 +200,13 @@ def test_summary_means_overall_and_gains_follow_the_spec(evaluated):
     assert overall == pytest.approx(np.mean(four))
     erm_f1 = look.mean("baselines", "erm", "all", "f1")
     assert look.mean("kmeans_k16", "overall", "all", "f1_gain") == pytest.approx((overall - erm_f1) / erm_f1)
-    erm_gap = look.mean("baselines", "erm", "gender", "dp_gap")
-    gap = look.mean("gender", "overall", "gender", "dp_gap")
-    assert look.mean("gender", "overall", "gender", "dp_gap_gain") == pytest.approx((erm_gap - gap) / erm_gap)
+    # The tiny random runs' ERM gender DP gap is not told from 0 (its interval starts at 0), so
+    # its gain is undefined, not a ratio (issue 23); the gain's formula on gaps is checked in
+    # test_gap_gain_is_a_ratio_only_where_erms_gap_interval_excludes_0.
+    assert look.row("baselines", "erm", "gender", "dp_gap")["ci_low"] == 0.0
+    gain_row = look.row("gender", "overall", "gender", "dp_gap_gain")
+    assert np.isnan(gain_row["mean"]) and np.isnan(gain_row["ci_low"])
+    assert gain_row["ci_note"] == evaluate.GAIN_UNDEFINED
     assert look.row("baselines", "overall", "gender", "tpr_gap") is None  # baselines has no Overall
 
 
@@ -387,23 +391,58 @@ def test_means_are_over_folds_and_seeds_and_count_what_they_average():
     assert (row["n_values"], row["n_folds"], row["n_seeds"]) == (3, 2, 2)
 
 
-def test_paired_wilcoxon_is_exact_on_a_planted_shift():
-    # Six (fold, seed) pairs, all lower than ERM: the exact two-sided p is 2 / 2**6.
-    keys = [(f, s) for f in (1, 2, 3) for s in (0, 1)]
-    erm = dict(zip(keys, [0.40, 0.42, 0.38, 0.41, 0.39, 0.43]))
-    rw = {k: v - 0.05 - 0.01 * i for i, (k, v) in enumerate(erm.items())}
-    p, n = evaluate.paired_test(rw, erm)
-    assert n == 6 and p == pytest.approx(2 / 64)
-    summary = evaluate.summarize(pd.concat([_per_fold(erm), _per_fold(rw, "gender", "rw")]), None)
-    row = evaluate.Lookup(summary).row("gender", "rw", "gender", "tpr_gap")
-    assert row["p_vs_erm"] == pytest.approx(2 / 64) and row["n_pairs"] == 6
-    assert np.isnan(evaluate.paired_test(erm, erm)[0])  # no pair differs
+def _paired_case():
+    """ERM and a row over 4 folds x up to 3 seeds, inserted in different orders, with pairs only
+    one side holds. The pairs by (fold, seed): fold 1 (0.35 - 0.40, 0.35 - 0.42) -> -0.06;
+    fold 2 only seed 0 (0.28 - 0.30) -> -0.02 (seed 1 has no ERM value); fold 3 (0.41 - 0.50,
+    0.41 - 0.52) -> -0.10; seed 2 of fold 1 is NaN for the row and fold 4 has no ERM."""
+    erm = {(3, 1): 0.52, (1, 0): 0.40, (2, 0): 0.30, (3, 0): 0.50, (1, 1): 0.42, (1, 2): 0.30}
+    row = {(1, 0): 0.35, (1, 1): 0.35, (1, 2): np.nan, (2, 0): 0.28, (2, 1): 0.50,
+           (3, 0): 0.41, (3, 1): 0.41, (4, 0): 0.10}
+    return row, erm
 
 
-def test_paired_test_uses_only_pairs_both_runs_hold():
-    erm = {(1, 0): 0.4, (1, 1): 0.5, (2, 0): 0.3}
-    x = {(1, 0): 0.3, (2, 0): np.nan, (3, 0): 0.1}
-    assert evaluate.paired_test(x, erm) == (pytest.approx(1.0), 1)
+def test_fold_differences_pair_by_fold_and_seed_then_average_the_seeds():
+    row, erm = _paired_case()
+    np.testing.assert_allclose(evaluate.fold_differences(row, erm), [-0.06, -0.02, -0.10])
+    # Seeds averaged before pairing would give fold 2 0.39 - 0.30 = +0.09: pairing comes first.
+    np.testing.assert_allclose(evaluate.fold_differences(erm, row), [0.06, 0.02, 0.10])
+
+
+def test_paired_test_is_a_t_test_over_fold_means_by_hand():
+    # Fold means d = (-0.06, -0.02, -0.10): mean -0.06, s.d. 0.04, t = -0.06 / (0.04 / sqrt 3);
+    # with 2 df the two-sided p is 1 - |t| / sqrt(2 + t^2) (closed form of Student's t, df 2).
+    row, erm = _paired_case()
+    t = 0.06 / (0.04 / np.sqrt(3))
+    p, n = evaluate.paired_test(row, erm)
+    assert n == 3
+    assert p == pytest.approx(1 - t / np.sqrt(2 + t ** 2))  # 0.1217
+    # Each wrong unit gives another p: the 6 (fold, seed) pairs as independent, or no pairing.
+    pairs = [row[k] - erm[k] for k in erm if k in row and np.isfinite(row[k])]
+    assert len(pairs) == 5 and stats.ttest_1samp(pairs, 0).pvalue != pytest.approx(p, abs=1e-3)
+    assert evaluate.paired_test(erm, row)[0] == pytest.approx(p)  # two-sided
+    assert np.isnan(evaluate.paired_test(erm, erm)[0])  # no fold differs
+    assert np.isnan(evaluate.paired_test({(1, 0): 0.3, (1, 1): 0.2}, {(1, 0): 0.4, (1, 1): 0.1})[0])
+    assert evaluate.paired_test({(1, 0): 0.3, (2, 0): 0.2}, {(1, 0): 0.4, (2, 0): 0.3}) == (0.0, 2)
+
+
+def test_summary_p_vs_erm_is_the_fold_test_against_erms_same_attribute_and_metric():
+    row, erm = _paired_case()
+    decoy = {k: v + 0.2 * k[0] for k, v in erm.items()}  # ERM's other attribute: must not be used
+    per_fold = pd.concat([_per_fold(erm), _per_fold(decoy, attribute="race"),
+                          _per_fold(row, "gender", "rw")])
+    summary = evaluate.summarize(per_fold, None)
+    got = evaluate.Lookup(summary).row("gender", "rw", "gender", "tpr_gap")
+    assert got["p_vs_erm"] == pytest.approx(evaluate.paired_test(row, erm)[0]) and got["n_pairs"] == 3
+    assert np.isnan(evaluate.Lookup(summary).row("baselines", "erm", "gender", "tpr_gap")["p_vs_erm"])
+
+
+def test_holm_by_hand():
+    # Sorted 0.005, 0.01, 0.03, 0.04 (m = 4): x4, x3, x2, x1 = 0.02, 0.03, 0.06, 0.04 -> running
+    # max 0.02, 0.03, 0.06, 0.06; NaN is not part of the family.
+    got = evaluate.holm([0.01, 0.04, np.nan, 0.03, 0.005])
+    np.testing.assert_allclose(got, [0.03, 0.06, np.nan, 0.06, 0.02])
+    assert evaluate.holm([0.5, 0.9]).tolist() == [1.0, 1.0]
 
 
 def test_predictions_with_seeds_are_read_per_fold_and_seed(tmp_path):
@@ -740,3 +779,120 @@ def test_headline_stays_under_150_keys_with_many_attributes(evaluated):
     h = evaluate.headline(many, k=16, truth="gender", others=["race", "age"] + [f"a{i}" for i in range(10)])
     assert len(dict(_leaves(h))) < 150
     assert list(h["table2"])[:2] == ["race", "age"]  # in schema order, while there is room
+
+
+def test_gap_gain_is_a_ratio_only_where_erms_gap_interval_excludes_0():
+    # Two folds: ERM's gap 0.4, the row's 0.3 -> gain (0.4 - 0.3) / 0.4 = 0.25 with paired
+    # replicates. With a null (relabelled gaps) as large as ERM's gap, the permutation test does
+    # not reject "no gap", ERM's interval starts at 0, and the gain is undefined (issue 23).
+    erm = {(1, 0): 0.4, (2, 0): 0.4}
+    rw = {(1, 0): 0.3, (2, 0): 0.3}
+    per_fold = pd.concat([_per_fold(erm), _per_fold(rw, "gender", "rw")])
+    rng = np.random.default_rng(0)
+    noise = 0.01 * rng.standard_normal(200)
+    boot = {("baselines", "erm", "gender", "tpr_gap"): 0.4 + noise,
+            ("gender", "rw", "gender", "tpr_gap"): 0.3 + noise}
+    small_null = {k: np.full(200, 0.05) for k in boot}
+    large_null = {k: np.full(200, 0.5) for k in boot}
+    defined = evaluate.Lookup(evaluate.summarize(per_fold, evaluate.Replicates(boot, {}, small_null)))
+    row = defined.row("gender", "rw", "gender", "tpr_gap_gain")
+    assert defined.row("baselines", "erm", "gender", "tpr_gap")["ci_low"] > 0
+    assert row["mean"] == pytest.approx(0.25) and row["ci_low"] <= 0.25 <= row["ci_high"]
+    undefined = evaluate.Lookup(evaluate.summarize(per_fold, evaluate.Replicates(boot, {}, large_null)))
+    assert undefined.row("baselines", "erm", "gender", "tpr_gap")["ci_low"] == 0.0
+    row = undefined.row("gender", "rw", "gender", "tpr_gap_gain")
+    assert np.isnan(row["mean"]) and np.isnan(row["ci_low"]) and np.isnan(row["ci_high"])
+    assert row["ci_note"] == evaluate.GAIN_UNDEFINED
+    assert not undefined.row("gender", "rw", "gender", "tpr_gap").isna()["mean"]  # the gap stays
+
+
+def test_pooled_residuals_handle_classes_without_positives_explicitly():
+    # Group 0 (speakers 0-2, donors) has no positive of class 0, so its class-0 TPR is 0/0; the
+    # lone speaker of group 1 has class-0 positives but none of class 1. A donor without
+    # positives adds none and no residual (finite counts, never NaN), and group 1's undefined
+    # class-1 TPR stays undefined (0 positives) in every replicate.
+    pos = np.array([[0.0, 10, 10], [0.0, 10, 10], [0.0, 10, 10], [10.0, 0, 10]])
+    tp = np.array([[0.0, 2, 5], [0.0, 5, 6], [0.0, 8, 4], [6.0, 0, 5]])
+    counts = {"n": np.full(4, 30.0), "pos": pos, "tp": tp, "sel": tp + 2.0}
+    groups = np.array([0, 0, 0, 1])
+    member = evaluate.membership(groups, 2)
+    plan = evaluate.resample_plan(groups, np.ones(4, bool), 50, np.random.default_rng(1))
+    assert 1 in plan.small
+    c = evaluate.replicate_group_counts(plan, counts, member)
+    for key in ("n", "pos", "tp", "sel"):
+        assert np.isfinite(c[key]).all(), key
+    assert (c["pos"][:, 1, 0] == 0).all() and (c["tp"][:, 1, 0] == 0).all()  # no donor positives
+    assert (c["pos"][:, 1, 1] == 0).all() and (c["tp"][:, 1, 1] == 0).all()  # undefined stays so
+    # Class 2 is defined everywhere: group 1's slot = 0.5 pos_d + c_h (tp_d - TPR_0 pos_d).
+    donors = plan.small[1][1][:, 0]
+    want = 0.5 * 10 + np.sqrt(3 / 2) * (tp[donors, 2] - 15 / 30 * 10)
+    assert c["tp"][:, 1, 2] == pytest.approx(np.clip(want, 0, 10))
+    tpr_gap, _ = metrics.gaps_from_counts(**c)
+    assert np.isfinite(tpr_gap).all()  # class 2 alone defines the gap
+
+
+def _absent_speaker_truth():
+    """One fold whose test split holds speakers 0-5; speakers 6 and 7 (one per gender) have no
+    test clips there, so they must never be drawn or relabelled."""
+    rng = np.random.default_rng(5)
+    spk = np.repeat(np.arange(6), 6)
+    actors = pd.DataFrame({"actor": range(8), "gender": ["Male", "Female"] * 4,
+                           "race": [None] * 8, "age": ["Young"] * 8})
+    truth = evaluate.Truth(classes=EMOTIONS, attributes=("gender",), folds=[3],
+                           test_files={3: [str(i) for i in range(36)]},
+                           targets={3: (rng.random((36, 6)) < 0.4).astype(np.int8)},
+                           speakers={3: spk}, actors=actors)
+    preds = {3: (rng.random((36, 6)) < 0.5).astype(np.int8)}
+    return truth, preds
+
+
+def test_evaluate_runs_builds_plan_and_permutation_from_the_folds_test_speakers(monkeypatch):
+    truth, preds = _absent_speaker_truth()
+    seen = {"plan": [], "perm": []}
+    real_plan, real_perm = evaluate.resample_plan, evaluate.permuted_groups
+
+    def plan_spy(groups, present, *args, **kwargs):
+        seen["plan"].append(np.asarray(present, bool).copy())
+        return real_plan(groups, present, *args, **kwargs)
+
+    def perm_spy(groups, present, *args, **kwargs):
+        seen["perm"].append(np.asarray(present, bool).copy())
+        return real_perm(groups, present, *args, **kwargs)
+
+    monkeypatch.setattr(evaluate, "resample_plan", plan_spy)
+    monkeypatch.setattr(evaluate, "permuted_groups", perm_spy)
+    evaluate.evaluate_runs(truth, {evaluate.Run("baselines", "erm", Path("x")): preds}, n_boot=20, seed=2)
+    want = np.array([True] * 6 + [False] * 2)
+    assert len(seen["plan"]) == len(seen["perm"]) == 1
+    np.testing.assert_array_equal(seen["plan"][0], want)
+    np.testing.assert_array_equal(seen["perm"][0], want)
+
+
+def test_replicates_use_only_speakers_present_in_the_fold():
+    # The fold's bootstrap and permutation replicates are those of the present speakers; built
+    # with the absent speakers' zero counts in the strata instead, they differ (so this test
+    # sees a wrong mask at the call site, without the audit's comparison).
+    truth, preds = _absent_speaker_truth()
+    run = evaluate.Run("baselines", "erm", Path("x"))
+    _, _, reps = evaluate.evaluate_runs(truth, {run: preds}, n_boot=30, seed=2)
+    key = ("baselines", "erm", "gender", "tpr_gap")
+    codes, member, _ = evaluate.group_matrix(truth.actors["gender"])
+    counts = evaluate.speaker_counts(y_true=truth.targets[3], y_pred=preds[3],
+                                     speakers=truth.speakers[3], n_speakers=8)
+    present = np.array([True] * 6 + [False] * 2)
+
+    def boot(mask):
+        plan = evaluate.resample_plan(codes, mask, 30, np.random.default_rng([2, 3, 0]))
+        if mask is present:
+            assert (plan.weights[:, 6:] == 0).all()  # no absent speaker is ever drawn
+        return metrics.gaps_from_counts(**evaluate.replicate_group_counts(plan, counts, member))[0]
+
+    def null(mask):
+        perm = evaluate.permuted_groups(codes, mask, 30, np.random.default_rng([2, 3, 0, 1]))
+        return metrics.gaps_from_counts(**evaluate.permuted_group_counts(perm, counts, 2))[0]
+
+    np.testing.assert_allclose(reps.boot[key], boot(present))
+    np.testing.assert_allclose(reps.null[key], null(present))
+    everyone = np.ones(8, bool)
+    assert not np.allclose(boot(everyone), boot(present), equal_nan=True)
+    assert not np.allclose(null(everyone), null(present), equal_nan=True)

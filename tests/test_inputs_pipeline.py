@@ -1,7 +1,7 @@
 """`dvc status` sees inside local folders: the inputs stage on a tiny CREMA-D-layout project.
 
 A temporary git + DVC repository with the project's dvc.yaml, corpus.audio_dir holding three
-real CREMA-D clip names (synthetic tones), the real metadata (../shared/data) and a tiny local
+real CREMA-D clip names (synthetic tones), the real metadata (FAIRSER_REFERENCE_DATA) and a tiny local
 WavLM folder as features.upstream. After `dvc repro` of the audio and model stages, each edit is
 followed by `dvc repro -s inputs` (what `dvc repro` runs first) and `dvc status`. The tests share
 one project and run in file order.
@@ -18,7 +18,7 @@ import pytest
 import soundfile as sf
 import yaml
 
-from conftest import SHARED_DATA
+from conftest import reference_data_or_skip
 from fairser.constants import SAMPLE_RATE
 from helpers import tone
 from test_features import tiny_wavlm
@@ -45,9 +45,8 @@ def _changed(repo, env) -> set[str]:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     """Set up once; each test leaves the pipeline up to date again for the next."""
+    reference = reference_data_or_skip()
     tmp_path = tmp_path_factory.mktemp("inputs")
-    if not (SHARED_DATA / "crema-d" / "VideoDemographics.csv").is_file():
-        pytest.skip("../shared/data (real CREMA-D metadata) is absent")
     repo = tmp_path / "repo"
     repo.mkdir()
     for name in ("src", "stages"):
@@ -58,7 +57,7 @@ def project(tmp_path_factory):
     for i, clip in enumerate(CLIPS):
         sf.write(audio / clip, tone(0.3, 120 + 60 * i, seed=i), SAMPLE_RATE, subtype="PCM_16")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["corpus"].update(name="crema-d", audio_dir=str(audio), metadata_dir=str(SHARED_DATA))
+    params["corpus"].update(name="crema-d", audio_dir=str(audio), metadata_dir=str(reference))
     params["features"]["upstream"] = tiny_wavlm(tmp_path / "wavlm", "group")
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 

@@ -176,11 +176,11 @@ def test_per_class_rates_and_gaps_match_fairlearn():
         np.sqrt(np.mean(np.square(dps))))
 
 
-def test_random_scores_on_real_test_labels_match_the_papers_random_row(shared_data):
-    # SPEC section 5's sanity check: random scores give a DP gap of ~0.014-0.015 on gender.
+def test_random_scores_on_real_test_labels_match_the_papers_random_row(reference_data):
+    # PROTOCOL section 5's sanity check: random scores give a DP gap of ~0.014-0.015 on gender.
     rows = []
     for fold in range(1, 6):
-        df = pd.read_csv(shared_data / "emo-superb" / "CREMA-D" / "Primary"
+        df = pd.read_csv(reference_data / "emo-superb" / "CREMA-D" / "Primary"
                          / f"labels_consensus_{fold}.csv")
         df = df[df["Split_Set"] == "Test"]
         y = metrics.binarize(df[list(EMOTIONS)].to_numpy(), 1 / 6)

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from test_evaluate import CALM4, EVAL_ARGS, ROOT, make_generic_tree, make_tree, run_stage
 
-from fairser import config, report
+from fairser import config, evaluate, report
 from fairser import schema as fairser_schema
 from fairser.constants import SURROGATE_NOTICE
 
@@ -63,7 +63,10 @@ def test_gain_rows_are_relative_to_erm(reported):
     erm, overall = t1.loc[("ERM", "none")], t1.loc[("Overall", "pseudo")]
     gain = t1.loc[("Gain", "pseudo")]
     assert gain["acc"] == pytest.approx((overall["acc"] - erm["acc"]) / erm["acc"])
-    assert gain["tpr_gap"] == pytest.approx((erm["tpr_gap"] - overall["tpr_gap"]) / erm["tpr_gap"])
+    # The tiny runs' ERM gender TPR gap interval starts at 0 (random predictions): its gain is
+    # undefined, not a ratio (issue 23; the ratio itself: test_evaluate's gap-gain test).
+    assert erm["tpr_gap_ci_low"] == 0.0
+    assert np.isnan(gain["tpr_gap"]) and gain["tpr_gap_note"] == evaluate.GAIN_UNDEFINED
 
 
 def test_dvc_plot_csvs_have_their_fields(reported):
@@ -179,9 +182,19 @@ def test_tables_name_the_interval_method_and_the_paired_test(reported):
     md = (reported / "reports/table1.md").read_text()
     assert "bias-corrected" not in md
     assert report.INTERVAL_NAMES[report.CI_METHOD] in md
-    assert "Wilcoxon signed-rank" in md and "| p vs ERM (TPR gap / F1) |" in md
+    assert report.PAIRED_TEST_TEXT in md and "| p vs ERM, Holm (TPR gap / F1) |" in md
+    assert f"false-positive rate at 0.05 (unadjusted) {report.PAIRED_TEST_FPR}" in md
+    assert "Wilcoxon signed-rank" not in md
     erm = next(l for l in md.splitlines() if l.startswith("| ERM | none |"))
     assert erm.endswith("| – / – |")  # ERM is not tested against itself
+    # Every interval column's header states its simulated coverage, and none claims "95%".
+    assert "TPR gap ↓ (coverage: gaps 0.92–0.93, gains 0.88–0.91)" in md
+    assert "DP gap ↓ (coverage: gaps 0.94–0.96, gains 0.83–0.87)" in md
+    assert "95% speaker-bootstrap interval" not in md
+    t2 = (reported / "reports/table2.md").read_text()
+    for a in ("Race", "Age"):
+        for m in ("TPR", "DP"):
+            assert f"{a} {m} gap ↓ (coverage: gaps 0." in t2
     assert "over 2 folds, one training seed" in md
 
 
@@ -330,3 +343,33 @@ def test_idi_truth_race_moves_race_to_table1_and_gender_to_table2(tmp_path):
     assert {"gender_tpr_gap", "age_dp_gap"} <= set(pd.read_csv(reports / "table2.csv").columns)
     assert len((reports / "table1_vs_paper.md").read_text().splitlines()) == 1
     assert mpimg.imread(tmp_path / "plots/fig4_tsne.png").shape[0] > 300  # race markers, Unknown as x
+
+
+def test_holm_column_adjusts_table1s_tested_rows_per_metric(reported):
+    df = pd.read_csv(reported / "reports/table1.csv")
+    tested = df[df["kind"] != "gain"]
+    for metric in ("tpr_gap", "f1"):
+        np.testing.assert_allclose(tested[f"{metric}_p_holm"], evaluate.holm(tested[f"{metric}_p"]))
+        assert tested[f"{metric}_p_holm"].notna().sum() == tested[f"{metric}_p"].notna().sum() > 10
+        assert (tested[f"{metric}_p_holm"].dropna() >= tested[f"{metric}_p"].dropna()).all()
+    md = (reported / "reports/table1.md").read_text()
+    n = int(tested["tpr_gap_p"].notna().sum())
+    assert f"Holm-adjusted over the {n} rows tested per column" in md
+
+
+def test_undefined_gain_is_shown_as_such_with_a_footnote():
+    summary = _one_row_summary(ci_low=0.0, ci_high=0.4, ci_note="no gap not rejected", min_speakers=4)
+    gains = pd.DataFrame([{"set": "gender", "method": "overall", "attribute": "gender",
+                           "metric": f"{m}_gain", "mean": np.nan, "std": np.nan, "n_folds": 2,
+                           "n_values": 2, "ci_low": np.nan, "ci_high": np.nan,
+                           "ci_note": evaluate.GAIN_UNDEFINED} for m in ("tpr_gap", "dp_gap")]
+                         + [{"set": "gender", "method": "overall", "attribute": "all",
+                             "metric": "f1_gain", "mean": 0.1, "n_folds": 2, "n_values": 2}])
+    runs = pd.DataFrame([{"set": "gender", "method": "overall", "attribute": a, "metric": m,
+                          "mean": 0.2, "std": 0.1, "n_folds": 2, "n_values": 2, "ci_low": np.nan,
+                          "ci_high": np.nan} for a, m in (("all", "f1"), ("gender", "tpr_gap"))])
+    t1 = report.table1(pd.concat([summary, runs, gains], ignore_index=True), k=16, attribute="gender")
+    md = report.table1_markdown(t1, k=16, n_folds=2, notice=None, attribute="gender")
+    gain = next(l for l in md.splitlines() if l.startswith("| Gain | ground truth |"))
+    assert gain.count("undefined¶") == 2 and "+10.0%" in gain
+    assert "¶ undefined: ERM's own gap interval holds 0" in md

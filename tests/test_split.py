@@ -1,4 +1,4 @@
-"""The split stage: labels, the 1:20 biasing rule (SPEC section 2) and Tables A2 / A3."""
+"""The split stage: labels, the 1:20 biasing rule (PROTOCOL section 2) and Tables A2 / A3."""
 
 import subprocess
 import sys
@@ -28,6 +28,7 @@ from fairser.split import (
     multi_hot,
     read_corpus,
     run,
+    sparse_class_mode,
     vote_share,
 )
 
@@ -369,9 +370,9 @@ def test_the_stage_stops_on_coverage_in_one_line_before_writing(tmp_path):
 
 # --- the paper's tables on the real metadata ----------------------------------------------------
 
-def real_corpus(shared_data):
+def real_corpus(reference_data):
     """clips/actors frames (DESIGN.md layout) from EMO-SUPERB's five fold files and CREMA-D."""
-    primary = shared_data / "emo-superb" / "CREMA-D" / "Primary"
+    primary = reference_data / "emo-superb" / "CREMA-D" / "Primary"
     names = {"Train": "train", "Development": "dev", "Test": "test"}
     clips = None
     for f in range(1, N_FOLDS + 1):
@@ -380,15 +381,15 @@ def real_corpus(shared_data):
             clips = pd.DataFrame({"file": d.index.str.removesuffix(".wav"), "actor": d["SpkrID"]})
             clips[list(EMOTIONS)] = d[list(EMOTIONS)]
         clips[f"split_{f}"] = d["Split_Set"].map(names)
-    demo = pd.read_csv(shared_data / "crema-d" / "VideoDemographics.csv")
+    demo = pd.read_csv(reference_data / "crema-d" / "VideoDemographics.csv")
     actors = pd.DataFrame({"actor": demo["ActorID"], "sex": demo["Sex"], "age": demo["Age"],
                            "race": demo["Race"]})
     return clips.reset_index(drop=True), actors
 
 
 @pytest.fixture
-def real_counts(shared_data):
-    clips, actors = real_corpus(shared_data)
+def real_counts(reference_data):
+    clips, actors = real_corpus(reference_data)
     none = pd.DataFrame(columns=["file", "reason"])
     folds = fold_table(clips, actors, none, CREMA, bias='gender', ratio=20, seed=0)
     return count_table(folds, clips, actors, none, CREMA, focus='gender')
@@ -414,8 +415,8 @@ TABLE_A3_TRAIN = {
 }
 
 
-def test_majority_gender_on_crema_d_is_the_natural_trend(shared_data):
-    clips, actors = real_corpus(shared_data)
+def test_majority_gender_on_crema_d_is_the_natural_trend(reference_data):
+    clips, actors = real_corpus(reference_data)
     sex = clips["actor"].map(actors.set_index("actor")["sex"])
     out = majority_gender_by_emotion(labels=majority_label(clips[list(EMOTIONS)].to_numpy()),
                                      genders=sex)
@@ -607,15 +608,17 @@ def test_read_corpus_checks_attributes_against_the_schema_naming_the_line(tmp_pa
 # later change) must not move a single clip.
 CREMA_D_FOLDS_SHA256 = "a55d015e7a79a5670162bd190819ee02709f92a675f6a18b706cbeae520bc8c1"
 CREMA_D_COUNTS_SHA256 = "4a6ddc165697a4312afdfcdf34d6244f1c06bf019a41b8286e79754805341586"
+# coverage.json of the same run, written before split.on_sparse_class (issue 21) existed.
+CREMA_D_COVERAGE_SHA256 = "2aeb5c29330f29ff5d8d2c7bb759840ba6dccef18ee68004fcf4a9897b2c6d84"
 
 
-def test_the_crema_d_split_is_byte_identical_to_before_the_schema(shared_data, tmp_path):
+def test_the_crema_d_split_is_byte_identical_to_before_the_schema(reference_data, tmp_path):
     import hashlib
 
     from fairser import corpus
-    clips = corpus.read_labels([shared_data / "emo-superb" / "CREMA-D" / "Primary" /
+    clips = corpus.read_labels([reference_data / "emo-superb" / "CREMA-D" / "Primary" /
                                 f"labels_consensus_{f}.csv" for f in range(1, 6)])
-    people = corpus.read_demographics(shared_data / "crema-d" / "VideoDemographics.csv", clips["actor"])
+    people = corpus.read_demographics(reference_data / "crema-d" / "VideoDemographics.csv", clips["actor"])
     folder = tmp_path / "corpus"
     folder.mkdir()
     corpus._write_tables(folder, "crema-d", corpus.CREMA_D_NOTICE, clips, people, [])
@@ -623,5 +626,105 @@ def test_the_crema_d_split_is_byte_identical_to_before_the_schema(shared_data, t
                min_clips_per_class={"train": 1, "dev": 0, "test": 1},
                min_clips_per_group={"train": 1, "dev": 1, "test": 1}) == []
     digest = {f: hashlib.sha256((tmp_path / "split" / f).read_bytes()).hexdigest()
-              for f in ("folds.csv", "counts.csv")}
-    assert digest == {"folds.csv": CREMA_D_FOLDS_SHA256, "counts.csv": CREMA_D_COUNTS_SHA256}
+              for f in ("folds.csv", "counts.csv", "coverage.json")}
+    assert digest == {"folds.csv": CREMA_D_FOLDS_SHA256, "counts.csv": CREMA_D_COUNTS_SHA256,
+                      "coverage.json": CREMA_D_COVERAGE_SHA256}
+
+
+# --- a sparse class in the corpus's own folds (issue 21) -----------------------------------------
+
+def sparse_grief_corpus(folder, kind):
+    """other_corpus with grief a strict majority of speaker 4's clips only; corpus.json names `kind`.
+
+    Speaker 4 tests in fold 1, trains in fold 2, develops in fold 3 (role (a - f) mod 3), so the
+    strict-majority grief counts are fold 1 train 0 / test 5, fold 2 train 5 / test 0, fold 3
+    train 0 / test 0. The other speakers' grief clips get equal shares (no majority, and
+    0.25 is not above 1/4: no multi-label positive either).
+    """
+    clips, actors = other_corpus()
+    grief = (clips["grief"] == 1) & (clips["actor"] != 4)
+    clips.loc[grief, list(OTHER.classes)] = 0.25
+    write_corpus(folder, clips, actors, schema=OTHER)
+    if kind is not None:
+        (folder / "corpus.json").write_text(json.dumps({"corpus": kind}))
+    return folder
+
+
+SPARSE_MINIMA = dict(min_clips_per_class={"train": 1, "dev": 0, "test": 1}, min_clips_per_group={})
+GRIEF_CELLS = [(1, "train", 0), (2, "test", 0), (3, "train", 0), (3, "test", 0)]
+
+
+def test_a_sparse_cell_counts_its_multi_label_positives(tmp_path):
+    # Speaker 5's clip s5_01 (fold 2 test, equal shares in sparse_grief_corpus) gets anger and
+    # grief 0.3 each: no strict majority, but both above 1/4, so fold 2 test has 0 strict-majority
+    # grief clips and 1 multi-label grief positive.
+    folder = sparse_grief_corpus(tmp_path / "corpus", "emo-superb")
+    clips = pd.read_csv(folder / "clips.csv")
+    row = clips.index[clips["file"] == "s5_01.wav"][0]
+    clips.loc[row, list(OTHER.classes)] = [0.2, 0.2, 0.3, 0.3]
+    clips.to_csv(folder / "clips.csv", index=False)
+    run(folder, tmp_path / "split", ratio=20, seed=0, bias="none", **SPARSE_MINIMA)
+    coverage = json.loads((tmp_path / "split" / "coverage.json").read_text())
+    cell = {(c["fold"], c["split"]): c for c in coverage["sparse_classes"]}[(2, "test")]
+    assert (cell["n"], cell["positives"]) == (0, 1)
+    assert "fold 2 test 'grief' 0 (minimum 1, 1 multi-label positive)" in coverage["warnings"][0]
+
+
+def test_a_sparse_class_in_a_corpus_s_own_folds_is_one_warning_line_and_listed(tmp_path):
+    folder = sparse_grief_corpus(tmp_path / "corpus", "emo-superb")
+    warnings = run(folder, tmp_path / "split", ratio=20, seed=0, bias="none", **SPARSE_MINIMA)
+    shown = ", ".join(f"fold {f} {s} 'grief' {n} (minimum 1, 0 multi-label positives)"
+                      for f, s, n in GRIEF_CELLS)
+    assert warnings == [
+        "split.on_sparse_class warn: the corpus's own folds have 4 (fold, split, class) cells below "
+        f"split.min_clips_per_class (strict-majority clips), kept as published: {shown}; a class "
+        "with no positive in a fold's multi-label test targets scores F1 0 in that fold's macro-F1 "
+        "and is left out of its TPR gap"]
+    coverage = json.loads((tmp_path / "split" / "coverage.json").read_text())
+    assert coverage["warnings"] == warnings
+    assert coverage["sparse_classes"] == [{"fold": f, "split": s, "class": "grief", "n": n, "minimum": 1,
+                                           "positives": 0} for f, s, n in GRIEF_CELLS]
+    folds = pd.read_csv(tmp_path / "split" / "folds.csv", keep_default_na=False)
+    # Fold 2's test set is kept whole: speakers 2, 5 and 8, 12 clips each.
+    assert len(folds[(folds["fold"] == 2) & (folds["split"] == "test")]) == 36
+    assert not ((folds["label"] == "grief") & (folds["fold"] == 3) & (folds["split"] != "dev")).any()
+
+
+def test_a_sparse_class_stops_fairser_s_own_folds_and_when_asked(tmp_path):
+    first = "split: fold 1 train has 0 clips of class 'grief', below split.min_clips_per_class.train = 1"
+    for kind in ("crema-d", "surrogate", None):
+        folder = sparse_grief_corpus(tmp_path / f"corpus_{kind}", kind)
+        with pytest.raises(InputError) as err:
+            run(folder, tmp_path / "split", ratio=20, seed=0, bias="none", **SPARSE_MINIMA)
+        assert str(err.value) == first
+    folder = sparse_grief_corpus(tmp_path / "own", "manifest")
+    with pytest.raises(InputError) as err:
+        run(folder, tmp_path / "split", ratio=20, seed=0, bias="none", on_sparse_class="error",
+            **SPARSE_MINIMA)
+    assert str(err.value) == (first + "; or set split.on_sparse_class: warn to keep the corpus's own "
+                              "folds as they are")
+    assert not (tmp_path / "split").exists()
+    # warn asked for on a corpus fairser builds the folds of
+    folder = sparse_grief_corpus(tmp_path / "built", "crema-d")
+    assert len(run(folder, tmp_path / "split", ratio=20, seed=0, bias="none", on_sparse_class="warn",
+                   **SPARSE_MINIMA)) == 1
+
+
+def test_a_group_below_its_minimum_stops_even_when_sparse_classes_warn(tmp_path):
+    folder = sparse_grief_corpus(tmp_path / "corpus", "emo-superb")
+    # Fold 1 test: speakers 1, 4, 7, one man (12 clips) and two women
+    with pytest.raises(InputError, match=r"^split: fold 1 test has 12 clips of gender 'Male', below "
+                                         r"split.min_clips_per_group.test = 13$"):
+        run(folder, tmp_path / "split", ratio=20, seed=0, bias="none",
+            min_clips_per_class={"test": 1}, min_clips_per_group={"test": 13})
+
+
+def test_sparse_class_mode_resolves_auto_by_the_corpus_kind(tmp_path):
+    for kind, mode in (("emo-superb", "warn"), ("manifest", "warn"), ("crema-d", "error"),
+                       ("surrogate", "error")):
+        (tmp_path / "corpus.json").write_text(json.dumps({"corpus": kind}))
+        assert sparse_class_mode(tmp_path, "auto") == mode
+        assert sparse_class_mode(tmp_path, "error") == "error"
+    assert sparse_class_mode(tmp_path / "absent", "auto") == "error"
+    with pytest.raises(ParamsError, match="split.on_sparse_class is 'ignore'; expected auto, error or warn"):
+        sparse_class_mode(tmp_path, "ignore")

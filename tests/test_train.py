@@ -1,5 +1,5 @@
 """Batched trainer: loss, optimiser, methods wiring, determinism and the debiasing property
-(SPEC sections 3-5). Tiny dims and few epochs: the whole file runs in seconds on one core."""
+(PROTOCOL sections 3-5). Tiny dims and few epochs: the whole file runs in seconds on one core."""
 
 import copy
 import subprocess
@@ -32,7 +32,7 @@ TINY = TrainConfig(epochs=3, batch_size=8, lr=1e-2, hidden=4)
 
 
 def one_hot_p(classes):
-    """Vote distributions p = 0.01 + 0.94 * onehot (SPEC section 1 smoothing)."""
+    """Vote distributions p = 0.01 + 0.94 * onehot (PROTOCOL section 1 smoothing)."""
     p = np.full((len(classes), 6), 0.01)
     p[np.arange(len(classes)), classes] += 0.94
     return p
@@ -115,7 +115,7 @@ def test_batched_adam_matches_torch_adam_and_masks_inactive_runs(fused):
 
 # --- LfF and DisEnt losses on a two-sample batch -----------------------------------------------
 
-# Class weights of the two training clips below, by hand from SPEC section 3 (not the job's own):
+# Class weights of the two training clips below, by hand from PROTOCOL section 3 (not the job's own):
 # N = 2, beta = 1/2; class 0 has 2 positives, (1 - beta) / (1 - beta^2) = 2/3; classes 1-5 have
 # none, counted as one, (1 - beta) / (1 - beta) = 1; normalised to sum 6.
 CW_TWO_CLIPS = torch.tensor([2 / 3, 1, 1, 1, 1, 1]) * 6 / (5 + 2 / 3)
@@ -142,7 +142,8 @@ def gce(l, logits, q, label=0):
 def test_lff_loss_on_two_clips_by_hand():
     job, pos, valid, z, t = two_clip_job("lff", HP["lff"])
     loss = job.loss(job.params, pos, valid, epoch=1).item()
-    lb_logits, ld_logits = job.head(job.params, z[:, 0], 0)[0], job.head(job.params, z[:, 1], 1)[0]
+    # the biased model is encoder and head 1, the debiased (reported) one 0, ERM's init
+    lb_logits, ld_logits = job.head(job.params, z[:, 1], 1)[0], job.head(job.params, z[:, 0], 0)[0]
     l_b, l_d = cb_losses(lb_logits, t[0], CW_TWO_CLIPS), cb_losses(ld_logits, t[0], CW_TWO_CLIPS)
     # first EMA update = the losses; both clips are class 0, so the class max is over both
     b, d = l_b / l_b.max(), l_d / l_d.max()
@@ -185,8 +186,8 @@ def test_lff_last_batch_padding_does_not_erase_clip_0s_loss_ema():
     job, _, _, z, t = two_clip_job("lff", HP["lff"])
     pos, valid = torch.tensor([[0, 0]]), torch.tensor([[True, False]])
     job.loss(job.params, pos, valid, epoch=1)
-    l_b = cb_losses(job.head(job.params, z[:, 0], 0)[0], t[0], job.cw[0])
-    l_d = cb_losses(job.head(job.params, z[:, 1], 1)[0], t[0], job.cw[0])
+    l_b = cb_losses(job.head(job.params, z[:, 1], 1)[0], t[0], job.cw[0])
+    l_d = cb_losses(job.head(job.params, z[:, 0], 0)[0], t[0], job.cw[0])
     ema, seen = job.states["lff"]["ema"], job.states["lff"]["seen"]
     assert ema[0, 0, 0].item() == pytest.approx(l_b[0].item(), rel=1e-6)
     assert ema[0, 1, 0].item() == pytest.approx(l_d[0].item(), rel=1e-6)
@@ -279,7 +280,7 @@ def test_group_aware_methods_need_groups():
         build_run("rw", "x/rw", f, seed=0)
 
 
-# --- the debiasing property (SPEC section 5 TPR gap, computed here) ----------------------------
+# --- the debiasing property (PROTOCOL section 5 TPR gap, computed here) ----------------------------
 
 def shortcut_data(seed, n_major=60, ratio=20, n_test=40, dim=8, signal=0.6):
     """Layer features whose dim 0 IS the group: in train (and dev) group 0 is the 1:20 majority
@@ -312,7 +313,7 @@ def shortcut_data(seed, n_major=60, ratio=20, n_test=40, dim=8, signal=0.6):
 
 
 def tpr_gap(probs, p, g):
-    """SPEC section 5: TPR_{g,k} = P(yhat_k | y_k, G = g); gap_k = max - min; RMS over k."""
+    """PROTOCOL section 5: TPR_{g,k} = P(yhat_k | y_k, G = g); gap_k = max - min; RMS over k."""
     yhat, y = probs > POSITIVE_THRESHOLD, p > POSITIVE_THRESHOLD
     gaps = [np.ptp([yhat[(g == h) & y[:, k], k].mean() for h in (0, 1)]) for k in range(6)]
     return float(np.sqrt(np.mean(np.square(gaps))))
@@ -347,7 +348,11 @@ def write_inputs(root, n=60, with_soft=True, drop_group=None):
     (root / "groups").mkdir()
     clips = pd.DataFrame(p, columns=list(EMOTIONS))
     clips.insert(0, "file", files)
+    clips.insert(1, "actor", 1001 + np.arange(n) % 6)  # JTT's and GEORGE's logs read the groups
     clips.to_csv(root / "corpus" / "clips.csv", index=False)
+    pd.DataFrame({"actor": 1001 + np.arange(6), "sex": ["Male", "Female"] * 3, "age": [25, 40, 60] * 2,
+                  "race": ["Caucasian", "Asian", "Unknown"] * 2}).to_csv(root / "corpus" / "actors.csv",
+                                                                       index=False)
     corpus_schema.save(corpus_schema.crema_d(), root / "corpus")
     np.save(root / "features" / "features.npy", feats.astype(np.float16))
     pd.DataFrame({"file": files}).to_csv(root / "features" / "index.csv", index=False)

@@ -1,5 +1,5 @@
 """What `train.fit` does with each run's objective, pinned on planted cases worked by hand
-(SPEC sections 3-4): the class-balance weights, GDRO / GADRO's q carried from step to step, and
+(PROTOCOL sections 3-4): the class-balance weights, GDRO / GADRO's q carried from step to step, and
 test predictions taken from the epoch chosen on dev.
 
 lr = 0 freezes every model at its initialisation, so each loss is the initial model's and the
@@ -22,7 +22,7 @@ FROZEN = TrainConfig(epochs=2, batch_size=64, lr=0.0, hidden=4)  # one step per 
 
 
 def one_hot_p(classes):
-    """Vote distributions p = 0.01 + 0.94 * onehot (SPEC section 1 smoothing)."""
+    """Vote distributions p = 0.01 + 0.94 * onehot (PROTOCOL section 1 smoothing)."""
     p = np.full((len(classes), 6), 0.01)
     p[np.arange(len(classes)), classes] += 0.94
     return p
@@ -45,7 +45,7 @@ def frozen_group_losses(feats, p, classes, train, groups):
     return np.array([r.dev_loss[0] for r in fit(feats, p, probes, FROZEN)])
 
 
-# --- class-balance weights (SPEC section 3) --------------------------------------------------
+# --- class-balance weights (PROTOCOL section 3) --------------------------------------------------
 
 def test_class_weights_count_multi_label_positives_strictly_above_one_sixth():
     p = np.array([[0.5, 0.5, 0, 0, 0, 0],          # positives: classes 0, 1
@@ -84,7 +84,7 @@ def test_training_loss_carries_the_class_weights_of_its_own_training_set():
     assert a.dev_loss[0] / b.dev_loss[0] == pytest.approx((w_a @ dev_p) / (w_b @ dev_p), rel=1e-5)
 
 
-# --- GDRO / GADRO (SPEC section 4; Sagawa et al. 2020) ---------------------------------------
+# --- GDRO / GADRO (PROTOCOL section 4; Sagawa et al. 2020) ---------------------------------------
 
 def dro_case():
     """30 training clips in two groups of unequal size (24 and 6), so C / sqrt(n_g) differs."""
@@ -132,7 +132,7 @@ def test_gadro_differs_from_gdro_by_its_adjustment_alone():
     assert np.abs(gadro3.train_loss - gdro.train_loss).max() > 1e-3
 
 
-# --- the kept epoch (SPEC section 3: the epoch with the lowest dev loss) --------------------
+# --- the kept epoch (PROTOCOL section 3: the epoch with the lowest dev loss) --------------------
 
 def test_test_predictions_come_from_the_epoch_chosen_on_dev():
     feats, p, classes = toy(70)

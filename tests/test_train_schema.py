@@ -74,6 +74,8 @@ def write_corpus(root, n=48, seed=0):
     clips.insert(0, "file", files)
     clips.insert(1, "actor", np.arange(n) % 6 + 1)
     clips.to_csv(root / "corpus" / "clips.csv", index=False)
+    pd.DataFrame({"actor": np.arange(6) + 1, "sex": ["Male", "Female"] * 3}).to_csv(
+        root / "corpus" / "actors.csv", index=False)  # JTT's and GEORGE's logs read the groups
     corpus_schema.save(SCHEMA, root / "corpus")
     np.save(root / "features" / "features.npy", feats.astype(np.float16))
     pd.DataFrame({"file": files}).to_csv(root / "features" / "index.csv", index=False)

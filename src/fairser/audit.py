@@ -21,7 +21,10 @@ combined group; a speaker with any part missing is left out of it):
   fold: one or two speakers cannot show the speaker-to-speaker spread, so their resamples borrow
   it from the larger groups (`evaluate.replicate_group_counts`).
 
-Inputs are read at the edges (`load_*`); `audit` works on arrays; `write_report` writes the folder.
+Inputs are read at the edges (`load_*`, from CSV paths or pandas DataFrames); `audit` works on
+arrays; `write_report` writes the folder; `audit_predictions` is all three for notebooks (exported as
+`fairser.audit_predictions`). Speaker ids and attribute values are folded by `fairser.values` (the
+one normalisation the importers share), and the mapping applied is part of the report.
 """
 
 from __future__ import annotations
@@ -40,10 +43,20 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from fairser import evaluate, metrics  # noqa: E402
+from fairser import evaluate, metrics, values  # noqa: E402
 from fairser import schema as corpus_schema  # noqa: E402
 from fairser.errors import InputError  # noqa: E402
 from fairser.io import atomic_dir, read_csv  # noqa: E402
+
+# The defaults live here, not in a params.yaml: the audit runs in any folder (the pipeline's own
+# values: params.yaml `seed` 0 and `evaluate.bootstrap` 1000; a threshold of 1/K).
+DEFAULT_SEED = 0
+DEFAULT_N_BOOT = 1000
+DEFAULT_THRESHOLD = "1/K"
+DEFAULT_MIN_COVERAGE = 1.0  # every labelled clip must have a prediction unless the user lowers it
+MARKER = ".fairser-audit"  # in every report folder: which files the audit wrote there
+GENDER_COLUMNS = ("gender", "sex")  # speakers-table columns folded by fairser.values' gender rule
+KEEP_VALUES_HINT = "pass --keep-values (keep_values=True) to keep them as groups of their own"
 
 MIN_SPEAKERS = 3  # fewer speakers than this in a group of some cell -> a warning in the report
 ID_COLUMNS = ("file", "id")  # the clip id column: the first of these that a table has
@@ -69,9 +82,43 @@ def _where(path, line: int | None = None, column: str | None = None) -> str:
     return ", ".join(parts)
 
 
-def _read_table(path: Path) -> pd.DataFrame:
-    """Every cell as text (so a bad cell can be named), empty cells as ""."""
-    return read_csv(path, [], dtype=str, keep_default_na=False)
+def _frame_as_text(df: pd.DataFrame) -> pd.DataFrame:
+    """A caller's DataFrame as the CSV reader would give it: every cell text, missing cells "".
+
+    Floats become their shortest round-trip text, so the numbers are those of the same table
+    written to CSV and read back."""
+    out = df.reset_index(drop=True)
+    out.columns = [str(c) for c in out.columns]
+    return out.astype(object).where(out.notna(), "").astype(str)
+
+
+def _read_table(source, expected: str, what: str) -> tuple[pd.DataFrame, Path | str]:
+    """(every cell as text, empty cells "", the name messages use) of a CSV path or a DataFrame.
+
+    An empty file, a header without rows, text that is not UTF-8, a folder or a missing file is one
+    InputError naming the file and the `expected` columns."""
+    if isinstance(source, pd.DataFrame):
+        name = f"{what} DataFrame"
+        df = _frame_as_text(source)
+    else:
+        name = path = Path(source)
+        if path.is_dir():
+            raise InputError(f"{path}: a folder, not a CSV file; expected a CSV with {expected}")
+        if not path.is_file():
+            raise InputError(f"{path}: no such file; expected a CSV with {expected}")
+        try:
+            df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+        except pd.errors.EmptyDataError:
+            raise InputError(f"{path}: empty file; expected a CSV with {expected}") from None
+        except UnicodeDecodeError as err:
+            raise InputError(f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset "
+                             f"{err.start}); expected a UTF-8 CSV with {expected}") from None
+        except pd.errors.ParserError as err:
+            raise InputError(f"{path}: unreadable CSV ({str(err).splitlines()[0]}); expected a CSV "
+                             f"with {expected}") from None
+    if len(df) == 0:
+        raise InputError(f"{name}: a header and no rows; expected one row per clip with {expected}")
+    return df, name
 
 
 def _id_column(df: pd.DataFrame, path) -> str:
@@ -128,14 +175,19 @@ def _int_column(df: pd.DataFrame, column: str, path) -> np.ndarray:
     return values.astype(int)
 
 
-def load_predictions(path: str | Path) -> Predictions:
-    """A predictions CSV: a clip id column, optional fold and seed columns, one score per class.
+PREDICTION_COLUMNS = "columns file (or id), one score column per class, optionally fold and seed"
+LABEL_COLUMNS = "columns file (or id) and one label column per class of the predictions"
+SPEAKER_TABLE_COLUMNS = "columns file (or id), speaker (or actor) and one column per demographic attribute"
+
+
+def load_predictions(source) -> Predictions:
+    """A predictions CSV (path) or DataFrame: a clip id column, optional fold and seed columns, one
+    score per class.
 
     The class set is every other column. Scores are probabilities or 0/1 in [0, 1]. Every seed
     of a fold must score the same clips (as the pipeline's folds: one test split, several seeds).
     """
-    path = Path(path)
-    df = _read_table(path)
+    df, path = _read_table(source, PREDICTION_COLUMNS, "predictions")
     id_col = _id_column(df, path)
     classes = [c for c in df.columns if c != id_col and c not in CELL_COLUMNS]
     if len(classes) < 2:
@@ -171,22 +223,49 @@ def load_predictions(path: str | Path) -> Predictions:
     return out
 
 
-def _is_corpus(path: Path) -> bool:
-    return path.is_dir()
+def _is_corpus(source) -> bool:
+    """A fairser corpus folder (clips.csv inside); a folder without it is an InputError."""
+    if isinstance(source, pd.DataFrame) or not Path(source).is_dir():
+        return False
+    if not (Path(source) / "clips.csv").is_file():
+        raise InputError(f"{source}: a folder without clips.csv, so not a fairser corpus; expected a "
+                         "CSV file or a corpus folder")
+    return True
 
 
-def load_labels(path: str | Path, classes: list[str]) -> tuple[dict[str, np.ndarray], str | None]:
-    """clip id -> (K,) label scores (vote shares or 0/1) in `classes` order; the corpus notice.
+@dataclass
+class Labels:
+    scores: dict[str, np.ndarray]  # clip id -> (K,) label scores in the predictions' class order
+    notice: str | None  # a corpus's notice (e.g. the surrogate's)
+    usable: list[str]  # the labelled clips a prediction file should cover
+    test: dict[int, set[str]]  # corpus folder: fold -> its test clips (clips.csv split_<fold>)
 
-    A table: an id column and exactly the classes of the predictions. A fairser corpus folder:
-    clips.csv (file, the classes among its columns) and corpus.json's notice.
+    def expected(self, folds, pipeline: bool) -> list[str]:
+        """The labelled clips predictions of these folds should cover: with a corpus's folds,
+        the usable test clips of those folds; otherwise every usable labelled clip."""
+        if not (pipeline and self.test):
+            return self.usable
+        wanted = set().union(*(self.test.get(f, set()) for f in folds))
+        return [c for c in self.usable if c in wanted]
+
+
+def load_labels(source, classes: list[str]) -> Labels:
+    """clip id -> (K,) label scores (vote shares or 0/1) in `classes` order, and what to cover.
+
+    A table (path or DataFrame): an id column and exactly the classes of the predictions. A fairser
+    corpus folder: clips.csv (file, the classes among its columns; its clips listed in skipped.csv
+    are not usable) and corpus.json's notice.
     """
-    path = Path(path)
-    notice = None
-    if _is_corpus(path):
-        table = path / "clips.csv"
-        df = _read_table(table)
+    notice, skipped, test = None, set(), {}
+    if _is_corpus(source):
+        path = Path(source)
+        df, table = _read_table(path / "clips.csv", LABEL_COLUMNS, "labels")
         id_col = "file" if "file" in df.columns else _id_column(df, table)
+        if (path / "skipped.csv").is_file():
+            skipped = set(read_csv(path / "skipped.csv", ["file"], dtype=str, keep_default_na=False)["file"])
+        for c in df.columns:
+            if re.fullmatch(r"split_\d+", c):
+                test[int(c.split("_")[1])] = set(df.loc[df[c] == "test", id_col])
         info = path / "corpus.json"
         if info.is_file():
             try:
@@ -194,8 +273,7 @@ def load_labels(path: str | Path, classes: list[str]) -> tuple[dict[str, np.ndar
             except (json.JSONDecodeError, AttributeError):
                 raise InputError(f"{info}: not a JSON object") from None
     else:
-        table = path
-        df = _read_table(table)
+        df, table = _read_table(source, LABEL_COLUMNS, "labels")
         id_col = _id_column(df, table)
         extra = [c for c in df.columns if c != id_col and c not in classes]
         if extra:
@@ -206,8 +284,9 @@ def load_labels(path: str | Path, classes: list[str]) -> tuple[dict[str, np.ndar
         raise InputError(f"{_where(table, 1, missing[0])}: class missing from the labels "
                          f"(the predictions have {', '.join(classes)})")
     _duplicates(df, [id_col], table)
-    values = _scores(df, classes, table, "label")
-    return dict(zip(df[id_col], values)), notice
+    scores = _scores(df, classes, table, "label")
+    usable = [c for c in df[id_col] if c not in skipped]
+    return Labels(dict(zip(df[id_col], scores)), notice, usable, test)
 
 
 @dataclass
@@ -216,6 +295,9 @@ class Speakers:
     groups: pd.DataFrame  # index 0..S-1: speaker, then one column per attribute (None = missing)
     attributes: list[str]  # the audited ones (groups may hold more: parts of intersections)
     source: dict = field(default_factory=dict)  # attribute -> (table, (S,) line of each speaker, column)
+    # What fairser.values changed: rows (attribute, value as written, value used); attribute
+    # "speaker" for speaker ids, "<attribute>" for groups (bins included: "age" 25 -> 18-30).
+    mapping: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 def _needed(available: list[str], attributes: list[str] | None, also, path) -> tuple[list[str], list[str]]:
@@ -239,10 +321,14 @@ def _as_schema(schema) -> corpus_schema.Schema | None:
     return corpus_schema.load(schema.parent if schema.is_file() else schema)
 
 
-def _table_groups(a: corpus_schema.Attribute, values: list, lines, path) -> list:
+def _table_groups(a: corpus_schema.Attribute, cells: list, lines, path) -> list:
     """Group names of a speakers-table column by a schema attribute (bins, excluded -> None)."""
     out = []
-    for v, line in zip(values, lines):
+    excluded = {values.fold(e) for e in a.excluded}
+    for v, line in zip(cells, lines):
+        if a.edges is not None and values.fold(v) in excluded:  # a missing number, e.g. Unknown
+            out.append(None)
+            continue
         try:
             out.append(a.group_of(v))
         except ValueError as err:
@@ -250,12 +336,55 @@ def _table_groups(a: corpus_schema.Attribute, values: list, lines, path) -> list
     return out
 
 
-def load_speakers(path: str | Path, attributes: list[str] | None, also=(), schema=None) -> Speakers:
+def bin_attribute(column: str, edges) -> corpus_schema.Attribute:
+    """A numeric column binned by `edges` (group i = [edges[i], edges[i+1]), named "lo-hi");
+    the value "Unknown" is missing."""
+    edges = [float(e) for e in edges]
+    names = [f"{lo:g}-{hi:g}" for lo, hi in zip(edges, edges[1:])]
+    try:
+        return corpus_schema.Attribute(column, column, names, excluded=(UNKNOWN,), edges=edges)
+    except InputError as err:
+        raise InputError(f"--bins {column}: {err}") from None
+
+
+def parse_bins(items) -> dict[str, tuple[float, ...]]:
+    """`--bins age=18,30,50,100` (repeatable), or a dict {column: edges}, as {column: edges}."""
+    if isinstance(items, dict):
+        return {str(c): tuple(float(e) for e in edges) for c, edges in items.items()}
+    out = {}
+    for text in items or ():
+        column, _, edges = str(text).partition("=")
+        try:
+            out[column.strip()] = tuple(float(e) for e in edges.split(","))
+        except ValueError:
+            column = ""
+        if not column.strip() or len(out.get(column.strip(), ())) < 3:
+            raise InputError(f"--bins: {text!r} is not COLUMN=EDGE,EDGE,EDGE... (at least three "
+                             "increasing numbers), e.g. age=18,30,50,100")
+    return out
+
+
+def _numeric_without_bins(raw: list[str], column: str, path) -> InputError:
+    shown = sorted({v.strip() for v in raw if values.fold(v) not in ("", values.fold(UNKNOWN))},
+                   key=float)
+    sample = ", ".join(shown[:4]) + (", ..." if len(shown) > 4 else "")
+    return InputError(f"{_where(path, None, column)}: numeric values ({sample}) need bins, or each "
+                      f"value would be a group of its own; pass --bins {column}=EDGE,EDGE,... (e.g. "
+                      f"{column}=18,30,50,100: groups [18, 30), [30, 50), [50, 100)) or a corpus folder "
+                      "with its schema.json")
+
+
+def load_speakers(source, attributes: list[str] | None, also=(), schema=None, *, bins=None,
+                  keep_values: bool = False) -> Speakers:
     """Each clip's speaker and each speaker's groups.
 
-    A table: a clip id column, a speaker column (speaker or actor) and demographic columns (all
-    of them are attributes unless `attributes` names some); every clip of a speaker must give the
-    same groups. A group value "Unknown" means missing: that speaker is left out of that attribute.
+    A table (path or DataFrame): a clip id column, a speaker column (speaker or actor) and
+    demographic columns (all of them are attributes unless `attributes` names some); every clip of
+    a speaker must give the same groups. Speaker ids are folded by `values.speaker_id` (`01` and
+    `1` are one speaker) and attribute values by `values.normalise` (case, spaces; gender's
+    spellings to Male / Female, any other gender value an InputError unless `keep_values`). A
+    group value "Unknown" means missing: that speaker is left out of that attribute. A numeric
+    column needs `bins` ({column: edges}) or a schema.
     With a `schema` (a corpus schema, or the path of a schema.json or its folder), the attributes
     are the schema's whose column the table has, named and grouped as the pipeline does (numeric
     columns binned by its edges, its `excluded` values missing).
@@ -264,11 +393,16 @@ def load_speakers(path: str | Path, attributes: list[str] | None, also=(), schem
     CREMA-D: gender, race, age bands). `also`: columns read and checked besides the audited ones
     (the parts of intersections).
     """
-    path = Path(path)
     schema = _as_schema(schema)
-    if _is_corpus(path):
+    bins = parse_bins(bins)
+    mapping = []
+    if _is_corpus(source):
+        path = Path(source)
+        if bins:
+            raise InputError(f"--bins: {path} is a corpus folder, binned by its schema.json; --bins "
+                             "is for a speakers table")
         clips_path, actors_path = path / "clips.csv", path / "actors.csv"
-        clips = _read_table(clips_path)
+        clips, _ = _read_table(clips_path, "columns file and actor", "speakers")
         for c in ("file", "actor"):
             if c not in clips.columns:
                 raise InputError(f"{clips_path}: missing column {c}")
@@ -285,50 +419,77 @@ def load_speakers(path: str | Path, attributes: list[str] | None, also=(), schem
         _duplicates(clips, ["file"], clips_path)
         audited, needed = _needed(list(schema.attribute_names), attributes, also, path)
         lines = np.arange(len(groups)) + 2
-        source = {a: (actors_path, lines, schema.attribute(a).column) for a in needed}
+        source_of = {a: (actors_path, lines, schema.attribute(a).column) for a in needed}
         clip_speaker = dict(zip(clips["file"], clips["actor"].map(index)))
     else:
-        df = _read_table(path)
+        df, path = _read_table(source, SPEAKER_TABLE_COLUMNS, "speakers")
         id_col = _id_column(df, path)
         spk_col = next((c for c in SPEAKER_COLUMNS if c in df.columns), None)
         if spk_col is None:
             raise InputError(f"{path}: no speaker column (one of {', '.join(SPEAKER_COLUMNS)})")
         _duplicates(df, [id_col], path)
+        written = df.copy()  # as in the file, for messages
+        ids, changed = values.speaker_ids(df[spk_col].tolist())
+        df[spk_col] = ids
+        mapping += [("speaker", raw, new) for raw, new in sorted(changed.items())]
         by_name = {} if schema is None else {a.name: a for a in schema.attributes if a.column in df.columns}
         columns = [c for c in df.columns if c not in (id_col, spk_col)]
+        unknown_bins = [c for c in bins if c not in columns]
+        if unknown_bins:
+            raise InputError(f"--bins: {unknown_bins[0]!r} is not a column of {path} "
+                             f"({', '.join(columns) or 'none'})")
         audited, needed = _needed(list(by_name) if schema is not None else columns, attributes,
                                   also, path)
         speakers = list(dict.fromkeys(df[spk_col]))  # order of first appearance
         index = {s: i for i, s in enumerate(speakers)}
-        first = df.drop_duplicates(spk_col).set_index(spk_col)
+        first_row = {s: i for i, s in reversed(list(enumerate(df[spk_col])))}
         groups = pd.DataFrame({"speaker": speakers})
-        lines = np.array([int(np.flatnonzero(df[spk_col].to_numpy() == s)[0]) + 2 for s in speakers])
-        source = {}
+        lines = np.array([first_row[s] + 2 for s in speakers])
+        source_of = {}
         for a in needed:
-            c = by_name[a].column if a in by_name else a
+            binned = by_name.get(a) or (bin_attribute(a, bins[a]) if a in bins else None)
+            c = binned.column if binned is not None else a
             empty = df[c].str.strip() == ""
-            if empty.any() and not (a in by_name and "" in by_name[a].excluded):
+            if empty.any() and not (binned is not None and "" in binned.excluded):
                 i = int(np.flatnonzero(empty)[0])
-                raise InputError(f"{_where(path, i + 2, c)}: speaker {df[spk_col].iloc[i]!r} has no {c}")
-            clash = df[c].to_numpy() != df[spk_col].map(first[c]).to_numpy()
+                raise InputError(f"{_where(path, i + 2, c)}: speaker {written[spk_col].iloc[i]!r} has no {c}")
+            if binned is None and values.is_numeric([v for v in df[c] if values.fold(v) != values.fold(UNKNOWN)]):
+                raise _numeric_without_bins(df[c].tolist(), c, path)
+            if binned is None or binned.edges is None:  # names, not numbers: one spelling per group
+                # A column named gender or sex (any case) gets gender's spellings and groups.
+                rule = "gender" if values.fold(a) in GENDER_COLUMNS else a
+                folded = values.normalise(
+                    df[c].tolist(), rule, groups=binned.groups if binned is not None else None,
+                    excluded=binned.excluded if binned is not None else (UNKNOWN,),
+                    keep_values=keep_values and binned is None, where=_where(path, None, c),
+                    hint=KEEP_VALUES_HINT if binned is None else "the schema's groups")
+                df[c] = folded.values
+                mapping += [(a, raw, new) for raw, new in sorted(folded.mapping.items())]
+            first = df[c].to_numpy(object)[[first_row[s] for s in df[spk_col]]]
+            clash = df[c].to_numpy(object) != first
             if clash.any():
                 i = int(np.flatnonzero(clash)[0])
-                raise InputError(f"{_where(path, i + 2, c)}: speaker {df[spk_col].iloc[i]!r} is "
-                                 f"{df[c].iloc[i]!r} here but {first[c][df[spk_col].iloc[i]]!r} on an "
-                                 "earlier line")
-            values = list(first[c].loc[speakers])
-            groups[a] = (_table_groups(by_name[a], values, lines, path) if a in by_name
-                         else [None if v == UNKNOWN else v for v in values])
-            source[a] = (path, lines, c)
+                j = first_row[df[spk_col].iloc[i]]
+                raise InputError(f"{_where(path, i + 2, c)}: speaker {written[spk_col].iloc[i]!r} is "
+                                 f"{written[c].iloc[i]!r} here but {written[c].iloc[j]!r} on line {j + 2}")
+            speaker_values = [df[c].iloc[first_row[s]] for s in speakers]
+            if binned is not None:
+                groups[a] = _table_groups(binned, speaker_values, lines, path)
+                if binned.edges is not None:
+                    mapping += sorted({(a, v, g or UNKNOWN) for v, g in zip(speaker_values, groups[a])})
+            else:
+                groups[a] = [None if v == UNKNOWN else v for v in speaker_values]
+            source_of[a] = (path, lines, c)
         clip_speaker = dict(zip(df[id_col], df[spk_col].map(index)))
     return Speakers(clip_speaker, groups[["speaker", *needed]].reset_index(drop=True), audited,
-                    {a: source[a] for a in needed})
+                    {a: source_of[a] for a in needed}, mapping)
 
 
-def parse_list(text: str | None, what: str) -> list[str] | None:
+def parse_list(text, what: str) -> list[str] | None:
+    """A text such as "a,b" (or a list of names) as a list of distinct names; None stays None."""
     if text is None:
         return None
-    items = [t.strip() for t in text.split(",")]
+    items = [t.strip() for t in (text.split(",") if isinstance(text, str) else map(str, text))]
     if not all(items) or len(set(items)) != len(items):
         raise InputError(f"{what}: {text!r} is not a comma-separated list of distinct names")
     return items
@@ -377,57 +538,97 @@ class Inputs:
     groups: pd.DataFrame
     threshold: float
     notice: str | None
-    described: dict
+    described: dict  # the inputs' names and sizes, coverage, for the report
+    values: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=VALUES_COLUMNS))
 
 
-def load(*, predictions, labels, speakers, attributes: str | None = None,
-         intersect: list[str] = (), threshold: str | None = None, schema=None) -> Inputs:
+VALUES_COLUMNS = ["attribute", "as_written", "used"]
+
+
+def _names(source) -> str:
+    return f"{source}" if not isinstance(source, pd.DataFrame) else "a DataFrame"
+
+
+def coverage(expected: list[str], predicted: set[str], clip_speaker: dict[str, int],
+             speaker_names) -> dict:
+    """How many of the `expected` labelled clips have predictions, and the speakers none of whose
+    expected clips do (speakers of the speakers table only)."""
+    covered = [c for c in expected if c in predicted]
+    lacking = {clip_speaker[c] for c in expected if c not in predicted and c in clip_speaker}
+    lacking -= {clip_speaker[c] for c in covered if c in clip_speaker}
+    return {"labelled_clips": len(expected), "predicted_clips": len(covered),
+            "share": len(covered) / len(expected) if expected else 1.0,
+            "missing_speakers": [str(speaker_names[i]) for i in sorted(lacking)]}
+
+
+def load(*, predictions, labels, speakers, attributes=None, intersect=(), threshold: str | None = None,
+         schema=None, bins=None, keep_values: bool = False,
+         min_coverage: float = DEFAULT_MIN_COVERAGE) -> Inputs:
     """Read and check every input; InputError (one line: file, line, column) on the first fault.
 
-    `schema`: see `load_speakers` (a corpus folder brings its own schema.json)."""
+    predictions, labels, speakers: CSV paths or DataFrames (labels and speakers: also a fairser
+    corpus folder). `attributes`: "a,b" or a list; `intersect`: each "a,b" or a list of names.
+    `schema`, `bins`, `keep_values`: see `load_speakers`. Fewer labelled clips with predictions than
+    `min_coverage` (a share; 1.0: all of them) is an InputError naming the speakers left out.
+    """
     pred = load_predictions(predictions)
     k = len(pred.classes)
     cut = parse_threshold(threshold, k)
     wanted = parse_list(attributes, "--attributes")
+    if isinstance(intersect, str):
+        intersect = [intersect]
     crossings = [parse_list(t, "--intersect") for t in intersect]
-    truth_scores, notice = load_labels(labels, pred.classes)
-    spk = load_speakers(speakers, wanted, also=[a for parts in crossings for a in parts], schema=schema)
+    if not 0 <= min_coverage <= 1:
+        raise InputError(f"--min-coverage: {min_coverage} is outside [0, 1]")
+    truth = load_labels(labels, pred.classes)
+    spk = load_speakers(speakers, wanted, also=[a for parts in crossings for a in parts], schema=schema,
+                        bins=bins, keep_values=keep_values)
     attrs = spk.attributes + add_intersections(spk, crossings)
     y_true, y_pred, speaker_of = {}, {}, {}
     for fold, files in pred.files.items():
         first = next(c for c in pred.cells if c[0] == fold)
-        for name, table, source in (("labels", truth_scores, labels),
+        for name, table, source in (("labels", truth.scores, labels),
                                     ("speakers", spk.clip_speaker, speakers)):
             lost = [i for i, f in enumerate(files) if f not in table]
             if lost:
                 i = lost[0]
                 raise InputError(f"{_where(pred.path, int(pred.lines[first][i]), pred.id_column)}: clip "
-                                 f"{files[i]!r} is not in the {name} ({source})")
+                                 f"{files[i]!r} is not in the {name} ({_names(source)})")
         # Targets: vote shares (or 0/1) > 1/K, the corpus rule; predictions: scores > threshold.
-        y_true[fold] = metrics.binarize(np.stack([truth_scores[f] for f in files]), 1.0 / k)
+        y_true[fold] = metrics.binarize(np.stack([truth.scores[f] for f in files]), 1.0 / k)
         speaker_of[fold] = np.array([spk.clip_speaker[f] for f in files], dtype=np.int64)
+    covered = coverage(truth.expected(sorted(pred.files), pred.pipeline),
+                       {f for files in pred.files.values() for f in files}, spk.clip_speaker,
+                       spk.groups["speaker"].tolist())
+    if covered["share"] < min_coverage:
+        missing = covered["missing_speakers"]
+        raise InputError(
+            f"{pred.path}: predictions for {covered['predicted_clips']} of {covered['labelled_clips']} "
+            f"labelled clips ({covered['share']:.1%}) in {_names(labels)}, below --min-coverage "
+            f"{min_coverage:g}; speakers without any: {', '.join(missing[:10]) or 'none'}"
+            f"{' ...' if len(missing) > 10 else ''} (lower --min-coverage to audit the clips covered)")
     for cell in pred.cells:
         y_pred[cell] = metrics.binarize(pred.scores[cell], cut)
     used = np.zeros(len(spk.groups), bool)
     for s in speaker_of.values():
         used[s] = True
     for a in attrs:
-        values = spk.groups[a].to_numpy(object)
-        present = {v for v, u in zip(values, used) if u and not pd.isna(v)}
-        for i, v in enumerate(values):
+        values_a = spk.groups[a].to_numpy(object)
+        present = {v for v, u in zip(values_a, used) if u and not pd.isna(v)}
+        for i, v in enumerate(values_a):
             if not pd.isna(v) and v not in present:
                 table, lines, column = spk.source[a]
                 raise InputError(f"{_where(table, int(lines[i]), column)}: group {v!r} has no clips in "
                                  f"{pred.path}; leave {a} out (--attributes) or add its clips")
         if len(present) < 2:
-            raise InputError(f"{speakers}: attribute {a} has {len(present)} group(s) among the "
+            raise InputError(f"{_names(speakers)}: attribute {a} has {len(present)} group(s) among the "
                              f"predicted clips; a gap needs two")
-    described = {"predictions": str(pred.path), "labels": str(labels), "speakers": str(speakers),
+    described = {"predictions": str(pred.path), "labels": _names(labels), "speakers": _names(speakers),
                  "n_clips": int(sum(len(f) for f in pred.files.values())),
                  "folds": sorted(pred.files), "pipeline": pred.pipeline,
-                 "seeds": sorted({s for _, s in pred.cells})}
+                 "seeds": sorted({s for _, s in pred.cells}), "coverage": covered}
     return Inputs(pred.classes, attrs, pred.cells, y_true, y_pred, speaker_of, spk.groups, cut,
-                  notice, described)
+                  truth.notice, described, pd.DataFrame(spk.mapping, columns=VALUES_COLUMNS))
 
 
 # --- the audit over arrays -----------------------------------------------------------------------
@@ -558,6 +759,12 @@ def metrics_json(result: Audit, inputs: Inputs) -> dict:
     """
     out = {"overall.n_clips": inputs.described["n_clips"],
            "overall.n_speakers": int(len({s for v in inputs.speakers.values() for s in v.tolist()}))}
+    covered = inputs.described.get("coverage")
+    if covered:
+        out |= {"coverage.labelled_clips": covered["labelled_clips"],
+                "coverage.predicted_clips": covered["predicted_clips"],
+                "coverage.share": covered["share"],
+                "coverage.missing_speakers": len(covered["missing_speakers"])}
     for metric in ("f1", "acc"):
         out[f"overall.{metric}"] = _num(_summary_row(result, evaluate.ALL_ATTRIBUTE, metric)["mean"])
     for attribute in result.attributes:
@@ -617,8 +824,22 @@ def report_markdown(result: Audit, inputs: Inputs) -> str:
               f"groups; seed {result.seed}); they cover test-speaker sampling only, and the rate "
               "intervals fall short of 95% when a group has few speakers (simulated coverage: "
               "fairser's docs/AUDIT.md)") if result.n_boot else
-             "- intervals: none (--n-boot 0)",
-             "", "## Overall", "", "| Metric | Value |", "|---|---|"]
+             "- intervals: none (--n-boot 0)"]
+    covered = d.get("coverage")
+    if covered:
+        missing = covered["missing_speakers"]
+        lines.append(f"- coverage: predictions for {covered['predicted_clips']} of {covered['labelled_clips']} "
+                     f"labelled clips ({covered['share']:.1%}); speakers without any prediction: "
+                     f"{', '.join(missing) if missing else 'none'}")
+    lines += ["", "## Values as read", "",
+              "Speaker ids and attribute values as fairser.values folds them (speaker ids: leading zeros "
+              "of all-digit ids dropped; values: case and spaces, gender spellings to Male / Female; "
+              "numbers: into their bins). Also in values.csv.", ""]
+    for name in ["speaker", *dict.fromkeys(a for attr in result.attributes for a in attr.split(INTERSECT_SEP))]:
+        rows = inputs.values[inputs.values["attribute"] == name]
+        changed = ", ".join(f"{r.as_written!r} -> {r.used}" for r in rows.itertuples(index=False))
+        lines.append(f"- {name}: {changed or 'as written'}")
+    lines += ["", "## Overall", "", "| Metric | Value |", "|---|---|"]
     for metric, label in (("f1", "macro-F1 ↑"), ("acc", "Hamming accuracy ↑")):
         lines.append(f"| {label} | {_f(_summary_row(result, evaluate.ALL_ATTRIBUTE, metric)['mean'])} |")
     for attribute in result.attributes:
@@ -654,7 +875,7 @@ def report_markdown(result: Audit, inputs: Inputs) -> str:
         lines += ["", f"![TPR by group](tpr_{_slug(attribute)}.png) "
                       f"![Selection rate by group](selection_{_slug(attribute)}.png)"]
     lines += ["", "Files: metrics.json (flat keys), per_class.csv (per class and attribute), "
-                  "per_group.csv (per group and class, with intervals).", ""]
+                  "per_group.csv (per group and class, with intervals), values.csv (values as read).", ""]
     return "\n".join(lines)
 
 
@@ -712,8 +933,48 @@ def figures(result: Audit, notice: str | None) -> dict[str, bytes]:
     return out
 
 
-def write_report(result: Audit, inputs: Inputs, out: str | Path) -> None:
-    """report.md, metrics.json, per_class.csv, per_group.csv and the figures, in one atomic folder."""
+def _marked_files(folder: Path) -> set[str] | None:
+    """The files the audit's marker says it wrote into `folder`; None without a readable marker."""
+    try:
+        listed = json.loads((folder / MARKER).read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return {str(f) for f in listed} if isinstance(listed, list) else None
+
+
+def check_out(out, *, force: bool = False) -> Path:
+    """The report folder `out`, if the audit may (re)place it; one-line InputError otherwise.
+
+    Refused whatever `force`: an empty name, the working folder or a folder above it, a file, a
+    path under a file. Without `force`, an existing folder is replaced only when it is empty or
+    holds nothing but what the audit's marker (MARKER) lists as written by an earlier audit.
+    """
+    text = "" if out is None else str(out)
+    if text.strip() == "":
+        raise InputError("--out: empty; name a folder for the report, e.g. --out audit")
+    path = Path(text)
+    here = Path.cwd().resolve()
+    if path.resolve() == here or path.resolve() in here.parents:
+        raise InputError(f"--out {text}: the working folder or one above it would be replaced; name a "
+                         "folder for the report, e.g. --out audit")
+    if path.exists() and not path.is_dir():
+        raise InputError(f"--out {text}: a file, not a folder; choose another folder")
+    blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise InputError(f"--out {text}: {blocking} is a file, not a folder; choose another folder")
+    if path.is_dir() and not force:
+        present = {p.name for p in path.iterdir()}
+        written = _marked_files(path)
+        if present and (written is None or not present <= written | {MARKER}):
+            raise InputError(f"--out {text} holds files the audit did not write; choose another folder "
+                             "or pass --force")
+    return path
+
+
+def write_report(result: Audit, inputs: Inputs, out: str | Path, *, force: bool = False) -> None:
+    """report.md, metrics.json, per_class.csv, per_group.csv, values.csv, the figures and the
+    marker, in one atomic folder that replaces `out` (only as `check_out` allows)."""
+    out = check_out(out, force=force)
     pngs = figures(result, inputs.notice)  # drawn first: a failure leaves `out` untouched
     text = report_markdown(result, inputs)
     with atomic_dir(out) as tmp:
@@ -722,5 +983,68 @@ def write_report(result: Audit, inputs: Inputs, out: str | Path) -> None:
                                                      sort_keys=True) + "\n")
         result.per_class.to_csv(tmp / "per_class.csv", index=False)
         result.per_group.to_csv(tmp / "per_group.csv", index=False)
+        inputs.values.to_csv(tmp / "values.csv", index=False)
         for name, data in pngs.items():
             (tmp / name).write_bytes(data)
+        files = sorted(p.name for p in tmp.iterdir())
+        (tmp / MARKER).write_text(json.dumps({"written_by": "fairser audit", "files": files}, indent=2) + "\n")
+
+
+# --- the Python API ------------------------------------------------------------------------------
+
+@dataclass
+class AuditReport:
+    """What `audit_predictions` returns: the numbers `fairser audit` writes, as DataFrames.
+
+    overall: metric (f1, acc), value. gaps: attribute, metric (tpr_gap, dp_gap), value, ci_low,
+    ci_high, ci_note. groups: per attribute and group (speakers, clips, f1, acc). per_class: per
+    attribute and class (tpr_gap, lowest/highest TPR groups, dp, ...). per_group: per attribute,
+    group and class (tpr, selection_rate, their intervals). values: the spellings fairser.values
+    changed. coverage: labelled clips, those predicted, their share, speakers without any.
+    metrics: metrics.json's flat keys.
+    """
+
+    overall: pd.DataFrame
+    gaps: pd.DataFrame
+    groups: pd.DataFrame
+    per_class: pd.DataFrame
+    per_group: pd.DataFrame
+    values: pd.DataFrame
+    coverage: dict
+    metrics: dict
+    result: Audit
+    inputs: Inputs
+
+    def markdown(self) -> str:
+        """report.md's text."""
+        return report_markdown(self.result, self.inputs)
+
+    def write(self, out: str | Path, *, force: bool = False) -> None:
+        """The console's report folder (`write_report`: never over files it did not write)."""
+        write_report(self.result, self.inputs, out, force=force)
+
+
+def audit_predictions(predictions, labels, speakers, *, attributes=None, intersect=(),
+                      threshold: str | float = DEFAULT_THRESHOLD, bins=None, keep_values: bool = False,
+                      min_coverage: float = DEFAULT_MIN_COVERAGE, n_boot: int = DEFAULT_N_BOOT,
+                      seed: int = DEFAULT_SEED, schema=None) -> AuditReport:
+    """`fairser audit` for notebooks: the same inputs (DataFrames, CSV paths or corpus folders),
+    checks, defaults and numbers, returned as DataFrames instead of written.
+
+    attributes: "gender,age" or a list; intersect: a list of "gender,age" or of name lists;
+    threshold: "1/K" (default), a fraction or a number in (0, 1); bins: {column: edges} or
+    ["age=18,30,50,100"]; the rest as the command's flags (`fairser audit --help`).
+    """
+    if n_boot < 0:
+        raise InputError(f"--n-boot: {n_boot} is negative")
+    inputs = load(predictions=predictions, labels=labels, speakers=speakers, attributes=attributes,
+                  intersect=intersect, threshold=str(threshold),
+                  schema=schema, bins=bins, keep_values=keep_values, min_coverage=min_coverage)
+    result = audit(inputs, n_boot=n_boot, seed=seed)
+    s = result.summary
+    overall = s[s["attribute"] == evaluate.ALL_ATTRIBUTE][["metric", "mean"]].rename(columns={"mean": "value"})
+    gaps = s[s["metric"].isin(GAPS) & (s["attribute"] != evaluate.ALL_ATTRIBUTE)]
+    gaps = gaps[["attribute", "metric", "mean", "ci_low", "ci_high", "ci_note"]].rename(columns={"mean": "value"})
+    return AuditReport(overall.reset_index(drop=True), gaps.reset_index(drop=True), result.groups,
+                       result.per_class, result.per_group, inputs.values,
+                       dict(inputs.described["coverage"]), metrics_json(result, inputs), result, inputs)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from fairser.errors import InputError
 from fairser.stage import run
 
 
@@ -20,8 +19,15 @@ input formats:
   SPEAKERS     CSV: the clip id column, a speaker column (speaker or actor) and demographic columns,
                one value per speaker ("Unknown" = missing); or a fairser corpus folder (clips.csv has
                actor; actors.csv holds the attributes its schema.json names, grouped as in the pipeline).
-output (written all at once; nothing on bad input):
-  report.md, metrics.json (flat keys), per_class.csv, per_group.csv, tpr_<attr>.png, selection_<attr>.png
+values:
+  Speaker ids and attribute values are folded as fairser.values does for the importers: all-digit
+  speaker ids lose leading zeros (01 = 1); values differing by case or spaces are one group; gender
+  spellings (M, male, woman, ...) become Male / Female, any other gender value is an error unless
+  --keep-values. Numeric columns (age in years) need --bins. report.md and values.csv list the mapping.
+output (written all at once; nothing on bad input; runs in any folder, no params.yaml needed):
+  report.md, metrics.json (flat keys), per_class.csv, per_group.csv, values.csv, tpr_<attr>.png,
+  selection_<attr>.png and a marker file (.fairser-audit) naming them. An existing --out folder is
+  replaced only if it is empty or holds nothing but an earlier audit's files (else: --force).
 example:
   fairser audit --predictions data/runs/baselines/erm/predictions.csv --labels data/corpus \\
       --speakers data/corpus --intersect gender,age --out reports/audit_erm
@@ -41,17 +47,44 @@ def audit_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--intersect", action="append", default=[], metavar="A,B",
                    help="also audit the combined groups of these attributes, e.g. gender,age "
                         "(Female+Young, ...); repeat for more intersections")
+    p.add_argument("--bins", action="append", default=[], metavar="COLUMN=E1,E2,...",
+                   help="bin edges of a numeric speakers column, e.g. age=18,30,50,100 (groups "
+                        "[18, 30), [30, 50), [50, 100)); repeat for more columns; required for numbers")
+    p.add_argument("--keep-values", action="store_true",
+                   help="keep gender values that are none of the usual Male / Female spellings as "
+                        "groups of their own instead of stopping")
+    p.add_argument("--min-coverage", type=float, default=1.0, metavar="SHARE",
+                   help="stop unless at least this share of the labelled clips has predictions "
+                        "(default 1.0: all of them)")
     p.add_argument("--threshold", metavar="T", default="1/K",
                    help="a prediction is positive when its score > T: 1/K (default; K classes), "
                         "a fraction like 1/2, or a number in (0, 1)")
-    p.add_argument("--n-boot", type=int, default=1000, metavar="N",
+    p.add_argument("--n-boot", type=int, default=None, metavar="N",
                    help="speaker-bootstrap resamples for the intervals (default 1000, as the pipeline; "
                         "0: no intervals)")
-    p.add_argument("--seed", type=int, default=0, metavar="S",
-                   help="seed of the resamples (default 0, as the pipeline's params.yaml)")
+    p.add_argument("--seed", type=int, default=None, metavar="S",
+                   help="seed of the resamples (default 0, as the pipeline)")
+    p.add_argument("--params", default=None, metavar="FILE",
+                   help="a fairser params.yaml to take threads (compute), seed and n-boot "
+                        "(evaluate.bootstrap) from; not read unless named")
     p.add_argument("--out", default="audit", metavar="DIR",
-                   help="output folder, replaced as a whole (default: ./audit)")
+                   help="report folder (default: ./audit); a folder holding other files is refused")
+    p.add_argument("--force", action="store_true",
+                   help="replace --out even if it holds files the audit did not write (they are lost)")
     return p
+
+
+def audit_settings(params: str | None) -> dict:
+    """Threads, seed and resamples: the package's defaults, or those of the --params FILE named
+    (never a params.yaml that merely happens to be in the working folder)."""
+    from fairser import config, engine
+    from fairser.audit import DEFAULT_N_BOOT, DEFAULT_SEED
+
+    if params is None:
+        return {"threads": engine.configure(None), "seed": DEFAULT_SEED, "n_boot": DEFAULT_N_BOOT}
+    p = config.load(params)
+    return {"threads": engine.configure(p["compute"]), "seed": p["seed"],
+            "n_boot": p["evaluate"]["bootstrap"]}
 
 
 def main(argv=None) -> None:
@@ -66,21 +99,29 @@ def main(argv=None) -> None:
                     "metrics, resampling and intervals are the pipeline's own (fairser.evaluate).",
         epilog=AUDIT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter))
     args = top.parse_args(argv)
+    settings = {}
+
+    def size_threads() -> None:
+        settings.update(audit_settings(args.params))
 
     def audit() -> None:
         from fairser import audit as audit_mod  # imported on use: `fairser --help` stays fast
 
-        if args.n_boot < 0:
-            raise InputError(f"--n-boot: {args.n_boot} is negative")
-        inputs = audit_mod.load(predictions=args.predictions, labels=args.labels, speakers=args.speakers,
-                                attributes=args.attributes, intersect=args.intersect,
-                                threshold=args.threshold)
-        result = audit_mod.audit(inputs, n_boot=args.n_boot, seed=args.seed)
-        audit_mod.write_report(result, inputs, args.out)
-        print(f"audit: {inputs.described['n_clips']} clips, {len(inputs.classes)} classes, "
-              f"attributes {', '.join(inputs.attributes)} -> {args.out}")
+        audit_mod.check_out(args.out, force=args.force)  # before any work: nothing to lose later
+        report = audit_mod.audit_predictions(
+            args.predictions, args.labels, args.speakers, attributes=args.attributes,
+            intersect=args.intersect, threshold=args.threshold, bins=args.bins,
+            keep_values=args.keep_values, min_coverage=args.min_coverage,
+            n_boot=settings["n_boot"] if args.n_boot is None else args.n_boot,
+            seed=settings["seed"] if args.seed is None else args.seed)
+        report.write(args.out, force=args.force)
+        c = report.coverage
+        print(f"audit: {report.inputs.described['n_clips']} clips, {len(report.inputs.classes)} classes, "
+              f"attributes {', '.join(report.inputs.attributes)} -> {args.out}\n"
+              f"coverage: predictions for {c['predicted_clips']} of {c['labelled_clips']} labelled clips "
+              f"({c['share']:.1%}); speakers without any: {', '.join(c['missing_speakers']) or 'none'}")
 
-    run(audit)
+    run(audit, size_threads=size_threads)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import difflib
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -134,6 +135,25 @@ def _bins(x) -> bool:
             and all(isinstance(v, str) and v for v in n) and len(set(n)) == len(n))
 
 
+def _speaker_rule(x) -> bool:
+    """corpus.speaker_rule (fairser.corpus.speaker_units): a rule name or a regex that compiles."""
+    if x in ("auto", "spkrid", "spkrid_gender"):
+        return True
+    if not (isinstance(x, str) and x.startswith("regex:") and len(x) > len("regex:")):
+        return False
+    try:
+        re.compile(x[len("regex:"):])
+    except re.error:
+        return False
+    return True
+
+
+def _names(x, at_least: int = 1) -> bool:
+    """A list of at least `at_least` distinct non-empty strings."""
+    return (isinstance(x, list) and len(x) >= at_least and all(isinstance(v, str) and v.strip() for v in x)
+            and len(set(x)) == len(x))
+
+
 def or_null(rule: Rule) -> Rule:
     return Rule(lambda x: x is None or rule.check(x), f"null or {rule.expected}", rule.required)
 
@@ -147,6 +167,13 @@ def subset(*values) -> Rule:
     """A list of distinct names from `values` (may be empty)."""
     return Rule(lambda x: isinstance(x, list) and all(isinstance(v, str) and v in values for v in x)
                 and len(set(x)) == len(x), f"a list of distinct names from {', '.join(values)}")
+
+
+def _one_or_list(x, ok: Callable[[Any], bool]) -> bool:
+    """One value that passes `ok`, or a non-empty list of distinct such values."""
+    if isinstance(x, list):
+        return len(x) > 0 and all(ok(v) for v in x) and len(set(x)) == len(x)
+    return ok(x)
 
 
 MODEL = text("a model name, hub id or folder")
@@ -166,6 +193,10 @@ SCHEMA: dict[str, Rule] = {
     "corpus.manifest": or_null(text("a .csv or .jsonl file")),
     "corpus.speakers": or_null(text("a CSV file of speaker demographics")),
     "corpus.renormalise": flag(),
+    "corpus.speaker_rule": Rule(_speaker_rule, "auto, spkrid, spkrid_gender or regex:<pattern over FileName>"),
+    "corpus.classes": or_null(Rule(lambda x: _names(x, 2), "a list of at least two distinct class names")),
+    "corpus.min_clips_per_class": integer(1),
+    "corpus.excluded.*": Rule(_names, "a list of values that mean unknown, e.g. [Unknown]"),
     "corpus.bins.*": Rule(_bins, "{edges: [increasing numbers], names: [one name per bin]}"),
     "corpus.urls.crema_d_raw": URL,
     "corpus.urls.crema_d_lfs": URL,
@@ -182,6 +213,7 @@ SCHEMA: dict[str, Rule] = {
     "split.min_clips_per_group.dev": integer(0),
     "split.min_clips_per_group.test": integer(0),
     "split.on_degenerate": choice("error", "warn"),
+    "split.on_sparse_class": choice("auto", "error", "warn"),
     "features.upstream": MODEL,
     "features.batch_seconds": number(0, lo_open=True),
     "features.device": DEVICE,
@@ -217,8 +249,14 @@ SCHEMA: dict[str, Rule] = {
     "methods.disent.lambda_swap_b": number(0),
     "methods.disent.lambda_swap": number(0),
     "methods.disent.swap_after_epoch": integer(0),
-    "methods.jtt.identification_epochs": integer(1),  # and at most train.epochs (validate)
-    "methods.jtt.lambda_up": number(1),
+    # JTT's grid (debias/jtt.py): a value or a list of values each; every pair is trained and
+    # the best on dev macro-F1 is kept per (fold, seed).
+    "methods.jtt.identification_epochs": Rule(  # and at most train.epochs (validate)
+        lambda x: _one_or_list(x, lambda t: _is_int(t) and t >= 1),
+        "an integer >= 1 or a non-empty list of distinct ones"),
+    "methods.jtt.lambda_up": Rule(lambda x: _one_or_list(x, lambda v: _is_number(v) and v >= 1),
+                                  "a finite number >= 1 or a non-empty list of distinct ones"),
+    "methods.jtt.error_rule": choice("prob", "argmax"),
     "methods.george.eta": number(0, lo_open=True),
     "methods.george.max_k": integer(2),
     "methods.george.components": integer(1),
@@ -233,6 +271,8 @@ SCHEMA: dict[str, Rule] = {
     "methods.afr.lr": number(0, 1, lo_open=True),
     "methods.afr.gamma": number(0),
     "methods.afr.reg": number(0),
+    "methods.george.overcluster_factor": integer(1, why=" (1: no overclustering)"),
+    "methods.george.min_size": integer(1),
     "evaluate.bootstrap": integer(0),
     # --- execution engines (helper `scale`)
     "compute.engine": choice("local", "ray"),
@@ -323,7 +363,8 @@ def validate(params: dict) -> None:
            f"one of idi.k_sweep {sweep} (Table 1's k-means rows reuse the sweep's runs; add it there too)")
     # JTT's error set is read from the ERM run after T epochs, so T cannot exceed the epochs trained.
     t = params["methods"]["jtt"]["identification_epochs"]
-    _check(t <= params["train"]["epochs"], "methods.jtt.identification_epochs", t,
+    _check(max(t if isinstance(t, list) else [t]) <= params["train"]["epochs"],
+           "methods.jtt.identification_epochs", t,
            f"an integer from 1 to train.epochs ({params['train']['epochs']})")
 
 

@@ -9,7 +9,7 @@ User corpora: clips.csv (file, actor, their classes, split_1..split_F), actors.c
 speaker, their attributes).
 
 CREMA-D comes from its public repository (audio through Git LFS, see fairser.download) or from
-local folders; labels and folds from EMO-SUPERB's labels_consensus_{1..5}.csv (SPEC section 1).
+local folders; labels and folds from EMO-SUPERB's labels_consensus_{1..5}.csv (PROTOCOL section 1).
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ from scipy import signal
 from tqdm import tqdm
 
 from fairser import schema as corpus_schema
-from fairser import surrogate
+from fairser import surrogate, values
 from fairser.errors import InputError
 from fairser.constants import EMOTION_CODES, SAMPLE_RATE, SURROGATE_NOTICE
 from fairser.download import NotFound, check_url, fetch, parse_lfs_pointer, sha256_file
-from fairser.io import atomic_dir
+from fairser.io import atomic_dir, read_csv, read_text
 
 EMOTIONS = corpus_schema.CREMA_D_CLASSES
 GENDERS = corpus_schema.GENDER_GROUPS
@@ -45,8 +45,8 @@ MIN_SECONDS = 0.1  # shorter clips are skipped by policy
 SILENT_PEAK_DBFS = -80.0
 CONSTANT_RMS_DBFS = -100.0
 
-# Metadata files: path in the local metadata folder (laid out like ../shared/data), the URL
-# parameter and path upstream, and the sha256 pinned from ../shared/data/*/SOURCES.md.
+# Metadata files: path in the local metadata folder (crema-d/..., emo-superb/...), the URL
+# parameter and path upstream, and the sha256 of the file at the pinned commit (docs/PROTOCOL.md).
 METADATA = {
     "crema-d/VideoDemographics.csv": (
         "crema_d_raw", "VideoDemographics.csv",
@@ -79,7 +79,7 @@ def block_folds(actor_ids) -> dict[int, list[str]]:
     The sorted ids form five blocks A..E of consecutive ids; the first blocks hold n // 5 actors and
     the last n % 5 blocks one more (CREMA-D: A = 1001-1018, ..., E = 1073-1091). Fold f tests on
     block f, develops on block f + 1 (fold 5: block A) and trains on the other three
-    (../shared/data/emo-superb/SOURCES.md).
+    (docs/PROTOCOL.md section 1).
     """
     ids = sorted(int(a) for a in set(actor_ids))
     n = len(ids)
@@ -116,7 +116,8 @@ def skip_summary(n_clips: int, skipped: list[tuple[str, str]]) -> tuple[dict[str
 
 def _write_tables(out: Path, name: str, notice: str | None, clips: pd.DataFrame,
                   people: pd.DataFrame, skipped: list[tuple[str, str]],
-                  provenance: dict | None = None, schema: corpus_schema.Schema | None = None) -> None:
+                  provenance: dict | None = None, schema: corpus_schema.Schema | None = None,
+                  overlap: list[int] | None = None, normalised: dict | None = None) -> None:
     corpus_schema.save(schema or corpus_schema.crema_d(), out)
     clips.to_csv(out / "clips.csv", index=False)
     cols = ["actor", "sex", "age", "race"] if name in ("surrogate", "crema-d") else list(people.columns)
@@ -131,6 +132,13 @@ def _write_tables(out: Path, name: str, notice: str | None, clips: pd.DataFrame,
     used = clips[~clips["file"].isin(skipped_files)]
     info.update(clips_used=len(used), actors_used=int(used["actor"].nunique()),
                 provenance=provenance or {})
+    if schema is not None and schema.speaker_rule:
+        info["speaker_rule"] = schema.speaker_rule  # who is a speaker (EMO-SUPERB: speaker_units)
+    if overlap is not None:  # a corpus's own folds (build_user): speakers in train and dev per fold
+        info["train_dev_overlap"] = overlap
+        info["coverage"] = f"{line}; {overlap_line(overlap)}"
+    if normalised is not None:  # user corpora: {attribute: {raw spelling: value}} (fairser.values)
+        info["normalised"] = normalised
     (out / "corpus.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
 
 
@@ -340,7 +348,7 @@ def build_crema_d(out: str | Path, *, urls: dict, audio_dir: str | Path | None =
                   workers: int = 8, provenance: dict | None = None, bins: dict | None = None) -> Path:
     """Write the real corpus into `out`, atomically. Returns `out`.
 
-    Metadata come from `metadata_dir` (laid out like ../shared/data) or are downloaded from
+    Metadata come from `metadata_dir` (laid out as METADATA's keys) or are downloaded from
     `urls` ({crema_d_raw, crema_d_lfs, emo_superb_raw}); either way each file must match its
     pinned sha256 (`checksums`: METADATA key -> sha256; injectable for tests). Audio comes from
     `audio_dir` or through Git LFS into `cache`, `workers` clips at a time. Clips that cannot be
@@ -396,7 +404,7 @@ def build_crema_d(out: str | Path, *, urls: dict, audio_dir: str | Path | None =
                                  f"no usable clip among {len(clips)} ("
                                  + "; ".join(f"{k}: {n}" for k, n in by_kind.items()) + ")")
             # clips.csv keeps every labelled clip, skipped or not: the corpus-wide majority gender
-            # per emotion (SPEC section 2) counts all 7,442, and the split stage reports the
+            # per emotion (PROTOCOL section 2) counts all 7,442, and the split stage reports the
             # skipped clips per fold. Later stages read audio only for clips not in skipped.csv.
             _write_tables(tmp, "crema-d", CREMA_D_NOTICE, clips, people, skipped, provenance,
                           corpus_schema.crema_d(bins))
@@ -409,7 +417,6 @@ def build_crema_d(out: str | Path, *, urls: dict, audio_dir: str | Path | None =
 # --- user corpora: EMO-SUPERB label folders and manifests ------------------------------------------
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
-GENDER_NAMES = {"m": "Male", "male": "Male", "f": "Female", "female": "Female"}
 TOLERANCE = 1e-3  # a label row sums to 1 within this
 
 
@@ -426,11 +433,6 @@ def _sort_ids(ids) -> list:
         return sorted(ids, key=lambda i: (float(i), i))
     except ValueError:
         return sorted(ids)
-
-
-def _gender(value: str) -> str:
-    text = str(value).strip()
-    return GENDER_NAMES.get(text.lower(), text)
 
 
 def _label_row(values, classes, where: str, renormalise: bool) -> list[float]:
@@ -478,6 +480,26 @@ def _check_folds(splits: list[list[str]], speakers: list[str], where, n_folds: i
             raise InputError(f"{where(None, f)}: fold {f + 1} has no test clips")
 
 
+def train_dev_overlap(splits: list[list[str]], speakers: list[str], n_folds: int) -> list[int]:
+    """Per fold, how many speakers have clips in both its train and its dev set.
+
+    Published splits have such speakers (they are not leakage into the test set, which
+    _check_folds forbids); corpus.json reports the counts. A speaker unit of one clip (an unknown
+    SpkrID, speaker_units) is in one split only, so it never counts.
+    """
+    out = []
+    for f in range(n_folds):
+        train = {spk for spk, row in zip(speakers, splits) if row[f] == "train"}
+        dev = {spk for spk, row in zip(speakers, splits) if row[f] == "dev"}
+        out.append(len(train & dev))
+    return out
+
+
+def overlap_line(counts: list[int]) -> str:
+    """corpus.json's coverage clause: 'speakers in both train and dev per fold: 3, 0, 2'."""
+    return f"speakers in both train and dev per fold: {', '.join(map(str, counts))}"
+
+
 def _speaker_values(rows: list[tuple[str, str, int]], column: str, where) -> dict[str, str]:
     """speaker -> value of a per-speaker column given (speaker, value, row) per clip; one value each."""
     seen: dict[str, tuple[str, int]] = {}
@@ -489,21 +511,18 @@ def _speaker_values(rows: list[tuple[str, str, int]], column: str, where) -> dic
     return {k: v for k, (v, _) in seen.items()}
 
 
-def _attribute(column: str, values: list[str], bins: dict | None) -> corpus_schema.Attribute:
-    """A speaker column as a schema attribute: `gender` (Male, Female, then others sorted), other
-    categorical columns with their values sorted, numeric ones binned by corpus.bins.<column>.
-    Empty cells are excluded (unknown)."""
-    present = sorted({v for v in values if v != ""})
-    excluded = ("",) if "" in values else ()
+def _attribute(column: str, cells: list[str], bins: dict | None,
+               excluded=()) -> corpus_schema.Attribute:
+    """A speaker column (normalised, fairser.values) as a schema attribute: `gender` (Male, Female),
+    other categorical columns with their values sorted, numeric ones binned by
+    corpus.bins.<column>. Empty cells and the `excluded` values (corpus.excluded.<column>) that
+    occur are excluded (unknown)."""
+    skip = ["", *excluded]
+    present = sorted({v for v in cells if v not in skip})
+    excluded = tuple(e for e in skip if e in cells)
     if column == "gender":
-        others = [v for v in present if v not in GENDERS]
-        return corpus_schema.Attribute("gender", "gender", (*GENDERS, *others), excluded=excluded)
-    try:
-        [float(v) for v in present]
-        numeric = bool(present)
-    except ValueError:
-        numeric = False
-    if numeric:
+        return corpus_schema.Attribute("gender", "gender", GENDERS, excluded=excluded)
+    if values.is_numeric(present):
         spec = (bins or {}).get(column)
         if not spec:
             raise InputError(f"params.yaml: corpus.bins.{column} is missing (speaker column {column!r} "
@@ -513,23 +532,42 @@ def _attribute(column: str, values: list[str], bins: dict | None) -> corpus_sche
     return corpus_schema.Attribute(column, column, tuple(present), excluded=excluded)
 
 
-def _read_speakers(path: Path, known: set[str]) -> dict[str, dict[str, str]]:
-    """corpus.speakers: speaker (SpkrID or speaker column) -> {column: value} for the other columns."""
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+SPEAKERS_EXPECTED = "columns SpkrID (or speaker) and one column per speaker attribute"
+
+
+def _read_speakers(path: Path, known: set[str]) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
+    """corpus.speakers: (speaker id -> {column: value as written, stripped} for the other columns,
+    {raw id: id} for the ids fairser.values.speaker_id changed). `known`: the labels' speaker ids."""
+    df = read_csv(path, (), expected=SPEAKERS_EXPECTED, dtype=str, keep_default_na=False)
     key = next((c for c in ("SpkrID", "speaker") if c in df.columns), None)
     if key is None:
         raise InputError(f"{path}: missing column SpkrID (or speaker)")
+    if df.empty:
+        raise InputError(f"{path}: a header and no rows; expected one row per speaker ({SPEAKERS_EXPECTED})")
+    ids, mapping = values.speaker_ids(df[key])
     out: dict[str, dict[str, str]] = {}
-    for i, row in df.iterrows():
-        spk = str(row[key]).strip()
+    line_of: dict[str, int] = {}
+    for i, (spk, (_, row)) in enumerate(zip(ids, df.iterrows())):
         if spk in out:
-            raise InputError(f"{path}, line {i + 2}: speaker {spk} is listed twice")
-        out[spk] = {("gender" if c.lower() == "gender" else c): (_gender(v) if c.lower() == "gender"
-                    else str(v).strip()) for c, v in row.items() if c != key}
+            raise InputError(f"{path}, line {i + 2}: speaker {row[key]!r} is listed twice "
+                             f"(line {line_of[spk]}{'' if row[key] == spk else f', as speaker {spk}'})")
+        line_of[spk] = i + 2
+        out[spk] = {("gender" if c.lower() == "gender" else c): str(v).strip()
+                    for c, v in row.items() if c != key}
     absent = sorted(known - set(out))
     if absent:
         raise InputError(f"{path}: no row for speaker {absent[0]} ({len(absent)} speakers missing)")
-    return out
+    return out, mapping
+
+
+def _normalise(column: list[str], name: str, excluded: dict, where: str, mapping: dict) -> list[str]:
+    """An attribute's values through fairser.values.normalise (corpus.excluded.<name> are unknown);
+    the spellings it changed are added to mapping[name]."""
+    out = values.normalise(column, name, excluded=excluded.get(name, ()), where=where,
+                           hint=f"list any that mean unknown under corpus.excluded.{name}")
+    if out.mapping:
+        mapping.setdefault(name, {}).update(out.mapping)
+    return out.values
 
 
 def _unlabelled_audio(audio_dir: Path, labelled: set[Path], where: str) -> None:
@@ -541,20 +579,138 @@ def _unlabelled_audio(audio_dir: Path, labelled: set[Path], where: str) -> None:
                          f"(e.g. {extra[0].relative_to(audio_dir)})")
 
 
-def read_emo_superb(labels_dir: str | Path, *, renormalise: bool = False) -> dict:
+SPEAKER_RULES = ("auto", "spkrid", "spkrid_gender")  # or "regex:<pattern over FileName>"
+UNKNOWN_SPEAKER = "unknown"  # SpkrID (compared folded) of a clip whose speaker is not known
+UNKNOWN_GENDER = "unknown"  # a Gender cell (folded) that is no group: an excluded (empty) value
+
+
+def _label_table(path: Path, need: list[str]) -> pd.DataFrame:
+    """One labels_consensus file as strings. Its first column holds the file names: NTHU-NNIME's
+    files leave that header cell empty (a pandas index written out), so it is named FileName.
+    An empty, header-only or non-UTF-8 file, or one without a column of `need`, is one line."""
+    df = read_csv(path, (), expected=f"columns {', '.join(need)}", dtype=str, keep_default_na=False)
+    first = str(df.columns[0])
+    if "FileName" not in df.columns and (first.strip() == "" or first.startswith("Unnamed: 0")):
+        df = df.rename(columns={df.columns[0]: "FileName"})
+    missing = [c for c in need if c not in df.columns]
+    if missing:
+        raise InputError(f"{path}: missing column {missing[0]}")
+    if df.empty:
+        raise InputError(f"{path}: a header and no rows; expected one row per clip")
+    return df
+
+
+def _shares(df: pd.DataFrame, classes, path: Path, renormalise: bool) -> np.ndarray:
+    """The class columns as an (n, K) array checked like _label_row, vectorised: numbers in [0, 1]
+    whose row sums to 1 (or rescaled with `renormalise`); the first bad cell is a one-line error."""
+    cells = df[list(classes)]
+    x = cells.apply(lambda col: pd.to_numeric(col.str.strip(), errors="coerce")).to_numpy(float)
+    bad = np.isnan(x) | ~((x >= 0) & (x <= 1))
+    if bad.any():
+        i = int(np.flatnonzero(bad.any(1))[0])
+        k = int(np.flatnonzero(bad[i])[0])
+        raw = cells.iat[i, k]
+        why = "not a number" if np.isnan(x[i, k]) else "outside [0, 1]"
+        raise InputError(f"{path}, line {i + 2}: class {classes[k]} is {raw!r}, {why}")
+    total = x.sum(1)
+    off = np.abs(total - 1.0) > TOLERANCE
+    if off.any():
+        fail = off & (total <= 0) if renormalise else off
+        if fail.any():
+            i = int(np.flatnonzero(fail)[0])
+            raise InputError(f"{path}, line {i + 2}: the class shares sum to {total[i]:g}, not 1"
+                             + ("" if total[i] <= 0 else " (set corpus.renormalise: true to rescale)"))
+        x[off] = x[off] / total[off, None]
+    return x
+
+
+def _map_unique(values: pd.Series, fn) -> pd.Series:
+    """fn applied once per distinct value (a 150,000-row column has a few hundred)."""
+    return values.map({v: fn(v) for v in values.unique()})
+
+
+def speaker_units(files: pd.Series, spkr: pd.Series, gender: pd.Series, rule: str,
+                  where) -> tuple[pd.Series, dict]:
+    """Who is a speaker (params corpus.speaker_rule) and how that was decided.
+
+    - `spkrid`: SpkrID, through fairser.values.speaker_id ("01", "1", " 1" are one speaker).
+    - `spkrid_gender`: SpkrID + Gender: IEMOCAP and MSP-IMPROV give the session as SpkrID, each
+      session holding one female and one male speaker (Ses01F_impro04_M016.wav is session 1's
+      male speaker), so speakers = SpkrID x Gender (IEMOCAP 5 x 2 = 10, MSP-IMPROV 6 x 2 = 12).
+    - `regex:<pattern>`: the pattern's groups joined by "_" (or its whole match) in FileName,
+      e.g. `regex:^Ses(\\d+)[FM]_.*_([FM])\\d+\\.wav$` gives IEMOCAP's session_gender.
+    - `auto`: spkrid_gender when every SpkrID of known gender carries more than one gender, else
+      spkrid; a corpus where only some SpkrIDs do is an error naming one (a gender typo or a
+      session id: say which with corpus.speaker_rule).
+    Unknown speakers (SpkrID `Unknown` or empty, as MSP-Podcast marks many clips): each such clip is
+    a speaker unit of its own, `unknown:<FileName>`, so thousands of clips never become one
+    speaker (one unit of the speaker bootstrap); corpus.json reports how many.
+    `where(i)` names row i. Returns (speaker per row, {rule, speakers, unknown_clips, description}).
+    """
+    ids = _map_unique(spkr, values.speaker_id)
+    unknown = ids.str.casefold().isin([UNKNOWN_SPEAKER, ""])
+    known_gender = gender.ne("") & ~unknown
+    if rule == "auto":
+        per_id = gender[known_gender].groupby(ids[known_gender]).nunique()
+        if len(per_id) and (per_id > 1).all():
+            rule = "spkrid_gender"
+        elif (per_id > 1).any():
+            spk = per_id.index[per_id.to_numpy() > 1][0]
+            rows = np.flatnonzero((ids == spk).to_numpy() & known_gender.to_numpy())
+            first = int(rows[0])
+            other = int(rows[np.flatnonzero(gender.to_numpy()[rows] != gender.iat[first])[0]])
+            raise InputError(f"{where(other)}: speaker {spk} has gender {gender.iat[other]!r} here and "
+                             f"{gender.iat[first]!r} at {where(first)}; if SpkrID is a session of "
+                             f"several speakers, set corpus.speaker_rule: spkrid_gender")
+        else:
+            rule = "spkrid"
+    if rule == "spkrid":
+        speakers, how = ids, "SpkrID"
+    elif rule == "spkrid_gender":
+        speakers = ids + "_" + gender.where(gender != "", "unknown gender")
+        how = "SpkrID x Gender (SpkrID is a session of more than one speaker)"
+    elif rule.startswith("regex:"):
+        pattern = re.compile(rule[len("regex:"):])
+        parts = files.str.extract(pattern if pattern.groups else f"({pattern.pattern})", expand=True)
+        got = parts.iloc[:, 0].str.cat([parts[c] for c in parts.columns[1:]], sep="_")
+        missing = parts.isna().any(axis=1) & ~unknown
+        if missing.any():
+            i = int(np.flatnonzero(missing.to_numpy())[0])
+            raise InputError(f"{where(i)}: FileName {files.iat[i]!r} does not match corpus.speaker_rule "
+                             f"'{rule}' ({int(missing.sum())} rows do not)")
+        speakers, how = _map_unique(got.fillna(""), values.speaker_id), f"{rule} over FileName"
+    else:
+        raise InputError(f"params.yaml: corpus.speaker_rule is {rule!r}; expected one of "
+                         f"{', '.join(SPEAKER_RULES)} or regex:<pattern over FileName>")
+    speakers = speakers.where(~unknown, "unknown:" + files)
+    n_known = int(speakers[~unknown].nunique())
+    n_unknown = int(unknown.sum())
+    description = f"speakers = {how} = {n_known}"
+    if n_unknown:
+        description += (f"; {n_unknown} clips with SpkrID Unknown are each a speaker unit of their "
+                        f"own ({n_known + n_unknown} units)")
+    return speakers, dict(rule=rule, speakers=n_known, unknown_clips=n_unknown,
+                          description=description)
+
+
+def read_emo_superb(labels_dir: str | Path, *, renormalise: bool = False,
+                    speaker_rule: str = "auto") -> dict:
     """An EMO-SUPERB label folder: classes, clips (source, file, speaker, labels, splits), genders.
 
     labels_consensus_<fold>.csv per fold (fold ids in numeric order when numbers, else by name)
-    with FileName, a column per class of config.json's categorical.emo_type, SpkrID, Gender and
-    Split_Set (names from config.json's data_split_type, default Train/Development/Test). Every
-    fold file lists the same clips with the same labels, speakers and genders.
+    with FileName (or an unnamed first column, as NTHU-NNIME publishes it), a column per class of
+    config.json's categorical.emo_type, SpkrID, Gender and Split_Set (names from config.json's
+    data_split_type, default Train/Development/Test); other columns (EmoAct, EmoVal, EmoDom) are
+    not read. Every fold file lists the same clips with the same labels, speakers and genders.
+    Gender `Unknown` is an unknown (excluded) value; who is a speaker: speaker_units.
     """
     folder = Path(labels_dir)
     config_path = folder / "config.json"
     if not config_path.is_file():
         raise InputError(f"corpus.labels_dir: {config_path} is missing")
+    text = read_text(config_path, "a JSON object with categorical.emo_type, the list of classes")
     try:
-        cfg = json.loads(config_path.read_text())
+        cfg = json.loads(text)
         classes = tuple(str(c) for c in cfg["categorical"]["emo_type"])
     except (ValueError, KeyError, TypeError):
         raise InputError(f"{config_path}: no categorical.emo_type list of classes") from None
@@ -568,60 +724,81 @@ def read_emo_superb(labels_dir: str | Path, *, renormalise: bool = False) -> dic
     fold_ids = _sort_ids(files)
     need = ["FileName", *classes, "SpkrID", "Gender", "Split_Set"]
     first = None
-    splits: list[list[str]] = []
-    fold_files, fold_lines = [], []
-    for f, fid in enumerate(fold_ids):
+    splits, fold_files, fold_lines = [], [], []
+    for fid in fold_ids:
         path = files[fid]
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
-        missing = [c for c in need if c not in df.columns]
-        if missing:
-            raise InputError(f"{path}: missing column {missing[0]}")
-        rows = {}
-        for i, r in enumerate(df.itertuples(index=False)):
-            r = dict(zip(df.columns, r))
-            where = f"{path}, line {i + 2}"
-            name = r["FileName"].strip()
-            if name in rows:
-                raise InputError(f"{where}: duplicate file {name} (also line {rows[name]['line']})")
-            split = split_of.get(r["Split_Set"].strip())
-            if split is None:
-                raise InputError(f"{where}: Split_Set {r['Split_Set']!r} is not one of {sorted(split_of)}")
-            rows[name] = dict(line=i + 2, labels=_label_row([r[c] for c in classes], classes, where,
-                                                          renormalise),
-                              speaker=r["SpkrID"].strip(), gender=_gender(r["Gender"]), split=split)
+        df = _label_table(path, need)
+        name = df["FileName"].str.strip()
+        dup = name.duplicated()
+        if dup.any():
+            i = int(np.flatnonzero(dup.to_numpy())[0])
+            j = int(np.flatnonzero((name == name.iat[i]).to_numpy())[0])
+            raise InputError(f"{path}, line {i + 2}: duplicate file {name.iat[i]} (also line {j + 2})")
+        split = df["Split_Set"].str.strip().map(split_of)
+        if split.isna().any():
+            i = int(np.flatnonzero(split.isna().to_numpy())[0])
+            raise InputError(f"{path}, line {i + 2}: Split_Set {df['Split_Set'].iat[i]!r} is not one of "
+                             f"{sorted(split_of)}")
+        labels = _shares(df, classes, path, renormalise)
+        # Gender as written (build_user normalises it once, recording the mapping; `Unknown` is
+        # empty, unknown) and as fairser.values folds it, for the speaker rule and the fold checks.
+        raw = _map_unique(df["Gender"], lambda v: "" if values.fold(v) == UNKNOWN_GENDER else v)
+        gender = _map_unique(raw, lambda v: values.normalise([v], "gender", keep_values=True).values[0])
+        table = pd.DataFrame({"line": np.arange(2, len(df) + 2), "split": split.to_numpy(),
+                              "speaker": df["SpkrID"].to_numpy(), "gender": gender.to_numpy(),
+                              "gender_raw": raw.to_numpy()},
+                             index=pd.Index(name.to_numpy(), name="FileName"))
         fold_files.append(path)
-        fold_lines.append({n: rows[n]["line"] for n in rows})
+        fold_lines.append(table["line"])
         if first is None:
-            first, first_path = rows, path
-            order = list(rows)
-            splits = [[rows[n]["split"]] for n in order]
+            first, first_path, first_labels = table, path, labels
+            splits.append(table["split"].to_numpy())
             continue
-        for n in order:
-            if n not in rows:
-                raise InputError(f"{path}: no row for {n} ({first_path.name}, line {first[n]['line']})")
-            a, b = first[n], rows[n]
-            if (a["speaker"], a["gender"]) != (b["speaker"], b["gender"]) or not np.allclose(
-                    a["labels"], b["labels"], atol=TOLERANCE):
-                raise InputError(f"{path}, line {b['line']}: {n} differs from {first_path.name}, "
-                                 f"line {a['line']} (labels, SpkrID or Gender)")
-        extra = [n for n in rows if n not in first]
-        if extra:
-            raise InputError(f"{path}, line {rows[extra[0]]['line']}: {extra[0]} is not in {first_path.name}")
-        for k, n in enumerate(order):
-            splits[k].append(rows[n]["split"])
+        lost = ~first.index.isin(table.index)
+        if lost.any():
+            n = first.index[lost][0]
+            raise InputError(f"{path}: no row for {n} ({first_path.name}, line {first['line'][n]})")
+        extra = ~table.index.isin(first.index)
+        if extra.any():
+            n = table.index[extra][0]
+            raise InputError(f"{path}, line {table['line'][n]}: {n} is not in {first_path.name}")
+        pos = table.index.get_indexer(first.index)
+        b = table.iloc[pos]
+        differs = ((_map_unique(b["speaker"], values.speaker_id).to_numpy()
+                    != _map_unique(first["speaker"], values.speaker_id).to_numpy())
+                   | (b["gender"].to_numpy() != first["gender"].to_numpy())
+                   | ~np.isclose(labels[pos], first_labels, atol=TOLERANCE).all(1))
+        if differs.any():
+            k = int(np.flatnonzero(differs)[0])
+            n = first.index[k]
+            raise InputError(f"{path}, line {b['line'].iat[k]}: {n} differs from {first_path.name}, "
+                             f"line {first['line'].iat[k]} (labels, SpkrID or Gender)")
+        splits.append(b["split"].to_numpy())
+    order = list(first.index)
+
     def where(i, f=0):
         return f"{fold_files[f]}" if i is None else f"{fold_files[f]}, line {fold_lines[f][order[i]]}"
 
-    return dict(classes=classes, sources=order, splits=splits, where=where, n_folds=len(fold_ids),
-                speakers=[first[n]["speaker"] for n in order],
-                labels=[first[n]["labels"] for n in order],
-                attributes={"gender": [first[n]["gender"] for n in order]}, path=folder)
+    speakers, rule = speaker_units(first.index.to_series(index=range(len(first))),
+                                   first["speaker"].reset_index(drop=True),
+                                   first["gender"].reset_index(drop=True), speaker_rule, where)
+    return dict(classes=classes, sources=order, splits=np.column_stack(splits).tolist(), where=where,
+                n_folds=len(fold_ids), speakers=speakers.tolist(), labels=first_labels.tolist(),
+                attributes={"gender": first["gender_raw"].tolist()}, path=folder, speaker_rule=rule,
+                speaker_ids=values.speaker_ids(first["speaker"].unique())[1])
 
 
-def _read_records(path: Path) -> tuple[list[str], list[dict]]:
+MANIFEST_EXPECTED = ("columns path, speaker, label (or label_<class> columns), split_1.. (or split, "
+                     "or fold) and any speaker attributes")
+MIN_CLIPS_PER_CLASS = 2  # params corpus.min_clips_per_class: a class with fewer is taken for a typo
+
+
+def _read_records(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
+    """A manifest's (columns, [(line, row)]): one row per CSV line or JSONL object."""
     if path.suffix.lower() == ".jsonl":
         records = []
-        for i, line in enumerate(path.read_text().splitlines()):
+        text = read_text(path, "one JSON object per line with " + MANIFEST_EXPECTED[len("columns "):])
+        for i, line in enumerate(text.splitlines()):
             if not line.strip():
                 continue
             try:
@@ -635,33 +812,107 @@ def _read_records(path: Path) -> tuple[list[str], list[dict]]:
         return columns, records
     if path.suffix.lower() != ".csv":
         raise InputError(f"corpus.manifest: {path} is neither .csv nor .jsonl")
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    df = read_csv(path, (), expected=MANIFEST_EXPECTED, dtype=str, keep_default_na=False)
     return list(df.columns), [(i + 2, dict(zip(df.columns, r))) for i, r in
                               enumerate(df.itertuples(index=False))]
 
 
-def read_manifest(manifest: str | Path, *, renormalise: bool = False) -> dict:
+def _has_share(x) -> bool:
+    """True when a label cell gives its class a share above 0 (a cell that is no number counts:
+    the row check names it)."""
+    try:
+        return float(x) > 0
+    except (TypeError, ValueError):
+        return x not in (None, "")
+
+
+def _class_lines(records, soft: list[str]) -> dict[str, list[int]]:
+    """Every class name a manifest uses -> the lines that give it a share above 0 (its clips):
+    label_<class> columns, `label` names, or the keys of JSONL label objects."""
+    out: dict[str, list[int]] = {c[len("label_"):]: [] for c in soft}
+    for line, r in records:
+        if soft:
+            for c in soft:
+                if _has_share(r.get(c)):
+                    out[c[len("label_"):]].append(line)
+            continue
+        v = r.get("label")
+        if isinstance(v, dict):
+            for k, x in v.items():
+                out.setdefault(str(k), [])
+                if _has_share(x):
+                    out[str(k)].append(line)
+        elif v not in (None, "") and str(v).strip():
+            out.setdefault(str(v).strip(), []).append(line)
+    return out
+
+
+def _lines(lines: list[int]) -> str:
+    """`line 5`, `lines 2, 3, 4`, `lines 2, 3, 4, 5, 6 and 7 more`, `no clip`."""
+    if not lines:
+        return "no clip"
+    more = f" and {len(lines) - 5} more" if len(lines) > 5 else ""
+    return f"line{'s' if len(lines) > 1 else ''} {', '.join(map(str, lines[:5]))}{more}"
+
+
+def manifest_classes(path: Path, class_lines: dict[str, list[int]], *, soft: bool,
+                     declared=None, min_clips: int = MIN_CLIPS_PER_CLASS) -> tuple[str, ...]:
+    """The classes of a manifest, in order: `declared` (params corpus.classes) when given, else
+    the label_<class> column order or the sorted label names.
+
+    Declared: a class name the manifest uses that is not declared, or (label_<class> columns) a
+    declared class without its column, is one InputError naming it and its lines. Not declared:
+    names that differ only by case or spacing (`Joy`, `joy`) and classes with fewer than
+    `min_clips` clips (a typo such as `joyy` is a class of one clip) are an InputError naming
+    every such name and its lines. `class_lines`: _class_lines.
+    """
+    def what(n):
+        return f"column {'label_' + n!r}" if soft else f"label {n!r}"
+
+    if declared is not None:
+        declared = tuple(str(c) for c in declared)
+        unknown = [n for n in class_lines if n not in declared]
+        if unknown:
+            raise InputError(f"{path}: " + ", ".join(f"{what(n)} ({_lines(class_lines[n])})" for n in unknown)
+                             + f" not in corpus.classes {list(declared)}")
+        absent = [c for c in declared if c not in class_lines]
+        if soft and absent:
+            raise InputError(f"{path}: missing column label_{absent[0]} (corpus.classes {list(declared)})")
+        return declared
+    by_key: dict[str, list[str]] = {}
+    for n in class_lines:
+        by_key.setdefault(values.fold(n), []).append(n)
+    clash = [names for names in by_key.values() if len(names) > 1]
+    if clash:
+        raise InputError(f"{path}: " + "; ".join(" and ".join(f"{what(n)} ({_lines(class_lines[n])})"
+                                                              for n in sorted(names)) for names in clash)
+                         + " differ only by case or spacing; spell each class one way, or list the "
+                         "classes in corpus.classes")
+    rare = [n for n in class_lines if len(class_lines[n]) < min_clips]
+    if rare:
+        raise InputError(f"{path}: " + ", ".join(f"{what(n)} ({_lines(class_lines[n])})" for n in rare)
+                         + f": fewer than corpus.min_clips_per_class = {min_clips} clips each (a typo?); "
+                         "fix the label, or list the classes in corpus.classes")
+    return tuple(class_lines) if soft else tuple(sorted(class_lines))
+
+
+def read_manifest(manifest: str | Path, *, renormalise: bool = False, classes=None,
+                  min_clips_per_class: int = MIN_CLIPS_PER_CLASS) -> dict:
     """A manifest: one row per clip (path, speaker, label or label_<class>..., split_<n> / split /
-    fold, other columns speaker attributes); see README "Bring your own corpus"."""
+    fold, other columns speaker attributes); see README "Bring your own corpus". `classes`
+    (params corpus.classes) declares the classes; without it they are checked (manifest_classes).
+    Speaker ids and attribute values are returned as written; build_user normalises them."""
     path = Path(manifest)
-    if not path.is_file():
+    if not path.exists():
         raise InputError(f"corpus.manifest: {path} not found")
     columns, records = _read_records(path)
     if not records:
-        raise InputError(f"{path}: no rows")
+        raise InputError(f"{path}: no rows; expected one row per clip with {MANIFEST_EXPECTED}")
     for c in ("path", "speaker"):
         if c not in columns:
             raise InputError(f"{path}: missing column {c}")
     soft = [c for c in columns if c.startswith("label_")]
-    if soft:
-        classes = tuple(c[len("label_"):] for c in soft)
-    elif "label" in columns:
-        names = set()
-        for _, r in records:
-            v = r.get("label")
-            names.update(v if isinstance(v, dict) else [str(v).strip()] if v not in (None, "") else [])
-        classes = tuple(sorted(names))
-    else:
+    if not soft and "label" not in columns:
         raise InputError(f"{path}: missing column label (or label_<class> columns)")
     split_cols = sorted((c for c in columns if re.fullmatch(r"split_\d+", c)), key=lambda c: int(c[6:]))
     if split_cols:
@@ -677,6 +928,8 @@ def read_manifest(manifest: str | Path, *, renormalise: bool = False) -> dict:
     clash = [c for c in attr_cols if c in ("actor", "file") or re.fullmatch(r"split_.*|label_?.*", c)]
     if clash:
         raise InputError(f"{path}: column {clash[0]!r} is reserved (see README \"Bring your own corpus\")")
+    classes = manifest_classes(path, _class_lines(records, soft), soft=bool(soft), declared=classes,
+                               min_clips=min_clips_per_class)
     lines, sources, speakers, labels, splits, folds = [], [], [], [], [], []
     attrs: dict[str, list[str]] = {("gender" if c.lower() == "gender" else c): [] for c in attr_cols}
     seen: dict[str, int] = {}
@@ -690,16 +943,16 @@ def read_manifest(manifest: str | Path, *, renormalise: bool = False) -> dict:
             raise InputError(f"{where}: duplicate file {src} (also line {seen[src]})")
         seen[src] = line
         if soft:
-            values = [r.get(c, "") for c in soft]
+            shares = [r.get(f"label_{c}", "") for c in classes]
         else:
             v = r.get("label")
             if isinstance(v, dict):
-                values = [v.get(c, 0.0) for c in classes]
+                shares = [v.get(c, 0.0) for c in classes]
             else:
                 if v in (None, "") or str(v).strip() not in classes:
                     raise InputError(f"{where}: label {v!r} is not one of the classes {list(classes)}")
-                values = [1.0 if c == str(v).strip() else 0.0 for c in classes]
-        labels.append(_label_row(values, classes, where, renormalise))
+                shares = [1.0 if c == str(v).strip() else 0.0 for c in classes]
+        labels.append(_label_row(shares, classes, where, renormalise))
         if mode == "fold":
             folds.append(str(r["fold"]).strip())
             splits.append([])
@@ -713,11 +966,10 @@ def read_manifest(manifest: str | Path, *, renormalise: bool = False) -> dict:
             splits.append(row)
         lines.append(line)
         sources.append(src)
-        speakers.append(str(r["speaker"]).strip())
+        speakers.append(str(r["speaker"]))
         for c in attr_cols:
             name = "gender" if c.lower() == "gender" else c
-            v = "" if r.get(c) is None else str(r.get(c)).strip()
-            attrs[name].append(_gender(v) if name == "gender" and v else v)
+            attrs[name].append("" if r.get(c) is None else str(r.get(c)))
     if mode == "fold":
         ids = _sort_ids(folds)
         block = {fid: g for g, fid in enumerate(ids)}
@@ -734,19 +986,28 @@ def read_manifest(manifest: str | Path, *, renormalise: bool = False) -> dict:
 
 def build_user(out: str | Path, *, kind: str, source: dict, audio_dir: str | Path | None,
                notice: str, speakers_csv: str | Path | None = None, bins: dict | None = None,
-               provenance: dict | None = None) -> Path:
+               provenance: dict | None = None, excluded: dict | None = None) -> Path:
     """Write a user corpus (read_emo_superb / read_manifest output) into `out`, atomically.
 
     Every check on the labels runs before any audio is read. `file` is flat_name() of the clip's
-    path relative to audio_dir (an absolute path outside it: its name). actors.csv: `actor` =
-    1..n in sorted order of the original speaker id (numeric when all are numbers), `speaker`, and
-    one column per attribute. Clips whose audio is missing or unusable go to skipped.csv.
+    path relative to audio_dir (an absolute path outside it: its name). Speaker ids and attribute
+    values, of the labels and of `speakers_csv`, go through fairser.values once: ids that differ
+    only by leading zeros or spaces are one speaker, gender spellings fold to Male / Female, other
+    values fold case and spaces; a gender value that is neither is an error unless `excluded`
+    (params corpus.excluded: {attribute: [values]}) lists it as unknown. corpus.json's
+    `normalised` records every spelling changed. actors.csv: `actor` = 1..n in sorted order of the
+    speaker id (numeric when all are numbers), `speaker`, and one column per attribute. Clips whose
+    audio is missing or unusable go to skipped.csv.
     """
     if audio_dir is None or not Path(audio_dir).is_dir():
         raise InputError(f"corpus.audio_dir: {audio_dir} is not a folder")
     audio_dir = Path(audio_dir)
+    excluded = excluded or {}
     where, n = source["where"], len(source["sources"])
-    _check_folds(source["splits"], source["speakers"], where, source["n_folds"])
+    spk, speaker_map = values.speaker_ids(source["speakers"])
+    # The importer may have normalised the ids already (EMO-SUPERB's speaker rule): its mapping.
+    normalised = {"speaker": {**source.get("speaker_ids", {}), **speaker_map}}
+    _check_folds(source["splits"], spk, where, source["n_folds"])
     paths, files, seen = [], [], {}
     for i, src in enumerate(source["sources"]):
         p = Path(src).expanduser()
@@ -762,22 +1023,26 @@ def build_user(out: str | Path, *, kind: str, source: dict, audio_dir: str | Pat
         seen[flat] = i
         paths.append(p)
         files.append(flat)
-    spk = source["speakers"]
-    values = {c: _speaker_values([(s, v, i) for i, (s, v) in enumerate(zip(spk, col))], c, where)
-              for c, col in source["attributes"].items()}
+    by_speaker = {}
+    for c, col in source["attributes"].items():
+        col = _normalise(col, c, excluded, where(None), normalised)
+        by_speaker[c] = _speaker_values([(s, v, i) for i, (s, v) in enumerate(zip(spk, col))], c, where)
     ids = _sort_ids(spk)
     if speakers_csv is not None:
-        extra = _read_speakers(Path(speakers_csv), set(ids))
+        extra, extra_map = _read_speakers(Path(speakers_csv), set(ids))
+        normalised["speaker"].update(extra_map)
         for c in dict.fromkeys(k for d in extra.values() for k in d):
-            if c in values or c in ("actor", "speaker"):
+            if c in by_speaker or c in ("actor", "speaker"):
                 raise InputError(f"{speakers_csv}: column {c} is already a column of the labels")
-            values[c] = {s: extra[s].get(c, "") for s in ids}
-    attributes = tuple(_attribute(c, [v[s] for s in ids], bins) for c, v in values.items())
+            col = _normalise([extra[s].get(c, "") for s in ids], c, excluded, str(speakers_csv), normalised)
+            by_speaker[c] = dict(zip(ids, col))
+    attributes = tuple(_attribute(c, [v[s] for s in ids], bins, excluded.get(c, ()))
+                       for c, v in by_speaker.items())
     schema = corpus_schema.Schema(classes=source["classes"], folds=source["n_folds"],
-                                  attributes=attributes)
+                                  attributes=attributes, speaker_rule=source.get("speaker_rule"))
     actor_of = {s: k + 1 for k, s in enumerate(ids)}
     people = pd.DataFrame({"actor": range(1, len(ids) + 1), "speaker": ids})
-    for c, v in values.items():
+    for c, v in by_speaker.items():
         people[c] = [v[s] for s in ids]
     clips = pd.DataFrame({"file": files, "actor": [actor_of[s] for s in spk]})
     clips[list(schema.classes)] = np.array(source["labels"], dtype=float)
@@ -798,7 +1063,9 @@ def build_user(out: str | Path, *, kind: str, source: dict, audio_dir: str | Pat
             by_kind, _ = skip_summary(n, skipped)
             raise InputError(f"corpus.audio_dir: no usable clip among {n} ("
                              + "; ".join(f"{k}: {c}" for k, c in by_kind.items()) + ")")
-        _write_tables(tmp, kind, notice, clips, people, skipped, provenance, schema)
+        _write_tables(tmp, kind, notice, clips, people, skipped, provenance, schema,
+                      overlap=train_dev_overlap(source["splits"], spk, source["n_folds"]),
+                      normalised={k: m for k, m in normalised.items() if m})
     return Path(out)
 
 
@@ -826,18 +1093,20 @@ def build(out: str | Path, params: dict, *, cache: str | Path = "data/.download-
                              metadata_dir=corpus["metadata_dir"], cache=cache, provenance=provenance,
                              bins=corpus.get("bins"))
     common = dict(audio_dir=corpus.get("audio_dir"), speakers_csv=corpus.get("speakers"),
-                  bins=corpus.get("bins"), provenance=provenance)
+                  bins=corpus.get("bins"), provenance=provenance, excluded=corpus.get("excluded"))
     renormalise = bool(corpus.get("renormalise"))
     if name == "emo-superb":
         if not corpus.get("labels_dir"):
             raise InputError("params.yaml: corpus.labels_dir is missing (corpus.name emo-superb)")
-        source = read_emo_superb(corpus["labels_dir"], renormalise=renormalise)
+        source = read_emo_superb(corpus["labels_dir"], renormalise=renormalise,
+                                 speaker_rule=corpus.get("speaker_rule") or "auto")
         return build_user(out, kind="emo-superb", source=source, **common,
                           notice=f"user corpus, EMO-SUPERB format, {corpus['labels_dir']}")
     if name == "manifest":
         if not corpus.get("manifest"):
             raise InputError("params.yaml: corpus.manifest is missing (corpus.name manifest)")
-        source = read_manifest(corpus["manifest"], renormalise=renormalise)
+        source = read_manifest(corpus["manifest"], renormalise=renormalise, classes=corpus.get("classes"),
+                               min_clips_per_class=corpus.get("min_clips_per_class", MIN_CLIPS_PER_CLASS))
         return build_user(out, kind="manifest", source=source, **common,
                           notice=f"user corpus, manifest, {corpus['manifest']}")
     raise InputError(f"params.yaml: corpus.name {name!r} is not one of 'surrogate', 'crema-d', "

@@ -1,6 +1,6 @@
 """Score every training run: per-(fold, seed) metrics, means, speaker-bootstrap CIs, paired tests.
 
-Protocol (../shared/SPEC.md section 5): every metric is computed per fold on that fold's whole test
+Protocol (docs/PROTOCOL.md section 5): every metric is computed per fold on that fold's whole test
 split; with several training seeds (predictions.csv column `seed`, train.seeds), per (fold, seed).
 A table cell is the mean over the (fold, seed) values that are defined, its spread the sample
 standard deviation over them (ddof = 1); summary.csv counts the folds, seeds and values behind
@@ -18,8 +18,10 @@ Beyond the paper (docs/STATISTICS.md):
   interval method (`CI_METHOD`, "widened") and the no-gap rule (a gap that a permutation test
   cannot tell from noise gets an interval from 0, `no_gap_p`) were chosen by a coverage
   simulation (benchmarks/coverage.py; figures in docs/STATISTICS.md). Intervals cover
-  test-speaker sampling only; training randomness shows in the s.d. over seeds.
-- A paired test of each run against ERM over (fold, seed) pairs (`paired_test`).
+  test-speaker sampling only; training randomness shows in the s.d. over seeds. A gap's gain
+  is undefined (NaN) where ERM's gap interval holds 0.
+- A paired test of each run against ERM whose unit is the fold, seeds averaged within it
+  (`paired_test`; a t-test over 5 fold means), with its false-positive rate simulated.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ CI_METHOD = "widened"  # chosen by benchmarks/coverage.py (docs/STATISTICS.md)
 # (`replicate_group_counts`): one speaker redrawn as itself shows no spread at all.
 MIN_STRATUM = 3
 ZERO_WIDTH = 1e-9  # an interval narrower than this is reported as zero-width
+# ci_note of a gap's gain row when ERM's gap interval holds 0 (the gain is then left undefined).
+GAIN_UNDEFINED = "erm gap interval holds 0"
 MAX_HEADLINE_KEYS = 149  # metrics/summary.json stays under 150 numbers whatever the corpus
 
 
@@ -92,7 +96,7 @@ def actor_columns(schema: corpus_schema.Schema) -> list[str]:
 def actor_groups(actors: pd.DataFrame, schema: corpus_schema.Schema, actors_path: str | Path) -> pd.DataFrame:
     """actors.csv -> index 0..S-1: actor and one column per schema attribute holding its group
     (None where the value is one of the attribute's `excluded`, e.g. CREMA-D's race "Unknown":
-    a missing group, left out of that attribute's metrics only; SPEC section 1).
+    a missing group, left out of that attribute's metrics only; PROTOCOL section 1).
 
     A bad cell is one InputError naming the file, its line (header = line 1) and column
     (`schema.speaker_groups`).
@@ -107,7 +111,7 @@ def actor_groups(actors: pd.DataFrame, schema: corpus_schema.Schema, actors_path
 
 def load_truth(corpus_dir: str | Path, split_dir: str | Path,
                schema: corpus_schema.Schema | None = None) -> Truth:
-    """Read clips.csv, actors.csv and folds.csv; targets are vote shares > 1/K (SPEC section 1).
+    """Read clips.csv, actors.csv and folds.csv; targets are vote shares > 1/K (PROTOCOL section 1).
 
     `schema`: the corpus's (default: `schema.load(corpus_dir)`, data/corpus/schema.json).
     """
@@ -378,10 +382,14 @@ def replicate_group_counts(plan: ResamplePlan, counts: dict, member: np.ndarray)
         n_d, sel_d = counts["n"][donors], counts["sel"][donors]
         c = shrink[h][..., None]
         pos = pos_d.sum(axis=1)
-        tp = (np.nan_to_num(tpr[g]) * pos_d + c * (tp_d - tpr[h] * pos_d)).sum(axis=1)
+        # A donor without positives of a class (pos_d = 0) adds none and no residual; its group's
+        # TPR may then be undefined (0/0), so the residual is set to 0 rather than computed.
+        residual = np.where(pos_d > 0, tp_d - np.where(pos_d > 0, tpr[h], 0.0) * pos_d, 0.0)
+        undefined = real["pos"][g] == 0  # TPR_g undefined in the data (K,): stays undefined
+        own = np.where(undefined, 0.0, tpr[g])  # only read where defined (masked below)
+        tp = (own * pos_d + c * residual).sum(axis=1)
         n = n_d.sum(axis=1)
         sel = (sel_rate[g] * n_d[..., None] + c * (sel_d - sel_rate[h] * n_d[..., None])).sum(axis=1)
-        undefined = real["pos"][g] == 0  # TPR_g undefined in the data: stays undefined
         out["pos"][:, g] = np.where(undefined, 0.0, pos)
         out["tp"][:, g] = np.where(undefined, 0.0, np.clip(tp, 0.0, pos))
         out["n"][:, g] = n
@@ -673,21 +681,48 @@ def bootstrap_interval(point: float, reps: np.ndarray | None, *, method: str = N
     return {"ci_low": float(lo), "ci_high": float(hi), "bias": bias, "p_no_gap": p_no_gap}
 
 
-def paired_test(x, ref) -> tuple[float, int]:
-    """Two-sided Wilcoxon signed-rank test (scipy.stats.wilcoxon) of x - ref over paired values.
+def fold_differences(x, ref) -> np.ndarray:
+    """The mean over seeds of x - ref within each fold, over the folds with a finite pair.
 
-    `x`, `ref`: dicts (fold, seed) -> value; pairs are the keys both hold with finite values.
-    Returns (p, n_pairs). Zero differences are dropped (zero_method "wilcox"); p is exact for
-    up to 50 pairs without ties (scipy's "auto"). p is NaN when no pair differs. Pairs of one
-    fold share its test speakers, so they are not independent: read p as a screen, not a proof.
+    `x`, `ref`: dicts (fold, seed) -> value; a pair is a key both hold with finite values (the
+    same fold, test split and training seed). Sorted by fold."""
+    by_fold: dict = {}
+    for key, value in x.items():
+        if key in ref and np.isfinite(value) and np.isfinite(ref[key]):
+            by_fold.setdefault(key[0], []).append(value - ref[key])
+    return np.array([np.mean(by_fold[f]) for f in sorted(by_fold)], float)
+
+
+def paired_test(x, ref) -> tuple[float, int]:
+    """Two-sided paired t-test over folds: `scipy.stats.ttest_1samp` of the fold means of
+    x - ref (`fold_differences`; seeds averaged within a fold), df = folds - 1.
+
+    The unit is the fold: the seeds of a fold share its test speakers and training split, so
+    they are not independent, and folds are (disjoint test speakers). Its false-positive rate
+    and power were simulated with fold effects, seed noise and clustered speakers at CREMA-D's
+    fold sizes (benchmarks/significance.py, docs/STATISTICS.md). Returns (p, n_folds); p is NaN
+    with fewer than 2 folds or when no fold mean differs from 0, and 0 when every fold differs
+    by the same non-zero amount (no spread to weigh it against).
     """
-    keys = [k for k in x if k in ref and np.isfinite(x[k]) and np.isfinite(ref[k])]
-    d = np.array([x[k] - ref[k] for k in keys], float)
-    if not len(d) or not np.any(d != 0):
+    d = fold_differences(x, ref)
+    if len(d) < 2 or not np.any(d != 0):
         return np.nan, len(d)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # scipy notes its switch to the normal approx.
-        return float(stats.wilcoxon(d, zero_method="wilcox").pvalue), len(d)
+    if np.ptp(d) <= 1e-12 * np.max(np.abs(d)):  # the same difference in every fold (to rounding)
+        return 0.0, len(d)
+    return float(stats.ttest_1samp(d, 0.0).pvalue), len(d)
+
+
+def holm(p) -> np.ndarray:
+    """Holm's step-down adjusted p-values (family-wise error at any level); NaN stays NaN and
+    is not counted in the family. Adjusted p_(i) = max over j <= i of min(1, (m - j + 1) p_(j))
+    for the sorted p_(1) <= ... <= p_(m)."""
+    p = np.asarray(p, float)
+    out = np.full(p.shape, np.nan)
+    idx = np.flatnonzero(np.isfinite(p))
+    order = idx[np.argsort(p[idx], kind="stable")]
+    m = len(order)
+    out[order] = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    return out
 
 
 def gain(x, erm, metric: str):
@@ -725,8 +760,10 @@ def summarize(per_fold: pd.DataFrame, replicates: Replicates | dict | None,
     ci_note (`_ci_note`); min_speakers: the fewest test speakers of any group of the attribute in
     any fold (`speakers` = `speakers_per_group`); p_no_gap: the permutation test of no gap
     (`no_gap_p`; gaps only; below 1 - CI_LEVEL the interval may start above 0); p_vs_erm,
-    n_pairs: `paired_test` against ERM's values of the same attribute and metric (gain rows
-    repeat their metric's). A (fold, seed) whose value is undefined (NaN)
+    n_pairs: `paired_test` against ERM's values of the same attribute and metric (a t-test over
+    folds; n_pairs counts the folds paired; gain rows repeat their metric's; not corrected for
+    multiple rows: `holm`). A gap's gain row is undefined (NaN, ci_note GAIN_UNDEFINED) where
+    ERM's gap interval holds 0. A (fold, seed) whose value is undefined (NaN)
     is left out of that mean and of the counts.
     """
     method = CI_METHOD if method is None else method
@@ -784,7 +821,7 @@ def summarize(per_fold: pd.DataFrame, replicates: Replicates | dict | None,
                     jack[okey] = np.mean([jack[k] for k in keys], axis=0)
                 if all(k in null for k in keys):
                     null[okey] = np.mean([null[k] for k in keys], axis=0)
-                # The Overall cell is the mean of the four methods' means (SPEC section 5).
+                # The Overall cell is the mean of the four methods' means (PROTOCOL section 5).
                 means = [np.nanmean(list(values[k].values())) for k in keys]
                 rows.append(row(okey, vals, mean=float(np.mean(means))))
         summary = pd.DataFrame(rows)
@@ -798,14 +835,22 @@ def summarize(per_fold: pd.DataFrame, replicates: Replicates | dict | None,
                 p_vals.append(paired_test(values[(r.set, r.method, r.attribute, r.metric)], ref))
         summary["p_vs_erm"] = [p for p, _ in p_vals]
         summary["n_pairs"] = [n for _, n in p_vals]
-        erm_mean = summary[(summary["set"] == "baselines") & (summary["method"] == "erm")]
-        erm_mean = erm_mean.set_index(["attribute", "metric"])["mean"]
+        erm_rows = summary[(summary["set"] == "baselines") & (summary["method"] == "erm")]
+        erm_mean = erm_rows.set_index(["attribute", "metric"])["mean"]
+        erm_low = erm_rows.set_index(["attribute", "metric"])["ci_low"]
         gains = []
         for r in summary.to_dict("records"):
             if ((r["set"], r["method"]) == ("baselines", "erm")
                     or (r["attribute"], r["metric"]) not in erm_mean.index):
                 continue
             ref = erm_mean[(r["attribute"], r["metric"])]
+            if r["metric"] in GAP_METRICS and erm_low[(r["attribute"], r["metric"])] <= 0:
+                # ERM's own gap is not told from 0: a ratio over it is unstable, and its interval
+                # could exclude 0 anyway (benchmarks/coverage.py --gains). Undefined, not a number.
+                gains.append({**r, "metric": f"{r['metric']}_gain", "mean": np.nan, "std": np.nan,
+                              "ci_low": np.nan, "ci_high": np.nan, "bias": np.nan, "p_no_gap": np.nan,
+                              "ci_method": "", "ci_note": GAIN_UNDEFINED})
+                continue
             key = (r["set"], r["method"], r["attribute"], r["metric"])
             ref_key = ("baselines", "erm", r["attribute"], r["metric"])
             value = gain(r["mean"], ref, r["metric"])
@@ -883,8 +928,10 @@ def headline(summary: pd.DataFrame, *, k: int, truth: str, others) -> dict:
     table1.<erm|random|lff|disent|jtt|george|pgdro>.<f1|acc|tpr_gap|dp_gap>;
     table1.<ds|rw|gdro|gadro>.<gender|pseudo|kmeans>.<metric> (kmeans = the kmeans_k<k> runs);
     table1.overall.<level>.<metric, f1_gain, tpr_gap_gain, dp_gap_gain>; every Table 1 row but ERM's and Random's
-    also has p_tpr_gap, the Wilcoxon p of its TPR gap against ERM's over (fold, seed) pairs
-    (`paired_test`). table2.<attribute>.erm.<tpr_gap|dp_gap> and
+    also has p_tpr_gap, the two-sided p of its TPR gap against ERM's from the t-test over fold
+    means (`paired_test`; before issue 23 a Wilcoxon over (fold, seed) pairs), not corrected
+    for the number of rows (reports/table1.md shows Holm-adjusted ones); a gap's gain is null
+    where it is undefined (`summarize`). table2.<attribute>.erm.<tpr_gap|dp_gap> and
     table2.<attribute>.overall.k<16|32>.<tpr_gap|dp_gap> for each of `others` (Table 2's
     attributes, `table2_attributes`; CREMA-D: race, age). Means are over folds x seeds; gaps in
     table1 are gaps of `truth` (Table 1's attribute, `schema.truth_attribute`; the paper: gender;

@@ -1,4 +1,4 @@
-"""Frozen-upstream features: per-layer, length-aware mean-pooled hidden states (SPEC section 3).
+"""Frozen-upstream features: per-layer, length-aware mean-pooled hidden states (PROTOCOL section 3).
 
 The downstream head (EMO-SUPERB) is softmax layer weights -> Linear(D, 256) -> mean over valid
 frames -> Linear(256, 6). Nothing non-linear sits before the pooling, so
@@ -17,16 +17,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import torch
 
-from fairser.errors import InputError
+from fairser import engine
 from fairser.constants import SAMPLE_RATE
+from fairser.errors import InputError
 from fairser.provenance import load_hf, model_for_stage, model_load_error  # noqa: F401 (re-export)
 
 FBANK = "fbank"
@@ -278,27 +279,6 @@ def partial_key(upstream: str, files, lengths, model: dict | None = None) -> str
     return f"{safe}-{digest}"
 
 
-def save_chunk(folder: Path, number: int, files, feats: np.ndarray) -> None:
-    """Checkpoint one finished batch: `files` and their rows of `feats`, written atomically."""
-    path = folder / f"chunk_{number:06d}.npz"
-    tmp = folder / f".chunk_{number:06d}.tmp.npz"
-    np.savez(tmp, files=np.asarray(files, dtype=str), features=feats)
-    os.replace(tmp, path)  # a killed run never leaves a chunk that looks complete
-
-
-def load_chunks(folder: Path, row_shape: tuple[int, ...] | None = None) -> dict[str, np.ndarray]:
-    """{file: row} from every checkpoint chunk in `folder`; chunks whose rows are not of
-    `row_shape` (when given) are ignored."""
-    done: dict[str, np.ndarray] = {}
-    for path in sorted(folder.glob("chunk_*.npz")):
-        with np.load(path, allow_pickle=False) as z:
-            files, feats = z["files"], z["features"]
-        if row_shape is not None and feats.shape[1:] != tuple(row_shape):
-            continue
-        done.update(zip(files.tolist(), feats))
-    return done
-
-
 def pooled_batch(upstream, waves: list[np.ndarray], batch_seconds: float):
     """fairser.engine's batched pass: pooled features of `waves` through `upstream`, in
     length-bucketed forward passes that respect its padding rule (length_batches); every clip
@@ -318,30 +298,62 @@ def clip_blocks(lengths, batch_seconds: float) -> list[list[int]]:
     return length_batches([int(n) for n in lengths], batch_seconds * SAMPLE_RATE)
 
 
+class ClipJob:
+    """What every per-clip job of fairser.engine shares (features, speaker, pseudo): its items
+    are clips, read from their WAV paths (read_wav); a subclass adds name, device, load and
+    process."""
+
+    def read(self, source: str) -> np.ndarray:
+        return read_wav(source)
+
+
+def run_clips(job: ClipJob, files, wav_dir: str | Path, blocks: list[list[int]], **options) -> np.ndarray:
+    """`job`'s rows for the clips `files` under `wav_dir`, stacked in `files` order
+    (fairser.engine.run with `options`); a clip without a row is one InputError naming its path
+    and why, after every other clip is done (and checkpointed, with a partial_dir)."""
+    return engine.run(job, files, [wav_path(wav_dir, f) for f in files], blocks,
+                      **options).stacked(files)
+
+
+@dataclass(frozen=True)
+class FeaturesJob(ClipJob):
+    """fairser.engine's job for the features stage: the upstream's name, device (params value,
+    resolved where the model loads), hub revision and the padded-audio budget of one forward
+    pass; plain values, so Ray can send it to its actors."""
+
+    upstream: str
+    device: str = "auto"
+    batch_seconds: float = 64.0
+    revision: str | None = None
+    name = "features"
+
+    def load(self):
+        return load_upstream(self.upstream, resolve_device(self.device, key="features.device"),
+                             self.revision)
+
+    def process(self, upstream, waves: list[np.ndarray]):
+        return pooled_batch(upstream, waves, self.batch_seconds)
+
+
 def extract(files, wav_dir: str | Path, upstream=None, *, batch_seconds: float,
-            partial_dir: str | Path, lengths=None, progress: bool = True, task=None,
+            partial_dir: str | Path, lengths=None, progress: bool = True, job=None,
             compute: dict | None = None) -> np.ndarray:
     """(N, layers, dim) float32 pooled features in `files` order, resumable through `partial_dir`.
 
     Every finished block is saved as one chunk in `partial_dir`; a rerun loads the chunks and
     computes only the clips they lack. The caller removes `partial_dir` once the output is final.
-    `upstream` is a loaded model (local engine); with `task` (a fairser.engine.ClipTask) and
-    `compute` the engine params choose local or Ray. A clip that cannot be decoded is one
-    InputError naming it, after the others are done.
+    `upstream` is a loaded model (local engine); with `job` (a FeaturesJob) and `compute` the
+    engine params choose local or Ray. A clip that cannot be decoded is one InputError naming
+    it, after the others are done.
     """
-    from fairser import engine
-
     files = list(files)
     if lengths is None:
         lengths = check_wavs(wav_dir, files)
-    if task is None:
-        task = engine.ClipTask("features", getattr(upstream, "name", "upstream"), "cpu",
-                               batch_seconds=batch_seconds)
-    result = engine.run_clips(task, files, wav_dir, clip_blocks(lengths, batch_seconds),
-                              compute=compute, model=upstream, partial_dir=partial_dir,
-                              weights=lengths, progress=progress, unit="sample",
-                              desc=f"features ({task.model})")
-    return result.stacked(files, wav_dir).astype(np.float32)
+    if job is None:
+        job = FeaturesJob(getattr(upstream, "name", "upstream"), "cpu", batch_seconds)
+    return run_clips(job, files, wav_dir, clip_blocks(lengths, batch_seconds), compute=compute,
+                     model=upstream, partial_dir=partial_dir, weights=lengths, progress=progress,
+                     unit="sample", desc=f"features ({job.upstream})").astype(np.float32)
 
 
 def to_float16(feats: np.ndarray, upstream: str) -> np.ndarray:
@@ -415,7 +427,6 @@ def run(corpus: str | Path, out: str | Path, *, upstream: str, batch_seconds: fl
     """
     import pandas as pd
 
-    from fairser import engine
     from fairser.io import atomic_dir
 
     out = Path(out)
@@ -423,16 +434,15 @@ def run(corpus: str | Path, out: str | Path, *, upstream: str, batch_seconds: fl
     wav_dir = Path(corpus) / "wav"
     lengths = check_wavs(wav_dir, files)
     load_rev, model_info = model_for_stage("features.upstream", upstream, revision, fingerprint)
-    task = engine.ClipTask("features", upstream, device, batch_seconds=batch_seconds, revision=load_rev)
+    job = FeaturesJob(upstream, device, batch_seconds, load_rev)
     local = (compute or {}).get("engine", "local") == "local"
-    model = (load_upstream(upstream, resolve_device(device, key="features.device"), load_rev)
-             if local else None)
+    model = job.load() if local else None
     root = Path(partial_root) if partial_root is not None else out.parent / ".features-partial"
     partial = root / partial_key(upstream, files, lengths, model_info)
     clear_stale_partials(root, keep=partial)
     feats = to_float16(extract(files, wav_dir, model, batch_seconds=batch_seconds,
                                partial_dir=partial, lengths=lengths, progress=progress,
-                               task=task, compute=compute), upstream)
+                               job=job, compute=compute), upstream)
     info = {"upstream": upstream, "layers": int(feats.shape[1]), "dim": int(feats.shape[2]),
             "clips": int(feats.shape[0]), "dtype": "float16",
             "pooling": "per-layer mean over each clip's valid frames", "model": model_info}

@@ -12,20 +12,22 @@ the adjusted Rand index.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 from sklearn.cluster import MiniBatchKMeans
-from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from tqdm import tqdm
 
-from fairser.errors import InputError
-from fairser.io import read_csv
 from fairser import schema as corpus_schema
 from fairser.constants import SAMPLE_RATE
-from fairser.features import (HFUpstream, check_wavs, pad_to, resolve_device, usable_clips)
+from fairser.errors import InputError
+from fairser.features import (ClipJob, HFUpstream, check_wavs, clip_blocks, length_batches, pad_to,
+                              resolve_device, run_clips, usable_clips)
+from fairser.io import read_csv
+from fairser.metrics import adjusted_rand, majority_share, nmi, purity  # noqa: F401 (cluster quality)
 from fairser.provenance import load_hf, model_for_stage
 
 PITCH = "pitch"
@@ -165,8 +167,6 @@ def hf_predict_batch(clf: HFGenderClassifier, waves: list[np.ndarray], batch_sec
     "layer"; its sequence-classification head then pools only valid frames), else batches of
     equal-length clips only (group norm over time would see the padding; see fairser.features).
     Rows are [p_male, p_female], equal to predict's to float tolerance (tests/test_idi.py)."""
-    from fairser.features import length_batches
-
     waves = [pad_to(w, clf.min_samples) for w in waves]
     padding = getattr(clf.model.config, "feat_extract_norm", None) == "layer"
     rows: list = [None] * len(waves)
@@ -196,6 +196,29 @@ def predict_batch(clf, waves: list[np.ndarray], batch_seconds: float = 64.0):
     return rows, [None] * len(waves)
 
 
+@dataclass(frozen=True)
+class PseudoJob(ClipJob):
+    """fairser.engine's job for the pseudo stage: the classifier's name, the pitch rule's
+    threshold, device (params value; the pseudo stage reads speaker.device), the padded-audio
+    budget of one forward pass and the hub revision; plain values, so Ray can send it to its
+    actors."""
+
+    model: str
+    threshold_hz: float
+    device: str = "auto"
+    batch_seconds: float = 64.0
+    revision: str | None = None
+    name = "pseudo"
+
+    def load(self):
+        return load_pseudo_model(self.model, threshold_hz=self.threshold_hz,
+                                 device=resolve_device(self.device, key="speaker.device"),
+                                 revision=self.revision)
+
+    def process(self, clf, waves: list[np.ndarray]):
+        return predict_batch(clf, waves, self.batch_seconds)
+
+
 def run_pseudo(corpus: str | Path, out: str | Path, *, model: str, threshold_hz: float,
                device: str = "auto", progress: bool = True, revision: str | None = None,
                fingerprint: dict | None = None, compute: dict | None = None,
@@ -208,24 +231,17 @@ def run_pseudo(corpus: str | Path, out: str | Path, *, model: str, threshold_hz:
     """
     import json
 
-    from fairser import engine
-    from fairser.features import clip_blocks
     from fairser.io import atomic_dir
 
     files = usable_clips(corpus)
     wav_dir = Path(corpus) / "wav"
     lengths = check_wavs(wav_dir, files)
     load_rev, model_info = model_for_stage("idi.pseudo_model", model, revision, fingerprint)
-    task = engine.ClipTask("pseudo", model, device, (("threshold_hz", float(threshold_hz)),),
-                           batch_seconds=batch_seconds, revision=load_rev)
+    job = PseudoJob(model, float(threshold_hz), device, batch_seconds, load_rev)
     local = (compute or {}).get("engine", "local") == "local"
-    clf = (load_pseudo_model(model, threshold_hz=threshold_hz,
-                             device=resolve_device(device, key="speaker.device"), revision=load_rev)
-           if local else None)
-    result = engine.run_clips(task, files, wav_dir, clip_blocks(lengths, batch_seconds),
-                              compute=compute, model=clf, progress=progress,
-                              desc=f"pseudo ({model})")
-    values = result.stacked(files, wav_dir)
+    clf = job.load() if local else None
+    values = run_clips(job, files, wav_dir, clip_blocks(lengths, batch_seconds), compute=compute,
+                       model=clf, progress=progress, desc=f"pseudo ({model})")
     df = pd.DataFrame(values, columns=list(PSEUDO_COLUMNS[:values.shape[1]]))
     df.insert(0, "file", files)
     with atomic_dir(out) as tmp:
@@ -235,31 +251,6 @@ def run_pseudo(corpus: str | Path, out: str | Path, *, model: str, threshold_hz:
 
 
 # ----------------------------------------------------------------------------- cluster quality
-
-
-def purity(*, clusters, labels) -> float:
-    """Purity = (1/N) sum over clusters of the size of its most common label (Manning et al., 2008,
-    16.3). 1 when every cluster holds one label; a single cluster gives the majority share."""
-    table = pd.crosstab(np.asarray(clusters), np.asarray(labels))
-    return float(table.to_numpy().max(axis=1).sum() / table.to_numpy().sum())
-
-
-def nmi(*, clusters, labels) -> float:
-    """Normalised mutual information I(C; L) / mean(H(C), H(L)) (sklearn, arithmetic mean)."""
-    return float(normalized_mutual_info_score(np.asarray(labels), np.asarray(clusters)))
-
-
-def majority_share(labels) -> float:
-    """The share of the most common label: the purity of a single cluster, the floor that any
-    clustering's purity starts from (purity never falls below it)."""
-    _, counts = np.unique(np.asarray(labels), return_counts=True)
-    return float(counts.max() / counts.sum())
-
-
-def adjusted_rand(*, clusters, labels) -> float:
-    """Adjusted Rand index (Hubert & Arabie, 1985; sklearn adjusted_rand_score): 0 in expectation
-    for clusters independent of the labels, 1 for the same partition."""
-    return float(adjusted_rand_score(np.asarray(labels), np.asarray(clusters)))
 
 
 # ----------------------------------------------------------------------------- k-means groups

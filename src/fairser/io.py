@@ -60,20 +60,65 @@ def write_json(path: str | Path, obj) -> None:
 ONLY_EMPTY_IS_NA = {"keep_default_na": False, "na_values": [""]}
 
 
-def read_csv(path: str | Path, columns, **kwargs) -> pd.DataFrame:
+def _not_a_file(path: Path) -> str | None:
+    """Why `path` cannot be read as a file (missing, a folder), or None."""
+    if path.is_dir():
+        return f"{path}: is a folder, not a file"
+    if not path.is_file():
+        return f"{path}: no such file"
+    return None
+
+
+def _not_utf8(path: Path, expected: str) -> InputError:
+    """The one line for a file that is not UTF-8, naming the line of its first bad byte."""
+    raw = path.read_bytes()
+    try:
+        raw.decode("utf-8")
+        where = ""
+    except UnicodeDecodeError as err:
+        line = raw[:err.start].count(b"\n") + 1
+        where = f" (line {line}: byte 0x{raw[err.start]:02x})"
+    return InputError(f"{path}: not UTF-8 text{where}; save it as UTF-8; expected {expected}")
+
+
+def read_text(path: str | Path, expected: str) -> str:
+    """The text of a UTF-8 file (a byte-order mark is dropped); a missing, empty or non-UTF-8 file
+    is one InputError naming the file and `expected` (what it should hold)."""
+    path = Path(path)
+    why = _not_a_file(path)
+    if why:
+        raise InputError(why)
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise _not_utf8(path, expected) from None
+    if not text.strip():
+        raise InputError(f"{path}: empty file; expected {expected}")
+    return text
+
+
+def read_csv(path: str | Path, columns, *, expected: str | None = None, **kwargs) -> pd.DataFrame:
     """Read a CSV that a stage depends on (extra arguments go to pandas.read_csv).
 
-    A missing file, an unreadable or empty one, or a missing column is one InputError naming
-    the file, before any work is done with it.
+    A missing file or a folder, an empty, non-UTF-8 (a byte-order mark is fine) or unparsable one,
+    or a missing column is one InputError naming the file and the expected columns (`expected`
+    describes them where a list cannot), before any work is done with it.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
+    why = _not_a_file(path)
+    if why:
+        raise InputError(why)
+    expected = expected or (f"columns {', '.join(columns)}" if len(columns) else "a CSV with a header line")
+    kwargs.setdefault("encoding", "utf-8-sig")
     try:
         df = pd.read_csv(path, **kwargs)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise InputError(f"{path}: unreadable CSV ({str(err).splitlines()[0]}); "
-                         f"expected columns {', '.join(columns)}") from None
+    except UnicodeDecodeError as err:
+        raise _not_utf8(path, expected) from None
+    except pd.errors.EmptyDataError:
+        raise InputError(f"{path}: empty file (no header line); expected {expected}") from None
+    except pd.errors.ParserError as err:
+        raise InputError(f"{path}: unreadable CSV ({str(err).splitlines()[0]}); expected {expected}") from None
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise InputError(f"{path}: missing column(s) {', '.join(missing)}")

@@ -1,4 +1,4 @@
-"""SER and fairness metrics (../shared/SPEC.md section 5; paper section 4.3).
+"""SER and fairness metrics (docs/PROTOCOL.md section 5; paper section 4.3).
 
 Every function takes (N, K) arrays (the pipeline: the K classes of the corpus schema, in its
 order, data/corpus/schema.json; `fairser audit`: the classes of the audited predictions) and
@@ -29,14 +29,15 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from sklearn.metrics import f1_score
+import pandas as pd
+from sklearn.metrics import adjusted_rand_score, f1_score, normalized_mutual_info_score
 
 
 def binarize(scores, threshold: float) -> np.ndarray:
     """Multi-hot 0/1 array: 1 where the score (a probability or a vote share) exceeds `threshold`.
 
     The pipeline's strict threshold is 1/K for K classes (`Schema.threshold`; CREMA-D 1/6): it
-    turns vote distributions into targets and softmax outputs into predictions (SPEC sections 1
+    turns vote distributions into targets and softmax outputs into predictions (PROTOCOL sections 1
     and 5; EMO-SUPERB's 1/|Y|). No default, so no caller can fall back to six classes unseen.
     """
     scores = np.asarray(scores, dtype=float)
@@ -190,3 +191,30 @@ def dp_gap(*, y_true, y_pred, groups) -> float:
     """
     c = group_counts(y_true=y_true, y_pred=y_pred, groups=groups)
     return float(_rms_over_classes(dp_per_class(sel=c["sel"], n=c["n"])))
+
+
+# --- cluster quality against true groups (k-means IDI, GEORGE) ------------------------------------
+
+def purity(*, clusters, labels) -> float:
+    """Purity = (1/N) sum over clusters of the size of its most common label (Manning et al., 2008,
+    16.3). 1 when every cluster holds one label; a single cluster gives the majority share."""
+    table = pd.crosstab(np.asarray(clusters), np.asarray(labels))
+    return float(table.to_numpy().max(axis=1).sum() / table.to_numpy().sum())
+
+
+def nmi(*, clusters, labels) -> float:
+    """Normalised mutual information I(C; L) / mean(H(C), H(L)) (sklearn, arithmetic mean)."""
+    return float(normalized_mutual_info_score(np.asarray(labels), np.asarray(clusters)))
+
+
+def majority_share(labels) -> float:
+    """The share of the most common label: the purity of a single cluster, the floor that any
+    clustering's purity starts from (purity never falls below it)."""
+    _, counts = np.unique(np.asarray(labels), return_counts=True)
+    return float(counts.max() / counts.sum())
+
+
+def adjusted_rand(*, clusters, labels) -> float:
+    """Adjusted Rand index (Hubert & Arabie, 1985; sklearn adjusted_rand_score): 0 in expectation
+    for clusters independent of the labels, 1 for the same partition."""
+    return float(adjusted_rand_score(np.asarray(labels), np.asarray(clusters)))

@@ -51,7 +51,7 @@ COMMIT = re.compile(r"[0-9a-f]{40}")
 HUB_TIMEOUT_S = 10
 CAUSE_CHARS = 160  # a model-load error quotes at most this much of its cause, cut between words
 
-# The paper's setup (SPEC section 3; paper sections 3-4), for table1_vs_paper.md.
+# The paper's setup (PROTOCOL section 3; paper sections 3-4), for table1_vs_paper.md.
 PAPER_SETUP = {
     "corpus": "CREMA-D, 91 actors, 7442 clips",
     "features.upstream": "microsoft/wavlm-base-plus",
@@ -257,22 +257,28 @@ def fingerprint_corpus(corpus: dict) -> dict:
     out = {"corpus": corpus["name"]}
     if corpus["name"] in ("emo-superb", "manifest"):
         return {**out, **_fingerprint_user_corpus(corpus)}
-    for key in ("audio_dir", "metadata_dir"):
-        folder = corpus.get(key)
-        if folder is None or corpus["name"] == "surrogate":
-            out[key] = None
-            continue
-        root = Path(folder).expanduser()
-        if not root.is_dir():
-            raise InputError(f"corpus.{key} '{folder}': folder not found")
-        if key == "audio_dir":
-            names = sorted(p.name for p in root.iterdir() if p.suffix.lower() == ".wav" and p.is_file())
-        else:  # the metadata files the download stage reads (their absence is its error to give)
-            from fairser.corpus import METADATA
+    from fairser.corpus import METADATA
 
-            names = sorted(n for n in METADATA if (root / n).is_file())
-        out[key] = {"path": folder, **digest_files(root, names)}
+    surrogate = corpus["name"] == "surrogate"  # generated: it reads no folder
+    out["audio_dir"] = _folder_fingerprint(
+        "audio_dir", None if surrogate else corpus.get("audio_dir"),
+        lambda root: sorted(p.name for p in root.iterdir() if p.suffix.lower() == ".wav" and p.is_file()))
+    # the metadata files the download stage reads (their absence is its error to give)
+    out["metadata_dir"] = _folder_fingerprint(
+        "metadata_dir", None if surrogate else corpus.get("metadata_dir"),
+        lambda root: sorted(n for n in METADATA if (root / n).is_file()))
     return out
+
+
+def _folder_fingerprint(key: str, folder, names_in) -> dict | None:
+    """`corpus.<key>`'s fingerprint: None without a folder, else its path and the size and
+    SHA-256 of the files `names_in(folder)` lists; a folder that does not exist is one line."""
+    if folder is None:
+        return None
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise InputError(f"corpus.{key} '{folder}': folder not found")
+    return {"path": folder, **digest_files(root, names_in(root))}
 
 
 def _fingerprint_user_corpus(corpus: dict) -> dict:
@@ -283,25 +289,13 @@ def _fingerprint_user_corpus(corpus: dict) -> dict:
     from fairser.corpus import AUDIO_SUFFIXES
 
     out = {"metadata_dir": None}
-    folder = corpus.get("audio_dir")
-    if folder is None:
-        out["audio_dir"] = None
-    else:
-        root = Path(folder).expanduser()
-        if not root.is_dir():
-            raise InputError(f"corpus.audio_dir '{folder}': folder not found")
-        names = [n for n in folder_files(root) if Path(n).suffix.lower() in AUDIO_SUFFIXES]
-        out["audio_dir"] = {"path": folder, **digest_files(root, names)}
-    labels = corpus.get("labels_dir") if corpus["name"] == "emo-superb" else None
-    if labels is None:
-        out["labels_dir"] = None
-    else:
-        root = Path(labels).expanduser()
-        if not root.is_dir():
-            raise InputError(f"corpus.labels_dir '{labels}': folder not found")
-        names = sorted(p.name for p in root.iterdir() if p.is_file() and (
-            p.name == "config.json" or (p.name.startswith("labels_consensus_") and p.suffix == ".csv")))
-        out["labels_dir"] = {"path": labels, **digest_files(root, names)}
+    out["audio_dir"] = _folder_fingerprint(
+        "audio_dir", corpus.get("audio_dir"),
+        lambda root: [n for n in folder_files(root) if Path(n).suffix.lower() in AUDIO_SUFFIXES])
+    out["labels_dir"] = _folder_fingerprint(
+        "labels_dir", corpus.get("labels_dir") if corpus["name"] == "emo-superb" else None,
+        lambda root: sorted(p.name for p in root.iterdir() if p.is_file() and (
+            p.name == "config.json" or (p.name.startswith("labels_consensus_") and p.suffix == ".csv"))))
     for key in ("manifest", "speakers"):
         name = corpus.get(key) if key == "speakers" or corpus["name"] == "manifest" else None
         if name is None:
@@ -381,11 +375,14 @@ def coverage(corpus_info: dict) -> str:
     actors_used = corpus_info.get("actors_used", actors_total)
     clips_total = corpus_info.get("clips", 0)
     clips_used = corpus_info.get("clips_used", clips_total - corpus_info.get("skipped", 0))
+    # An imported corpus says who a speaker is (fairser.corpus.speaker_units).
+    rule = (corpus_info.get("speaker_rule") or {}).get("description")
+    rule = f" ({rule})" if rule else ""
     if actors_used == actors_total and clips_used == clips_total:
-        return f"{name}: all {actors_total} actors, {clips_total} clips"
+        return f"{name}: all {actors_total} actors, {clips_total} clips{rule}"
     subset = " (subset)" if actors_used < actors_total else ""
     return (f"{name}{subset}: {actors_used} of {actors_total} actors, {clips_used} of "
-            f"{clips_total} clips")
+            f"{clips_total} clips{rule}")
 
 
 def caption(*, corpus_info: dict, models: dict, preset: str, seed: int, seeds: int,

@@ -1,12 +1,13 @@
-"""Tables 1-2 and Figs. 2-4 of the paper from data/eval/summary.csv (../shared/SPEC.md section 6).
+"""Tables 1-2 and Figs. 2-4 of the paper from data/eval/summary.csv (docs/PROTOCOL.md section 6).
 
 Table 1's fairness columns and the figures are of one attribute (`schema.truth_attribute`; the
 paper: gender); Table 2's rows are every other attribute of the corpus schema (CREMA-D: race,
 age), and a corpus with one attribute has no Table 2.
 
-Tables hold mean +- s.d. over folds x training seeds and, for gaps and gains, the 95% speaker-
-bootstrap interval of fairser.evaluate (named by its method, footnoted where a cell needs it),
-and Table 1 the paired Wilcoxon p against ERM (docs/STATISTICS.md). Figures are drawn with
+Tables hold mean +- s.d. over folds x training seeds and, for gaps and gains, the speaker-
+bootstrap interval of fairser.evaluate (named by its method, its simulated coverage in each
+column's header, footnoted where a cell needs it), and Table 1 the paired t-test over folds
+against ERM, Holm-adjusted over the rows (docs/STATISTICS.md). Figures are drawn with
 matplotlib's Agg backend (no display needed). Every title carries the corpus notice
 (constants.SURROGATE_NOTICE for the generated corpus), so a figure from synthetic data cannot be
 mistaken for the paper's.
@@ -27,8 +28,10 @@ from sklearn.manifold import TSNE  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 from fairser.method_sets import EXTENSION_GROUP_METHODS  # noqa: E402
-from fairser.evaluate import (ALL_ATTRIBUTE, CI_METHOD, GAP_METRICS, MIN_STRATUM,  # noqa: E402
-                              SCORE_METRICS, TABLE2_KS, Lookup, kmeans_set, sweep_ks)
+from fairser.debias import REGISTRY  # noqa: E402
+from fairser.evaluate import (ALL_ATTRIBUTE, CI_METHOD, GAIN_UNDEFINED, GAP_METRICS,  # noqa: E402
+                              MIN_STRATUM, SCORE_METRICS, TABLE2_KS, Lookup, holm, kmeans_set,
+                              sweep_ks)
 
 NAMES = {"erm": "ERM", "random": "Random", "lff": "LfF", "disent": "DisEnt", "pgdro": "PGDRO",
          "jtt": "JTT", "george": "GEORGE",
@@ -41,6 +44,25 @@ TSNE_PERPLEXITY = 40  # paper Table A1
 TSNE_SEED = 42
 FIG4_K = 16  # paper Fig. 4
 FIG4_FOLD = 5
+# Simulated coverage of the intervals the tables print, by (attribute, gap): (gaps, gains), the
+# range over the scenarios of docs/STATISTICS.md (benchmarks/coverage.py: planted and null
+# populations; --gains: a method with half of ERM's group effects and one with all of them, over
+# the draws whose gain is defined). CREMA-D's attributes at its test sizes; others not simulated.
+SIMULATED_COVERAGE = {
+    ("gender", "tpr_gap"): ("0.92–0.93", "0.88–0.91"),
+    ("gender", "dp_gap"): ("0.94–0.96", "0.83–0.87"),
+    ("race", "tpr_gap"): ("0.91–0.96", "0.50–0.63"),
+    ("race", "dp_gap"): ("0.95", "0.49–0.74"),
+    ("age", "tpr_gap"): ("0.92–0.97", "0.33–0.74"),
+    ("age", "dp_gap"): ("0.93–0.96", "0.33–0.71"),
+}
+# The paired test against ERM (`evaluate.paired_test`) and its simulated false-positive rate at
+# 0.05 (benchmarks/significance.py: 10 000 null draws per fold share 0-0.9, s.e. 0.002).
+PAIRED_TEST_TEXT = ("two-sided paired t-test over folds (scipy.stats.ttest_1samp of the per-fold "
+                    "mean of row − ERM, training seeds averaged within a fold, since the seeds of "
+                    "a fold share its test speakers)")
+PAIRED_TEST_FPR = "0.048–0.054"
+OLD_TEST_FPR = "0.05–0.26"
 
 
 def titled(title: str, notice: str | None) -> str:
@@ -78,7 +100,8 @@ def table1(summary: pd.DataFrame, *, k: int, attribute: str) -> pd.DataFrame:
     ground truth, pseudo and k-means (K = k); Overall and Gain per supervision level.
 
     Columns: kind (run, overall, gain), method, supervision, then per metric (f1, acc, tpr_gap,
-    dp_gap) the value, `_std`, `_ci_low`, `_ci_high`. Gain rows hold relative gains vs ERM.
+    dp_gap) the value, `_std`, `_ci_low`, `_ci_high`, `_p` (paired test against ERM) and `_p_holm`
+    (Holm-adjusted over the rows but Gain). Gain rows hold relative gains vs ERM.
     Rows whose run is absent are left out.
     """
     look = Lookup(summary)
@@ -105,9 +128,21 @@ def table1(summary: pd.DataFrame, *, k: int, attribute: str) -> pd.DataFrame:
         add("overall", "overall", run_set, supervision)
     for run_set, supervision in _levels(k):
         add("gain", "overall", run_set, supervision, suffix="_gain")
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    # Holm over the rows tested (not Gain rows, which repeat their Overall row's p), per metric.
+    tested = (df["kind"] != "gain") if len(df) else []
+    for metric in TABLE1_METRICS:
+        if f"{metric}_p" in df.columns:
+            df[f"{metric}_p_holm"] = np.nan
+            df.loc[tested, f"{metric}_p_holm"] = holm(df.loc[tested, f"{metric}_p"].astype(float))
+    return df
 
 
+# Which paper text PAPER_TABLE1 is typed from (docs/PROTOCOL.md section 9): the first arXiv version.
+PAPER_VERSION = "arXiv 2505.14449v1"
+PAPER_VERSION_NOTE = (f"The paper's numbers are those of its first version, {PAPER_VERSION} (Overall "
+                      "TPR-gap gains +33.3% with pseudo-labels, +26.4% with k-means); a later version "
+                      "states gains of \"over 28%\" and \"over 4.6%\" instead (docs/PROTOCOL.md).")
 # The paper's Table 1 (gender, mean of 5 folds, CREMA-D, WavLM Base+, k-means K = 16), typed from
 # its text: (method, supervision) -> (F1, ACC, TPR gap, DP gap). Gain rows are relative gains.
 PAPER_TABLE1 = {
@@ -161,8 +196,8 @@ def table1_vs_paper_markdown(df: pd.DataFrame, *, k: int, notice: str | None,
     Overall and Gain rows show the paper's printed value and, in parentheses, the value
     recomputed from its own DS/RW/GDRO/GADRO rows (`paper_overall_from_rows`).
     `differences`: how this run's setup differs from the paper's (fairser.provenance)."""
-    title = titled(f"Table 1 beside the paper's (ours: k-means K = {k}; paper: K = 16 on CREMA-D)",
-                   notice)
+    title = titled(f"Table 1 beside the paper's, {PAPER_VERSION} (ours: k-means K = {k}; paper: K = 16 "
+                   "on CREMA-D)", notice)
     head = ["Method", "Super."] + [f"{h} paper / ours" for h in ("F1", "ACC", "TPR gap", "DP gap")]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
     for _, row in df.iterrows():
@@ -189,8 +224,8 @@ def table1_vs_paper_markdown(df: pd.DataFrame, *, k: int, notice: str | None,
         diffs.append(f"k-means rows: ours K = {k}; paper K = 16")
     setup = ("Differences from the paper's setup:\n\n" + "".join(f"- {d}\n" for d in diffs) if diffs
              else "Same corpus and models as the paper.\n")
-    return (f"# {title}\n\nMeans over folds (ours: over folds and training seeds, see "
-            "reports/table1.md). The paper's numbers are typed from its text (OCR); the paper "
+    return (f"# {title}\n\n{PAPER_VERSION_NOTE} Means over folds (ours: over folds and training "
+            "seeds, see reports/table1.md). The paper's numbers are typed from its text (OCR); the paper "
             "states no model revisions, so even the same hub ids may differ. Compare orderings and "
             "gains where the setups differ, not values. The paper's printed Overall rows are not the "
             "mean of its own DS, RW, GDRO and GADRO rows (e.g. k-means TPR gap 0.205 printed, 0.222 "
@@ -237,7 +272,8 @@ def table2(summary: pd.DataFrame, attributes) -> pd.DataFrame:
 
 
 # Footnote marks of a cell (`_fmt`) and the footnotes that explain them (`_footnotes`).
-MARKS = {"few": "†", "zero-width": "‡", "excludes estimate": "§", "no gap not rejected": "°"}
+MARKS = {"few": "†", "zero-width": "‡", "excludes estimate": "§", "no gap not rejected": "°",
+         GAIN_UNDEFINED: "¶"}
 INTERVAL_NAMES = {"percentile": "percentile", "basic": "basic (reverse percentile)",
                   "shifted": "percentile shifted by twice the bootstrap bias",
                   "bca": "BCa (jackknife acceleration over speakers)",
@@ -248,6 +284,8 @@ INTERVAL_NAMES = {"percentile": "percentile", "basic": "basic (reverse percentil
 
 def _fmt(row, name: str, gain: bool, total: int | None = None) -> str:
     value = row[name]
+    if pd.isna(value) and gain and row.get(f"{name}_note", "") == GAIN_UNDEFINED:
+        return "undefined" + MARKS[GAIN_UNDEFINED]
     if pd.isna(value):
         return "–"
     text = f"{value + 0.0:+.1%}" if gain else f"{value:.3f}"  # + 0.0: no "-0.0%"
@@ -294,7 +332,7 @@ def _footnotes(df: pd.DataFrame, names: list[str], speakers_note: str = "") -> s
     used = {k: False for k in MARKS}
     for name in names:
         if f"{name}_note" in df.columns:
-            for key in ("zero-width", "excludes estimate", "no gap not rejected"):
+            for key in ("zero-width", "excludes estimate", "no gap not rejected", GAIN_UNDEFINED):
                 used[key] |= bool((df[f"{name}_note"] == key).any())
         if f"{name}_min_speakers" in df.columns:
             used["few"] |= bool((df[f"{name}_min_speakers"] < MIN_STRATUM).any())
@@ -314,6 +352,10 @@ def _footnotes(df: pd.DataFrame, names: list[str], speakers_note: str = "") -> s
                                 "shuffled among each fold's test speakers) does not tell this gap "
                                 "from the gap that noise alone gives (p > 0.05), so the interval "
                                 "starts at 0."),
+        GAIN_UNDEFINED: (f"{MARKS[GAIN_UNDEFINED]} undefined: ERM's own gap interval holds 0, so a "
+                         "gain relative to it divides by a gap not told from noise; the ratio is "
+                         "unstable and its interval could exclude 0 all the same, so no number "
+                         "is shown (docs/STATISTICS.md)."),
     }
     lines = [text[k] for k, on in used.items() if on]
     return ("\n" + "\n\n".join(lines) + "\n") if lines else ""
@@ -326,21 +368,39 @@ def _spread_text(n_folds: int, n_seeds: int) -> str:
 
 
 def _interval_text() -> str:
-    return (f"[95% speaker-bootstrap interval, {INTERVAL_NAMES[CI_METHOD]}; simulated coverage in "
-            "docs/STATISTICS.md] for gaps and gains")
+    return (f"[speaker-bootstrap interval aimed at 95%, {INTERVAL_NAMES[CI_METHOD]}] for gaps and "
+            "gains; each gap column's header gives the coverage simulated for its gaps and for the "
+            "gains in it (benchmarks/coverage.py, docs/STATISTICS.md), below 95% in places")
+
+
+def gap_header(name: str, attribute: str, metric: str) -> str:
+    """A gap column's header with the simulated coverage of its intervals (SIMULATED_COVERAGE)."""
+    cover = SIMULATED_COVERAGE.get((attribute, metric))
+    if cover is None:
+        return f"{name} (coverage not simulated)"
+    return f"{name} (coverage: gaps {cover[0]}, gains {cover[1]})"
 
 
 def table1_markdown(df: pd.DataFrame, *, k: int, n_folds: int, n_seeds: int = 1,
                     notice: str | None, attribute: str, speakers: pd.DataFrame | None = None) -> str:
     title = titled(f"Table 1: SER performance and {attribute} fairness (k-means rows: K = {k})", notice)
+    n_tested = (int(df.loc[df["kind"] != "gain", "tpr_gap_p"].notna().sum())
+                if "tpr_gap_p" in df.columns else 0)
     return (f"# {title}\n\n{_spread_text(n_folds, n_seeds)}; {_interval_text()}. Gain: relative to "
             "ERM, (x − ERM)/ERM for F1 and ACC, (ERM − x)/ERM for gaps, so positive is better. "
-            "Overall: mean of DS, RW, GDRO, GADRO. p vs ERM: two-sided Wilcoxon signed-rank test "
-            "(scipy.stats.wilcoxon) of the row against ERM over (fold, seed) pairs, for the TPR gap "
-            "and F1; the pairs of one fold share its test speakers, so p is a screen, not a proof.\n\n"
+            f"Overall: mean of DS, RW, GDRO, GADRO. p vs ERM: {PAIRED_TEST_TEXT}, "
+            f"{n_folds} folds, for the TPR gap and F1, Holm-adjusted over the {n_tested} rows "
+            f"tested per column; simulated false-positive rate at 0.05 (unadjusted) "
+            f"{PAIRED_TEST_FPR} with fold effects, seed noise and clustered speakers at CREMA-D's "
+            f"fold sizes (the Wilcoxon over (fold, seed) pairs used before: {OLD_TEST_FPR}). It "
+            "has no floor (any p > 0 can occur; below 0.001 is printed <0.001), but with "
+            f"{n_folds} units small effects go unseen: power in docs/STATISTICS.md.\n\n"
             + markdown_table(df, [("method", "Method"), ("supervision", "Super.")],
-                             [(m, METRIC_NAMES[m]) for m in TABLE1_METRICS], total=n_folds * n_seeds,
-                             p_columns=[("p vs ERM (TPR gap / F1)", ("tpr_gap_p", "f1_p"))])
+                             [(m, gap_header(METRIC_NAMES[m], attribute, m) if m in GAP_METRICS
+                               else METRIC_NAMES[m]) for m in TABLE1_METRICS],
+                             total=n_folds * n_seeds,
+                             p_columns=[("p vs ERM, Holm (TPR gap / F1)",
+                                         ("tpr_gap_p_holm", "f1_p_holm"))])
             + _footnotes(df, list(TABLE1_METRICS), few_speakers_text(speakers, attribute)))
 
 
@@ -392,8 +452,8 @@ def table2_markdown(df: pd.DataFrame, *, n_folds: int, n_seeds: int = 1, notice:
                    notice)
     values = [("f1", "F1 ↑"), ("acc", "ACC ↑")]
     for a in attributes:
-        values += [(f"{a.name}_tpr_gap", f"{a.name.capitalize()} TPR gap ↓"),
-                   (f"{a.name}_dp_gap", f"{a.name.capitalize()} DP gap ↓")]
+        values += [(f"{a.name}_tpr_gap", gap_header(f"{a.name.capitalize()} TPR gap ↓", a.name, "tpr_gap")),
+                   (f"{a.name}_dp_gap", gap_header(f"{a.name.capitalize()} DP gap ↓", a.name, "dp_gap"))]
     missing = "" if df["k"].notna().any() else (
         f"No k-means runs at K = {' or '.join(map(str, TABLE2_KS))} (idi.k_sweep): ERM only.\n\n")
     few = "".join(few_speakers_text(speakers, a.name) for a in attributes)
@@ -437,6 +497,160 @@ def tradeoff_frame(summary: pd.DataFrame, *, attribute: str) -> pd.DataFrame:
             row[metric] = look.mean(run_set, method, _attr(metric, attribute), metric)
         rows.append(row)
     return pd.DataFrame(rows).sort_values(["set", "method"]).reset_index(drop=True)
+
+
+# --- the fairness-accuracy trade-off of Table 1 (issue 24) ------------------------------------
+# Family of each method: `REGISTRY[name].taxonomy` where a Method sets it; until every one does,
+# this mapping of the methods that predate the attribute (Random is no Method: a baseline).
+FAMILIES = {"erm": "baseline", "random": "baseline", "rw": "pre-processing", "ds": "pre-processing",
+            "gdro": "DRO", "gadro": "DRO", "pgdro": "DRO", "lff": "biased learner",
+            "disent": "biased learner", "jtt": "biased learner", "george": "biased learner"}
+FAMILY_MARKERS = {"baseline": "o", "pre-processing": "s", "regularisation": "P", "adversarial": "^",
+                  "augmentation": "D", "biased learner": "v", "DRO": "X", "last-layer": "*"}
+SPARE_MARKERS = ("h", "p", "<", ">", "8", "d")  # a family not listed above, in order of appearance
+# Colour per supervision of the groups a method trains on; "none" = no group labels at all
+# (ERM, Random and the group-free methods Table 1 marks "unsupervised").
+SUPERVISION_COLOURS = {"none": "tab:gray", "ground truth": "tab:blue", "pseudo": "tab:orange",
+                       "k-means": "tab:green"}
+TRADEOFF_COLUMNS = ["method", "supervision", "family", "groups", "f1", "f1_ci_low", "f1_ci_high",
+                    "tpr_gap", "tpr_gap_ci_low", "tpr_gap_ci_high", "pareto"]
+
+
+def method_family(name: str) -> str:
+    """The family of method `name` (a REGISTRY key): its Method's `taxonomy` when set, else FAMILIES,
+    else "other"."""
+    taxonomy = getattr(REGISTRY.get(name), "taxonomy", None)
+    return taxonomy or FAMILIES.get(name, "other")
+
+
+def supervision_kind(supervision: str) -> str:
+    """Table 1's supervision label as one of SUPERVISION_COLOURS' keys ("k-means K=16" -> "k-means",
+    "unsupervised" -> "none": those methods use no group labels); any other label as it is."""
+    if supervision.startswith("k-means"):
+        return "k-means"
+    return "none" if supervision in ("none", "unsupervised") else supervision
+
+
+def pareto_front(f1, gap) -> np.ndarray:
+    """(n,) bool: the points no other point dominates, maximising F1 and minimising the gap.
+
+    Point j dominates point i when f1_j >= f1_i and gap_j <= gap_i with one of them strict, so
+    equal points are both on the front. A point with a NaN value is on no front and dominates none."""
+    f1, gap = np.asarray(f1, dtype=float), np.asarray(gap, dtype=float)
+    ok = np.isfinite(f1) & np.isfinite(gap)
+    front = ok.copy()
+    for i in np.flatnonzero(ok):
+        others = ok & (f1 >= f1[i]) & (gap <= gap[i]) & ((f1 > f1[i]) | (gap < gap[i]))
+        front[i] = not others.any()
+    return front
+
+
+def tradeoff_points(t1: pd.DataFrame) -> pd.DataFrame:
+    """One row per method row of Table 1 (`table1`'s kind "run"; Overall and Gain summarise rows
+    and are left out): TRADEOFF_COLUMNS, the intervals as evaluate gives them (NaN where it has
+    none) and `pareto` (on the F1 / TPR gap front). plots/tradeoff_table1.csv."""
+    keys = {shown: key for key, shown in NAMES.items()}
+    runs = t1[t1["kind"] == "run"]
+    out = pd.DataFrame({
+        "method": runs["method"].to_numpy(),
+        "supervision": runs["supervision"].to_numpy(),
+        "family": [method_family(keys.get(m, m.lower())) for m in runs["method"]],
+        "groups": [supervision_kind(s) for s in runs["supervision"]],
+    })
+    for column in TRADEOFF_COLUMNS[4:-1]:
+        out[column] = runs[column].to_numpy(dtype=float) if column in runs.columns else np.nan
+    out["pareto"] = pareto_front(out["f1"], out["tpr_gap"])
+    return out[TRADEOFF_COLUMNS]
+
+
+def tradeoff_axes(points: pd.DataFrame, *, attribute: str, notice: str | None):
+    """The trade-off figure of `tradeoff_points`: x = TPR gap of `attribute`, y = macro F1; marker
+    per family, colour per supervision; each interval evaluate has drawn as a bar from its low to
+    its high end (a gap's interval need not hold the estimate: docs/STATISTICS.md); the Pareto
+    front (max F1, min gap) as a dashed staircase through its points, each ringed. Returns the
+    matplotlib Figure (artists carry gids: "point", "interval", "pareto")."""
+    fig, ax = plt.subplots(figsize=(11, 7.5))
+    shown = points[np.isfinite(points["f1"]) & np.isfinite(points["tpr_gap"])]
+    markers = dict(FAMILY_MARKERS)
+    for family in shown["family"]:
+        if family not in markers:
+            markers[family] = SPARE_MARKERS[(len(markers) - len(FAMILY_MARKERS)) % len(SPARE_MARKERS)]
+    colours = {g: SUPERVISION_COLOURS.get(g, "tab:purple") for g in shown["groups"]}
+    for row in shown.itertuples(index=False):
+        x, y = row.tpr_gap, row.f1
+        for lo, hi, horizontal in ((row.tpr_gap_ci_low, row.tpr_gap_ci_high, True),
+                                   (row.f1_ci_low, row.f1_ci_high, False)):
+            if np.isfinite(lo) and np.isfinite(hi):
+                xs, ys = ([lo, hi], [y, y]) if horizontal else ([x, x], [lo, hi])
+                ax.plot(xs, ys, color=colours[row.groups], alpha=0.6, linewidth=1.2,
+                        marker="|" if horizontal else "_", markersize=6, gid="interval", zorder=2)
+        ax.scatter([x], [y], marker=markers[row.family], color=colours[row.groups], s=60,
+                   edgecolors="black", linewidths=0.5, gid="point", zorder=3)
+    front = shown[shown["pareto"]].sort_values(["tpr_gap", "f1"])
+    if len(front):
+        ax.plot(front["tpr_gap"], front["f1"], drawstyle="steps-post", linestyle="--",
+                color="black", linewidth=1, gid="pareto", zorder=1)
+        ax.scatter(front["tpr_gap"], front["f1"], s=170, facecolors="none", edgecolors="black",
+                   linewidths=0.8, zorder=2)
+    _label_points(ax, shown["tpr_gap"].to_numpy(), shown["f1"].to_numpy(), list(shown["method"]))
+    ax.set_xlabel(f"TPR gap ({attribute}) ↓  (bars: 95% speaker-bootstrap interval)", fontsize=11)
+    ax.set_ylabel("macro F1 ↑", fontsize=11)
+    ax.grid(alpha=0.3)
+    # Legends in the fixed orders above (families and supervisions present only), then any new ones.
+    families = [f for f in markers if f in set(shown["family"])]
+    groups = [g for g in dict.fromkeys([*SUPERVISION_COLOURS, *shown["groups"]]) if g in colours]
+    family_handles = [Line2D([], [], marker=markers[f], linestyle="", color="grey",
+                             markeredgecolor="black", label=f) for f in families]
+    group_handles = [Line2D([], [], marker="o", linestyle="", color=colours[g], label=g) for g in groups]
+    front_handle = [Line2D([], [], linestyle="--", color="black", label="Pareto front")]
+    first = ax.legend(handles=family_handles, title="family", fontsize=9, title_fontsize=9,
+                      loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.add_artist(first)
+    ax.legend(handles=group_handles + front_handle, title="groups from", fontsize=9,
+              title_fontsize=9, loc="lower left", bbox_to_anchor=(1.01, 0.0), frameon=False)
+    left_out = points.loc[~points.index.isin(shown.index)]
+    if len(left_out):
+        ax.text(0.0, -0.14, "not drawn (no F1 or TPR gap): " + ", ".join(
+            f"{m} ({s})" for m, s in zip(left_out["method"], left_out["supervision"])),
+            transform=ax.transAxes, fontsize=8, va="top")
+    ax.set_title(titled(f"F1 against the {attribute} TPR gap, every method row of Table 1\n"
+                        "dashed: Pareto front (highest F1, lowest gap), ringed points on it", notice),
+                 fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+# Offsets (points) tried for a point's label, first free one wins: right, left, above, below.
+LABEL_OFFSETS = ((5, 3), (5, -9), (-5, 3), (-5, -9), (5, 10), (5, -16), (-5, 10), (-5, -16))
+
+
+def _label_points(ax, x, y, names) -> None:
+    """Name each point beside it, choosing per point the offset whose label lies farthest from the
+    labels placed so far and from the other points (a greedy placement, in display units)."""
+    ax.figure.canvas.draw()  # final limits, so display coordinates hold
+    at = ax.transData.transform(np.column_stack([x, y])) if len(x) else np.zeros((0, 2))
+    scale = ax.figure.dpi / 72  # points -> pixels
+    placed = []
+    for i, name in enumerate(names):
+        width = 4.2 * len(name) * scale  # about 0.6 em per character at size 7
+        best, best_score = LABEL_OFFSETS[0], -np.inf
+        for dx, dy in LABEL_OFFSETS:
+            cx = at[i, 0] + dx * scale + np.sign(dx) * width / 2  # the label's centre, pixels
+            cy = at[i, 1] + (dy + 3) * scale
+            others = [p for j, p in enumerate(at) if j != i] + placed
+            score = min((np.hypot((cx - ox) / max(width, 1), (cy - oy) / (9 * scale))
+                         for ox, oy in others), default=np.inf)
+            if score > best_score + 1e-9:
+                best, best_score = (dx, dy), score
+        dx, dy = best
+        placed.append((at[i, 0] + dx * scale + np.sign(dx) * width / 2, at[i, 1] + (dy + 3) * scale))
+        ax.annotate(name, (x[i], y[i]), xytext=(dx, dy), textcoords="offset points", fontsize=7,
+                    color="dimgray", ha="left" if dx > 0 else "right", zorder=4)
+
+
+def tradeoff_figure(points: pd.DataFrame, *, attribute: str, notice: str | None) -> bytes:
+    """plots/tradeoff_table1.png: `tradeoff_axes` as PNG bytes."""
+    return _png(tradeoff_axes(points, attribute=attribute, notice=notice))
 
 
 def _erm(summary: pd.DataFrame, metric: str, attribute: str) -> float | None:
@@ -603,3 +817,36 @@ def load_fig4_data(*, corpus_dir, speaker_dir, groups_dir, schema, attribute: st
     groups = actor.map(of_actor).to_numpy(dtype=object)
     emb = np.asarray(embeddings[row_of.loc[train["file"]].to_numpy()], dtype=np.float64)
     return emb, train["group"].to_numpy(int), groups, fold
+
+
+def groupfree_markdown(*, error_set: pd.DataFrame, sweep: pd.DataFrame, clusters: pd.DataFrame,
+                       notice: str | None) -> str:
+    """What JTT's and GEORGE's first phases found (data/runs/baselines/jtt/{error_set,sweep}.csv,
+    george/clusters.csv; fairser.debias.jtt / george `logs`): JTT's kept settings, its error set at
+    the kept T beside each true group's share of the training clips (mean over folds x seeds), and
+    GEORGE's clusters' purity, majority share and NMI per attribute (mean over folds x seeds)."""
+    kept = sweep[sweep["chosen"] == 1]
+    settings = (kept.groupby(["identification_epochs", "lambda_up"]).size().reset_index(name="n")
+                .sort_values(["identification_epochs", "lambda_up"]))
+    chosen = error_set[error_set["chosen"] == 1]
+    rate = chosen.drop_duplicates(["fold", "seed"])["error_rate"]
+    rule = ", ".join(sorted(set(sweep["error_rule"].astype(str))))
+    lines = [titled("## JTT and GEORGE: whom the first phase singles out", notice), "",
+             f"JTT (error rule `{rule}`): setting kept on dev macro-F1 per (fold, seed): "
+             + ", ".join(f"T = {int(r.identification_epochs)}, lambda_up = {r.lambda_up:g} "
+                         f"({int(r.n)} of {len(kept)})" for r in settings.itertuples())
+             + f". Error set at the kept T: {rate.mean():.1%} of the training clips "
+             f"(range {rate.min():.1%} to {rate.max():.1%}).", "",
+             "| attribute | group | share of training clips | share of JTT's error set |",
+             "|---|---|---|---|"]
+    shares = chosen.groupby(["attribute", "group"], sort=False)[["train_share", "error_share"]].mean()
+    for (attribute, group), r in shares.iterrows():
+        lines.append(f"| {attribute} | {group} | {r.train_share:.3f} | {r.error_share:.3f} |")
+    lines += ["", "GEORGE's clusters (per class, UMAP + k-means + overclustering) against the true "
+              "groups of the training clips; purity's floor is the majority share:", "",
+              "| attribute | clusters | purity | majority share | NMI |", "|---|---|---|---|---|"]
+    for attribute, r in clusters.groupby("attribute", sort=False)[
+            ["groups", "purity", "majority_share", "nmi"]].mean().iterrows():
+        lines.append(f"| {attribute} | {r.groups:.1f} | {r.purity:.3f} | {r.majority_share:.3f} | "
+                     f"{r.nmi:.3f} |")
+    return "\n".join(lines) + "\n"

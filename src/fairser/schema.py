@@ -14,7 +14,7 @@ An attribute is a column of actors.csv (one value per speaker). A categorical on
 is: `groups` are the values metrics report, in order, and `excluded` values are a missing group
 (the speaker counts everywhere except in that attribute's metrics). A numeric one is binned:
 group i holds edges[i] <= value < edges[i + 1] (corpus.bins in params.yaml).
-The positive threshold of a K-class corpus is 1/K (SPEC section 5 with K = 6).
+The positive threshold of a K-class corpus is 1/K (PROTOCOL section 5 with K = 6).
 """
 
 from __future__ import annotations
@@ -66,12 +66,12 @@ class Attribute:
 
         Raises ValueError for a value outside every group.
         """
+        if str(value) in self.excluded:  # categorical or numeric (an age given as "unknown")
+            return None
         if self.edges is None:
             text = str(value)
             if text in self.groups:
                 return text
-            if text in self.excluded:
-                return None
             raise ValueError(f"{value!r} is not one of {list(self.groups)}"
                              + (f" (or excluded {list(self.excluded)})" if self.excluded else ""))
         try:
@@ -98,9 +98,13 @@ class Schema:
     attributes: tuple[Attribute, ...] = field(default_factory=tuple)
     speaker: str = "actor"
     # Label smoothing of the stored distribution, p = floor + scale * (vote share): EMO-SUPERB's
-    # CREMA-D labels are p = 0.01 + 0.94 c/N (SPEC section 1), and the strict-majority rule reads
+    # CREMA-D labels are p = 0.01 + 0.94 c/N (PROTOCOL section 1), and the strict-majority rule reads
     # the vote share back. (0, 1): p is the vote share itself (imported corpora).
     smoothing: tuple[float, float] = (0.0, 1.0)
+    # Who is a speaker, when an importer decided it (fairser.corpus.speaker_units): {rule,
+    # speakers, unknown_clips, description}, e.g. rule spkrid_gender, "speakers = SpkrID x Gender
+    # (SpkrID is a session of more than one speaker) = 10". None: one speaker per id as given.
+    speaker_rule: dict | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
@@ -145,6 +149,8 @@ class Schema:
     def to_dict(self) -> dict:
         out = {"classes": list(self.classes), "folds": self.folds, "speaker": self.speaker,
                "smoothing": list(self.smoothing), "attributes": []}
+        if self.speaker_rule:
+            out["speaker_rule"] = dict(self.speaker_rule)
         for a in self.attributes:
             d = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(a).items()}
             if not d["excluded"]:
@@ -157,7 +163,7 @@ class Schema:
     @classmethod
     def from_dict(cls, d: dict) -> "Schema":
         return cls(classes=tuple(d["classes"]), folds=int(d["folds"]), speaker=d.get("speaker", "actor"),
-                   smoothing=tuple(d.get("smoothing", (0.0, 1.0))),
+                   smoothing=tuple(d.get("smoothing", (0.0, 1.0))), speaker_rule=d.get("speaker_rule"),
                    attributes=tuple(Attribute(name=a["name"], column=a["column"], groups=tuple(a["groups"]),
                                               excluded=tuple(a.get("excluded", ())),
                                               edges=a.get("edges")) for a in d.get("attributes", ())))
@@ -185,7 +191,7 @@ def load(folder: str | Path) -> Schema:
 
 # --- the paper's corpus --------------------------------------------------------------------------
 
-# CREMA-D as EMO-SUPERB labels it (SPEC section 1): class order of config.json's emo_type.
+# CREMA-D as EMO-SUPERB labels it (PROTOCOL section 1): class order of config.json's emo_type.
 CREMA_D_CLASSES = ("angry", "sad", "disgust", "fear", "neutral", "happy")
 CREMA_D_RACES = ("Caucasian", "African American", "Asian")  # "Unknown" is a missing group
 
@@ -198,7 +204,7 @@ def bins_attribute(name: str, column: str, bins: dict) -> Attribute:
 def crema_d(bins: dict | None = None) -> Schema:
     """CREMA-D's and the surrogate's schema: six classes, five folds, gender, race, age.
 
-    `bins`: params corpus.bins (age: edges and names); the default is SPEC section 1's groups
+    `bins`: params corpus.bins (age: edges and names); the default is PROTOCOL section 1's groups
     Young 20-35, Middle 36-49, Elderly 50-75 (whole years).
     """
     age = (bins or {}).get("age") or {"edges": [20, 36, 50, 76], "names": ["Young", "Middle", "Elderly"]}

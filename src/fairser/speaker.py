@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +23,8 @@ import yaml
 
 from fairser.constants import SAMPLE_RATE
 from fairser.errors import InputError
-from fairser.features import (check_wavs, clear_stale_partials, pad_to, partial_key, resolve_device,
-                              usable_clips)
+from fairser.features import (ClipJob, check_wavs, clear_stale_partials, pad_to, partial_key,
+                              resolve_device, run_clips, usable_clips)
 from fairser.provenance import model_for_stage, model_load_error
 
 RESEMBLYZER = "resemblyzer"
@@ -284,25 +285,42 @@ def embed_batch(embedder, waves: list[np.ndarray], batch_seconds: float | None =
     return rows, reasons
 
 
+@dataclass(frozen=True)
+class SpeakerJob(ClipJob):
+    """fairser.engine's job for the speaker stage: the embedder's name, device (params value,
+    resolved where the model loads) and hub revision; plain values, so Ray can send it to its
+    actors."""
+
+    model: str
+    device: str = "auto"
+    revision: str | None = None
+    name = "speaker"
+
+    def load(self):
+        return load_embedder(self.model, resolve_device(self.device, key="speaker.device"),
+                             self.revision)
+
+    def process(self, embedder, waves: list[np.ndarray]):
+        return embed_batch(embedder, waves)
+
+
 def embed_clips(files, wav_dir: str | Path, embedder=None, *, partial_dir: str | Path | None = None,
-                progress: bool = True, task=None, compute: dict | None = None) -> np.ndarray:
+                progress: bool = True, job: SpeakerJob | None = None,
+                compute: dict | None = None) -> np.ndarray:
     """(N, E) float32, one embedding per clip in `files` order; a clip that fails names itself.
 
-    Clips go in blocks of CHUNK_CLIPS (fairser.engine; local or Ray from `compute`, with `task`
+    Clips go in blocks of CHUNK_CLIPS (fairser.engine; local or Ray from `compute`, with `job`
     describing the model for Ray, `embedder` a loaded one for local). With `partial_dir`, every
     block is checkpointed there and a rerun embeds only the clips no chunk holds; the caller
     removes it once the output is final.
     """
-    from fairser import engine
-
     files = list(files)
-    if task is None:
-        task = engine.ClipTask("speaker", getattr(embedder, "name", "embedder"), "cpu")
+    if job is None:
+        job = SpeakerJob(getattr(embedder, "name", "embedder"), "cpu")
     blocks = [list(range(i, min(i + CHUNK_CLIPS, len(files)))) for i in range(0, len(files), CHUNK_CLIPS)]
-    result = engine.run_clips(task, files, wav_dir, blocks, compute=compute, model=embedder,
-                              partial_dir=partial_dir, progress=progress,
-                              desc=f"speaker ({task.model})")
-    return result.stacked(files, wav_dir).astype(np.float32)
+    return run_clips(job, files, wav_dir, blocks, compute=compute, model=embedder,
+                     partial_dir=partial_dir, progress=progress,
+                     desc=f"speaker ({job.model})").astype(np.float32)
 
 
 def run(corpus: str | Path, out: str | Path, *, model: str, device: str = "auto",
@@ -321,21 +339,19 @@ def run(corpus: str | Path, out: str | Path, *, model: str, device: str = "auto"
     """
     import pandas as pd
 
-    from fairser import engine
     from fairser.io import atomic_dir
 
     files = usable_clips(corpus)
     wav_dir = Path(corpus) / "wav"
     lengths = check_wavs(wav_dir, files)
     load_rev, model_info = model_for_stage("speaker.model", model, revision, fingerprint)
-    task = engine.ClipTask("speaker", model, device, revision=load_rev)
+    job = SpeakerJob(model, device, load_rev)
     local = (compute or {}).get("engine", "local") == "local"
-    embedder = (load_embedder(model, resolve_device(device, key="speaker.device"), load_rev)
-                if local else None)
+    embedder = job.load() if local else None
     root = Path(partial_root) if partial_root is not None else Path(out).parent / ".speaker-partial"
     partial = root / partial_key(model, files, lengths, model_info)
     clear_stale_partials(root, keep=partial)
-    emb = embed_clips(files, wav_dir, embedder, partial_dir=partial, progress=progress, task=task,
+    emb = embed_clips(files, wav_dir, embedder, partial_dir=partial, progress=progress, job=job,
                       compute=compute)
     with atomic_dir(out) as tmp:
         np.save(tmp / "embeddings.npy", emb)

@@ -1,6 +1,6 @@
 """The biased train and dev sets (paper: 1:20 by gender), and the counts behind Tables A2 and A3.
 
-Definitions (../shared/SPEC.md sections 1 and 2), for a corpus of K classes (schema.json):
+Definitions (docs/PROTOCOL.md sections 1 and 2), for a corpus of K classes (schema.json):
 - multi-label target: y_k = 1 iff p_k > 1/K (strict);
 - single label: the class with a strict majority of votes, c_k / N > 0.5, where the vote share is
   recovered from the stored distribution by the schema's smoothing (CREMA-D: p_k = 0.01 + 0.94 c_k / N);
@@ -46,7 +46,7 @@ UNLISTED = "unlisted"
 # --- labels -------------------------------------------------------------------------------------
 
 def multi_hot(p, threshold: float) -> np.ndarray:
-    """(N, K) bool multi-label target: y_k = p_k > threshold (1/K), strict (SPEC section 1).
+    """(N, K) bool multi-label target: y_k = p_k > threshold (1/K), strict (PROTOCOL section 1).
 
     CREMA-D's ten entries stored as 0.166667 lie just above 1/6 and count positive, as in
     EMO-SUPERB. The rule is the one that binarises predictions (fairser.metrics.binarize).
@@ -55,7 +55,7 @@ def multi_hot(p, threshold: float) -> np.ndarray:
 
 
 def vote_share(p, smoothing: tuple[float, float] = CREMA_D_SMOOTHING) -> np.ndarray:
-    """(N, K) vote shares c_k / N recovered from p_k = floor + scale c_k / N (SPEC section 1)."""
+    """(N, K) vote shares c_k / N recovered from p_k = floor + scale c_k / N (PROTOCOL section 1)."""
     floor, scale = smoothing
     return (np.asarray(p, dtype=float) - floor) / scale
 
@@ -63,7 +63,7 @@ def vote_share(p, smoothing: tuple[float, float] = CREMA_D_SMOOTHING) -> np.ndar
 def majority_label(p, *, n_classes: int = 6, smoothing: tuple[float, float] = CREMA_D_SMOOTHING) -> np.ndarray:
     """(N,) int class index with a strict majority of votes (c_k / N > 0.5), -1 where none.
 
-    SPEC section 2, step 1. At most one class can hold more than half of the votes.
+    PROTOCOL section 2, step 1. At most one class can hold more than half of the votes.
     """
     share = vote_share(p, smoothing)
     if share.ndim != 2 or share.shape[1] != n_classes:
@@ -79,7 +79,7 @@ def label_names(labels, classes) -> np.ndarray:
 
 
 def majority_group_by_class(*, labels, groups, classes, group_names) -> dict[str, str]:
-    """Class name -> the group with most strict-majority clips of it (SPEC section 2, step 2).
+    """Class name -> the group with most strict-majority clips of it (PROTOCOL section 2, step 2).
 
     `labels` are majority_label() indices and `groups` the clips' group names, over the whole
     corpus (every fold sees the same corpus-wide trend). A tie, including a class with no clips at
@@ -103,7 +103,7 @@ def _check_ratio(ratio) -> None:
 
 def bias_split(*, files, split, labels, groups, majority: dict[str, str] | None, classes,
                group_names=(), ratio: float, seed: int, fold: int = 1) -> np.ndarray:
-    """(N,) bool: the clips of one fold kept in the biased data (SPEC section 2, steps 3-4).
+    """(N,) bool: the clips of one fold kept in the biased data (PROTOCOL section 2, steps 3-4).
 
     Per class, in train and in dev: every clip whose strict-majority label is that class and
     whose group is its majority group is kept, and of each other group of `group_names`,
@@ -156,7 +156,7 @@ def bias_split(*, files, split, labels, groups, majority: dict[str, str] | None,
 # --- tables -------------------------------------------------------------------------------------
 
 def clip_attributes(clips: pd.DataFrame, actors: pd.DataFrame, schema: Schema) -> pd.DataFrame:
-    """Per clip of `clips` (same order): file, label index (SPEC 1-2), and per attribute its value:
+    """Per clip of `clips` (same order): file, label index (PROTOCOL sections 1-2), and per attribute its value:
     the group name, or for an excluded categorical value the value itself (counts.csv lists it)."""
     groups = speaker_groups(actors, schema).set_index("actor")
     raw = actors.set_index("actor")
@@ -289,20 +289,20 @@ def _skipped_rows(clips: pd.DataFrame, skipped: pd.DataFrame, n_folds: int) -> l
 
 # --- coverage rules (issue 10) -------------------------------------------------------------------
 
-def coverage_error(counts: pd.DataFrame, *, min_per_class: dict, min_per_group: dict,
-                   focus: str | None, group_names=(), skipped: int = 0,
-                   labelled: int = 0) -> str | None:
-    """The first (fold, split, class or group) below its minimum, as one line; None if all pass.
+def coverage_shortfalls(counts: pd.DataFrame, *, min_per_class: dict, min_per_group: dict,
+                        focus: str | None, group_names=()) -> list[dict]:
+    """Every (fold, split, class or group) below its minimum, in fold, split, classes-then-groups
+    order: dicts of fold, split, `what` ('class' or the focus attribute), value, n, `key`
+    (min_clips_per_class or min_clips_per_group) and minimum.
 
     Classes are counted by strict-majority label (counts.csv `label`), groups of the focus
     attribute over every clip of the split; `min_per_class` / `min_per_group` map split ->
     minimum (params split.min_clips_per_class / split.min_clips_per_group).
     """
-    note = (f"; {skipped} of {labelled} labelled clips were skipped at download (data/corpus/skipped.csv)"
-            if skipped else "")
     checks = [("label", min_per_class, "class", "min_clips_per_class", None)]
     if focus is not None:
         checks.append((focus, min_per_group, focus, "min_clips_per_group", set(group_names)))
+    out = []
     for fold in sorted(set(counts["fold"])):
         for s in SPLITS:
             cell = counts[(counts["fold"] == fold) & (counts["split"] == s)]
@@ -313,9 +313,63 @@ def coverage_error(counts: pd.DataFrame, *, min_per_class: dict, min_per_group: 
                     if only is not None and value not in only:
                         continue  # an excluded value (e.g. race 'Unknown') has no minimum
                     if n < minimum:
-                        return (f"split: fold {fold} {s} has {n} clip{'' if n == 1 else 's'} of {what} "
-                                f"'{value}', below split.{key}.{s} = {minimum}{note}")
-    return None
+                        out.append({"fold": int(fold), "split": s, "what": what, "value": value,
+                                    "n": int(n), "key": key, "minimum": int(minimum)})
+    return out
+
+
+def _shortfall_line(c: dict, note: str = "") -> str:
+    n = c["n"]
+    return (f"split: fold {c['fold']} {c['split']} has {n} clip{'' if n == 1 else 's'} of {c['what']} "
+            f"'{c['value']}', below split.{c['key']}.{c['split']} = {c['minimum']}{note}")
+
+
+def _skipped_note(skipped: int, labelled: int) -> str:
+    return (f"; {skipped} of {labelled} labelled clips were skipped at download (data/corpus/skipped.csv)"
+            if skipped else "")
+
+
+def coverage_error(counts: pd.DataFrame, *, min_per_class: dict, min_per_group: dict,
+                   focus: str | None, group_names=(), skipped: int = 0,
+                   labelled: int = 0) -> str | None:
+    """The first (fold, split, class or group) below its minimum (coverage_shortfalls), as one
+    line; None if all pass."""
+    short = coverage_shortfalls(counts, min_per_class=min_per_class, min_per_group=min_per_group,
+                                focus=focus, group_names=group_names)
+    return _shortfall_line(short[0], _skipped_note(skipped, labelled)) if short else None
+
+
+# corpus.json `corpus` of the corpora whose folds come with the corpus (fairser.corpus.build_user:
+# EMO-SUPERB's published splits, a manifest's). CREMA-D's and the surrogate's folds are the
+# paper's protocol, which fairser builds and checks.
+OWN_FOLDS = ("emo-superb", "manifest")
+
+
+def sparse_class_mode(corpus: str | Path, on_sparse_class: str) -> str:
+    """params split.on_sparse_class resolved: `auto` is warn for a corpus of OWN_FOLDS (by its
+    corpus.json), else error (also when corpus.json is absent)."""
+    if on_sparse_class not in ("auto", "error", "warn"):
+        raise ParamsError(f"split.on_sparse_class is {on_sparse_class!r}; expected auto, error or warn")
+    if on_sparse_class != "auto":
+        return on_sparse_class
+    path = Path(corpus) / "corpus.json"
+    kind = json.loads(path.read_text()).get("corpus") if path.is_file() else None
+    return "warn" if kind in OWN_FOLDS else "error"
+
+
+def sparse_class_message(cells: list[dict]) -> str:
+    """One line naming the (fold, split, class) cells kept below split.min_clips_per_class (the
+    first eight, then how many more), each with its multi-label positives (`positives`), and what
+    the metrics do with a class without positives."""
+    shown = ", ".join(f"fold {c['fold']} {c['split']} '{c['value']}' {c['n']} (minimum {c['minimum']}, "
+                      f"{c['positives']} multi-label positive{'' if c['positives'] == 1 else 's'})"
+                      for c in cells[:8])
+    more = f" and {len(cells) - 8} more" if len(cells) > 8 else ""
+    return (f"split.on_sparse_class warn: the corpus's own folds have {len(cells)} (fold, split, class) "
+            f"cell{'' if len(cells) == 1 else 's'} below split.min_clips_per_class (strict-majority "
+            f"clips), kept as published: {shown}{more}; a class with no positive in a fold's "
+            "multi-label test targets scores F1 0 in that fold's macro-F1 and is left out of its "
+            "TPR gap")
 
 
 def degenerate_cells(folds: pd.DataFrame, clips: pd.DataFrame, actors: pd.DataFrame,
@@ -443,18 +497,24 @@ def rule_notes(clips: pd.DataFrame, actors: pd.DataFrame, schema: Schema,
 
 def run(corpus: str | Path, out: str | Path, *, ratio: float, seed: int, bias: str = "gender",
         truth: str | None = None, min_clips_per_class: dict | None = None,
-        min_clips_per_group: dict | None = None, on_degenerate: str = "warn") -> list[str]:
+        min_clips_per_group: dict | None = None, on_degenerate: str = "warn",
+        on_sparse_class: str = "auto") -> list[str]:
     """The split stage: data/corpus -> data/split/{folds,counts}.csv and coverage.json, atomically.
 
     `bias`: params split.bias (an attribute of schema.json, or none); `truth`: params idi.truth
     (the focus attribute of the coverage minimums when bias is none). Before anything is written,
-    the coverage rules (coverage_error) raise InputError, and so do degenerate train cells
-    (degenerate_cells) when `on_degenerate` is 'error'. Returns the warnings (also in
-    coverage.json under `warnings`, for the reports).
+    the coverage rules (coverage_shortfalls) raise InputError, and so do degenerate train cells
+    (degenerate_cells) when `on_degenerate` is 'error'. A class below split.min_clips_per_class
+    is a warning instead when `on_sparse_class` resolves to warn (sparse_class_mode: by default,
+    for a corpus whose folds are its own), listed in coverage.json under `sparse_classes` (a key
+    written only then). Returns the warnings (also in coverage.json under `warnings`, for the
+    reports).
     """
     _check_ratio(ratio)
     if on_degenerate not in ("error", "warn"):
         raise ParamsError(f"split.on_degenerate is {on_degenerate!r}; expected error or warn")
+    sparse_mode = sparse_class_mode(corpus, on_sparse_class)
+    is_own = sparse_class_mode(corpus, "auto") == "warn"
     schema = load_schema(corpus)
     skew = bias_attribute(schema, bias)
     focus = truth_attribute(schema, bias, truth)
@@ -462,13 +522,21 @@ def run(corpus: str | Path, out: str | Path, *, ratio: float, seed: int, bias: s
     folds = fold_table(clips, actors, skipped, schema, bias=skew, ratio=ratio, seed=seed)
     counts = count_table(folds, clips, actors, skipped, schema, focus=focus)
     n_skipped = int(skipped["file"].isin(set(clips["file"])).sum())
-    problem = coverage_error(counts, min_per_class=min_clips_per_class or {},
-                             min_per_group=min_clips_per_group or {}, focus=focus,
-                             group_names=schema.attribute(focus).groups, skipped=n_skipped,
-                             labelled=len(clips))
-    if problem:
-        raise InputError(problem)
+    short = coverage_shortfalls(counts, min_per_class=min_clips_per_class or {},
+                                min_per_group=min_clips_per_group or {}, focus=focus,
+                                group_names=schema.attribute(focus).groups)
+    sparse = [c for c in short if c["key"] == "min_clips_per_class"] if sparse_mode == "warn" else []
+    stop = [c for c in short if c not in sparse]
+    if stop:
+        hint = ("; or set split.on_sparse_class: warn to keep the corpus's own folds as they are"
+                if stop[0]["key"] == "min_clips_per_class" and is_own else "")
+        raise InputError(_shortfall_line(stop[0], _skipped_note(n_skipped, len(clips))) + hint)
     warnings = rule_notes(clips, actors, schema, skew)
+    if sparse:
+        emotion = counts[counts["variable"] == "emotion"].set_index(["fold", "split", "value"])["n"]
+        for c in sparse:  # the metrics' targets are multi-label (p > 1/K): say how many there are
+            c["positives"] = int(emotion[(c["fold"], c["split"], c["value"])])
+        warnings.append(sparse_class_message(sparse))
     cells = degenerate_cells(folds, clips, actors, skipped, schema, bias=skew)
     if cells:
         message = degenerate_message(cells, ratio, skew)
@@ -479,6 +547,10 @@ def run(corpus: str | Path, out: str | Path, *, ratio: float, seed: int, bias: s
                 "focus": focus, "min_clips_per_class": min_clips_per_class or {},
                 "min_clips_per_group": min_clips_per_group or {},
                 "on_degenerate": on_degenerate, "degenerate": cells, "warnings": warnings}
+    if sparse:  # only then, so the CREMA-D and surrogate coverage.json stay as they were
+        coverage["sparse_classes"] = [{"fold": c["fold"], "split": c["split"], "class": c["value"],
+                                       "n": c["n"], "minimum": c["minimum"],
+                                       "positives": c["positives"]} for c in sparse]
     with atomic_dir(out) as tmp:
         folds.to_csv(tmp / "folds.csv", index=False)
         counts.to_csv(tmp / "counts.csv", index=False)

@@ -15,6 +15,18 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
+def clip_parser(description: str, *, outputs: str, model: str, inputs: str) -> argparse.ArgumentParser:
+    """The arguments of a per-clip stage (features, speaker, pseudo): --params, --corpus, --out
+    (a folder holding `outputs`) and --inputs, the inputs stage's fingerprint of its `model`
+    (the file `inputs`)."""
+    p = parser(description)
+    p.add_argument("--corpus", required=True, help="folder with clips.csv, skipped.csv and wav/")
+    p.add_argument("--out", required=True, help=f"output folder ({outputs})")
+    p.add_argument("--inputs", default=None,
+                   help=f"the inputs stage's fingerprint of the {model} ({inputs})")
+    return p
+
+
 def threads_from_params(argv=None) -> int:
     """Size torch's thread pools from the stage's params file (`--params`, compute.threads) and
     FAIRSER_THREADS before the stage does any work (fairser.engine.configure)."""
@@ -29,14 +41,14 @@ def threads_from_params(argv=None) -> int:
     return engine.configure(config.load(known.params)["compute"])
 
 
-def run(main) -> None:
-    """Size torch's threads (threads_from_params), then call `main()`; turn expected failures
-    into one line on stderr and exit status 1.
+def run(main, *, size_threads=threads_from_params) -> None:
+    """Size torch's threads (`size_threads()`: a stage's from its params file), then call `main()`;
+    turn expected failures into one line on stderr and exit status 1.
 
     Set FAIRSER_TRACEBACK=1 to see the full traceback instead.
     """
     try:
-        threads_from_params()
+        size_threads()
         main()
     except (ParamsError, InputError, FileNotFoundError) as err:
         if os.environ.get("FAIRSER_TRACEBACK"):

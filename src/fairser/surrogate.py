@@ -1,10 +1,10 @@
 """A generated stand-in for CREMA-D: same shape, file names, label format and folds; not speech.
 
 It exists so every later stage runs offline, and it carries the confound the paper studies
-(../shared/SPEC.md section 8): emotion cues and gender cues overlap, above all in pitch, and rater
+(docs/PROTOCOL.md section 8): emotion cues and gender cues overlap, above all in pitch, and rater
 perception of an emotion differs by the actor's sex. Three parts, each a plain function:
 
-- `actors`: demographics with CREMA-D's published marginals (../shared/data/crema-d/SOURCES.md),
+- `actors`: demographics with CREMA-D's published marginals (docs/PROTOCOL.md section 1),
   scaled to the number of actors.
 - `clip_table` and `simulate_votes`: CREMA-D's clip design (12 sentences x 6 emotions; sentence
   IEO also at LO/MD/HI) and simulated voice-only rater votes, turned into EMO-SUPERB's smoothed
@@ -42,7 +42,7 @@ CODES = tuple({v: k for k, v in EMOTION_CODES.items()}[e] for e in EMOTIONS)
 LEVEL_SENTENCE = "IEO"
 LEVELS = ("LO", "MD", "HI")
 
-# CREMA-D demographics (VideoDemographics.csv; SPEC section 1).
+# CREMA-D demographics (VideoDemographics.csv; PROTOCOL section 1).
 SEX_COUNTS = {"Male": 48, "Female": 43}
 RACE_COUNTS = {"Caucasian": 61, "African American": 22, "Asian": 7, "Unknown": 1}
 AGE_COUNTS = {(20, 35): 51, (36, 49): 22, (50, 74): 18}
@@ -50,7 +50,7 @@ N_CREMA_ACTORS = 91
 
 # Voice-only confusion of CREMA-D raters: share of votes for each perceived emotion (columns,
 # EMOTIONS order) given the acted emotion (rows, EMOTIONS order), pooled by actor sex. Computed
-# from the queryType-1 rows of ../shared/data/crema-d/processedResults/tabulatedVotes.csv and
+# from the queryType-1 rows of CREMA-D's processedResults/tabulatedVotes.csv (PROTOCOL section 1) and
 # rounded. Raters recognise female fear, happy and sad more often than male: this sex difference
 # in perception is what makes the corpus-wide majority gender differ by emotion.
 CONFUSION = {

@@ -1,10 +1,10 @@
 """The batched trainer: the SER head on cached features, for every registered method.
 
-Methods (SPEC section 4, JTT, GEORGE) live one per module under fairser/debias/ and are looked
+Methods (PROTOCOL section 4, JTT, GEORGE) live one per module under fairser/debias/ and are looked
 up in fairser.debias.base.REGISTRY: each declares its params, groups, run builder and per-batch
 objective; this module only batches, optimises, keeps the best epoch and writes the files.
 
-Model (SPEC section 3, EMO-SUPERB's head): softmax weights over the upstream's layers ->
+Model (PROTOCOL section 3, EMO-SUPERB's head): softmax weights over the upstream's layers ->
 Linear(D, hidden) -> mean over frames (already done by the feature cache) -> Linear(hidden, K)
 (K = the corpus's classes, data/corpus/schema.json; 6 on CREMA-D).
 Inputs are standardised in a way the model class absorbs (see _Job; emo_superb_params).
@@ -79,7 +79,7 @@ class TrainConfig:
 def training_targets(p: np.ndarray, kind: str, threshold: float | None = None) -> np.ndarray:
     """The distribution each clip is trained towards.
 
-    soft: the vote distribution p itself (SPEC section 3).
+    soft: the vote distribution p itself (PROTOCOL section 3).
     hard: the multi-hot target y_k = [p_k > threshold] (1/K; 1/6 on CREMA-D), normalised to sum
     1; a clip with no class above the threshold (a uniform vote) keeps the uniform distribution.
     """
@@ -94,7 +94,7 @@ def training_targets(p: np.ndarray, kind: str, threshold: float | None = None) -
 
 
 def class_weights(p_train: np.ndarray, threshold: float | None = None) -> np.ndarray:
-    """Class-balanced weights w_c (Cui et al. 2019; SPEC section 3), summing to the class count.
+    """Class-balanced weights w_c (Cui et al. 2019; PROTOCOL section 3), summing to the class count.
 
     n_c = training clips with p_c > threshold (1/K), beta = (N - 1) / N, w_c proportional to
     (1 - beta) / (1 - beta^n_c). A class with no positive clip would get an infinite weight; it
@@ -655,6 +655,8 @@ def _train_job(job: _Job) -> list[Result]:
         snaps[BEST] = tuple(x.cpu().numpy() for x in job.train_outputs(best_params))
     _, probs = job.score(best_params, job.test, job.test_mask)
     probs = probs.cpu().numpy().astype(np.float64)
+    _, dev_probs = job.score(best_params, job.dev, job.dev_mask, job.dev_local)
+    dev_probs = dev_probs.cpu().numpy().astype(np.float64)
     results = []
     for i, run in enumerate(job.runs):
         n = len(run.train)
@@ -664,7 +666,8 @@ def _train_job(job: _Job) -> list[Result]:
                        else None)
         results.append(Result(run=run, test_probs=probs[i, : len(run.test)],
                               train_loss=train_curve[i], dev_loss=dev_curve[i],
-                              best_epoch=int(best_epoch[i]), snapshots=kept, params=kept_params))
+                              best_epoch=int(best_epoch[i]), snapshots=kept,
+                              dev_probs=dev_probs[i, : len(run.dev)], params=kept_params))
     return results
 
 
@@ -751,7 +754,8 @@ def load_folds(corpus, features, split, groups_path=None, *, classes, threshold:
         f = FoldData(fold=fold, train=np.array([row[x] for x in tr["file"]]),
                      dev=np.array([row[x] for x in dv["file"]]),
                      test=np.array([row[x] for x in te["file"]]),
-                     labels=np.array([classes.index(x) for x in tr["label"]]), threshold=threshold)
+                     labels=np.array([classes.index(x) for x in tr["label"]]), threshold=threshold,
+                     votes=p[[row[x] for x in tr["file"]]])
         if dv["label"].notna().all() and dv["label"].isin(classes).all():
             f.dev_labels = np.array([classes.index(x) for x in dv["label"]])
         if groups is not None:
@@ -825,9 +829,38 @@ def fit_methods(features, p, methods: list[str], folds: list[FoldData], cfg: Tra
             first_result[key] = res
     if not second:
         return results
-    runs2 = [build_run(method, f"{label}/{method}", fold, seed=seed, hparams=hp, seed_index=s,
-                       first=first_result[key]) for method, hp, fold, s, key in second]
-    return results[: len(one)] + fit(features, p, runs2, cfg, workers=workers, threshold=threshold)
+    # Phase 2: every setting of a method's sweep (Method.configs) trains in the same batched
+    # jobs; Method.select keeps one per (fold, seed).
+    runs2, spans = [], []
+    for method, hp, fold, s, key in second:
+        m = base.get(method)
+        start = len(runs2)
+        runs2 += [build_run(method, f"{label}/{method}", fold, seed=seed, hparams=c, seed_index=s,
+                            first=first_result[key]) for c in m.configs(hp)]
+        spans.append((m, start, len(runs2)))
+    done = fit(features, p, runs2, cfg, workers=workers, threshold=threshold)
+    kept = []
+    for m, a, b in spans:
+        i, scores = m.select(done[a:b], p, 1.0 / np.shape(p)[1] if threshold is None else threshold)
+        kept.append(done[a + i])
+        kept[-1].sweep, kept[-1].sweep_scores = done[a:b], list(scores)
+    return results[: len(one)] + kept
+
+
+def clip_attributes(corpus, features, schema) -> dict:
+    """{attribute: (N,) true group name or None} per feature row (features/index.csv order), from
+    clips.csv and actors.csv (schema.clip_groups)."""
+    corpus = Path(corpus)
+    clips = read_csv(corpus / "clips.csv", ["file", "actor"], dtype={"file": str})
+    actors = read_csv(corpus / "actors.csv", ["actor", *(a.column for a in schema.attributes)])
+    table = corpus_schema.clip_groups(clips, actors, schema, corpus / "actors.csv").set_index("file")
+    index = read_csv(Path(features) / "index.csv", ["file"], **ONLY_EMPTY_IS_NA)["file"]
+    missing = sorted(set(index) - set(table.index))
+    if missing:
+        raise InputError(f"{corpus / 'clips.csv'}: no row for feature clip {missing[0]}")
+    rows = table.loc[index]
+    return {name: np.array([None if pd.isna(v) else v for v in rows[name]], dtype=object)
+            for name in schema.attribute_names}
 
 
 def run_set(set_name: str, *, corpus, features, split, groups_dir, out, params: dict,
@@ -859,6 +892,10 @@ def run_set(set_name: str, *, corpus, features, split, groups_dir, out, params: 
     results = fit_methods(feats, p, trained, list(folds.values()), cfg, seed=seed,
                           hparams=params["methods"], label=set_label, threshold=schema.threshold)
     by_key = {(r.run.method, r.run.fold, r.run.seed_index): r for r in results}
+    # Methods that log how they built their runs (JTT's error sets, GEORGE's clusters) against
+    # the true groups of the training clips: logging only, never an input of training.
+    logged = [m for m in trained if type(base.get(m)).logs is not base.Method.logs]
+    attributes = clip_attributes(corpus, features, schema) if logged else {}
 
     with atomic_dir(out) as tmp:
         for method in methods:
@@ -887,4 +924,8 @@ def run_set(set_name: str, *, corpus, features, split, groups_dir, out, params: 
             curve = (pd.concat(curves) if curves else
                      pd.DataFrame(columns=list(CURVE_COLUMNS)))
             curve.to_csv(folder / "curve.csv", index=False, float_format="%.8g")
+            if method in logged:
+                kept = [by_key[(method, fold, s)] for fold in folds for s in range(cfg.seeds)]
+                for file_name, table in base.get(method).logs(kept, attributes).items():
+                    table.to_csv(folder / file_name, index=False, float_format="%.6g")
     return results

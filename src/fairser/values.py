@@ -62,6 +62,12 @@ class Normalised:
         return f"{name}: " + ", ".join(f"{raw!r} -> {group}" for raw, group in sorted(self.mapping.items()))
 
 
+def describe(mappings: dict[str, dict[str, str]]) -> str:
+    """One line for a report of every mapping applied, {attribute: {raw: group}}: `speaker: '01' -> 1;
+    gender: 'M' -> Male`; "" when nothing was changed."""
+    return "; ".join(Normalised([], m).describe(name) for name, m in mappings.items() if m)
+
+
 def is_numeric(values) -> bool:
     """True when every non-empty value reads as a number (and there is at least one)."""
     present = [str(v).strip() for v in values if str(v).strip() != ""]

@@ -1,11 +1,11 @@
-"""Debias methods of SPEC section 4 and its group-free peers, one module per method.
+"""Debias methods of PROTOCOL section 4 and its group-free peers, one module per method.
 
 Each method module subclasses `base.Method` (its params, the groups it needs, how it builds its
 runs, its per-batch objective) and registers itself in `base.REGISTRY`; `fairser.train` is the
 batched engine that trains whatever is registered. A new method is one new module that calls
 `register` (imported before training; tests/toy_method.py is an example).
 
-- erm, rw, ds, gdro, gadro, pgdro, lff, disent: SPEC section 4.
+- erm, rw, ds, gdro, gadro, pgdro, lff, disent: PROTOCOL section 4.
 - jtt (Liu et al. 2021) and george (Sohoni et al. 2020): two-phase, group-free.
 - issue 24's families: adv (gradient-reversal adversary), eopp (TPR-gap penalty) and mmd
   (representation-group MMD penalty), mixup (within-class cross-group feature mixup), dfr

@@ -45,6 +45,8 @@ class Run:
     # Epochs after which to record the training clips' probabilities and hidden features
     # (Result.snapshots); BEST = the kept epoch. What a two-phase method's second phase reads.
     snapshots: tuple[int, ...] = ()
+    # What `build` derived from phase 1 (e.g. JTT's error set), for the method's `logs`.
+    built: dict = field(default_factory=dict)
     # Last-layer methods (DFR, AFR): start from these parameters (a trained run's Result.params)
     # instead of the seed's initialisation, and standardise the inputs with these feature rows
     # (that run's training set, so its encoder sees the inputs it was trained on); None = own.
@@ -69,6 +71,11 @@ class Result:
     # (BEST = the kept epoch): the training clips scored by the model at that epoch, "hidden"
     # being encoder 0's output Linear(D, H) (the penultimate layer).
     snapshots: dict = field(default_factory=dict)
+    dev_probs: np.ndarray | None = None  # (n_dev, K) at the kept epoch, rows as run.dev
+    # A method with a sweep (Method.configs): every result of this run's (fold, seed), this one
+    # included, and their scores (Method.select).
+    sweep: list = field(default_factory=list)
+    sweep_scores: list = field(default_factory=list)
     # [layer_logits (E, L), w1 (E, D, H), b1 (E, H), w2 (heads, in, K), b2 (heads, K)] at the kept
     # epoch (then any Method.extra_params), when run.keep_params.
     params: list | None = None
@@ -90,10 +97,11 @@ class FoldData:
     # The positive threshold 1/K of the corpus's K classes (schema.Schema.threshold); None =
     # 1/K of the probabilities a method reads (JTT's error set).
     threshold: float | None = None
+    votes: np.ndarray | None = None     # (n_train, K) vote distributions of the training clips
 
 
 def cb_losses(logits: torch.Tensor, targets: torch.Tensor, class_w: torch.Tensor) -> torch.Tensor:
-    """Per-clip class-balanced soft-target cross-entropy (SPEC section 3, EMO-SUPERB):
+    """Per-clip class-balanced soft-target cross-entropy (PROTOCOL section 3, EMO-SUPERB):
     loss_i = -w_i sum_k t_ik log softmax(z_i)_k with w_i = sum_k w_k t_ik.
 
     logits, targets (..., B, K); class_w (..., K) broadcast over the batch.
@@ -213,6 +221,22 @@ class Method:
               first: Result | None = None) -> Run:
         """This method's Run on one fold (`first`: the trained phase1 run, if any)."""
         return Run(**base_run(name, self.name, fold, seed, seed_index), hparams=dict(hparams))
+
+    def configs(self, hparams: dict) -> list[dict]:
+        """The settings of phase 2 to train on each (fold, seed), a sweep from which `select`
+        keeps one; default the one setting `hparams`."""
+        return [hparams]
+
+    def select(self, results: list["Result"], p: np.ndarray, threshold: float) -> tuple[int, list]:
+        """(index of the kept result, one score per result) among one (fold, seed)'s sweep
+        (`configs`); p (N, K) vote distributions of every feature row. Default: the first."""
+        return 0, [None] * len(results)
+
+    def logs(self, results: list["Result"], attributes: dict) -> dict:
+        """{file name: DataFrame} the train stage writes beside this method's predictions.csv;
+        results: its kept runs; attributes {name: (N,) true group name or None per feature row},
+        for logging only. Default: none."""
+        return {}
 
     # -- training ------------------------------------------------------------------------
 

@@ -1,5 +1,5 @@
 """DisEnt, Lee et al. 2021 ("Learning debiased representation via disentangled feature
-augmentation", NeurIPS; their Algorithm 1 / train_ours); SPEC section 4.
+augmentation", NeurIPS; their Algorithm 1 / train_ours); PROTOCOL section 4.
 
 Intrinsic (encoder 0) and bias (1) encoders; classifier 0 reads [z_i, z_b.detach()], classifier 1
 reads [z_i.detach(), z_b]. Classifier 1 is trained with GCE, classifier 0 with LfF's relative
@@ -8,6 +8,11 @@ batch to synthesise new clips. Their lambda_dis_align and lambda_swap_align are 
 lambda_swap_b; the swap term is scaled by lambda_swap. Labels for GCE as in LfF (the single
 majority class). The reported model is classifier 0 on [z_intrinsic, z_bias] (their evaluation).
 No groups.
+
+Pairing with ERM (issue 23): the intrinsic encoder (0) starts from the weights of ERM's encoder
+for the same (fold, seed) and the runs see the same shuffle order, but classifier 0 reads 2H
+inputs where ERM's head reads H, so it cannot start from ERM's head: DisEnt's comparison with
+ERM is paired in data order and encoder, not in the whole initial model (LfF's is fully paired).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Group distributionally robust optimisation: GDRO, GADRO and PGDRO (SPEC section 4).
+"""Group distributionally robust optimisation: GDRO, GADRO and PGDRO (PROTOCOL section 4).
 
 - GDRO, Sagawa et al. 2020 ("Distributionally robust neural networks for group shifts", ICLR,
   Algorithm 1): q starts uniform; each step L_g = mean loss of group g in the batch (0 if the

@@ -1,4 +1,4 @@
-"""DS: downsampling every (class, group) cell to the class's smallest one (SPEC section 4;
+"""DS: downsampling every (class, group) cell to the class's smallest one (PROTOCOL section 4;
 Idrissi et al. 2022). Needs hard groups.
 
 The run trains with ERM's objective on the subset weights.ds_select draws (seeded per fold and

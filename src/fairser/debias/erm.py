@@ -1,4 +1,4 @@
-"""ERM: empirical risk minimisation, the undebiased baseline (SPEC section 4).
+"""ERM: empirical risk minimisation, the undebiased baseline (PROTOCOL section 4).
 
 Objective: the batch mean of the class-balanced soft-target loss l_i. No groups, no params.
 """

@@ -1,5 +1,5 @@
 """GADRO: group DRO with the group adjustment C / sqrt(n_g) (Sagawa et al. 2020 section 3.3,
-paper eq. 3; SPEC section 4).
+paper eq. 3; PROTOCOL section 4).
 
 Params: eta, adjustment (C). Otherwise as GDRO (dro.GroupDRO reads `adjustment`).
 """

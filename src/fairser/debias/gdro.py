@@ -1,4 +1,4 @@
-"""GDRO: group DRO over hard groups (Sagawa et al. 2020, Algorithm 1; SPEC section 4).
+"""GDRO: group DRO over hard groups (Sagawa et al. 2020, Algorithm 1; PROTOCOL section 4).
 
 Params: eta (q step size). Memberships are the one-hot groups; the objective is dro.GroupDRO's.
 """

@@ -1,4 +1,4 @@
-"""Learning from Failure (LfF) and DisEnt weights (SPEC section 4).
+"""Learning from Failure (LfF) and DisEnt weights (PROTOCOL section 4).
 
 - LfF, Nam et al. 2020 ("Learning from failure: training debiased classifier from biased
   classifier", NeurIPS, Algorithm 1): a biased model trained with generalized cross-entropy (GCE,
@@ -95,10 +95,13 @@ def difficulty(state: dict, batch, loss_b: torch.Tensor, loss_d: torch.Tensor,
 
 
 class LfF(Method):
-    """Nam et al. 2020 Algorithm 1: GCE on the biased model (encoder and head 0), the
-    relative-difficulty-weighted loss on the debiased model (1), which is the model reported.
-    GCE's gather and the class-wise max use the clip's single majority class (folds.csv
-    `label`): LfF assumes one class per clip and ours are multi-label."""
+    """Nam et al. 2020 Algorithm 1: the relative-difficulty-weighted loss on the debiased model
+    (encoder and head 0), which is the model reported, and GCE on the biased model (encoder and
+    head 1). The debiased model is encoder and head 0 so that it starts from the same weights as
+    ERM's run of the same (fold, seed) (fairser.train initialises encoder e and head k of a run
+    from its seed and e, k) and sees the same shuffle order: LfF's row is paired with ERM's as
+    the other methods' are. GCE's gather and the class-wise max use the clip's single majority
+    class (folds.csv `label`): LfF assumes one class per clip and ours are multi-label."""
 
     name = "lff"
     taxonomy = "biased learner"
@@ -111,14 +114,14 @@ class LfF(Method):
 
     def objective(self, batch, state, mask):
         labels = batch.labels()
-        logit_b, logit_d = batch.head(batch.z[:, 0], 0), batch.head(batch.z[:, 1], 1)
+        logit_d, logit_b = batch.head(batch.z[:, 0], 0), batch.head(batch.z[:, 1], 1)
         l_b, l_d = batch.cb(logit_b), batch.cb(logit_d)
         w = difficulty(state, batch, l_b, l_d, labels)
         gce = gce_loss(l_b, logit_b, labels, batch.hp("gce_q"))
         return batch.mean(gce) + batch.mean(w.detach() * l_d)
 
     def predict(self, engine, params, z):
-        return engine.head(params, z[:, 1], 1)
+        return engine.head(params, z[:, 0], 0)
 
 
 register(LfF())

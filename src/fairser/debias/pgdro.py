@@ -1,5 +1,5 @@
 """PGDRO: group DRO with probabilistic (soft) group memberships p_ig (Ghosal and Li 2023;
-SPEC section 4): L_g = sum_i p_ig l_i / sum_i p_ig, n_g = sum_i p_ig.
+PROTOCOL section 4): L_g = sum_i p_ig l_i / sum_i p_ig, n_g = sum_i p_ig.
 
 Params: eta. Needs soft memberships (the pseudo groups file's p_0, p_1).
 """

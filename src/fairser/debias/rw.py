@@ -1,4 +1,4 @@
-"""RW: reweighting over (class, group) cells (SPEC section 4; paper section 3.2 eq. 1, after
+"""RW: reweighting over (class, group) cells (PROTOCOL section 4; paper section 3.2 eq. 1, after
 Idrissi et al. 2022). Needs hard groups.
 
 Each training clip gets weight n_c / (G_c n_{c,g}) (weights.rw_weights, mean 1); the objective

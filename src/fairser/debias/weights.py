@@ -1,4 +1,4 @@
-"""Reweighting (RW) and downsampling (DS) over (class, group) cells (SPEC section 4; paper
+"""Reweighting (RW) and downsampling (DS) over (class, group) cells (PROTOCOL section 4; paper
 section 3.2 eq. 1, after Idrissi et al. 2022 "Simple data balancing achieves competitive
 worst-group accuracy").
 
