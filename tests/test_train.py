@@ -545,7 +545,7 @@ def test_train_extensions_chooses_which_of_issue_24s_methods_a_set_trains(tmp_pa
     # afr is group-free (the baselines set's): the pseudo set gains only mmd and dfr
     assert sorted(x.name for x in out.iterdir()) == ["dfr", "ds", "gadro", "gdro", "mmd", "pgdro", "rw"]
     pred = pd.read_csv(out / "dfr" / "predictions.csv")
-    assert np.allclose(pred.iloc[:, 3:].sum(1), 1.0)
+    assert np.allclose(pred.iloc[:, 3:].sum(axis=1), 1.0)
 
 
 def test_train_extensions_names_only_issue_24s_methods():
