@@ -10,9 +10,6 @@ import grimp
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-# The method base class imports the trainer; issue 22 item 3 removes it on another branch.
-# Until then the tests below name it as the one known exception (an xfail), and fail on any other.
-KNOWN_UPWARD = ("fairser.debias.base", "fairser.train")
 
 
 @pytest.fixture(scope="module")
@@ -39,17 +36,6 @@ def cycle(imports: dict[str, set[str]]):
     return None
 
 
-def without_known(imports):
-    a, b = KNOWN_UPWARD
-    return {m: deps - {b} if m == a else deps for m, deps in imports.items()}
-
-
-def xfail_if_known_edge(imports):
-    a, b = KNOWN_UPWARD
-    if b in imports[a]:
-        pytest.xfail(f"{a} imports {b} (issue 22 item 3 removes it on another branch)")
-
-
 def test_no_module_imports_the_console(imports):
     assert sorted(m for m, deps in imports.items() if "fairser.cli" in deps) == []
 
@@ -64,8 +50,6 @@ def test_the_engine_imports_no_task_module_even_indirectly(imports):
 
 
 def test_the_import_graph_has_no_cycle(imports):
-    assert cycle(without_known(imports)) is None
-    xfail_if_known_edge(imports)
     assert cycle(imports) is None
 
 
@@ -100,6 +84,4 @@ def test_every_import_points_down_the_contract_layers(imports):
                     out.append(f"{m} -> {dep}")
         return sorted(out)
 
-    assert bad(without_known(imports)) == []
-    xfail_if_known_edge(imports)
     assert bad(imports) == []
