@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 import yaml
 from matplotlib.collections import PathCollection
-from test_evaluate import EVAL_ARGS, ROOT, make_tree, run_stage
-from test_report import REPORT_ARGS
+from test_evaluate import ROOT
+from test_report import reported  # noqa: F401 (the report stage run on test_evaluate's tiny tree: a fixture)
 
 from fairser import report
 from fairser.constants import SURROGATE_NOTICE
@@ -131,16 +131,6 @@ def test_rows_without_intervals_have_no_bars_and_rows_without_values_are_named()
 
 
 # --- the report stage and dvc.yaml -------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def reported(tmp_path_factory):
-    root = tmp_path_factory.mktemp("proj")
-    make_tree(root, n_boot=20)
-    for script, args in (("evaluate.py", EVAL_ARGS), ("report.py", REPORT_ARGS)):
-        res = run_stage(root, script, *args)
-        assert res.returncode == 0, res.stderr
-    return root
-
 
 def test_the_stage_writes_the_figure_and_its_csv_with_every_table1_method_row(reported):
     t1 = pd.read_csv(reported / "reports/table1.csv")
