@@ -21,6 +21,7 @@ from helpers import dvc_repo, run_ok
 pytestmark = pytest.mark.slow
 
 CLASSES = ("calm", "joy", "anger", "grief")
+EXTENSIONS = ("adv", "eopp", "mmd", "mixup", "dfr", "afr")  # issue 24's methods, all of them
 FIGURES = ("fig2_k_bars.png", "fig3_k_mean.png", "fig4_tsne.png")
 
 # Tiny training (as tests/test_pipeline.py); the corpus params come with `dvc exp run -S`.
@@ -108,9 +109,18 @@ def test_an_emo_superb_corpus_runs_end_to_end(repo, corpora_dir):
     made = emo_superb(corpora_dir / "emo", classes=CLASSES, n_speakers=10, n_folds=5,
                       seconds=(1.0, 12.0), seed=0)
     _reset(path, env)
+    # Every method of issue 24 too (the default trains AFR only: docs/PERFORMANCE.md), with its
+    # switch as README gives it: each appears in Table 1 at every supervision level.
     _exp_run(path, env, {"corpus.name": "emo-superb", "corpus.labels_dir": made["labels_dir"],
-                         "corpus.audio_dir": made["audio_dir"], "split.bias": "none"})
+                         "corpus.audio_dir": made["audio_dir"], "split.bias": "none",
+                         "train.extensions": f"[{','.join(EXTENSIONS)}]"})
     _check_outputs(path)
+    table1 = pd.read_csv(path / "reports" / "table1.csv")
+    rows = set(zip(table1["method"], table1["supervision"]))
+    for method in ("ADV", "EOPP", "MMD", "MIXUP", "DFR"):
+        for supervision in ("ground truth", "pseudo", f"k-means K={TINY[('idi', 'k')]}"):
+            assert (method, supervision) in rows, (method, supervision)
+    assert ("AFR", "unsupervised") in rows
     clips = pd.read_csv(path / "data" / "corpus" / "clips.csv")
     assert clips["actor"].nunique() == 10
     assert len([c for c in clips.columns if c.startswith("split_")]) == 5
