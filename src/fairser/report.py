@@ -593,7 +593,8 @@ def tradeoff_axes(points: pd.DataFrame, *, attribute: str, notice: str | None):
         ax.scatter(front["tpr_gap"], front["f1"], s=170, facecolors="none", edgecolors="black",
                    linewidths=0.8, zorder=2)
     _label_points(ax, shown["tpr_gap"].to_numpy(), shown["f1"].to_numpy(), list(shown["method"]))
-    ax.set_xlabel(f"TPR gap ({attribute}) ↓  (bars: 95% speaker-bootstrap interval)", fontsize=11)
+    ax.set_xlabel(f"TPR gap ({attribute}) ↓  (bars: speaker-bootstrap interval aimed at 95%, as Table 1)",
+                  fontsize=11)
     ax.set_ylabel("macro F1 ↑", fontsize=11)
     ax.grid(alpha=0.3)
     # Legends in the fixed orders above (families and supervisions present only), then any new ones.
