@@ -2,6 +2,8 @@
 (PROTOCOL sections 3-5). Tiny dims and few epochs: the whole file runs in seconds on one core."""
 
 import copy
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
-from fairser import config
+from fairser import config, evaluate
 from fairser.errors import InputError
 from fairser import schema as corpus_schema
 from fairser.schema import CREMA_D_CLASSES as EMOTIONS
@@ -546,6 +548,44 @@ def test_train_extensions_chooses_which_of_issue_24s_methods_a_set_trains(tmp_pa
     assert sorted(x.name for x in out.iterdir()) == ["dfr", "ds", "gadro", "gdro", "mmd", "pgdro", "rw"]
     pred = pd.read_csv(out / "dfr" / "predictions.csv")
     assert np.allclose(pred.iloc[:, 3:].sum(axis=1), 1.0)
+
+
+def test_kmeans_sets_train_the_sweep_apart_from_issue_24s_methods_and_evaluate_joins_them(tmp_path):
+    write_inputs(tmp_path)
+    groups = pd.read_csv(tmp_path / "groups" / "pseudo.csv")[["fold", "file", "split", "group"]]
+    groups.to_csv(tmp_path / "groups" / "kmeans_k3.csv", index=False)
+    params = tiny_params(seeds=1, extensions=["adv", "eopp", "mmd", "mixup", "dfr", "afr"])
+    runs = tmp_path / "runs"
+    for name in ("kmeans", "kmeans_extensions"):
+        run_set(name, k=3, corpus=tmp_path / "corpus", features=tmp_path / "features",
+                split=tmp_path / "split", groups_dir=tmp_path / "groups",
+                out=runs / ("kmeans_k3" if name == "kmeans" else name), params=params)
+    # The k sweep's stage trains the paper's four; issue 24's group methods train at one k apart.
+    assert sorted(x.name for x in (runs / "kmeans_k3").iterdir()) == ["ds", "gadro", "gdro", "rw"]
+    ext = runs / "kmeans_extensions"
+    assert sorted(x.name for x in ext.iterdir() if x.is_dir()) == ["adv", "dfr", "eopp", "mixup", "mmd"]
+    assert json.loads((ext / "set.json").read_text()) == {"set": "kmeans_k3"}
+    # evaluate reads both folders as one set, kmeans_k3, each run from where it was written
+    found = {r.name: r.path for r in evaluate.find_runs(runs)}
+    assert set(found) == {f"kmeans_k3/{m}" for m in ("ds", "gadro", "gdro", "rw", "adv", "dfr", "eopp",
+                                                     "mixup", "mmd")}
+    assert found["kmeans_k3/adv"] == ext / "adv" / "predictions.csv"
+    # the same run written twice, or a set.json that names no k-means set: one line, the file
+    shutil.copytree(ext / "adv", runs / "kmeans_k3" / "adv")
+    with pytest.raises(InputError, match="kmeans_k3/adv is also"):
+        evaluate.find_runs(runs)
+    shutil.rmtree(runs / "kmeans_k3" / "adv")
+    (ext / "set.json").write_text('{"set": "gender"}')
+    with pytest.raises(InputError, match="set.json: set 'gender'; expected kmeans_k<K>"):
+        evaluate.find_runs(runs)
+
+
+def test_jobs_hold_at_most_eight_training_sets_so_five_folds_by_three_seeds_fill_two_cores():
+    feats, p, classes, groups = toy()
+    fold = FoldData(fold=1, train=np.arange(40), dev=np.arange(40, 50), test=np.arange(50, 60),
+                    labels=classes[:40])
+    runs = [build_run("erm", "erm", fold, seed=seed, seed_index=0) for seed in range(15)]
+    assert sorted(len(job) for job in plan_jobs(runs, batch_size=8)) == [7, 8]
 
 
 def test_train_extensions_names_only_issue_24s_methods():

@@ -26,6 +26,7 @@ Beyond the paper (docs/STATISTICS.md):
 
 from __future__ import annotations
 
+import json
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from fairser import metrics
 from fairser import schema as corpus_schema
 from fairser.errors import InputError
 from fairser.config import GROUP_METHODS, METHODS
+from fairser.method_sets import SET_FILE
 from fairser.io import ONLY_EMPTY_IS_NA, read_csv
 
 SCORE_METRICS = ("f1", "acc")
@@ -47,6 +49,7 @@ GAP_METRICS = ("tpr_gap", "dp_gap")
 ALL_ATTRIBUTE = "all"  # the `attribute` of F1 and ACC rows, which have none
 TABLE2_KS = (16, 32)  # the paper's Table 2 columns
 SET_PATTERN = re.compile(r"^(baselines|gender|pseudo|kmeans_k([1-9][0-9]*))$")
+EXTENSIONS_DIR = "kmeans_extensions"  # a runs folder whose set.json names its kmeans_k<K> set
 PROB_SUM_TOL = 1e-3  # predictions are softmax outputs written as text
 CI_LEVEL = 0.95
 CI_METHODS = ("percentile", "basic", "shifted", "bca", "widened")
@@ -168,6 +171,24 @@ class Run:
         return f"{self.set}/{self.method}"
 
 
+def _set_name(set_dir: Path) -> str:
+    """The run set of a runs folder: its name, or for kmeans_extensions (issue 24's group methods
+    on one k's clusters, trained apart from the k sweep) the kmeans_k<K> its set.json names."""
+    if set_dir.name == EXTENSIONS_DIR:
+        info = set_dir / SET_FILE
+        try:
+            name = json.loads(info.read_text(encoding="utf-8")).get("set")
+        except (OSError, ValueError, AttributeError) as e:
+            raise InputError(f"{info}: expected {{\"set\": \"kmeans_k<K>\"}} ({e})") from None
+        if not isinstance(name, str) or set_k(name) is None:
+            raise InputError(f"{info}: set {name!r}; expected kmeans_k<K>")
+        return name
+    if not SET_PATTERN.match(set_dir.name):
+        raise InputError(f"{set_dir}: unknown run set (expected baselines, gender, pseudo, "
+                         f"kmeans_k<K> or {EXTENSIONS_DIR})")
+    return set_dir.name
+
+
 def find_runs(runs_dir: str | Path) -> list[Run]:
     """Every `<runs_dir>/<set>/<method>/predictions.csv`, checked against the known sets and methods."""
     runs_dir = Path(runs_dir)
@@ -175,16 +196,18 @@ def find_runs(runs_dir: str | Path) -> list[Run]:
         raise InputError(f"{runs_dir}: no such runs folder")
     runs = []
     for set_dir in sorted(p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        if not SET_PATTERN.match(set_dir.name):
-            raise InputError(f"{set_dir}: unknown run set (expected baselines, gender, pseudo or "
-                             "kmeans_k<K>)")
+        run_set = _set_name(set_dir)
         for method_dir in sorted(p for p in set_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
             if method_dir.name not in METHODS:
                 raise InputError(f"{method_dir}: unknown method (expected one of {list(METHODS)})")
             pred = method_dir / "predictions.csv"
             if not pred.is_file():
-                raise InputError(f"{method_dir}: run {set_dir.name}/{method_dir.name} has no predictions.csv")
-            runs.append(Run(set_dir.name, method_dir.name, pred))
+                raise InputError(f"{method_dir}: run {run_set}/{method_dir.name} has no predictions.csv")
+            twin = next((r for r in runs if (r.set, r.method) == (run_set, method_dir.name)), None)
+            if twin is not None:
+                raise InputError(f"{pred}: run {run_set}/{method_dir.name} is also {twin.path}; "
+                                 "keep one")
+            runs.append(Run(run_set, method_dir.name, pred))
     if not runs:
         raise InputError(f"{runs_dir}: no runs (<set>/<method>/predictions.csv)")
     return runs

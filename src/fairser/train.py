@@ -25,6 +25,7 @@ MAX_GROUPS_PER_JOB training sets run side by side, one per CPU core.
 
 from __future__ import annotations
 
+import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ from fairser import schema as corpus_schema
 from fairser.debias import base
 from fairser.debias.base import (BEST, REGISTRY, Batch, FoldData, Result, Run,  # noqa: F401
                                  cb_losses, run_seed)
-from fairser.method_sets import EXTENSIONS, SETS
+from fairser.method_sets import EXTENSIONS, KMEANS_SETS, SET_FILE, SETS
 from fairser.features import resolve_device
 from fairser.io import ONLY_EMPTY_IS_NA, atomic_dir, read_csv
 
@@ -255,15 +256,18 @@ def _group_key(run: Run) -> tuple:
 
 
 # Groups per job, at most. A fixed number (not the core count) keeps job composition, and so
-# every floating-point result, the same on any machine; 3 splits 5 folds into 2 jobs that two
-# cores train side by side.
-MAX_GROUPS_PER_JOB = 3
+# every floating-point result, the same on any machine. 8 splits the 15 training sets of 5 folds x
+# 3 seeds into 2 jobs that two cores train side by side; a step's Python and kernel-launch cost is
+# paid once per job, so fewer, larger jobs cost less CPU (docs/PERFORMANCE.md: half of what jobs
+# of 3 cost on the surrogate's shape).
+MAX_GROUPS_PER_JOB = 8
 
 
-def plan_jobs(runs: list[Run], batch_size: int,
-              max_groups: int = MAX_GROUPS_PER_JOB) -> list[list[_Group]]:
+def plan_jobs(runs: list[Run], batch_size: int, max_groups: int | None = None) -> list[list[_Group]]:
     """Split runs into jobs: groups of one family with the same number of runs per group and
-    steps per epoch within 25% of each other (so masked-out steps waste little)."""
+    steps per epoch within 25% of each other (so masked-out steps waste little), at most
+    `max_groups` groups each (None: MAX_GROUPS_PER_JOB, read now, so a benchmark can set it)."""
+    max_groups = MAX_GROUPS_PER_JOB if max_groups is None else max_groups
     groups: dict[tuple, _Group] = {}
     for run in runs:
         groups.setdefault(_group_key(run), _Group([])).runs.append(run)
@@ -693,10 +697,11 @@ CURVE_COLUMNS = ("fold", "seed", "epoch", "train_loss", "dev_loss", "chosen")
 
 
 def groups_filename(set_name: str, k: int | None = None) -> str | None:
-    """data/groups file of a run set: gender.csv, pseudo.csv, kmeans_k<K>.csv; None for baselines."""
-    if set_name == "kmeans":
+    """data/groups file of a run set: gender.csv, pseudo.csv, kmeans_k<K>.csv (the sets
+    kmeans and kmeans_extensions); None for baselines."""
+    if set_name in KMEANS_SETS:
         if k is None:
-            raise InputError("--set kmeans needs --k")
+            raise InputError(f"--set {set_name} needs --k")
         return f"kmeans_k{k}.csv"
     return {"baselines": None, "gender": "gender.csv", "pseudo": "pseudo.csv"}[set_name]
 
@@ -878,7 +883,7 @@ def run_set(set_name: str, *, corpus, features, split, groups_dir, out, params: 
     schema = corpus_schema.load(corpus)
     feats, p, folds, tests = load_folds(corpus, features, split, groups_path, classes=schema.classes,
                                         threshold=schema.threshold)
-    set_label = set_name if set_name != "kmeans" else f"kmeans_k{k}"
+    set_label = set_name if set_name not in KMEANS_SETS else f"kmeans_k{k}"
     if feats.shape[1] == 0 or feats.shape[2] == 0:
         raise InputError(f"{features}: empty feature cache shape {feats.shape}")
     for start in range(0, len(feats), 1024):  # cheap next to training; a bad row fails here
@@ -898,6 +903,8 @@ def run_set(set_name: str, *, corpus, features, split, groups_dir, out, params: 
     attributes = clip_attributes(corpus, features, schema) if logged else {}
 
     with atomic_dir(out) as tmp:
+        if set_name == "kmeans_extensions":  # which k-means set its runs belong to (fairser.evaluate)
+            (tmp / SET_FILE).write_text(json.dumps({"set": set_label}) + "\n")
         for method in methods:
             preds, curves = [], []
             for fold in folds:
