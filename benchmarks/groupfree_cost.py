@@ -13,25 +13,16 @@ from __future__ import annotations
 
 import argparse
 import copy
-import importlib.util
-import sys
 import time
 from pathlib import Path
 
-# This folder's coverage.py would shadow the coverage package, which numba (UMAP) probes.
-HERE = Path(__file__).resolve().parent
-sys.path = [x for x in sys.path if Path(x or ".").resolve() != HERE]
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from fairser import config  # noqa: E402
-from fairser.debias.george import cluster_groups  # noqa: E402
-from fairser.train import FoldData, TrainConfig, default_workers, fit_methods  # noqa: E402
-
-_spec = importlib.util.spec_from_file_location("train_grid", HERE / "train_grid.py")
-train_grid = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(train_grid)
+import train_grid  # benchmarks/train_grid.py, beside this script
+from fairser import config
+from fairser.debias.george import cluster_groups
+from fairser.train import FoldData, TrainConfig, default_workers, fit_methods
 
 
 def clock(fn):

@@ -14,17 +14,12 @@ stage. Shapes: 7,442 clips, 5 folds of ~1,700 biased training clips, ~450 dev an
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-# This folder's coverage.py would shadow the coverage package, which numba (GEORGE's UMAP) probes.
-sys.path = [x for x in sys.path if Path(x or ".").resolve() != Path(__file__).resolve().parent]
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from fairser.train import FoldData, SETS, TrainConfig, default_workers, fit_methods  # noqa: E402
+from fairser.train import FoldData, SETS, TrainConfig, default_workers, fit_methods
 
 N_CLIPS, N_TRAIN, N_DEV = 7442, 1700, 450
 HP = {"gdro": {"eta": 0.01}, "gadro": {"eta": 0.01, "adjustment": 4.0}, "pgdro": {"eta": 0.01},

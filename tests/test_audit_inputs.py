@@ -220,7 +220,7 @@ def _write_bytes(path: Path, data: bytes) -> None:
 @pytest.mark.parametrize("content, why", [
     (b"", "empty file"),
     (None, "a header and no rows"),  # None: the file's own header line only
-    (b"file,calm\n\xff\xfe,1\n", "not UTF-8 text (byte 0xff"),
+    (b"file,calm\n\xff\xfe,1\n", "not UTF-8 text (line 2: byte 0xff)"),
 ])
 def test_empty_header_only_and_non_utf8_csvs_name_the_file_and_expected_columns(tmp_path, which, content, why):
     paths = write_plain(tmp_path / "inputs")
@@ -239,7 +239,25 @@ def test_a_folder_given_as_predictions_says_it_is_a_folder(tmp_path):
     paths = write_plain(tmp_path / "inputs")
     paths["predictions"] = tmp_path
     code, err = run_cli(args_for(paths, tmp_path / "report"))
-    assert code == 1 and f"{tmp_path}: a folder, not a CSV file; expected a CSV with columns file" in err
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert f"{tmp_path}: is a folder, not a file; expected a CSV with columns file" in err
+
+
+def test_a_missing_predictions_file_names_it_and_the_expected_columns(tmp_path):
+    paths = write_plain(tmp_path / "inputs")
+    paths["predictions"] = tmp_path / "absent.csv"
+    code, err = run_cli(args_for(paths, tmp_path / "report"))
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert f"{tmp_path / 'absent.csv'}: no such file; expected a CSV with columns file" in err
+
+
+def test_a_utf8_csv_with_a_byte_order_mark_is_read_as_without_one(tmp_path):
+    # Spreadsheet programs write UTF-8 CSVs with a byte-order mark; it is not part of the id column.
+    paths = write_plain(tmp_path / "inputs")
+    plain = audit.audit_predictions(paths["predictions"], paths["labels"], paths["speakers"], n_boot=0)
+    paths["predictions"].write_bytes(b"\xef\xbb\xbf" + paths["predictions"].read_bytes())
+    marked = audit.audit_predictions(paths["predictions"], paths["labels"], paths["speakers"], n_boot=0)
+    pd.testing.assert_frame_equal(marked.overall, plain.overall)
 
 
 def test_a_folder_without_clips_csv_as_labels_says_it_is_no_corpus(tmp_path):

@@ -57,7 +57,7 @@ from fairser.io import read_csv, read_text  # noqa: E402
 
 
 @pytest.mark.parametrize("content, message", [
-    (None, r"x\.csv: no such file"),
+    (None, r"x\.csv: no such file; expected columns a, b"),
     (b"", r"x\.csv: empty file \(no header line\); expected columns a, b"),
     (b"a,b\n1,\xe9\n", r"x\.csv: not UTF-8 text \(line 2: byte 0xe9\); save it as UTF-8; expected columns a, b"),
     (b"a,c\n1,2\n", r"x\.csv: missing column\(s\) b"),
@@ -71,8 +71,10 @@ def test_read_csv_bad_files_are_one_line_naming_file_and_columns(tmp_path, conte
 
 def test_read_csv_of_a_folder_or_without_columns_still_says_what_was_expected(tmp_path):
     (tmp_path / "d.csv").mkdir()
-    with pytest.raises(InputError, match=r"d\.csv: is a folder, not a file"):
+    with pytest.raises(InputError, match=r"d\.csv: is a folder, not a file; expected columns a$"):
         read_csv(tmp_path / "d.csv", ["a"])
+    with pytest.raises(InputError, match=r"d\.csv: is a folder, not a file; expected one row per speaker$"):
+        read_csv(tmp_path / "d.csv", [], expected="one row per speaker")
     (tmp_path / "e.csv").write_bytes(b"")
     with pytest.raises(InputError, match=r"e\.csv: empty file \(no header line\); expected a CSV with a header line"):
         read_csv(tmp_path / "e.csv", [])
@@ -87,5 +89,9 @@ def test_read_text_rejects_empty_and_non_utf8_files_naming_what_was_expected(tmp
     (tmp_path / "c.json").write_bytes(b'{"a":\n"\xff"}')
     with pytest.raises(InputError, match=r"c\.json: not UTF-8 text \(line 2: byte 0xff\)"):
         read_text(tmp_path / "c.json", "a JSON object")
+    with pytest.raises(InputError, match=r"d\.json: no such file; expected a JSON object$"):
+        read_text(tmp_path / "d.json", "a JSON object")
+    with pytest.raises(InputError, match=r": is a folder, not a file; expected a JSON object$"):
+        read_text(tmp_path, "a JSON object")
     (tmp_path / "c.json").write_bytes(b'\xef\xbb\xbf{"a": 1}')
     assert read_text(tmp_path / "c.json", "a JSON object") == '{"a": 1}'

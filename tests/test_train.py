@@ -485,7 +485,7 @@ def test_stage_reports_a_missing_groups_file_in_one_line(tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
-        f"error: {tmp_path / 'groups' / 'kmeans_k16.csv'}: no such file"]
+        f"error: {tmp_path / 'groups' / 'kmeans_k16.csv'}: no such file; expected columns fold, file, group"]
 
 
 # --- the head is EMO-SUPERB's model class ------------------------------------------------------

@@ -95,27 +95,15 @@ def _frame_as_text(df: pd.DataFrame) -> pd.DataFrame:
 def _read_table(source, expected: str, what: str) -> tuple[pd.DataFrame, Path | str]:
     """(every cell as text, empty cells "", the name messages use) of a CSV path or a DataFrame.
 
-    An empty file, a header without rows, text that is not UTF-8, a folder or a missing file is one
-    InputError naming the file and the `expected` columns."""
+    A path is read by `fairser.io.read_csv` (a folder, a missing, empty, non-UTF-8 or unparsable
+    file is its one InputError naming the file and the `expected` columns); a header without rows
+    is one here, since a table the audit reads needs one row per clip."""
     if isinstance(source, pd.DataFrame):
         name = f"{what} DataFrame"
         df = _frame_as_text(source)
     else:
-        name = path = Path(source)
-        if path.is_dir():
-            raise InputError(f"{path}: a folder, not a CSV file; expected a CSV with {expected}")
-        if not path.is_file():
-            raise InputError(f"{path}: no such file; expected a CSV with {expected}")
-        try:
-            df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
-        except pd.errors.EmptyDataError:
-            raise InputError(f"{path}: empty file; expected a CSV with {expected}") from None
-        except UnicodeDecodeError as err:
-            raise InputError(f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset "
-                             f"{err.start}); expected a UTF-8 CSV with {expected}") from None
-        except pd.errors.ParserError as err:
-            raise InputError(f"{path}: unreadable CSV ({str(err).splitlines()[0]}); expected a CSV "
-                             f"with {expected}") from None
+        name = Path(source)
+        df = read_csv(name, (), expected=f"a CSV with {expected}", dtype=str, keep_default_na=False)
     if len(df) == 0:
         raise InputError(f"{name}: a header and no rows; expected one row per clip with {expected}")
     return df, name

@@ -17,7 +17,7 @@ Beyond the paper (docs/STATISTICS.md):
   seed (seeded by (seed, fold, attribute) only), so intervals of gains vs ERM are paired. The
   interval method (`CI_METHOD`, "widened") and the no-gap rule (a gap that a permutation test
   cannot tell from noise gets an interval from 0, `no_gap_p`) were chosen by a coverage
-  simulation (benchmarks/coverage.py; figures in docs/STATISTICS.md). Intervals cover
+  simulation (benchmarks/gap_ci_coverage.py; figures in docs/STATISTICS.md). Intervals cover
   test-speaker sampling only; training randomness shows in the s.d. over seeds. A gap's gain
   is undefined (NaN) where ERM's gap interval holds 0.
 - A paired test of each run against ERM whose unit is the fold, seeds averaged within it
@@ -53,7 +53,7 @@ EXTENSIONS_DIR = "kmeans_extensions"  # a runs folder whose set.json names its k
 PROB_SUM_TOL = 1e-3  # predictions are softmax outputs written as text
 CI_LEVEL = 0.95
 CI_METHODS = ("percentile", "basic", "shifted", "bca", "widened")
-CI_METHOD = "widened"  # chosen by benchmarks/coverage.py (docs/STATISTICS.md)
+CI_METHOD = "widened"  # chosen by benchmarks/gap_ci_coverage.py (docs/STATISTICS.md)
 # A group with fewer test speakers than this in a fold is resampled by pooled residuals
 # (`replicate_group_counts`): one speaker redrawn as itself shows no spread at all.
 MIN_STRATUM = 3
@@ -646,7 +646,7 @@ def bootstrap_interval(point: float, reps: np.ndarray | None, *, method: str = N
       max(2x - q(a) - min(bias, 0), x)]. The bootstrap underestimates the upward bias of a
       max-min gap when the true gap is small (resamples start from already spread-out groups),
       so the basic interval sits too high; this conservative widening is hand-made and checked
-      only by simulation (benchmarks/coverage.py, docs/STATISTICS.md), for gaps, not gains;
+      only by simulation (benchmarks/gap_ci_coverage.py, docs/STATISTICS.md), for gaps, not gains;
     - "bca": q(Phi(z0 + (z0 + z)/(1 - A (z0 + z)))) at z = Phi^-1(a), Phi^-1(1 - a), with
       z0 = Phi^-1(share of replicates below x, ties counted half) and the acceleration
       A = sum(d^3) / (6 sum(d^2)^1.5), d = mean(jack) - jack, from the leave-one-speaker-out
@@ -656,7 +656,7 @@ def bootstrap_interval(point: float, reps: np.ndarray | None, *, method: str = N
     `floor` clips both ends from below (0 for gaps). With `null` (gaps under group
     relabellings), when the permutation test `no_gap_p` does not reject "no gap" at 1 - level,
     the lower end is set to `floor`: a max-min gap is never 0 in a sample, so without this no
-    interval holds a true gap of 0 (benchmarks/coverage.py). Undefined (NaN) replicates are left out.
+    interval holds a true gap of 0 (benchmarks/gap_ci_coverage.py). Undefined (NaN) replicates are left out.
     Returns ci_low, ci_high, bias and p_no_gap (NaN without `null`).
     """
     method = CI_METHOD if method is None else method
@@ -869,7 +869,7 @@ def summarize(per_fold: pd.DataFrame, replicates: Replicates | dict | None,
             ref = erm_mean[(r["attribute"], r["metric"])]
             if r["metric"] in GAP_METRICS and erm_low[(r["attribute"], r["metric"])] <= 0:
                 # ERM's own gap is not told from 0: a ratio over it is unstable, and its interval
-                # could exclude 0 anyway (benchmarks/coverage.py --gains). Undefined, not a number.
+                # could exclude 0 anyway (benchmarks/gap_ci_coverage.py --gains). Undefined, not a number.
                 gains.append({**r, "metric": f"{r['metric']}_gain", "mean": np.nan, "std": np.nan,
                               "ci_low": np.nan, "ci_high": np.nan, "bias": np.nan, "p_no_gap": np.nan,
                               "ci_method": "", "ci_note": GAIN_UNDEFINED})

@@ -60,12 +60,14 @@ def write_json(path: str | Path, obj) -> None:
 ONLY_EMPTY_IS_NA = {"keep_default_na": False, "na_values": [""]}
 
 
-def _not_a_file(path: Path) -> str | None:
-    """Why `path` cannot be read as a file (missing, a folder), or None."""
+def _not_a_file(path: Path, expected: str) -> InputError | None:
+    """The one line for a `path` that cannot be read as a file (a folder, missing), or None.
+
+    It ends with `expected` (what the user should supply there), as the other reading errors do."""
     if path.is_dir():
-        return f"{path}: is a folder, not a file"
+        return InputError(f"{path}: is a folder, not a file; expected {expected}")
     if not path.is_file():
-        return f"{path}: no such file"
+        return InputError(f"{path}: no such file; expected {expected}")
     return None
 
 
@@ -85,9 +87,9 @@ def read_text(path: str | Path, expected: str) -> str:
     """The text of a UTF-8 file (a byte-order mark is dropped); a missing, empty or non-UTF-8 file
     is one InputError naming the file and `expected` (what it should hold)."""
     path = Path(path)
-    why = _not_a_file(path)
+    why = _not_a_file(path, expected)
     if why:
-        raise InputError(why)
+        raise why
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8-sig")
@@ -106,10 +108,10 @@ def read_csv(path: str | Path, columns, *, expected: str | None = None, **kwargs
     describes them where a list cannot), before any work is done with it.
     """
     path = Path(path)
-    why = _not_a_file(path)
-    if why:
-        raise InputError(why)
     expected = expected or (f"columns {', '.join(columns)}" if len(columns) else "a CSV with a header line")
+    why = _not_a_file(path, expected)
+    if why:
+        raise why
     kwargs.setdefault("encoding", "utf-8-sig")
     try:
         df = pd.read_csv(path, **kwargs)

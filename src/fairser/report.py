@@ -45,7 +45,7 @@ TSNE_SEED = 42
 FIG4_K = 16  # paper Fig. 4
 FIG4_FOLD = 5
 # Simulated coverage of the intervals the tables print, by (attribute, gap): (gaps, gains), the
-# range over the scenarios of docs/STATISTICS.md (benchmarks/coverage.py: planted and null
+# range over the scenarios of docs/STATISTICS.md (benchmarks/gap_ci_coverage.py: planted and null
 # populations; --gains: a method with half of ERM's group effects and one with all of them, over
 # the draws whose gain is defined). CREMA-D's attributes at its test sizes; others not simulated.
 SIMULATED_COVERAGE = {
@@ -370,7 +370,7 @@ def _spread_text(n_folds: int, n_seeds: int) -> str:
 def _interval_text() -> str:
     return (f"[speaker-bootstrap interval aimed at 95%, {INTERVAL_NAMES[CI_METHOD]}] for gaps and "
             "gains; each gap column's header gives the coverage simulated for its gaps and for the "
-            "gains in it (benchmarks/coverage.py, docs/STATISTICS.md), below 95% in places")
+            "gains in it (benchmarks/gap_ci_coverage.py, docs/STATISTICS.md), below 95% in places")
 
 
 def gap_header(name: str, attribute: str, metric: str) -> str:

@@ -19,9 +19,9 @@ With --gains: the coverage of the gain intervals (1 - gap_method / gap_ERM, `gai
 where ERM is the planted population and the method keeps a share of its group effects, and the
 gain counts as shown only where ERM's gap interval excludes 0 (as `evaluate.summarize` does).
 
-    python benchmarks/coverage.py                      # 300 draws x 400 resamples, both scenarios
-    python benchmarks/coverage.py --draws 100 --boot 200 --csv coverage.csv
-    python benchmarks/coverage.py --gains              # 300 draws x 400 resamples per share
+    python benchmarks/gap_ci_coverage.py               # 300 draws x 400 resamples, both scenarios
+    python benchmarks/gap_ci_coverage.py --draws 100 --boot 200 --csv coverage.csv
+    python benchmarks/gap_ci_coverage.py --gains       # 300 draws x 400 resamples per share
 """
 
 from __future__ import annotations
