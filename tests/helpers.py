@@ -1,5 +1,6 @@
 """Small test-data makers shared by several test modules."""
 
+import functools
 import os
 import shutil
 import subprocess
@@ -12,6 +13,33 @@ import yaml
 from fairser.constants import SAMPLE_RATE
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@functools.cache
+def shipped_params_text(root: Path = ROOT) -> str:
+    """The text of the params.yaml the project ships: `root`'s committed copy (`git show
+    HEAD:./params.yaml`) in a git work tree whose HEAD has one, else the file itself (a tarball copy).
+
+    Tests never read the workspace file: `dvc exp run -S idi.k=32` leaves the experiment's values in
+    it, and the tests must pass the same after a user's experiment. An edit of params.yaml itself is
+    seen by the tests once committed.
+    """
+    try:
+        shown = subprocess.run(["git", "show", "HEAD:./params.yaml"], cwd=root, capture_output=True,
+                               text=True, encoding="utf-8")
+    except FileNotFoundError:  # no git installed
+        shown = None
+    if shown is not None and shown.returncode == 0:
+        return shown.stdout
+    return (Path(root) / "params.yaml").read_text(encoding="utf-8")
+
+
+def shipped_params(root: Path = ROOT) -> dict:
+    """shipped_params_text parsed as DVC and `fairser.config.read_yaml` parse it (YAML 1.2); a fresh
+    dict on each call, so a test may change it."""
+    from ruamel.yaml import YAML
+
+    return YAML(typ="safe").load(shipped_params_text(root))
 
 
 def tone(seconds, f0, seed=0):
@@ -38,7 +66,7 @@ def dvc_repo(repo: Path, overrides: dict, *, repro: bool = True) -> tuple[Path, 
     for name in ("src", "stages"):
         shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "dvc.yaml", repo / "dvc.yaml")
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = shipped_params()
     for path, value in overrides.items():
         node = params
         for key in path[:-1]:

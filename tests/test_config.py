@@ -10,13 +10,14 @@ import pytest
 import yaml
 
 from fairser import config
+from helpers import shipped_params, shipped_params_text
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
 def raw() -> dict:
-    return config.read_yaml(ROOT / "params.yaml")
+    return shipped_params()
 
 
 def _set(raw: dict, dotted: str, value) -> dict:
@@ -119,7 +120,7 @@ def test_kmeans_ks_are_the_sweep(raw):
 def test_load_reads_yaml_1_2_so_1e_4_is_a_number_as_for_dvc(tmp_path):
     from dvc.utils.serialize import parse_yaml
 
-    text = (ROOT / "params.yaml").read_text().replace("lr: 1.0e-4", "lr: 1e-4")
+    text = shipped_params_text().replace("lr: 1.0e-4", "lr: 1e-4")
     assert "lr: 1e-4" in text
     path = tmp_path / "params.yaml"
     path.write_text(text)
@@ -130,7 +131,7 @@ def test_load_reads_yaml_1_2_so_1e_4_is_a_number_as_for_dvc(tmp_path):
 
 def test_a_duplicated_key_is_one_line_naming_the_file(tmp_path):
     path = tmp_path / "params.yaml"
-    path.write_text((ROOT / "params.yaml").read_text() + "seed: 1\n")
+    path.write_text(shipped_params_text() + "seed: 1\n")
     with pytest.raises(config.ParamsError) as err:
         config.load(path)
     assert str(err.value).startswith(f"{path}: not valid YAML") and "\n" not in str(err.value)
@@ -243,7 +244,7 @@ def test_the_schema_and_params_yaml_name_the_same_required_keys(raw):
 
 
 def test_the_params_stage_fails_in_one_line_and_writes_nothing(tmp_path):
-    text = (ROOT / "params.yaml").read_text().replace("lr: 1.0e-4", "lr: .inf")
+    text = shipped_params_text().replace("lr: 1.0e-4", "lr: .inf")
     (tmp_path / "params.yaml").write_text(text)
     cmd = [sys.executable, str(ROOT / "stages" / "params.py"), "--out", str(tmp_path / "p"),
            "--params", str(tmp_path / "params.yaml")]
@@ -257,7 +258,7 @@ def test_the_params_stage_fails_in_one_line_and_writes_nothing(tmp_path):
 def test_the_params_stage_output_is_the_same_for_any_valid_params(tmp_path):
     outputs = []
     for lr in ("1.0e-4", "3e-4"):
-        text = (ROOT / "params.yaml").read_text().replace("lr: 1.0e-4", f"lr: {lr}")
+        text = shipped_params_text().replace("lr: 1.0e-4", f"lr: {lr}")
         (tmp_path / "params.yaml").write_text(text)
         cmd = [sys.executable, str(ROOT / "stages" / "params.py"), "--out", str(tmp_path / lr),
                "--params", str(tmp_path / "params.yaml")]

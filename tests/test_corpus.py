@@ -13,7 +13,7 @@ from fairser import config, corpus
 from fairser.errors import InputError
 from fairser.constants import SAMPLE_RATE, SURROGATE_NOTICE
 from fairser.schema import CREMA_D_CLASSES as EMOTIONS
-from helpers import tone
+from helpers import shipped_params, tone
 
 
 def test_block_folds_match_emo_superb_blocks_for_91_actors():
@@ -124,7 +124,7 @@ def test_surrogate_size_out_of_range_is_an_error_naming_the_param(tmp_path, key,
 
 
 def test_build_reads_the_surrogate_params(tmp_path):
-    params = config.load(config.Path(__file__).resolve().parents[1] / "params.yaml")
+    params = config.resolve(shipped_params())
     params["corpus"]["surrogate"] = {"n_actors": 10, "n_sentences": 1, "seconds": 0.5}
     out = corpus.build(tmp_path / "c", params)
     assert len(pd.read_csv(out / "clips.csv")) == 10 * 16  # sentence IEO: 5 emotions x 3 levels + neutral

@@ -11,6 +11,7 @@ from fairser.debias.base import BEST, Run
 from fairser.debias.george import cluster_groups, overcluster, reduce
 from fairser.debias.jtt import dev_f1, error_set, grid, upweights
 from fairser.train import FoldData, Result, TrainConfig, build_run, fit, fit_methods
+from helpers import shipped_params
 
 torch.set_num_threads(1)
 HP = {"jtt": {"identification_epochs": 2, "lambda_up": 20, "error_rule": "prob"},
@@ -286,11 +287,9 @@ def test_george_log_has_purity_and_nmi_per_attribute():
 # --- params ------------------------------------------------------------------------------------
 
 def _params(**jtt):
-    from pathlib import Path
-
     from fairser import config
 
-    params = config.load(Path(__file__).resolve().parents[1] / "params.yaml")
+    params = config.resolve(shipped_params())
     params["train"]["epochs"] = 20
     params["methods"]["jtt"].update(jtt)
     return params

@@ -20,7 +20,7 @@ from fairser import features as F
 from fairser.errors import InputError
 from fairser.errors import ParamsError
 from fairser.constants import SAMPLE_RATE
-from helpers import tone
+from helpers import shipped_params, tone
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,7 +49,7 @@ def test_a_bad_thread_environment_value_is_one_line_naming_it(monkeypatch, value
 
 
 def test_stage_entry_sizes_torch_threads_from_its_params_file(tmp_path, no_env):
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = shipped_params()
     params["compute"]["threads"] = 1
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
     before = torch.get_num_threads()

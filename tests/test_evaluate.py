@@ -20,6 +20,7 @@ from fairser import evaluate, metrics
 from fairser import schema as fairser_schema
 from fairser.constants import SURROGATE_NOTICE
 from fairser.schema import CREMA_D_CLASSES as EMOTIONS
+from helpers import shipped_params
 
 ROOT = Path(__file__).resolve().parents[1]
 ATTRS = ("gender", "race", "age")  # CREMA-D's, schema order
@@ -85,7 +86,7 @@ def make_tree(root: Path, *, n_boot: int = 50, k: int = 16) -> dict:
     train = folds[folds["split"] == "train"].copy()
     train["group"] = rng.integers(0, 16, len(train))
     train[["fold", "file", "split", "group"]].to_csv(groups / "kmeans_k16.csv", index=False)
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = shipped_params()
     params["evaluate"]["bootstrap"] = n_boot
     params["idi"]["k"] = k
     params["idi"]["k_sweep"] = [2, 16, 32]
@@ -685,7 +686,7 @@ def make_generic_tree(root: Path, schema=GENDER_ONLY, actors: pd.DataFrame | Non
     train = folds[folds["split"] == "train"].copy()
     train["group"] = rng.integers(0, 16, len(train))
     train[["fold", "file", "split", "group"]].to_csv(groups / "kmeans_k16.csv", index=False)
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = shipped_params()
     params["evaluate"]["bootstrap"] = n_boot
     params["split"]["bias"] = bias
     params["idi"]["k_sweep"] = [16]

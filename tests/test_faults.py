@@ -20,13 +20,13 @@ from fairser import features as F
 from fairser import speaker as S
 from fairser.errors import InputError
 from fairser.constants import SAMPLE_RATE
-from helpers import dvc_repo, tone
+from helpers import dvc_repo, shipped_params, tone
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _params(tmp_path: Path, **surrogate) -> Path:
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = shipped_params()
     params["corpus"]["surrogate"].update(surrogate)
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))

@@ -20,7 +20,7 @@ import yaml
 
 from conftest import reference_data_or_skip
 from fairser.constants import SAMPLE_RATE
-from helpers import tone
+from helpers import shipped_params, tone
 from test_features import tiny_wavlm
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +56,7 @@ def project(tmp_path_factory):
     audio.mkdir()
     for i, clip in enumerate(CLIPS):
         sf.write(audio / clip, tone(0.3, 120 + 60 * i, seed=i), SAMPLE_RATE, subtype="PCM_16")
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = shipped_params()
     params["corpus"].update(name="crema-d", audio_dir=str(audio), metadata_dir=str(reference))
     params["features"]["upstream"] = tiny_wavlm(tmp_path / "wavlm", "group")
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

@@ -13,7 +13,7 @@ import soundfile as sf
 from fairser import config, corpus, schema
 from fairser.constants import SAMPLE_RATE
 from fairser.errors import InputError, ParamsError
-from helpers import tone
+from helpers import shipped_params, tone
 
 ROOT = Path(__file__).resolve().parents[1]
 USER = {"speakers": None, "renormalise": False, "bins": {}}
@@ -128,7 +128,7 @@ def test_with_declared_classes_a_jsonl_key_or_label_column_outside_them_is_an_er
 
 
 def test_corpus_classes_and_excluded_are_validated_params():
-    raw = config.read_yaml(ROOT / "params.yaml")
+    raw = shipped_params()
     assert raw["corpus"]["classes"] is None and raw["corpus"]["min_clips_per_class"] == 2
     for key, value, expected in [("classes", ["joy"], "at least two distinct class names"),
                                  ("classes", ["joy", "joy"], "at least two distinct"),

@@ -7,23 +7,21 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-import yaml
 
 from fairser import config, corpus, idi, provenance as P
 from fairser import features as F
 from fairser import speaker as S
 from fairser.errors import InputError
 from fairser.constants import SAMPLE_RATE
-from helpers import tone
+from helpers import shipped_params, tone
 from test_features import tiny_wavlm
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("hub_offline")
 
 
 def params_with(**models):
     """Default params resolved, with model keys (dotted) replaced."""
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw = shipped_params()
     for dotted, value in models.items():
         section, key = dotted.split("__")
         raw[section][key] = value
@@ -168,7 +166,7 @@ def test_an_unpinned_hub_id_resolves_to_the_commit_its_cache_holds(tmp_path, mon
 
 
 def test_paper_preset_pins_its_hub_models_and_only_those():
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw = shipped_params()
     raw["preset"] = "paper"
     params = config.resolve(raw)
     assert params["features"]["revision"] == "4c66d4806a428f2e922ccfa1a962776e232d487b"
@@ -179,7 +177,7 @@ def test_paper_preset_pins_its_hub_models_and_only_those():
 
 
 def test_a_revision_with_spaces_is_a_params_error():
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw = shipped_params()
     raw["speaker"]["revision"] = "main branch"
     with pytest.raises(config.ParamsError, match="speaker.revision"):
         config.resolve(raw)
@@ -199,7 +197,7 @@ def test_hf_models_load_with_remote_code_off(tmp_path, monkeypatch):
 
 
 def test_corpus_json_records_coverage_preset_and_seed(tmp_path):
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw = shipped_params()
     raw["corpus"]["surrogate"].update(n_actors=10, n_sentences=1, seconds=0.5)
     corpus.build(tmp_path / "c", config.resolve(raw), inputs={"audio_dir": None})
     info = json.loads((tmp_path / "c" / "corpus.json").read_text())

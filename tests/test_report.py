@@ -6,11 +6,12 @@ import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
 import pytest
-from test_evaluate import CALM4, EVAL_ARGS, ROOT, make_generic_tree, make_tree, run_stage
+from test_evaluate import CALM4, EVAL_ARGS, make_generic_tree, make_tree, run_stage
 
 from fairser import config, evaluate, report
 from fairser import schema as fairser_schema
 from fairser.constants import SURROGATE_NOTICE
+from helpers import shipped_params
 
 REPORT_ARGS = ("--eval", "data/eval", "--corpus", "data/corpus", "--speaker", "data/speaker",
                "--groups", "data/groups", "--reports", "reports", "--plots", "plots")
@@ -142,7 +143,7 @@ def test_every_title_names_the_models_preset_and_seeds(reported):
     for name in ("table1.md", "table2.md", "table1_vs_paper.md"):
         title = (reported / "reports" / name).read_text().splitlines()[0]
         assert "upstream " in title and "speaker " in title and "pseudo " in title, name
-        seeds = config.load(ROOT / "params.yaml")["train"]["seeds"]
+        seeds = config.resolve(shipped_params())["train"]["seeds"]
         assert f"preset offline, seed 0, {seeds} training seed{'s' if seeds > 1 else ''}" in title, name
 
 

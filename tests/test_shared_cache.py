@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from helpers import run_ok as _run
+from helpers import shipped_params
 from test_pipeline import TINY, _ran_stages
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,7 +30,7 @@ def pushed(tmp_path_factory):
     for name in ("src", "stages"):
         shutil.copytree(ROOT / name, a / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "dvc.yaml", a / "dvc.yaml")
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = shipped_params()
     for path, value in TINY.items():
         node = params
         for key in path[:-1]:

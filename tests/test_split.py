@@ -11,8 +11,6 @@ import pandas as pd
 import pytest
 import yaml
 
-from fairser import config
-
 from fairser.errors import InputError
 from fairser.errors import ParamsError
 from fairser import schema as corpus_schema
@@ -31,6 +29,7 @@ from fairser.split import (
     sparse_class_mode,
     vote_share,
 )
+from helpers import shipped_params
 
 N_FOLDS = 5
 CREMA = corpus_schema.crema_d()
@@ -241,7 +240,7 @@ def test_read_corpus_names_a_bad_split_value(tmp_path):
 def params_file(tmp_path, **split) -> Path:
     """params.yaml with the split section changed; the coverage minimums default to 0 here (the
     tiny corpus has two classes and, after biasing, one gender in train)."""
-    params = config.read_yaml(ROOT / "params.yaml")
+    params = shipped_params()
     zero = {s: 0 for s in ("train", "dev", "test")}
     params["split"].update({"min_clips_per_class": zero, "min_clips_per_group": zero, **split})
     path = tmp_path / "params.yaml"

@@ -21,6 +21,7 @@ from fairser.train import (BatchedAdam, FoldData, Run, TrainConfig, TrainingDive
                            emo_superb_params,
                            build_run, cb_losses, class_weights, fit, plan_jobs, random_scores,
                            run_set, training_targets)
+from helpers import shipped_params, shipped_params_text
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
@@ -380,7 +381,7 @@ def write_inputs(root, n=60, with_soft=True, drop_group=None):
 
 
 def tiny_params(seeds=2, extensions=()):
-    params = config.load(ROOT / "params.yaml")
+    params = config.resolve(shipped_params())
     params["train"].update(epochs=2, batch_size=8, hidden=4, device="cpu", seeds=seeds,
                            extensions=list(extensions))
     params["methods"]["jtt"]["identification_epochs"] = 1
@@ -478,7 +479,8 @@ def test_a_feature_constant_on_train_does_not_blow_up_on_test():
 
 def test_stage_reports_a_missing_groups_file_in_one_line(tmp_path):
     write_inputs(tmp_path)
-    cmd = [sys.executable, str(ROOT / "stages" / "train.py"), "--params", str(ROOT / "params.yaml"),
+    (tmp_path / "params.yaml").write_text(shipped_params_text())
+    cmd = [sys.executable, str(ROOT / "stages" / "train.py"), "--params", str(tmp_path / "params.yaml"),
            "--set", "kmeans", "--k", "16", "--corpus", str(tmp_path / "corpus"),
            "--features", str(tmp_path / "features"), "--split", str(tmp_path / "split"),
            "--groups", str(tmp_path / "groups"), "--out", str(tmp_path / "runs" / "kmeans_k16")]
@@ -589,7 +591,7 @@ def test_jobs_hold_at_most_eight_training_sets_so_five_folds_by_three_seeds_fill
 
 
 def test_train_extensions_names_only_issue_24s_methods():
-    raw = config.read_yaml(ROOT / "params.yaml")
+    raw = shipped_params()
     for bad in (["nope"], ["dfr", "dfr"], ["gdro"], "dfr"):
         raw["train"]["extensions"] = bad
         with pytest.raises(config.ParamsError, match="train.extensions"):

@@ -1,8 +1,6 @@
 """Training on a corpus that is not CREMA-D-shaped (issue 11): four classes calm, joy, anger,
 grief (K = 4, positive threshold 1/4) and gender only. Hand-computed cases; tiny and fast."""
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,9 +11,9 @@ from fairser import schema as corpus_schema
 from fairser.errors import InputError
 from fairser.debias.jtt import error_set
 from fairser.train import class_weights, load_folds, random_scores, run_set, training_targets
+from helpers import shipped_params
 
 torch.set_num_threads(1)
-ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ("calm", "joy", "anger", "grief")
 SCHEMA = corpus_schema.Schema(classes=CLASSES, folds=2,
                               attributes=(corpus_schema.Attribute("gender", "sex", ("Male", "Female")),))
@@ -93,7 +91,7 @@ def write_corpus(root, n=48, seed=0):
 
 
 def tiny_params():
-    params = config.load(ROOT / "params.yaml")
+    params = config.resolve(shipped_params())
     params["train"].update(epochs=2, batch_size=8, hidden=4, device="cpu", seeds=1, extensions=[])
     params["methods"]["jtt"]["identification_epochs"] = 1
     return params
