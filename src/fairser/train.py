@@ -258,8 +258,8 @@ def _group_key(run: Run) -> tuple:
 # Groups per job, at most. A fixed number (not the core count) keeps job composition, and so
 # every floating-point result, the same on any machine. 8 splits the 15 training sets of 5 folds x
 # 3 seeds into 2 jobs that two cores train side by side; a step's Python and kernel-launch cost is
-# paid once per job, so fewer, larger jobs cost less CPU (docs/PERFORMANCE.md: half of what jobs
-# of 3 cost on the surrogate's shape).
+# paid once per job, so fewer, larger jobs cost less CPU (docs/PERFORMANCE.md: about a third less
+# than jobs of 3 on the surrogate's shape).
 MAX_GROUPS_PER_JOB = 8
 
 
