@@ -49,6 +49,18 @@ def test_soft_tpr_gap_is_the_squared_spread_of_group_tprs_over_classes():
     assert soft_tpr_gap(probs, targets, torch.tensor([[1.0, 0]] * 4), thr, 1e-4).item() == 0
 
 
+def test_soft_tpr_gap_of_many_groups_is_the_positive_weighted_mean_over_pairs_not_the_spread():
+    thr = 0.5
+    # class 0 positives: two in group a (both predicted: TPR 1), one in b (missed: 0), one in c (1);
+    # class 1 has no positive. Weights a 1/2, b 1/4, c 1/4; pairs a-b 1/8 (diff^2 1), a-c 1/8 (0),
+    # b-c 1/16 (1): (1/8 + 1/16) / (1/8 + 1/8 + 1/16) = 0.6 for class 0, 0 for class 1.
+    targets = torch.tensor([[1.0, 0]] * 4)
+    probs = torch.tensor([[1.0, 0], [1, 0], [0, 1], [1, 0]])
+    m = torch.tensor([[1.0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]])
+    assert soft_tpr_gap(probs, targets, m, thr, tau=1e-4).item() == pytest.approx(0.6 / 2)
+    # the max-min spread would be 1 (class 0): a lone missed positive weighs by its share
+
+
 def test_mmd_penalty_vanishes_for_groups_alike_and_grows_when_they_separate():
     z = torch.tensor([[0.0, 0], [1, 0], [0.0, 0], [1, 0]])
     valid = torch.ones(4)
