@@ -42,7 +42,7 @@ from fairser import schema as corpus_schema
 from fairser.errors import InputError
 from fairser.config import GROUP_METHODS, METHODS
 from fairser.method_sets import SET_FILE
-from fairser.io import ONLY_EMPTY_IS_NA, read_csv
+from fairser.io import ONLY_EMPTY_IS_NA, read_csv, read_text
 
 SCORE_METRICS = ("f1", "acc")
 GAP_METRICS = ("tpr_gap", "dp_gap")
@@ -175,11 +175,12 @@ def _set_name(set_dir: Path) -> str:
     """The run set of a runs folder: its name, or for kmeans_extensions (issue 24's group methods
     on one k's clusters, trained apart from the k sweep) the kmeans_k<K> its set.json names."""
     if set_dir.name == EXTENSIONS_DIR:
-        info = set_dir / SET_FILE
+        info, expected = set_dir / SET_FILE, '{"set": "kmeans_k<K>"}'
+        text = read_text(info, expected)  # a missing, empty or non-UTF-8 file: io's one line
         try:
-            name = json.loads(info.read_text(encoding="utf-8")).get("set")
-        except (OSError, ValueError, AttributeError) as e:
-            raise InputError(f"{info}: expected {{\"set\": \"kmeans_k<K>\"}} ({e})") from None
+            name = json.loads(text).get("set")
+        except (ValueError, AttributeError) as e:
+            raise InputError(f"{info}: not that JSON ({e}); expected {expected}") from None
         if not isinstance(name, str) or set_k(name) is None:
             raise InputError(f"{info}: set {name!r}; expected kmeans_k<K>")
         return name
